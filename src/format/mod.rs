@@ -1,0 +1,3 @@
+//! The bytes on disk: pure encoders and decoders, no I/O.
+
+pub mod identity;

@@ -1,0 +1,14 @@
+//! wasmpak: compiled WebAssembly modules for wasmer, cached in one memory-mapped pack file.
+
+mod error;
+pub mod format;
+mod key;
+
+pub use error::{Error, ErrorKind, Result};
+pub use format::identity::{IdentityValue, PackIdentity};
+pub use key::{Key, ParseKeyError};
+
+#[cfg(feature = "wasmer")]
+mod cache;
+#[cfg(feature = "wasmer")]
+pub use cache::*;
