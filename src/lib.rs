@@ -3,10 +3,12 @@
 mod error;
 pub mod format;
 mod key;
+mod pack;
 
 pub use error::{Error, ErrorKind, Result};
 pub use format::identity::{IdentityValue, PackIdentity};
 pub use key::{Key, ParseKeyError};
+pub use pack::{Batch, Durability, Entry, Pack, PackOptions, Problem, Stats, Verify, VerifyReport};
 
 #[cfg(feature = "wasmer")]
 mod cache;

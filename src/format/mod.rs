@@ -1,3 +1,82 @@
-//! The bytes on disk: pure encoders and decoders, no I/O.
+//! The bytes on disk: pure encoders and decoders for every structure in a pack, and nothing
+//! else. No I/O, no wasmer; every decoder takes untrusted bytes and returns a [`DecodeError`]
+//! rather than panicking, reading out of bounds, or allocating by an untrusted length.
+//!
+//! `docs/FORMAT.md` is the specification these functions implement; the constants and field
+//! offsets here follow its tables.
 
 pub mod identity;
+pub mod index;
+pub mod record;
+pub mod superblock;
+
+use std::fmt;
+
+/// Why a structure failed to decode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError(String);
+
+impl DecodeError {
+    pub(crate) fn new(detail: impl Into<String>) -> DecodeError {
+        DecodeError(detail.into())
+    }
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// Every record starts at, and occupies, a multiple of this many bytes.
+pub const ALIGN: u64 = 64;
+
+/// Rounds `len` up to a multiple of [`ALIGN`], or `None` on overflow.
+pub fn align_up(len: u64) -> Option<u64> {
+    len.checked_add(ALIGN - 1).map(|n| n & !(ALIGN - 1))
+}
+
+fn read_u16(bytes: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([bytes[at], bytes[at + 1]])
+}
+
+fn read_u32(bytes: &[u8], at: usize) -> u32 {
+    let mut b = [0u8; 4];
+    b.copy_from_slice(&bytes[at..at + 4]);
+    u32::from_le_bytes(b)
+}
+
+fn read_u64(bytes: &[u8], at: usize) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(b)
+}
+
+fn write_u16(bytes: &mut [u8], at: usize, value: u16) {
+    bytes[at..at + 2].copy_from_slice(&value.to_le_bytes());
+}
+
+fn write_u32(bytes: &mut [u8], at: usize, value: u32) {
+    bytes[at..at + 4].copy_from_slice(&value.to_le_bytes());
+}
+
+fn write_u64(bytes: &mut [u8], at: usize, value: u64) {
+    bytes[at..at + 8].copy_from_slice(&value.to_le_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn align_up_rounds_to_64() {
+        assert_eq!(align_up(0), Some(0));
+        assert_eq!(align_up(1), Some(64));
+        assert_eq!(align_up(64), Some(64));
+        assert_eq!(align_up(65), Some(128));
+        assert_eq!(align_up(u64::MAX), None);
+        assert_eq!(align_up(u64::MAX - 63), Some(u64::MAX - 63));
+    }
+}

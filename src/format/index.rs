@@ -1,0 +1,358 @@
+//! Index entries, index blocks and the index root.
+//!
+//! An index block is a sorted array of fixed-size entries, each with its own checksum, so a
+//! lookup reads and verifies only the handful of entries it probes.
+
+use std::cmp::Ordering;
+
+use super::record::{HEADER_LEN, MAX_LABEL_LEN};
+use super::{DecodeError, align_up, read_u16, read_u32, read_u64, write_u16, write_u32, write_u64};
+use crate::Key;
+
+/// The size of one index entry.
+pub const ENTRY_LEN: usize = 64;
+/// The most index blocks a root may list.
+pub const MAX_BLOCKS: usize = 64;
+/// The size of the root's fixed fields before the block list.
+pub const ROOT_FIXED_LEN: usize = 40;
+/// The size of one block reference in the root.
+pub const BLOCK_REF_LEN: usize = 16;
+
+/// Whether an index entry points at a value or records a removal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EntryKind {
+    /// The key has a value.
+    Value = 1,
+    /// The key was removed.
+    Tombstone = 2,
+}
+
+/// One index entry: where a key's record is and what its payload should hash to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexEntry {
+    /// The key.
+    pub key: Key,
+    /// Offset of the entry or tombstone record.
+    pub record_offset: u64,
+    /// Length of the payload.
+    pub payload_len: u64,
+    /// CRC-32 of the payload.
+    pub payload_crc: u32,
+    /// Length of the entry's label.
+    pub label_len: u16,
+    /// Value or tombstone.
+    pub kind: EntryKind,
+}
+
+impl IndexEntry {
+    /// Encodes the entry with its checksum.
+    pub fn encode(&self) -> [u8; ENTRY_LEN] {
+        let mut b = [0u8; ENTRY_LEN];
+        b[..32].copy_from_slice(self.key.as_bytes());
+        write_u64(&mut b, 32, self.record_offset);
+        write_u64(&mut b, 40, self.payload_len);
+        write_u32(&mut b, 48, self.payload_crc);
+        write_u16(&mut b, 52, self.label_len);
+        b[54] = self.kind as u8;
+        let crc = crc32fast::hash(&b[..60]);
+        write_u32(&mut b, 60, crc);
+        b
+    }
+
+    /// Decodes and verifies one entry.
+    pub fn decode(b: &[u8]) -> Result<IndexEntry, DecodeError> {
+        let b = b
+            .get(..ENTRY_LEN)
+            .ok_or_else(|| DecodeError::new("index entry is truncated"))?;
+        if read_u32(b, 60) != crc32fast::hash(&b[..60]) {
+            return Err(DecodeError::new("index entry checksum mismatch"));
+        }
+        let kind = match b[54] {
+            1 => EntryKind::Value,
+            2 => EntryKind::Tombstone,
+            other => return Err(DecodeError::new(format!("unknown index entry kind {other}"))),
+        };
+        let mut key = [0u8; 32];
+        key.copy_from_slice(&b[..32]);
+        let entry = IndexEntry {
+            key: Key::from_bytes(key),
+            record_offset: read_u64(b, 32),
+            payload_len: read_u64(b, 40),
+            payload_crc: read_u32(b, 48),
+            label_len: read_u16(b, 52),
+            kind,
+        };
+        if usize::from(entry.label_len) > MAX_LABEL_LEN {
+            return Err(DecodeError::new("index entry label length is too long"));
+        }
+        if entry.payload_end().is_none() {
+            return Err(DecodeError::new("index entry offsets overflow"));
+        }
+        Ok(entry)
+    }
+
+    /// Where the payload starts (`None` on overflow).
+    pub fn payload_offset(&self) -> Option<u64> {
+        self.record_offset
+            .checked_add(HEADER_LEN)?
+            .checked_add(align_up(u64::from(self.label_len))?)
+    }
+
+    /// One past the payload's last byte (`None` on overflow).
+    pub fn payload_end(&self) -> Option<u64> {
+        self.payload_offset()?.checked_add(self.payload_len)
+    }
+
+    /// The record's whole length, padding included (`None` on overflow).
+    pub fn record_len(&self) -> Option<u64> {
+        HEADER_LEN
+            .checked_add(align_up(u64::from(self.label_len))?)?
+            .checked_add(align_up(self.payload_len)?)
+    }
+}
+
+/// Encodes entries, which must be sorted by key without duplicates, as a block payload.
+pub fn encode_block(entries: &[IndexEntry]) -> Vec<u8> {
+    debug_assert!(entries.windows(2).all(|w| w[0].key < w[1].key));
+    let mut out = Vec::with_capacity(entries.len() * ENTRY_LEN);
+    for entry in entries {
+        out.extend_from_slice(&entry.encode());
+    }
+    out
+}
+
+/// The entry at `position` of a block payload.
+pub fn block_entry(block: &[u8], position: usize) -> Result<IndexEntry, DecodeError> {
+    let start = position
+        .checked_mul(ENTRY_LEN)
+        .ok_or_else(|| DecodeError::new("index position overflows"))?;
+    IndexEntry::decode(block.get(start..).unwrap_or_default())
+}
+
+/// Finds `key` in a block payload (a sorted array of entries).
+///
+/// Keys are uniformly distributed hashes, so the search interpolates on the key's first eight
+/// bytes for a few rounds and then bisects: about three probes on average, never more than
+/// O(log n). Every probed entry is verified before its key is trusted. An unsorted (corrupt or
+/// hostile) block yields a wrong miss, never a wrong entry: a hit always has the key asked for.
+pub fn search_block(block: &[u8], key: &Key) -> Result<Option<IndexEntry>, DecodeError> {
+    const INTERPOLATION_ROUNDS: u32 = 6;
+    let target = key.prefix();
+    let (mut lo, mut hi) = (0usize, block.len() / ENTRY_LEN);
+    // Bounds on the prefixes in [lo, hi): the first probe interpolates over the whole key space.
+    let (mut lo_prefix, mut hi_prefix) = (0u64, u64::MAX);
+    let mut round = 0;
+    while lo < hi {
+        let width = hi - lo;
+        let probe = if round < INTERPOLATION_ROUNDS && width > 8 {
+            let span = u128::from(hi_prefix.saturating_sub(lo_prefix)) + 1;
+            let offset = u128::from(target.saturating_sub(lo_prefix)) * width as u128 / span;
+            lo + (offset as usize).min(width - 1)
+        } else {
+            lo + width / 2
+        };
+        round += 1;
+        let entry = block_entry(block, probe)?;
+        match entry.key.cmp(key) {
+            Ordering::Equal => return Ok(Some(entry)),
+            Ordering::Less => {
+                lo = probe + 1;
+                lo_prefix = entry.key.prefix().max(lo_prefix);
+            }
+            Ordering::Greater => {
+                hi = probe;
+                hi_prefix = entry.key.prefix().min(hi_prefix);
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// A reference from the root to one index block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockRef {
+    /// Offset of the block's record.
+    pub offset: u64,
+    /// Number of entries in the block.
+    pub count: u64,
+}
+
+/// The index root: the pack's totals and its index blocks, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Root {
+    /// Keys with a value.
+    pub live_entries: u64,
+    /// Sum of the live values' payload lengths.
+    pub live_payload_bytes: u64,
+    /// Sum of the live values' record lengths.
+    pub live_record_bytes: u64,
+    /// Record length of the live index blocks plus the root.
+    pub index_bytes: u64,
+    /// The index blocks, newest first.
+    pub blocks: Vec<BlockRef>,
+}
+
+impl Root {
+    /// Encodes the root payload. At most [`MAX_BLOCKS`] blocks.
+    pub fn encode(&self) -> Vec<u8> {
+        assert!(self.blocks.len() <= MAX_BLOCKS);
+        let mut out = vec![0u8; ROOT_FIXED_LEN + BLOCK_REF_LEN * self.blocks.len()];
+        write_u64(&mut out, 0, self.live_entries);
+        write_u64(&mut out, 8, self.live_payload_bytes);
+        write_u64(&mut out, 16, self.live_record_bytes);
+        write_u64(&mut out, 24, self.index_bytes);
+        write_u32(&mut out, 32, self.blocks.len() as u32);
+        for (i, block) in self.blocks.iter().enumerate() {
+            let at = ROOT_FIXED_LEN + i * BLOCK_REF_LEN;
+            write_u64(&mut out, at, block.offset);
+            write_u64(&mut out, at + 8, block.count);
+        }
+        out
+    }
+
+    /// Decodes a root payload (its record checksums are the caller's to verify).
+    pub fn decode(b: &[u8]) -> Result<Root, DecodeError> {
+        if b.len() < ROOT_FIXED_LEN {
+            return Err(DecodeError::new("index root is truncated"));
+        }
+        let count = read_u32(b, 32) as usize;
+        if count > MAX_BLOCKS {
+            return Err(DecodeError::new(format!("index root lists {count} blocks")));
+        }
+        if b.len() != ROOT_FIXED_LEN + count * BLOCK_REF_LEN {
+            return Err(DecodeError::new("index root length does not match its block count"));
+        }
+        let blocks = (0..count)
+            .map(|i| {
+                let at = ROOT_FIXED_LEN + i * BLOCK_REF_LEN;
+                BlockRef {
+                    offset: read_u64(b, at),
+                    count: read_u64(b, at + 8),
+                }
+            })
+            .collect();
+        Ok(Root {
+            live_entries: read_u64(b, 0),
+            live_payload_bytes: read_u64(b, 8),
+            live_record_bytes: read_u64(b, 16),
+            index_bytes: read_u64(b, 24),
+            blocks,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(key: Key, at: u64) -> IndexEntry {
+        IndexEntry {
+            key,
+            record_offset: at,
+            payload_len: 100,
+            payload_crc: 7,
+            label_len: 3,
+            kind: EntryKind::Value,
+        }
+    }
+
+    fn keys(n: usize, seed: u64) -> Vec<Key> {
+        // A small xorshift generator: keys spread like hashes.
+        let mut state = seed | 1;
+        let mut keys: Vec<Key> = (0..n)
+            .map(|_| {
+                Key::from_bytes(std::array::from_fn(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    state as u8
+                }))
+            })
+            .collect();
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+
+    #[test]
+    fn entry_round_trips_and_catches_flips() {
+        let e = entry(Key::from_bytes([5; 32]), 12288);
+        let bytes = e.encode();
+        assert_eq!(IndexEntry::decode(&bytes).unwrap(), e);
+        assert_eq!(e.payload_offset(), Some(12288 + 128));
+        for byte in 0..ENTRY_LEN {
+            let mut flipped = bytes;
+            flipped[byte] ^= 0x40;
+            assert!(IndexEntry::decode(&flipped).is_err(), "byte {byte}");
+        }
+    }
+
+    #[test]
+    fn search_finds_every_key_and_only_those() {
+        for n in [0, 1, 2, 9, 100, 5000] {
+            let present = keys(n, 42 + n as u64);
+            let entries: Vec<_> =
+                present.iter().enumerate().map(|(i, k)| entry(*k, i as u64 * 64)).collect();
+            let block = encode_block(&entries);
+            for (i, k) in present.iter().enumerate() {
+                let found = search_block(&block, k).unwrap().unwrap();
+                assert_eq!(found.record_offset, i as u64 * 64);
+            }
+            for k in keys(200, 7) {
+                if !present.contains(&k) {
+                    assert_eq!(search_block(&block, &k).unwrap(), None);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn search_handles_extreme_keys() {
+        let present = vec![Key::from_bytes([0; 32]), Key::from_bytes([0xff; 32])];
+        let entries: Vec<_> = present.iter().map(|k| entry(*k, 0)).collect();
+        let block = encode_block(&entries);
+        for k in &present {
+            assert!(search_block(&block, k).unwrap().is_some());
+        }
+        assert!(search_block(&block, &Key::from_bytes([0x80; 32])).unwrap().is_none());
+    }
+
+    #[test]
+    fn search_in_a_corrupt_block_errors_or_misses() {
+        let present = keys(300, 3);
+        let entries: Vec<_> = present.iter().map(|k| entry(*k, 0)).collect();
+        let mut block = encode_block(&entries);
+        block[64 * 150 + 10] ^= 1;
+        let mut hits = 0;
+        for k in &present {
+            match search_block(&block, k) {
+                Ok(Some(found)) => {
+                    assert_eq!(found.key, *k);
+                    hits += 1;
+                }
+                Ok(None) => panic!("a sorted block with one bad entry must not miss silently"),
+                Err(_) => {}
+            }
+        }
+        assert!(hits > 250);
+        // A ragged tail is ignored rather than read out of bounds.
+        assert!(search_block(&block[..100], &present[0]).is_ok());
+    }
+
+    #[test]
+    fn root_round_trips_and_rejects_bad_counts() {
+        let root = Root {
+            live_entries: 3,
+            live_payload_bytes: 300,
+            live_record_bytes: 500,
+            index_bytes: 256,
+            blocks: vec![BlockRef { offset: 12288, count: 2 }, BlockRef { offset: 20000, count: 1 }],
+        };
+        let bytes = root.encode();
+        assert_eq!(Root::decode(&bytes).unwrap(), root);
+        assert!(Root::decode(&bytes[..bytes.len() - 1]).is_err());
+        let mut many = bytes.clone();
+        many[32] = 65;
+        assert!(Root::decode(&many).is_err());
+    }
+}

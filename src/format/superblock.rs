@@ -1,0 +1,305 @@
+//! The header page and the two commit slots at the front of every pack.
+
+use super::{DecodeError, read_u32, read_u64, write_u32, write_u64};
+
+/// The first eight bytes of every pack.
+pub const MAGIC: [u8; 8] = *b"\x89WPK\r\n\x1a\n";
+/// The format version this code reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+/// The size of each superblock page.
+pub const PAGE: u64 = 4096;
+/// Where records begin: after the header page and the two slot pages.
+pub const DATA_START: u64 = 3 * PAGE;
+/// Where the two commit slots live.
+pub const SLOT_OFFSETS: [u64; 2] = [PAGE, 2 * PAGE];
+/// The size of a commit slot.
+pub const SLOT_LEN: usize = 64;
+/// The size of the fixed part of the header page before the identity.
+pub const HEADER_FIXED_LEN: usize = 32;
+/// Where a slot's generation field sits inside the slot (8-byte aligned, see `CommitSlot`).
+pub const SLOT_GENERATION_AT: usize = 8;
+/// Where a slot's last 8 bytes (reserved + CRC) sit: with the generation, the words a reader
+/// compares to notice a new commit without a system call.
+pub const SLOT_CRC_WORD_AT: usize = 56;
+
+const SLOT_MAGIC: [u8; 4] = *b"WPKS";
+const SUPERSEDED: u32 = 1;
+
+/// Why a header page is unusable, in the order a reader checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderError {
+    /// Shorter than the fixed header, or the magic does not match: not a pack.
+    NotAPack(String),
+    /// A version newer than [`FORMAT_VERSION`].
+    UnsupportedVersion(u32),
+    /// Right magic and version, but a checksum or field is wrong.
+    Corrupt(String),
+}
+
+/// The decoded header page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// The encoded identity (see [`super::identity`]).
+    pub identity: Vec<u8>,
+}
+
+/// Encodes the header page for a new pack. `identity` must be at most
+/// [`super::identity::MAX_IDENTITY_LEN`] bytes.
+pub fn encode_header(identity: &[u8]) -> Vec<u8> {
+    assert!(identity.len() <= super::identity::MAX_IDENTITY_LEN);
+    let mut page = vec![0u8; PAGE as usize];
+    page[..8].copy_from_slice(&MAGIC);
+    write_u32(&mut page, 8, FORMAT_VERSION);
+    write_u32(&mut page, 12, DATA_START as u32);
+    write_u32(&mut page, 16, identity.len() as u32);
+    write_u32(&mut page, 20, 0);
+    page[HEADER_FIXED_LEN..HEADER_FIXED_LEN + identity.len()].copy_from_slice(identity);
+    let crc = header_crc(&page[..24], identity);
+    write_u32(&mut page, 24, crc);
+    page
+}
+
+fn header_crc(fixed: &[u8], identity: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(fixed);
+    hasher.update(identity);
+    hasher.finalize()
+}
+
+/// Decodes a header page. `bytes` may be shorter than a page (a truncated file).
+pub fn decode_header(bytes: &[u8]) -> Result<Header, HeaderError> {
+    if bytes.len() < 8 || bytes[..8] != MAGIC {
+        return Err(HeaderError::NotAPack(if bytes.is_empty() {
+            "the file is empty".to_string()
+        } else {
+            "wrong magic bytes".to_string()
+        }));
+    }
+    if bytes.len() < HEADER_FIXED_LEN {
+        return Err(HeaderError::NotAPack(format!(
+            "the file is only {} bytes long",
+            bytes.len()
+        )));
+    }
+    let version = read_u32(bytes, 8);
+    if version != FORMAT_VERSION {
+        return Err(if version > FORMAT_VERSION {
+            HeaderError::UnsupportedVersion(version)
+        } else {
+            HeaderError::Corrupt(format!("format version {version} is invalid"))
+        });
+    }
+    let data_start = read_u32(bytes, 12);
+    if u64::from(data_start) != DATA_START {
+        return Err(HeaderError::Corrupt(format!(
+            "data start {data_start} is not {DATA_START}"
+        )));
+    }
+    let identity_len = read_u32(bytes, 16) as usize;
+    if identity_len > super::identity::MAX_IDENTITY_LEN {
+        return Err(HeaderError::Corrupt(format!(
+            "identity length {identity_len} is too large"
+        )));
+    }
+    let identity = bytes
+        .get(HEADER_FIXED_LEN..HEADER_FIXED_LEN + identity_len)
+        .ok_or_else(|| HeaderError::Corrupt("the header page is truncated".to_string()))?;
+    if read_u32(bytes, 24) != header_crc(&bytes[..24], identity) {
+        return Err(HeaderError::Corrupt("header checksum mismatch".to_string()));
+    }
+    let flags = read_u32(bytes, 20);
+    if flags != 0 {
+        return Err(HeaderError::Corrupt(format!("unknown header flags {flags:#x}")));
+    }
+    Ok(Header {
+        identity: identity.to_vec(),
+    })
+}
+
+/// One commit: what a slot says is the current state of the pack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommitSlot {
+    /// Increases by one per commit; at least 1.
+    pub generation: u64,
+    /// Everything below this offset is committed and immutable.
+    pub committed_len: u64,
+    /// The index root record, or 0 for an empty pack.
+    pub root_offset: u64,
+    /// Compaction replaced this file: reopen the path.
+    pub superseded: bool,
+}
+
+impl CommitSlot {
+    /// Encodes the slot with its checksum.
+    pub fn encode(&self) -> [u8; SLOT_LEN] {
+        let mut b = [0u8; SLOT_LEN];
+        b[..4].copy_from_slice(&SLOT_MAGIC);
+        write_u32(&mut b, 4, if self.superseded { SUPERSEDED } else { 0 });
+        write_u64(&mut b, 8, self.generation);
+        write_u64(&mut b, 16, self.committed_len);
+        write_u64(&mut b, 24, self.root_offset);
+        let crc = crc32fast::hash(&b[..60]);
+        write_u32(&mut b, 60, crc);
+        b
+    }
+
+    /// Decodes a slot, checking its magic, checksum and self-consistency. The caller checks
+    /// `committed_len` against the file length with [`CommitSlot::fits`].
+    pub fn decode(b: &[u8]) -> Result<CommitSlot, DecodeError> {
+        let b = b
+            .get(..SLOT_LEN)
+            .ok_or_else(|| DecodeError::new("commit slot is truncated"))?;
+        if b[..4] != SLOT_MAGIC {
+            return Err(DecodeError::new("commit slot has no magic"));
+        }
+        if read_u32(b, 60) != crc32fast::hash(&b[..60]) {
+            return Err(DecodeError::new("commit slot checksum mismatch"));
+        }
+        let flags = read_u32(b, 4);
+        if flags & !SUPERSEDED != 0 {
+            return Err(DecodeError::new(format!(
+                "commit slot has unknown flags {flags:#x}"
+            )));
+        }
+        let slot = CommitSlot {
+            generation: read_u64(b, 8),
+            committed_len: read_u64(b, 16),
+            root_offset: read_u64(b, 24),
+            superseded: flags & SUPERSEDED != 0,
+        };
+        if slot.generation == 0 {
+            return Err(DecodeError::new("commit slot generation is 0"));
+        }
+        if slot.committed_len < DATA_START || slot.committed_len % super::ALIGN != 0 {
+            return Err(DecodeError::new(format!(
+                "commit slot length {} is invalid",
+                slot.committed_len
+            )));
+        }
+        if slot.root_offset != 0
+            && (slot.root_offset < DATA_START
+                || slot.root_offset % super::ALIGN != 0
+                || slot.root_offset >= slot.committed_len)
+        {
+            return Err(DecodeError::new(format!(
+                "commit slot root offset {} is invalid",
+                slot.root_offset
+            )));
+        }
+        Ok(slot)
+    }
+
+    /// Whether the commit lies within a file of `file_len` bytes.
+    pub fn fits(&self, file_len: u64) -> bool {
+        self.committed_len <= file_len
+    }
+}
+
+/// Picks the live commit from the two slots as read from a file of `file_len` bytes: the
+/// valid slot with the highest generation, slot 0 on a tie. Returns its index and contents.
+pub fn live_slot(
+    slots: [&[u8]; 2],
+    file_len: u64,
+) -> Result<(usize, CommitSlot), DecodeError> {
+    let decoded = slots.map(|bytes| {
+        CommitSlot::decode(bytes).and_then(|slot| {
+            if slot.fits(file_len) {
+                Ok(slot)
+            } else {
+                Err(DecodeError::new(format!(
+                    "commit slot length {} is past the end of the file ({file_len} bytes)",
+                    slot.committed_len
+                )))
+            }
+        })
+    });
+    match decoded {
+        [Ok(a), Ok(b)] => Ok(if b.generation > a.generation { (1, b) } else { (0, a) }),
+        [Ok(a), Err(_)] => Ok((0, a)),
+        [Err(_), Ok(b)] => Ok((1, b)),
+        [Err(a), Err(b)] => Err(DecodeError::new(format!(
+            "no valid commit slot (slot 0: {a}; slot 1: {b})"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slot(generation: u64) -> CommitSlot {
+        CommitSlot {
+            generation,
+            committed_len: DATA_START + 128,
+            root_offset: DATA_START + 64,
+            superseded: false,
+        }
+    }
+
+    #[test]
+    fn header_round_trips() {
+        let page = encode_header(b"\x01a\x01\x05\x00\x00\x00\x00\x00\x00\x00");
+        assert_eq!(page.len(), PAGE as usize);
+        let header = decode_header(&page).unwrap();
+        assert_eq!(header.identity.len(), 11);
+    }
+
+    #[test]
+    fn header_errors_are_classified() {
+        let page = encode_header(b"");
+        assert!(matches!(decode_header(b""), Err(HeaderError::NotAPack(_))));
+        assert!(matches!(decode_header(b"\x7fELF"), Err(HeaderError::NotAPack(_))));
+        assert!(matches!(decode_header(&page[..20]), Err(HeaderError::NotAPack(_))));
+        let mut newer = page.clone();
+        newer[8] = 2;
+        assert_eq!(decode_header(&newer), Err(HeaderError::UnsupportedVersion(2)));
+        for at in 12..32 {
+            let mut flipped = page.clone();
+            flipped[at] ^= 0x10;
+            assert!(
+                matches!(decode_header(&flipped), Err(HeaderError::Corrupt(_))),
+                "flip at {at}"
+            );
+        }
+    }
+
+    #[test]
+    fn slot_round_trips_and_every_bit_flip_is_caught() {
+        let encoded = slot(7).encode();
+        assert_eq!(CommitSlot::decode(&encoded).unwrap(), slot(7));
+        for byte in 0..SLOT_LEN {
+            for bit in 0..8 {
+                let mut flipped = encoded;
+                flipped[byte] ^= 1 << bit;
+                assert!(CommitSlot::decode(&flipped).is_err(), "byte {byte} bit {bit}");
+            }
+        }
+    }
+
+    #[test]
+    fn live_slot_prefers_highest_valid_generation() {
+        let a = slot(3).encode();
+        let b = slot(4).encode();
+        let len = DATA_START + 4096;
+        assert_eq!(live_slot([&a, &b], len).unwrap().0, 1);
+        assert_eq!(live_slot([&b, &a], len).unwrap().0, 0);
+        assert_eq!(live_slot([&a, &a], len).unwrap().0, 0);
+        let zero = [0u8; SLOT_LEN];
+        assert_eq!(live_slot([&zero, &a], len).unwrap().1.generation, 3);
+        assert!(live_slot([&zero, &zero], len).is_err());
+        // A slot whose commit runs past the end of the file is not live.
+        assert_eq!(live_slot([&a, &b], DATA_START + 64).ok().map(|s| s.0), None);
+    }
+
+    #[test]
+    fn slot_rejects_inconsistent_offsets() {
+        let mut bad = slot(1);
+        bad.root_offset = bad.committed_len;
+        assert!(CommitSlot::decode(&bad.encode()).is_err());
+        bad.root_offset = 100;
+        assert!(CommitSlot::decode(&bad.encode()).is_err());
+        let mut short = slot(1);
+        short.committed_len = DATA_START - 64;
+        assert!(CommitSlot::decode(&short.encode()).is_err());
+    }
+}

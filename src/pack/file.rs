@@ -1,0 +1,240 @@
+//! Opening, creating and checking pack files on disk.
+
+use std::fs::{File, OpenOptions, Permissions};
+use std::io::{self, Write};
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::format::superblock::{self, CommitSlot, DATA_START, HeaderError, PAGE, SLOT_LEN, SLOT_OFFSETS};
+use crate::{Error, PackIdentity, Result};
+
+/// An open pack file and what we know about it.
+#[derive(Debug)]
+pub(crate) struct PackFile {
+    pub(crate) file: File,
+    pub(crate) path: PathBuf,
+    /// `None` if the file is open for writing, else why not.
+    pub(crate) read_only: Option<String>,
+    /// Device and inode, to notice that the path now names another file.
+    pub(crate) id: (u64, u64),
+    pub(crate) identity: PackIdentity,
+}
+
+impl PackFile {
+    /// Opens `path`, preferring write access, and validates its header.
+    pub(crate) fn open(path: &Path, allow_shared_write: bool) -> Result<PackFile> {
+        let open_err = |source| Error::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        let meta = std::fs::metadata(path).map_err(open_err)?;
+        if meta.is_dir() {
+            return Err(Error::not_a_pack(path, "it is a directory"));
+        }
+        if !meta.is_file() {
+            return Err(Error::not_a_pack(path, "it is not a regular file"));
+        }
+        let (file, read_only) = match OpenOptions::new().read(true).write(true).open(path) {
+            Ok(file) => (file, None),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
+                ) =>
+            {
+                let file = File::open(path).map_err(open_err)?;
+                (file, Some(e.to_string()))
+            }
+            Err(e) => return Err(open_err(e)),
+        };
+        let meta = file.metadata().map_err(open_err)?;
+        if !allow_shared_write {
+            check_permissions(path, &meta)?;
+        }
+        let identity = read_identity(&file, path)?;
+        Ok(PackFile {
+            file,
+            path: path.to_path_buf(),
+            read_only,
+            id: (meta.dev(), meta.ino()),
+            identity,
+        })
+    }
+
+    /// The file's current length.
+    pub(crate) fn len(&self) -> Result<u64> {
+        Ok(self
+            .file
+            .metadata()
+            .map_err(|e| Error::read(&self.path, e))?
+            .len())
+    }
+
+    /// Reads both commit slots with `pread`.
+    pub(crate) fn read_slots(&self) -> Result<[[u8; SLOT_LEN]; 2]> {
+        let mut slots = [[0u8; SLOT_LEN]; 2];
+        for (slot, offset) in slots.iter_mut().zip(SLOT_OFFSETS) {
+            read_exact_or_zero(&self.file, slot, offset).map_err(|e| Error::read(&self.path, e))?;
+        }
+        Ok(slots)
+    }
+
+    /// Whether `self.path` still names this file: `Some(true)` if so, `Some(false)` if it names
+    /// another file, `None` if nothing is there any more.
+    pub(crate) fn path_still_names_me(&self) -> Result<Option<bool>> {
+        match std::fs::metadata(&self.path) {
+            Ok(meta) => Ok(Some((meta.dev(), meta.ino()) == self.id)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::read(&self.path, e)),
+        }
+    }
+
+    /// Fails unless the file was opened for writing.
+    pub(crate) fn check_writable(&self) -> Result<()> {
+        match &self.read_only {
+            None => Ok(()),
+            Some(reason) => Err(Error::ReadOnly {
+                path: self.path.clone(),
+                reason: reason.clone(),
+            }),
+        }
+    }
+}
+
+/// Reads into `buf` at `offset`; bytes past the end of the file read as zero.
+fn read_exact_or_zero(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read_at(&mut buf[done..], offset + done as u64) {
+            Ok(0) => {
+                buf[done..].fill(0);
+                return Ok(());
+            }
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn read_identity(file: &File, path: &Path) -> Result<PackIdentity> {
+    let mut page = vec![0u8; PAGE as usize];
+    let len = file.metadata().map_err(|e| Error::read(path, e))?.len();
+    let readable = len.min(PAGE) as usize;
+    read_exact_or_zero(file, &mut page[..readable], 0).map_err(|e| Error::read(path, e))?;
+    page.truncate(readable);
+    let header = superblock::decode_header(&page).map_err(|e| match e {
+        HeaderError::NotAPack(reason) => Error::not_a_pack(path, reason),
+        HeaderError::UnsupportedVersion(found) => Error::UnsupportedVersion {
+            path: path.to_path_buf(),
+            found,
+            supported: superblock::FORMAT_VERSION,
+        },
+        HeaderError::Corrupt(detail) => Error::corrupt(path, detail),
+    })?;
+    if len < DATA_START {
+        return Err(Error::corrupt(
+            path,
+            format!("the file is {len} bytes, shorter than its {DATA_START}-byte superblock"),
+        ));
+    }
+    PackIdentity::decode(&header.identity)
+        .map_err(|detail| Error::corrupt(path, format!("bad identity: {detail}")))
+}
+
+/// Refuses packs that users other than the owner (or root) could have written: whoever can
+/// write a pack can run code in every process that loads from it.
+fn check_permissions(path: &Path, meta: &std::fs::Metadata) -> Result<()> {
+    let insecure = |detail: String| Error::Insecure {
+        path: path.to_path_buf(),
+        detail,
+    };
+    if meta.mode() & 0o002 != 0 {
+        return Err(insecure(format!(
+            "the file is writable by every user (mode {:o})",
+            meta.mode() & 0o7777
+        )));
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me && meta.uid() != 0 {
+        return Err(insecure(format!(
+            "the file is owned by user {}, not by this user ({me}) or root",
+            meta.uid()
+        )));
+    }
+    let dir = parent_dir(path);
+    if let Ok(dir_meta) = std::fs::metadata(dir) {
+        let mode = dir_meta.mode();
+        if mode & 0o002 != 0 && mode & 0o1000 == 0 {
+            return Err(insecure(format!(
+                "its directory {} is writable by every user and not sticky, so anyone can \
+                 replace the pack",
+                dir.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The directory holding `path` (`.` for a bare file name).
+pub(crate) fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    }
+}
+
+/// Syncs a directory so that a rename or link inside it is durable.
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// The bytes of a new, empty pack: header page and both slots at generation 1.
+pub(crate) fn empty_pack_bytes(identity: &[u8]) -> Vec<u8> {
+    let mut bytes = superblock::encode_header(identity);
+    bytes.resize(DATA_START as usize, 0);
+    let slot = CommitSlot {
+        generation: 1,
+        committed_len: DATA_START,
+        root_offset: 0,
+        superseded: false,
+    }
+    .encode();
+    for offset in SLOT_OFFSETS {
+        bytes[offset as usize..offset as usize + SLOT_LEN].copy_from_slice(&slot);
+    }
+    bytes
+}
+
+/// Creates a new empty pack at `path`, atomically: written in full to a temporary file, then
+/// hard-linked into place. Returns `Ok(false)` if a file already exists at `path`.
+pub(crate) fn create(path: &Path, identity: &PackIdentity) -> Result<bool> {
+    let create_err = |source| Error::Create {
+        path: path.to_path_buf(),
+        source,
+    };
+    let encoded = identity
+        .encode()
+        .map_err(|detail| Error::invalid_input(path, detail))?;
+    let dir = parent_dir(path);
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::invalid_input(path, "the path has no file name"))?;
+    let mut temp = tempfile::Builder::new()
+        .prefix(&format!(".{}.", name.to_string_lossy()))
+        .suffix(".creating")
+        .permissions(Permissions::from_mode(0o666))
+        .tempfile_in(dir)
+        .map_err(create_err)?;
+    temp.write_all(&empty_pack_bytes(&encoded))
+        .and_then(|()| temp.as_file().sync_all())
+        .map_err(create_err)?;
+    match std::fs::hard_link(temp.path(), path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
+        Err(e) => return Err(create_err(e)),
+    }
+    sync_dir(dir).map_err(create_err)?;
+    Ok(true)
+}

@@ -1,0 +1,139 @@
+//! The read-only memory mapping of a pack file, and the `Bytes` owner that keeps it alive.
+//!
+//! This file holds the store's only `unsafe` code. Everything rests on the format's invariant
+//! (docs/FORMAT.md, section 2): bytes below the committed length are never modified and the
+//! file is never truncated, so a slice of committed bytes stays valid and unchanged for as
+//! long as the mapping exists. The commit slots are the one place written in place; they are
+//! read here only with atomic loads, never through a slice.
+
+use std::fs::File;
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use memmap2::{MmapOptions, MmapRaw};
+
+use crate::format::superblock::{DATA_START, SLOT_CRC_WORD_AT, SLOT_GENERATION_AT, SLOT_OFFSETS};
+
+/// A read-only shared mapping of the first `len` bytes of a pack file.
+#[derive(Debug)]
+pub(crate) struct Mapping {
+    raw: MmapRaw,
+}
+
+/// The two words of a commit slot a reader compares to notice a new commit.
+pub(crate) type SlotWords = (u64, u64);
+
+impl Mapping {
+    /// Maps the first `len` bytes of `file`, which must be at least [`DATA_START`] long.
+    pub(crate) fn new(file: &File, len: u64) -> io::Result<Mapping> {
+        if len < DATA_START {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "file is shorter than the superblock",
+            ));
+        }
+        let len = usize::try_from(len)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "file too large to map"))?;
+        let raw = MmapOptions::new().len(len).map_raw_read_only(file)?;
+        Ok(Mapping { raw })
+    }
+
+    /// The mapped length.
+    pub(crate) fn len(&self) -> u64 {
+        self.raw.len() as u64
+    }
+
+    /// The generation and checksum words of both commit slots, read without a system call.
+    /// Any difference from the values seen at the last refresh means a writer touched a slot.
+    pub(crate) fn slot_words(&self) -> [SlotWords; 2] {
+        SLOT_OFFSETS.map(|slot| {
+            (
+                self.load_word(slot as usize + SLOT_GENERATION_AT),
+                self.load_word(slot as usize + SLOT_CRC_WORD_AT),
+            )
+        })
+    }
+
+    fn load_word(&self, offset: usize) -> u64 {
+        debug_assert!(offset % 8 == 0 && offset + 8 <= DATA_START as usize);
+        let ptr = self.raw.as_ptr().wrapping_add(offset) as *mut u64;
+        // SAFETY: `Mapping::new` only maps files at least DATA_START bytes long, and slot words
+        // lie below DATA_START, so `ptr` is in bounds; it is 8-byte aligned because the mapping
+        // is page-aligned and `offset` is a multiple of 8. The slot pages are written in place
+        // by other processes (pwrite through the page cache), so we never form a reference to
+        // them and read with a relaxed atomic load, which the standard library documents as
+        // sound on read-only memory for word-sized loads. A torn value only sends the reader to
+        // the slow path, which re-reads the slots with `pread` and checks their CRCs.
+        unsafe { AtomicU64::from_ptr(ptr).load(Ordering::Relaxed) }
+    }
+
+    /// The committed bytes `[offset, offset + len)`, or `None` if the range is not inside the
+    /// data area of this mapping. Callers pass only ranges below a commit's `committed_len`.
+    pub(crate) fn committed(&self, offset: u64, len: u64) -> Option<&[u8]> {
+        let end = offset.checked_add(len)?;
+        if offset < DATA_START || end > self.len() {
+            return None;
+        }
+        // SAFETY: `[offset, end)` lies inside the mapping (checked above) and at or after
+        // DATA_START, so it excludes the commit slots. Callers only ask for ranges below the
+        // committed length of a commit they read, and by the format's invariant those bytes
+        // are never written again while any mapping of the file exists; nothing truncates the
+        // file (assumption 5 of docs/FORMAT.md), so the pages stay mapped and unchanged for
+        // the lifetime of `&self`, which the mapping outlives.
+        Some(unsafe {
+            std::slice::from_raw_parts(self.raw.as_ptr().add(offset as usize), len as usize)
+        })
+    }
+
+    /// Asks the kernel to map in `[offset, offset + len)` now, so that a reader touching every
+    /// byte (a checksum, a deserializer) does not take one page fault per 64 KiB. Best effort.
+    pub(crate) fn prefault(&self, offset: u64, len: u64) {
+        let (Ok(offset), Ok(len)) = (usize::try_from(offset), usize::try_from(len)) else {
+            return;
+        };
+        if offset.checked_add(len).is_none_or(|end| end > self.raw.len()) {
+            return;
+        }
+        #[cfg(target_os = "linux")]
+        {
+            let page = 4096;
+            let start = offset & !(page - 1);
+            let advice = memmap2::Advice::PopulateRead;
+            if self
+                .raw
+                .advise_range(advice, start, len + (offset - start))
+                .is_err()
+            {
+                let _ = self.raw.advise_range(
+                    memmap2::Advice::WillNeed,
+                    start,
+                    len + (offset - start),
+                );
+            }
+        }
+    }
+}
+
+/// The owner behind a `Bytes` handed out by [`crate::Pack::get`]: a committed range of a
+/// mapping, which stays mapped for as long as any clone of the `Bytes` lives.
+pub(crate) struct MappedRange {
+    map: Arc<Mapping>,
+    offset: u64,
+    len: u64,
+}
+
+impl MappedRange {
+    /// Wraps a range that [`Mapping::committed`] accepts; `None` otherwise.
+    pub(crate) fn new(map: Arc<Mapping>, offset: u64, len: u64) -> Option<MappedRange> {
+        map.committed(offset, len)?;
+        Some(MappedRange { map, offset, len })
+    }
+}
+
+impl AsRef<[u8]> for MappedRange {
+    fn as_ref(&self) -> &[u8] {
+        // The range was checked in `new` and the mapping never shrinks.
+        self.map.committed(self.offset, self.len).unwrap_or_default()
+    }
+}

@@ -1,0 +1,296 @@
+//! The store: one pack file, mapped for readers, appended to under a lock by writers.
+//!
+//! The store knows nothing of wasmer: keys are 32 bytes, values are byte strings. See
+//! docs/FORMAT.md for the bytes and the crash-safety argument.
+
+mod batch;
+mod file;
+mod mapping;
+mod merge;
+mod options;
+mod stats;
+mod verify;
+mod view;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use bytes::Bytes;
+
+use crate::format::index::EntryKind;
+use crate::{Error, Key, PackIdentity, Result};
+
+pub use batch::Batch;
+pub use options::{Durability, PackOptions, Verify};
+pub use stats::{Entry, Stats};
+pub use verify::{Problem, VerifyReport};
+
+use file::PackFile;
+use mapping::MappedRange;
+use view::View;
+use writer::Session;
+
+/// A pack file of compiled artifacts (or any values) under 32-byte keys.
+///
+/// Cheap to clone: clones share one file handle and one mapping. `Send + Sync`; any number of
+/// threads and processes may read and write the same pack. Readers never lock and never wait
+/// for writers; a writer holds an exclusive file lock only while appending and committing.
+///
+/// # Example
+///
+/// ```
+/// use wasmpak::{Key, Pack, PackIdentity};
+///
+/// let dir = tempfile::tempdir()?;
+/// let identity = PackIdentity::new().with("engine", "demo").with("abi", 1u32);
+/// let pack = Pack::open_or_create(dir.path().join("demo.wpk"), &identity)?;
+///
+/// let key = Key::from_bytes([7; 32]);
+/// pack.insert_with_label(&key, b"compiled bytes", "hello.wasm")?;
+/// assert_eq!(pack.get(&key)?.as_deref(), Some(&b"compiled bytes"[..]));
+///
+/// // Another handle, as another process would open it, sees the commit.
+/// let other = Pack::open(pack.path(), &identity)?;
+/// assert_eq!(other.len()?, 1);
+/// assert!(other.remove(&key)?);
+/// assert_eq!(pack.get(&key)?, None);
+/// # Ok::<(), wasmpak::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Pack {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    options: PackOptions,
+    identity: PackIdentity,
+    view: RwLock<Arc<View>>,
+    /// Serializes this process's writers: the file lock is per open file, not per thread.
+    writer: Mutex<()>,
+}
+
+impl std::fmt::Debug for Pack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pack")
+            .field("path", &self.inner.path)
+            .field("identity", &self.inner.identity.to_string())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pack {
+    /// Opens an existing pack, which must have `identity`, with default options.
+    pub fn open(path: impl AsRef<Path>, identity: &PackIdentity) -> Result<Pack> {
+        PackOptions::new().open(path, identity)
+    }
+
+    /// Creates a new, empty pack with default options; fails if `path` exists.
+    pub fn create(path: impl AsRef<Path>, identity: &PackIdentity) -> Result<Pack> {
+        PackOptions::new().create(path, identity)
+    }
+
+    /// Opens the pack at `path`, creating it if missing, with default options.
+    pub fn open_or_create(path: impl AsRef<Path>, identity: &PackIdentity) -> Result<Pack> {
+        PackOptions::new().open_or_create(path, identity)
+    }
+
+    /// Opens a pack of any identity, with default options.
+    pub fn open_any(path: impl AsRef<Path>) -> Result<Pack> {
+        PackOptions::new().open_any(path)
+    }
+
+    pub(crate) fn open_with(
+        path: &Path,
+        identity: Option<&PackIdentity>,
+        options: PackOptions,
+    ) -> Result<Pack> {
+        let file = PackFile::open(path, options.allow_shared_write)?;
+        if let Some(expected) = identity
+            && *expected != file.identity
+        {
+            return Err(Error::IdentityMismatch {
+                path: path.to_path_buf(),
+                expected: expected.clone(),
+                found: file.identity.clone(),
+            });
+        }
+        let identity = file.identity.clone();
+        let view = View::load(Arc::new(file), None)?;
+        Ok(Pack {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                options,
+                identity,
+                view: RwLock::new(Arc::new(view)),
+                writer: Mutex::new(()),
+            }),
+        })
+    }
+
+    pub(crate) fn create_with(path: &Path, identity: &PackIdentity, options: PackOptions) -> Result<Pack> {
+        if !file::create(path, identity)? {
+            return Err(Error::AlreadyExists {
+                path: path.to_path_buf(),
+            });
+        }
+        Pack::open_with(path, Some(identity), options)
+    }
+
+    pub(crate) fn open_or_create_with(
+        path: &Path,
+        identity: &PackIdentity,
+        options: PackOptions,
+    ) -> Result<Pack> {
+        match Pack::open_with(path, Some(identity), options.clone()) {
+            Err(e) if e.kind() == crate::ErrorKind::NotFound => {
+                // Losing a creation race is fine: the winner's pack is the one we open.
+                file::create(path, identity)?;
+                Pack::open_with(path, Some(identity), options)
+            }
+            other => other,
+        }
+    }
+
+    /// The path the pack was opened at.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The identity stored in the pack.
+    pub fn identity(&self) -> &PackIdentity {
+        &self.inner.identity
+    }
+
+    /// The view of the latest commit: the cached one unless a slot changed (two word loads).
+    pub(crate) fn view(&self) -> Result<Arc<View>> {
+        let current = self
+            .inner
+            .view
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if current.is_current() {
+            return Ok(current);
+        }
+        let fresh = View::load(current.file.clone(), Some(&current))?;
+        if fresh.commit.superseded {
+            return self.reopen();
+        }
+        let fresh = Arc::new(fresh);
+        self.install(fresh.clone());
+        Ok(fresh)
+    }
+
+    /// Replaces the cached view unless a newer one of the same file got there first.
+    pub(crate) fn install(&self, fresh: Arc<View>) {
+        let mut slot = self.inner.view.write().unwrap_or_else(PoisonError::into_inner);
+        let same_file = Arc::ptr_eq(&slot.file, &fresh.file);
+        if !same_file || fresh.commit.generation >= slot.commit.generation {
+            *slot = fresh;
+        }
+    }
+
+    /// Opens the path again: compaction replaced the file.
+    pub(crate) fn reopen(&self) -> Result<Arc<View>> {
+        let file = PackFile::open(&self.inner.path, self.inner.options.allow_shared_write)?;
+        if file.identity != self.inner.identity {
+            return Err(Error::IdentityMismatch {
+                path: self.inner.path.clone(),
+                expected: self.inner.identity.clone(),
+                found: file.identity,
+            });
+        }
+        let view = Arc::new(View::load(Arc::new(file), None)?);
+        *self.inner.view.write().unwrap_or_else(PoisonError::into_inner) = view.clone();
+        Ok(view)
+    }
+
+    /// The value stored under `key`, borrowed zero-copy from the mapping: the returned
+    /// `Bytes` keeps the mapping alive. Its checksum is verified according to the pack's
+    /// [`Verify`] policy; a mismatch is an [`ErrorKind::Corrupt`](crate::ErrorKind::Corrupt)
+    /// error naming the key.
+    pub fn get(&self, key: &Key) -> Result<Option<Bytes>> {
+        let view = self.view()?;
+        let Some(entry) = view.lookup(key)? else {
+            return Ok(None);
+        };
+        if entry.kind == EntryKind::Tombstone {
+            return Ok(None);
+        }
+        let (offset, payload) = view.payload(&entry)?;
+        let first_time = !view.verified.contains(offset);
+        if first_time {
+            view.map.prefault(offset, entry.payload_len);
+        }
+        let check = match self.inner.options.verify {
+            Verify::Always => true,
+            Verify::Once => first_time,
+            Verify::Never => false,
+        };
+        if check && crc32fast::hash(payload) != entry.payload_crc {
+            return Err(view.corrupt(format!(
+                "value of {key} at offset {offset}: checksum mismatch"
+            )));
+        }
+        if first_time {
+            view.verified.insert(offset);
+        }
+        let range = MappedRange::new(view.map.clone(), offset, entry.payload_len)
+            .ok_or_else(|| view.corrupt(format!("value of {key} is outside the mapping")))?;
+        Ok(Some(Bytes::from_owner(range)))
+    }
+
+    /// Whether `key` has a value (no checksum is computed).
+    pub fn contains(&self, key: &Key) -> Result<bool> {
+        Ok(self
+            .view()?
+            .lookup(key)?
+            .is_some_and(|e| e.kind == EntryKind::Value))
+    }
+
+    /// Stores `value` under `key` in one commit, replacing any earlier value.
+    pub fn insert(&self, key: &Key, value: &[u8]) -> Result<()> {
+        self.insert_with_label(key, value, "")
+    }
+
+    /// Stores `value` under `key` with a label (at most 1024 bytes, e.g. a file name) in one
+    /// commit.
+    pub fn insert_with_label(&self, key: &Key, value: &[u8], label: &str) -> Result<()> {
+        let mut batch = self.batch();
+        batch.insert_with_label(key, value, label)?;
+        batch.commit()
+    }
+
+    /// Removes `key` in one commit (appends a tombstone). Returns whether it had a value.
+    pub fn remove(&self, key: &Key) -> Result<bool> {
+        let mut batch = self.batch();
+        let removed = batch.remove(key)?;
+        batch.commit()?;
+        Ok(removed)
+    }
+
+    /// Starts a batch: many appends, one commit. See [`Batch`].
+    pub fn batch(&self) -> Batch<'_> {
+        Batch::new(self)
+    }
+
+    /// The number of keys with a value.
+    pub fn len(&self) -> Result<u64> {
+        Ok(self.view()?.root.live_entries)
+    }
+
+    /// Whether the pack holds no values.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    pub(crate) fn begin(&self) -> Result<Session<'_>> {
+        Session::begin(self)
+    }
+
+    pub(crate) fn options(&self) -> &PackOptions {
+        &self.inner.options
+    }
+}

@@ -1,0 +1,103 @@
+//! How a pack is opened: checksum policy, durability, permission checks.
+
+use std::path::Path;
+
+use crate::{Pack, PackIdentity, Result};
+
+/// When [`Pack::get`] checks a value's CRC-32 before handing it out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Verify {
+    /// On every `get`.
+    Always,
+    /// On the first `get` of each value in this process (per open file); later gets of the
+    /// same value trust the check already made. The bytes cannot change under us: the format
+    /// never rewrites committed bytes.
+    #[default]
+    Once,
+    /// Never: for callers that verify by other means.
+    Never,
+}
+
+/// How hard a commit works to survive power loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `fdatasync` the appended records before writing the commit slot, and the slot after.
+    /// A commit that returned survives power loss.
+    #[default]
+    Full,
+    /// No syncs. A process crash still loses nothing committed (the page cache survives it),
+    /// but a power loss may lose recent commits. For throwaway caches.
+    None,
+}
+
+/// Options for opening or creating a [`Pack`].
+///
+/// # Example
+///
+/// ```
+/// use wasmpak::{Durability, PackIdentity, PackOptions, Verify};
+///
+/// let dir = tempfile::tempdir()?;
+/// let identity = PackIdentity::new().with("engine", "demo");
+/// let pack = PackOptions::new()
+///     .verify(Verify::Always)
+///     .durability(Durability::None)
+///     .open_or_create(dir.path().join("scratch.wpk"), &identity)?;
+/// assert!(pack.is_empty()?);
+/// # Ok::<(), wasmpak::Error>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct PackOptions {
+    pub(crate) verify: Verify,
+    pub(crate) durability: Durability,
+    pub(crate) allow_shared_write: bool,
+}
+
+impl PackOptions {
+    /// The defaults: [`Verify::Once`], [`Durability::Full`], refuse packs writable by others.
+    pub fn new() -> PackOptions {
+        PackOptions::default()
+    }
+
+    /// Sets the checksum policy for reads.
+    pub fn verify(mut self, verify: Verify) -> Self {
+        self.verify = verify;
+        self
+    }
+
+    /// Sets the durability of commits.
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// Opens packs even if users other than the owner or root can write them (by default such
+    /// packs are refused with [`ErrorKind::Insecure`](crate::ErrorKind::Insecure), the way ssh
+    /// refuses keys others can write).
+    pub fn allow_shared_write(mut self, allow: bool) -> Self {
+        self.allow_shared_write = allow;
+        self
+    }
+
+    /// Opens an existing pack, which must have `identity`.
+    pub fn open(&self, path: impl AsRef<Path>, identity: &PackIdentity) -> Result<Pack> {
+        Pack::open_with(path.as_ref(), Some(identity), self.clone())
+    }
+
+    /// Opens an existing pack of any identity (for tools that inspect packs).
+    pub fn open_any(&self, path: impl AsRef<Path>) -> Result<Pack> {
+        Pack::open_with(path.as_ref(), None, self.clone())
+    }
+
+    /// Creates a new, empty pack; fails with
+    /// [`ErrorKind::AlreadyExists`](crate::ErrorKind::AlreadyExists) if the path exists.
+    pub fn create(&self, path: impl AsRef<Path>, identity: &PackIdentity) -> Result<Pack> {
+        Pack::create_with(path.as_ref(), identity, self.clone())
+    }
+
+    /// Opens the pack at `path`, creating it if there is none. Safe against other processes
+    /// doing the same at the same time: all of them end up with the same file.
+    pub fn open_or_create(&self, path: impl AsRef<Path>, identity: &PackIdentity) -> Result<Pack> {
+        Pack::open_or_create_with(path.as_ref(), identity, self.clone())
+    }
+}

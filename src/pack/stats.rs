@@ -1,0 +1,128 @@
+//! What a pack holds: per-entry listings and totals.
+
+use std::collections::BTreeMap;
+
+use crate::format::index::EntryKind;
+use crate::{Key, Pack, Result};
+
+/// Totals for a pack at its latest commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Keys with a value.
+    pub entries: u64,
+    /// Sum of the values' lengths.
+    pub live_bytes: u64,
+    /// Bytes of committed data no live value or index uses: what compaction would reclaim.
+    pub dead_bytes: u64,
+    /// Bytes of live index blocks and the index root.
+    pub index_bytes: u64,
+    /// Committed length of the file.
+    pub committed_len: u64,
+    /// Length of the file on disk (at least `committed_len`).
+    pub file_size: u64,
+    /// Number of commits so far, counting the creation.
+    pub generation: u64,
+    /// Number of index blocks a lookup may search.
+    pub index_blocks: usize,
+    /// Bytes this handle currently has mapped.
+    pub mapped_bytes: u64,
+}
+
+/// One live entry of a pack, as listed by [`Pack::iter`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    key: Key,
+    label: String,
+    size: u64,
+    offset: u64,
+}
+
+impl Entry {
+    /// The entry's key.
+    pub fn key(&self) -> &Key {
+        &self.key
+    }
+
+    /// The label stored with the value (empty if none).
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// The value's length in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The value's offset in the file.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+}
+
+impl Pack {
+    /// Totals at the latest commit.
+    pub fn stats(&self) -> Result<Stats> {
+        let view = self.view()?;
+        Ok(Stats {
+            entries: view.root.live_entries,
+            live_bytes: view.root.live_payload_bytes,
+            dead_bytes: view.dead_bytes(),
+            index_bytes: view.root.index_bytes,
+            committed_len: view.commit.committed_len,
+            file_size: view.file.len()?,
+            generation: view.commit.generation,
+            index_blocks: view.blocks.len(),
+            mapped_bytes: view.map.len(),
+        })
+    }
+
+    /// Every live entry with its label, sorted by key. Reads the index and each entry's record
+    /// header, not the values.
+    pub fn iter(&self) -> Result<std::vec::IntoIter<Entry>> {
+        let view = self.view()?;
+        let mut newest = BTreeMap::new();
+        for block in view.blocks.iter().rev() {
+            for entry in view.block_entries(block)? {
+                newest.insert(entry.key, entry);
+            }
+        }
+        let mut out = Vec::with_capacity(newest.len());
+        for entry in newest.into_values() {
+            if entry.kind == EntryKind::Tombstone {
+                continue;
+            }
+            let (header, label) = view.record_header(entry.record_offset)?;
+            if header.key != *entry.key.as_bytes() {
+                return Err(view.corrupt(format!(
+                    "record at offset {} does not hold key {}",
+                    entry.record_offset, entry.key
+                )));
+            }
+            let (offset, _) = view.payload(&entry)?;
+            out.push(Entry {
+                key: entry.key,
+                label: String::from_utf8_lossy(label).into_owned(),
+                size: entry.payload_len,
+                offset,
+            });
+        }
+        Ok(out.into_iter())
+    }
+
+    /// Every key with a value, sorted.
+    pub fn keys(&self) -> Result<Vec<Key>> {
+        let view = self.view()?;
+        let mut newest = BTreeMap::new();
+        for block in view.blocks.iter().rev() {
+            for entry in view.block_entries(block)? {
+                newest.insert(entry.key, entry.kind);
+            }
+        }
+        Ok(newest
+            .into_iter()
+            .filter(|(_, kind)| *kind == EntryKind::Value)
+            .map(|(key, _)| key)
+            .collect())
+    }
+}

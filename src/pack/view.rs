@@ -1,0 +1,256 @@
+//! A reader's snapshot of one commit: the mapping, the live slot, the index root and blocks.
+
+use std::collections::HashSet;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use crate::format::index::{self, BlockRef, ENTRY_LEN, IndexEntry, Root};
+use crate::format::record::{RecordHeader, RecordKind};
+use crate::format::superblock::{self, CommitSlot, DATA_START, SLOT_CRC_WORD_AT, SLOT_GENERATION_AT};
+use crate::{Error, Key, Result};
+
+use super::file::PackFile;
+use super::mapping::{Mapping, SlotWords};
+
+/// Payload offsets whose checksum this process has verified (the `Verify::Once` policy).
+#[derive(Debug, Default)]
+pub(crate) struct Verified(RwLock<HashSet<u64>>);
+
+impl Verified {
+    pub(crate) fn contains(&self, offset: u64) -> bool {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&offset)
+    }
+
+    pub(crate) fn insert(&self, offset: u64) {
+        self.0
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(offset);
+    }
+}
+
+/// An index block the root refers to, resolved and bounds-checked.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Block {
+    pub(crate) offset: u64,
+    pub(crate) payload_offset: u64,
+    pub(crate) count: u64,
+    pub(crate) record_len: u64,
+}
+
+/// One commit of one pack file, as a reader sees it.
+#[derive(Debug)]
+pub(crate) struct View {
+    pub(crate) file: Arc<PackFile>,
+    pub(crate) map: Arc<Mapping>,
+    pub(crate) commit: CommitSlot,
+    /// The generation of each slot that decoded as valid.
+    pub(crate) slot_generations: [Option<u64>; 2],
+    /// The raw slot words read with `pread`; `None` for a slot that did not decode, which
+    /// keeps readers re-checking it until a writer repairs it.
+    seen: [Option<SlotWords>; 2],
+    pub(crate) root: Root,
+    /// The record length of the index root (0 for an empty pack).
+    root_record_len: u64,
+    pub(crate) blocks: Vec<Block>,
+    pub(crate) verified: Arc<Verified>,
+}
+
+fn slot_words(slot: &[u8]) -> SlotWords {
+    let word = |at: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&slot[at..at + 8]);
+        u64::from_le_bytes(b)
+    };
+    (word(SLOT_GENERATION_AT), word(SLOT_CRC_WORD_AT))
+}
+
+impl View {
+    /// Reads the live commit of `file`. Reuses `previous`'s mapping if it is long enough and
+    /// its verification record if it is of the same file.
+    pub(crate) fn load(file: Arc<PackFile>, previous: Option<&View>) -> Result<View> {
+        let path = &file.path;
+        let slots = file.read_slots()?;
+        let file_len = file.len()?;
+        let (_, commit) = superblock::live_slot([&slots[0], &slots[1]], file_len)
+            .map_err(|e| Error::corrupt(path, e.to_string()))?;
+        let decoded = slots.map(|s| CommitSlot::decode(&s).ok());
+        let slot_generations = decoded.map(|s| s.map(|s| s.generation));
+        let seen = [0, 1].map(|i| decoded[i].map(|_| slot_words(&slots[i])));
+        let same_file = previous.filter(|p| Arc::ptr_eq(&p.file, &file));
+        let map = match same_file {
+            Some(p) if p.map.len() >= commit.committed_len => p.map.clone(),
+            _ => Arc::new(Mapping::new(&file.file, file_len).map_err(|e| Error::read(path, e))?),
+        };
+        let verified = same_file.map_or_else(Default::default, |p| p.verified.clone());
+        let mut view = View {
+            file,
+            map,
+            commit,
+            slot_generations,
+            seen,
+            root: Root::default(),
+            root_record_len: 0,
+            blocks: Vec::new(),
+            verified,
+        };
+        if commit.root_offset != 0 {
+            let (root, root_record_len) = view.load_root()?;
+            view.root = root;
+            view.root_record_len = root_record_len;
+            view.blocks = view
+                .root
+                .blocks
+                .iter()
+                .map(|b| view.resolve_block(b))
+                .collect::<Result<_>>()?;
+        }
+        Ok(view)
+    }
+
+    /// Whether no writer has touched a commit slot since this view was loaded. Two pairs of
+    /// word loads from the mapping: no system call, no lock.
+    pub(crate) fn is_current(&self) -> bool {
+        let now = self.map.slot_words();
+        self.seen[0] == Some(now[0]) && self.seen[1] == Some(now[1])
+    }
+
+    pub(crate) fn corrupt(&self, detail: impl Into<String>) -> Error {
+        Error::corrupt(&self.file.path, detail)
+    }
+
+    /// The committed bytes `[offset, offset + len)`, or a corruption error.
+    pub(crate) fn bytes(&self, offset: u64, len: u64, what: &str) -> Result<&[u8]> {
+        let inside = offset
+            .checked_add(len)
+            .is_some_and(|end| end <= self.commit.committed_len);
+        inside
+            .then(|| self.map.committed(offset, len))
+            .flatten()
+            .ok_or_else(|| {
+                self.corrupt(format!(
+                    "{what} at offset {offset} ({len} bytes) is outside the committed {} bytes",
+                    self.commit.committed_len
+                ))
+            })
+    }
+
+    /// Decodes the record header at `offset`, returning it with its label.
+    pub(crate) fn record_header(&self, offset: u64) -> Result<(RecordHeader, &[u8])> {
+        if offset < DATA_START || offset % crate::format::ALIGN != 0 {
+            return Err(self.corrupt(format!("record offset {offset} is invalid")));
+        }
+        let available = self.commit.committed_len.saturating_sub(offset);
+        let bytes = self.bytes(offset, available.min(64 + 1024), "record header")?;
+        RecordHeader::decode(bytes)
+            .map_err(|e| self.corrupt(format!("record at offset {offset}: {e}")))
+    }
+
+    /// The payload of the record at `offset`, checked against its header checksum.
+    pub(crate) fn record_payload(&self, offset: u64, header: &RecordHeader) -> Result<&[u8]> {
+        let start = header
+            .payload_offset(offset)
+            .ok_or_else(|| self.corrupt(format!("record at offset {offset} overflows")))?;
+        let payload = self.bytes(start, header.payload_len, "record payload")?;
+        if crc32fast::hash(payload) != header.payload_crc {
+            return Err(self.corrupt(format!(
+                "record at offset {offset}: payload checksum mismatch"
+            )));
+        }
+        Ok(payload)
+    }
+
+    /// The record length of the index root (0 for an empty pack).
+    pub(crate) fn root_record_len(&self) -> u64 {
+        self.root_record_len
+    }
+
+    fn load_root(&self) -> Result<(Root, u64)> {
+        let offset = self.commit.root_offset;
+        let (header, _) = self.record_header(offset)?;
+        if header.kind != RecordKind::IndexRoot {
+            return Err(self.corrupt(format!(
+                "the commit points at a {:?} record, not an index root, at offset {offset}",
+                header.kind
+            )));
+        }
+        let max = (index::ROOT_FIXED_LEN + index::MAX_BLOCKS * index::BLOCK_REF_LEN) as u64;
+        if header.payload_len > max {
+            return Err(self.corrupt(format!("index root at offset {offset} is too long")));
+        }
+        let payload = self.record_payload(offset, &header)?;
+        let root = Root::decode(payload).map_err(|e| self.corrupt(format!("index root: {e}")))?;
+        Ok((root, header.record_len().unwrap_or(0)))
+    }
+
+    fn resolve_block(&self, block: &BlockRef) -> Result<Block> {
+        let (header, _) = self.record_header(block.offset)?;
+        let expected = block.count.checked_mul(ENTRY_LEN as u64);
+        if header.kind != RecordKind::IndexBlock || expected != Some(header.payload_len) {
+            return Err(self.corrupt(format!(
+                "index block at offset {} does not match its reference",
+                block.offset
+            )));
+        }
+        let payload_offset = header
+            .payload_offset(block.offset)
+            .ok_or_else(|| self.corrupt("index block offset overflows"))?;
+        self.bytes(payload_offset, header.payload_len, "index block")?;
+        Ok(Block {
+            offset: block.offset,
+            payload_offset,
+            count: block.count,
+            record_len: header.record_len().unwrap_or(0),
+        })
+    }
+
+    /// The payload bytes of a block: its sorted entries.
+    pub(crate) fn block_bytes(&self, block: &Block) -> Result<&[u8]> {
+        self.bytes(block.payload_offset, block.count * ENTRY_LEN as u64, "index block")
+    }
+
+    /// The newest index entry for `key`, value or tombstone.
+    pub(crate) fn lookup(&self, key: &Key) -> Result<Option<IndexEntry>> {
+        for block in &self.blocks {
+            let found = index::search_block(self.block_bytes(block)?, key).map_err(|e| {
+                self.corrupt(format!("index block at offset {}: {e}", block.offset))
+            })?;
+            if let Some(entry) = found {
+                return Ok(Some(entry));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The payload an index entry points at (not checksummed here).
+    pub(crate) fn payload(&self, entry: &IndexEntry) -> Result<(u64, &[u8])> {
+        let offset = entry
+            .payload_offset()
+            .filter(|_| entry.record_offset >= DATA_START)
+            .ok_or_else(|| self.corrupt(format!("index entry for {} is invalid", entry.key)))?;
+        Ok((offset, self.bytes(offset, entry.payload_len, "payload")?))
+    }
+
+    /// Every entry of a block, verified. A corrupt entry is reported, not skipped.
+    pub(crate) fn block_entries(&self, block: &Block) -> Result<Vec<IndexEntry>> {
+        let bytes = self.block_bytes(block)?;
+        bytes
+            .chunks_exact(ENTRY_LEN)
+            .enumerate()
+            .map(|(i, chunk)| {
+                IndexEntry::decode(chunk).map_err(|e| {
+                    self.corrupt(format!("index block at offset {}, entry {i}: {e}", block.offset))
+                })
+            })
+            .collect()
+    }
+
+    /// The dead bytes: committed bytes that no live value or index structure uses.
+    pub(crate) fn dead_bytes(&self) -> u64 {
+        (self.commit.committed_len - DATA_START)
+            .saturating_sub(self.root.live_record_bytes)
+            .saturating_sub(self.root.index_bytes)
+    }
+}
