@@ -116,7 +116,11 @@ mod tests {
         let key = Key::from_bytes(std::array::from_fn(|i| (i * 7) as u8));
         let lower = key.to_string();
         assert_eq!(lower.len(), 64);
-        assert!(lower.chars().all(|c| c.is_ascii_digit() || c.is_ascii_lowercase()));
+        assert!(
+            lower
+                .chars()
+                .all(|c| c.is_ascii_digit() || c.is_ascii_lowercase())
+        );
         assert_eq!(lower.parse::<Key>().unwrap(), key);
         assert_eq!(lower.to_uppercase().parse::<Key>().unwrap(), key);
     }

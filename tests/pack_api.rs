@@ -40,12 +40,21 @@ fn insert_get_remove_and_reopen() {
 fn values_are_aligned_and_zero_copy() {
     let (_dir, path) = scratch();
     let pack = Pack::create(&path, &identity()).unwrap();
-    pack.insert_with_label(&key(1), &value(1, 1000), "odd label length").unwrap();
+    pack.insert_with_label(&key(1), &value(1, 1000), "odd label length")
+        .unwrap();
     pack.insert(&key(2), &value(2, 3)).unwrap();
     let a = pack.get(&key(1)).unwrap().unwrap();
     let b = pack.get(&key(1)).unwrap().unwrap();
-    assert_eq!(a.as_ptr(), b.as_ptr(), "both gets borrow the same mapped bytes");
-    assert_eq!(a.as_ptr() as usize % 64, 0, "values are 64-byte aligned in memory");
+    assert_eq!(
+        a.as_ptr(),
+        b.as_ptr(),
+        "both gets borrow the same mapped bytes"
+    );
+    assert_eq!(
+        a.as_ptr() as usize % 64,
+        0,
+        "values are 64-byte aligned in memory"
+    );
     let c = pack.get(&key(2)).unwrap().unwrap();
     assert_eq!(c.as_ptr() as usize % 64, 0);
     // The bytes outlive the pack handle: they own the mapping.
@@ -60,7 +69,8 @@ fn labels_and_listing() {
     let mut expected = HashMap::new();
     for i in 0..20 {
         let label = format!("module-{i}.wasm");
-        pack.insert_with_label(&key(i), &value(i, 100 + i as usize), &label).unwrap();
+        pack.insert_with_label(&key(i), &value(i, 100 + i as usize), &label)
+            .unwrap();
         expected.insert(key(i), (label, 100 + i));
     }
     pack.remove(&key(0)).unwrap();
@@ -80,7 +90,9 @@ fn labels_and_listing() {
     want.sort();
     assert_eq!(keys, want);
     let too_long = "x".repeat(1025);
-    let err = pack.insert_with_label(&key(100), b"v", &too_long).unwrap_err();
+    let err = pack
+        .insert_with_label(&key(100), b"v", &too_long)
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
 }
 
@@ -107,9 +119,16 @@ fn batch_is_invisible_until_commit_and_dropping_discards() {
     assert_eq!(batch.len(), 102);
     batch.commit().unwrap();
     assert_eq!(reader.len().unwrap(), 99);
-    assert_eq!(reader.get(&key(6)).unwrap().as_deref(), Some(&b"six again"[..]));
+    assert_eq!(
+        reader.get(&key(6)).unwrap().as_deref(),
+        Some(&b"six again"[..])
+    );
     assert_eq!(reader.get(&key(5)).unwrap(), None);
-    assert_eq!(pack.stats().unwrap().index_blocks, 1, "one batch, one block");
+    assert_eq!(
+        pack.stats().unwrap().index_blocks,
+        1,
+        "one batch, one block"
+    );
 }
 
 #[test]
@@ -126,7 +145,10 @@ fn many_single_commits_keep_the_index_logarithmic() {
     }
     let reopened = Pack::open(&path, &identity()).unwrap();
     for i in 0..1000 {
-        assert_eq!(reopened.get(&key(i)).unwrap().as_deref(), Some(&i.to_le_bytes()[..]));
+        assert_eq!(
+            reopened.get(&key(i)).unwrap().as_deref(),
+            Some(&i.to_le_bytes()[..])
+        );
     }
     assert_eq!(reopened.len().unwrap(), 1000);
 }
@@ -136,7 +158,10 @@ fn stats_account_for_every_byte() {
     let (_dir, path) = scratch();
     let pack = Pack::create(&path, &identity()).unwrap();
     let empty = pack.stats().unwrap();
-    assert_eq!((empty.entries, empty.live_bytes, empty.dead_bytes), (0, 0, 0));
+    assert_eq!(
+        (empty.entries, empty.live_bytes, empty.dead_bytes),
+        (0, 0, 0)
+    );
     assert_eq!(empty.generation, 1);
     pack.insert(&key(1), &[1; 100]).unwrap();
     pack.insert(&key(2), &[2; 200]).unwrap();
@@ -168,12 +193,20 @@ fn identity_is_checked_and_open_any_reads_it() {
     let err = Pack::open(&path, &other).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::IdentityMismatch);
     let message = err.to_string();
-    assert!(message.contains("engine=test") && message.contains("engine=other"), "{message}");
+    assert!(
+        message.contains("engine=test") && message.contains("engine=other"),
+        "{message}"
+    );
     let any = Pack::open_any(&path).unwrap();
     assert_eq!(any.identity(), &identity());
-    assert_eq!(Pack::create(&path, &identity()).unwrap_err().kind(), ErrorKind::AlreadyExists);
     assert_eq!(
-        Pack::open(path.with_extension("missing"), &identity()).unwrap_err().kind(),
+        Pack::create(&path, &identity()).unwrap_err().kind(),
+        ErrorKind::AlreadyExists
+    );
+    assert_eq!(
+        Pack::open(path.with_extension("missing"), &identity())
+            .unwrap_err()
+            .kind(),
         ErrorKind::NotFound
     );
 }
@@ -209,7 +242,10 @@ fn threads_share_one_handle() {
                 for i in 0..50 {
                     let k = key(t * 1000 + i);
                     pack.insert(&k, &value(t * 1000 + i, 64)).unwrap();
-                    assert_eq!(pack.get(&k).unwrap().as_deref(), Some(&value(t * 1000 + i, 64)[..]));
+                    assert_eq!(
+                        pack.get(&k).unwrap().as_deref(),
+                        Some(&value(t * 1000 + i, 64)[..])
+                    );
                 }
             });
         }
@@ -224,8 +260,14 @@ fn verify_policies_decide_when_checksums_run() {
     let pack = Pack::create(&path, &identity()).unwrap();
     pack.insert(&key(1), &[7; 4096]).unwrap();
     let offset = pack.iter().unwrap().next().unwrap().offset();
-    let once = PackOptions::new().verify(Verify::Once).open(&path, &identity()).unwrap();
-    let always = PackOptions::new().verify(Verify::Always).open(&path, &identity()).unwrap();
+    let once = PackOptions::new()
+        .verify(Verify::Once)
+        .open(&path, &identity())
+        .unwrap();
+    let always = PackOptions::new()
+        .verify(Verify::Always)
+        .open(&path, &identity())
+        .unwrap();
     assert!(once.get(&key(1)).unwrap().is_some());
     assert!(always.get(&key(1)).unwrap().is_some());
     support::flip(&path, offset + 100, 0x01);
@@ -236,7 +278,10 @@ fn verify_policies_decide_when_checksums_run() {
     assert!(err.to_string().contains(&key(1).to_string()));
     let fresh = Pack::open(&path, &identity()).unwrap();
     assert_eq!(fresh.get(&key(1)).unwrap_err().kind(), ErrorKind::Corrupt);
-    let never = PackOptions::new().verify(Verify::Never).open(&path, &identity()).unwrap();
+    let never = PackOptions::new()
+        .verify(Verify::Never)
+        .open(&path, &identity())
+        .unwrap();
     assert_eq!(never.get(&key(1)).unwrap().unwrap()[100], 6);
     let report = fresh.verify().unwrap();
     assert_eq!(report.problems().len(), 1);

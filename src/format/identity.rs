@@ -256,8 +256,18 @@ mod tests {
     #[test]
     fn rejects_oversized_fields() {
         assert!(PackIdentity::new().with("", "x").encode().is_err());
-        assert!(PackIdentity::new().with("n".repeat(65), "x").encode().is_err());
-        assert!(PackIdentity::new().with("n", "x".repeat(1025)).encode().is_err());
+        assert!(
+            PackIdentity::new()
+                .with("n".repeat(65), "x")
+                .encode()
+                .is_err()
+        );
+        assert!(
+            PackIdentity::new()
+                .with("n", "x".repeat(1025))
+                .encode()
+                .is_err()
+        );
         let mut big = PackIdentity::new();
         for i in 0..8 {
             big = big.with(format!("f{i}"), "x".repeat(1000));

@@ -70,7 +70,11 @@ impl IndexEntry {
         let kind = match b[54] {
             1 => EntryKind::Value,
             2 => EntryKind::Tombstone,
-            other => return Err(DecodeError::new(format!("unknown index entry kind {other}"))),
+            other => {
+                return Err(DecodeError::new(format!(
+                    "unknown index entry kind {other}"
+                )));
+            }
         };
         let mut key = [0u8; 32];
         key.copy_from_slice(&b[..32]);
@@ -220,7 +224,9 @@ impl Root {
             return Err(DecodeError::new(format!("index root lists {count} blocks")));
         }
         if b.len() != ROOT_FIXED_LEN + count * BLOCK_REF_LEN {
-            return Err(DecodeError::new("index root length does not match its block count"));
+            return Err(DecodeError::new(
+                "index root length does not match its block count",
+            ));
         }
         let blocks = (0..count)
             .map(|i| {
@@ -291,8 +297,11 @@ mod tests {
     fn search_finds_every_key_and_only_those() {
         for n in [0, 1, 2, 9, 100, 5000] {
             let present = keys(n, 42 + n as u64);
-            let entries: Vec<_> =
-                present.iter().enumerate().map(|(i, k)| entry(*k, i as u64 * 64)).collect();
+            let entries: Vec<_> = present
+                .iter()
+                .enumerate()
+                .map(|(i, k)| entry(*k, i as u64 * 64))
+                .collect();
             let block = encode_block(&entries);
             for (i, k) in present.iter().enumerate() {
                 let found = search_block(&block, k).unwrap().unwrap();
@@ -314,7 +323,11 @@ mod tests {
         for k in &present {
             assert!(search_block(&block, k).unwrap().is_some());
         }
-        assert!(search_block(&block, &Key::from_bytes([0x80; 32])).unwrap().is_none());
+        assert!(
+            search_block(&block, &Key::from_bytes([0x80; 32]))
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]
@@ -346,7 +359,16 @@ mod tests {
             live_payload_bytes: 300,
             live_record_bytes: 500,
             index_bytes: 256,
-            blocks: vec![BlockRef { offset: 12288, count: 2 }, BlockRef { offset: 20000, count: 1 }],
+            blocks: vec![
+                BlockRef {
+                    offset: 12288,
+                    count: 2,
+                },
+                BlockRef {
+                    offset: 20000,
+                    count: 1,
+                },
+            ],
         };
         let bytes = root.encode();
         assert_eq!(Root::decode(&bytes).unwrap(), root);

@@ -110,7 +110,9 @@ impl RecordHeader {
             .ok_or_else(|| DecodeError::new(format!("unknown record kind {}", head[4])))?;
         let label_len = read_u16(head, 6);
         if usize::from(label_len) > MAX_LABEL_LEN {
-            return Err(DecodeError::new(format!("label length {label_len} is too long")));
+            return Err(DecodeError::new(format!(
+                "label length {label_len} is too long"
+            )));
         }
         let start = HEADER_LEN as usize;
         let label = bytes

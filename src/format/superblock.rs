@@ -107,9 +107,16 @@ pub fn decode_header(bytes: &[u8]) -> Result<Header, HeaderError> {
     if read_u32(bytes, 24) != header_crc(&bytes[..24], identity) {
         return Err(HeaderError::Corrupt("header checksum mismatch".to_string()));
     }
+    if read_u32(bytes, 28) != 0 {
+        return Err(HeaderError::Corrupt(
+            "reserved header bytes are not zero".to_string(),
+        ));
+    }
     let flags = read_u32(bytes, 20);
     if flags != 0 {
-        return Err(HeaderError::Corrupt(format!("unknown header flags {flags:#x}")));
+        return Err(HeaderError::Corrupt(format!(
+            "unknown header flags {flags:#x}"
+        )));
     }
     Ok(Header {
         identity: identity.to_vec(),
@@ -197,10 +204,7 @@ impl CommitSlot {
 
 /// Picks the live commit from the two slots as read from a file of `file_len` bytes: the
 /// valid slot with the highest generation, slot 0 on a tie. Returns its index and contents.
-pub fn live_slot(
-    slots: [&[u8]; 2],
-    file_len: u64,
-) -> Result<(usize, CommitSlot), DecodeError> {
+pub fn live_slot(slots: [&[u8]; 2], file_len: u64) -> Result<(usize, CommitSlot), DecodeError> {
     let decoded = slots.map(|bytes| {
         CommitSlot::decode(bytes).and_then(|slot| {
             if slot.fits(file_len) {
@@ -214,7 +218,11 @@ pub fn live_slot(
         })
     });
     match decoded {
-        [Ok(a), Ok(b)] => Ok(if b.generation > a.generation { (1, b) } else { (0, a) }),
+        [Ok(a), Ok(b)] => Ok(if b.generation > a.generation {
+            (1, b)
+        } else {
+            (0, a)
+        }),
         [Ok(a), Err(_)] => Ok((0, a)),
         [Err(_), Ok(b)] => Ok((1, b)),
         [Err(a), Err(b)] => Err(DecodeError::new(format!(
@@ -248,11 +256,20 @@ mod tests {
     fn header_errors_are_classified() {
         let page = encode_header(b"");
         assert!(matches!(decode_header(b""), Err(HeaderError::NotAPack(_))));
-        assert!(matches!(decode_header(b"\x7fELF"), Err(HeaderError::NotAPack(_))));
-        assert!(matches!(decode_header(&page[..20]), Err(HeaderError::NotAPack(_))));
+        assert!(matches!(
+            decode_header(b"\x7fELF"),
+            Err(HeaderError::NotAPack(_))
+        ));
+        assert!(matches!(
+            decode_header(&page[..20]),
+            Err(HeaderError::NotAPack(_))
+        ));
         let mut newer = page.clone();
         newer[8] = 2;
-        assert_eq!(decode_header(&newer), Err(HeaderError::UnsupportedVersion(2)));
+        assert_eq!(
+            decode_header(&newer),
+            Err(HeaderError::UnsupportedVersion(2))
+        );
         for at in 12..32 {
             let mut flipped = page.clone();
             flipped[at] ^= 0x10;
@@ -271,7 +288,10 @@ mod tests {
             for bit in 0..8 {
                 let mut flipped = encoded;
                 flipped[byte] ^= 1 << bit;
-                assert!(CommitSlot::decode(&flipped).is_err(), "byte {byte} bit {bit}");
+                assert!(
+                    CommitSlot::decode(&flipped).is_err(),
+                    "byte {byte} bit {bit}"
+                );
             }
         }
     }

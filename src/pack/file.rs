@@ -5,7 +5,9 @@ use std::io::{self, Write};
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::format::superblock::{self, CommitSlot, DATA_START, HeaderError, PAGE, SLOT_LEN, SLOT_OFFSETS};
+use crate::format::superblock::{
+    self, CommitSlot, DATA_START, HeaderError, PAGE, SLOT_LEN, SLOT_OFFSETS,
+};
 use crate::{Error, PackIdentity, Result};
 
 /// An open pack file and what we know about it.

@@ -92,7 +92,10 @@ impl Mapping {
         let (Ok(offset), Ok(len)) = (usize::try_from(offset), usize::try_from(len)) else {
             return;
         };
-        if offset.checked_add(len).is_none_or(|end| end > self.raw.len()) {
+        if offset
+            .checked_add(len)
+            .is_none_or(|end| end > self.raw.len())
+        {
             return;
         }
         #[cfg(target_os = "linux")]
@@ -105,11 +108,9 @@ impl Mapping {
                 .advise_range(advice, start, len + (offset - start))
                 .is_err()
             {
-                let _ = self.raw.advise_range(
-                    memmap2::Advice::WillNeed,
-                    start,
-                    len + (offset - start),
-                );
+                let _ =
+                    self.raw
+                        .advise_range(memmap2::Advice::WillNeed, start, len + (offset - start));
             }
         }
     }
@@ -134,6 +135,8 @@ impl MappedRange {
 impl AsRef<[u8]> for MappedRange {
     fn as_ref(&self) -> &[u8] {
         // The range was checked in `new` and the mapping never shrinks.
-        self.map.committed(self.offset, self.len).unwrap_or_default()
+        self.map
+            .committed(self.offset, self.len)
+            .unwrap_or_default()
     }
 }

@@ -65,19 +65,33 @@ mod tests {
             e(2, 3, EntryKind::Tombstone),
             e(1, 4, EntryKind::Value),
         ]);
-        assert_eq!(out, vec![e(1, 4, EntryKind::Value), e(2, 3, EntryKind::Tombstone)]);
+        assert_eq!(
+            out,
+            vec![e(1, 4, EntryKind::Value), e(2, 3, EntryKind::Tombstone)]
+        );
     }
 
     #[test]
     fn merge_shadows_and_drops_tombstones_at_the_bottom() {
         let newer = [e(1, 10, EntryKind::Value), e(3, 11, EntryKind::Tombstone)];
-        let older = [e(1, 1, EntryKind::Value), e(2, 2, EntryKind::Value), e(3, 3, EntryKind::Value)];
+        let older = [
+            e(1, 1, EntryKind::Value),
+            e(2, 2, EntryKind::Value),
+            e(3, 3, EntryKind::Value),
+        ];
         let kept = merge(&newer, &older, false);
         assert_eq!(
             kept,
-            vec![e(1, 10, EntryKind::Value), e(2, 2, EntryKind::Value), e(3, 11, EntryKind::Tombstone)]
+            vec![
+                e(1, 10, EntryKind::Value),
+                e(2, 2, EntryKind::Value),
+                e(3, 11, EntryKind::Tombstone)
+            ]
         );
         let bottom = merge(&newer, &older, true);
-        assert_eq!(bottom, vec![e(1, 10, EntryKind::Value), e(2, 2, EntryKind::Value)]);
+        assert_eq!(
+            bottom,
+            vec![e(1, 10, EntryKind::Value), e(2, 2, EntryKind::Value)]
+        );
     }
 }

@@ -129,7 +129,11 @@ impl Pack {
         })
     }
 
-    pub(crate) fn create_with(path: &Path, identity: &PackIdentity, options: PackOptions) -> Result<Pack> {
+    pub(crate) fn create_with(
+        path: &Path,
+        identity: &PackIdentity,
+        options: PackOptions,
+    ) -> Result<Pack> {
         if !file::create(path, identity)? {
             return Err(Error::AlreadyExists {
                 path: path.to_path_buf(),
@@ -185,7 +189,11 @@ impl Pack {
 
     /// Replaces the cached view unless a newer one of the same file got there first.
     pub(crate) fn install(&self, fresh: Arc<View>) {
-        let mut slot = self.inner.view.write().unwrap_or_else(PoisonError::into_inner);
+        let mut slot = self
+            .inner
+            .view
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         let same_file = Arc::ptr_eq(&slot.file, &fresh.file);
         if !same_file || fresh.commit.generation >= slot.commit.generation {
             *slot = fresh;
@@ -203,7 +211,11 @@ impl Pack {
             });
         }
         let view = Arc::new(View::load(Arc::new(file), None)?);
-        *self.inner.view.write().unwrap_or_else(PoisonError::into_inner) = view.clone();
+        *self
+            .inner
+            .view
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = view.clone();
         Ok(view)
     }
 

@@ -140,7 +140,9 @@ impl Pack {
 }
 
 fn check_entry(view: &View, entry: &IndexEntry, report: &mut VerifyReport) -> Result<(), String> {
-    let (header, _) = view.record_header(entry.record_offset).map_err(|e| strip(&e))?;
+    let (header, _) = view
+        .record_header(entry.record_offset)
+        .map_err(|e| strip(&e))?;
     let expected = match entry.kind {
         EntryKind::Value => RecordKind::Entry,
         EntryKind::Tombstone => RecordKind::Tombstone,

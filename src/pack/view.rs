@@ -5,7 +5,9 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use crate::format::index::{self, BlockRef, ENTRY_LEN, IndexEntry, Root};
 use crate::format::record::{RecordHeader, RecordKind};
-use crate::format::superblock::{self, CommitSlot, DATA_START, SLOT_CRC_WORD_AT, SLOT_GENERATION_AT};
+use crate::format::superblock::{
+    self, CommitSlot, DATA_START, SLOT_CRC_WORD_AT, SLOT_GENERATION_AT,
+};
 use crate::{Error, Key, Result};
 
 use super::file::PackFile;
@@ -208,7 +210,11 @@ impl View {
 
     /// The payload bytes of a block: its sorted entries.
     pub(crate) fn block_bytes(&self, block: &Block) -> Result<&[u8]> {
-        self.bytes(block.payload_offset, block.count * ENTRY_LEN as u64, "index block")
+        self.bytes(
+            block.payload_offset,
+            block.count * ENTRY_LEN as u64,
+            "index block",
+        )
     }
 
     /// The newest index entry for `key`, value or tombstone.
@@ -241,7 +247,10 @@ impl View {
             .enumerate()
             .map(|(i, chunk)| {
                 IndexEntry::decode(chunk).map_err(|e| {
-                    self.corrupt(format!("index block at offset {}, entry {i}: {e}", block.offset))
+                    self.corrupt(format!(
+                        "index block at offset {}, entry {i}: {e}",
+                        block.offset
+                    ))
                 })
             })
             .collect()

@@ -8,10 +8,10 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::sync::{Arc, MutexGuard, PoisonError};
 
+use crate::format::align_up;
 use crate::format::index::{self, BlockRef, EntryKind, IndexEntry, MAX_BLOCKS, Root};
 use crate::format::record::{HEADER_LEN, MAX_LABEL_LEN, RecordHeader, RecordKind, payload_padding};
 use crate::format::superblock::{CommitSlot, SLOT_OFFSETS};
-use crate::format::align_up;
 use crate::{Durability, Error, Key, Pack, Result};
 
 use super::merge;
@@ -133,12 +133,21 @@ impl<'a> Session<'a> {
     }
 
     /// Appends an entry or tombstone record at the tail.
-    pub(crate) fn append(&mut self, key: &Key, label: &str, payload: &[u8], kind: EntryKind) -> Result<()> {
+    pub(crate) fn append(
+        &mut self,
+        key: &Key,
+        label: &str,
+        payload: &[u8],
+        kind: EntryKind,
+    ) -> Result<()> {
         self.check_failed()?;
         if label.len() > MAX_LABEL_LEN {
             return Err(Error::invalid_input(
                 self.pack.path(),
-                format!("label is {} bytes, at most {MAX_LABEL_LEN} fit", label.len()),
+                format!(
+                    "label is {} bytes, at most {MAX_LABEL_LEN} fit",
+                    label.len()
+                ),
             ));
         }
         let record_kind = match kind {
@@ -170,7 +179,13 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
-    fn append_record(&mut self, offset: u64, header: &RecordHeader, label: &[u8], payload: &[u8]) -> Result<u64> {
+    fn append_record(
+        &mut self,
+        offset: u64,
+        header: &RecordHeader,
+        label: &[u8],
+        payload: &[u8],
+    ) -> Result<u64> {
         let prefix = header.encode_with_label(label);
         self.write_at(&prefix, offset)?;
         let payload_at = offset + prefix.len() as u64;
@@ -206,12 +221,16 @@ impl<'a> Session<'a> {
             match base.lookup(&entry.key) {
                 Ok(Some(prev)) if prev.kind == EntryKind::Value => {
                     root.live_entries = root.live_entries.saturating_sub(1);
-                    root.live_payload_bytes = root.live_payload_bytes.saturating_sub(prev.payload_len);
-                    root.live_record_bytes =
-                        root.live_record_bytes.saturating_sub(prev.record_len().unwrap_or(0));
+                    root.live_payload_bytes =
+                        root.live_payload_bytes.saturating_sub(prev.payload_len);
+                    root.live_record_bytes = root
+                        .live_record_bytes
+                        .saturating_sub(prev.record_len().unwrap_or(0));
                 }
                 Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, key = %entry.key, "unreadable index entry while committing"),
+                Err(e) => {
+                    tracing::warn!(error = %e, key = %entry.key, "unreadable index entry while committing")
+                }
             }
             if entry.kind == EntryKind::Value {
                 root.live_entries += 1;
@@ -244,9 +263,15 @@ impl<'a> Session<'a> {
             let len = header.record_len().unwrap_or(0);
             self.tail += len;
             index_bytes += len;
-            refs.push(BlockRef { offset, count: merged.len() as u64 });
+            refs.push(BlockRef {
+                offset,
+                count: merged.len() as u64,
+            });
         }
-        refs.extend(blocks.iter().map(|b| BlockRef { offset: b.offset, count: b.count }));
+        refs.extend(blocks.iter().map(|b| BlockRef {
+            offset: b.offset,
+            count: b.count,
+        }));
         let root_payload_len = (index::ROOT_FIXED_LEN + index::BLOCK_REF_LEN * refs.len()) as u64;
         index_bytes += HEADER_LEN + align_up(root_payload_len).unwrap_or(0);
         root.index_bytes = index_bytes;

@@ -47,9 +47,99 @@ pub fn scratch() -> (tempfile::TempDir, PathBuf) {
 /// Flips one bit of the file at `offset`.
 pub fn flip(path: &Path, offset: u64, mask: u8) {
     use std::os::unix::fs::FileExt;
-    let file = std::fs::OpenOptions::new().read(true).write(true).open(path).unwrap();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
     let mut byte = [0u8];
     file.read_exact_at(&mut byte, offset).unwrap();
     byte[0] ^= mask;
     file.write_all_at(&byte, offset).unwrap();
+}
+
+/// Raw access to a pack's bytes for crafting damaged files.
+pub mod raw {
+    use std::os::unix::fs::FileExt;
+    use std::path::Path;
+
+    use wasmpak::format::record::{RecordHeader, RecordKind, payload_padding};
+    use wasmpak::format::superblock::{self, CommitSlot, SLOT_LEN, SLOT_OFFSETS};
+
+    /// The live commit slot of the pack at `path`.
+    pub fn live(path: &Path) -> CommitSlot {
+        let bytes = std::fs::read(path).unwrap();
+        let slot = |i: usize| &bytes[SLOT_OFFSETS[i] as usize..SLOT_OFFSETS[i] as usize + SLOT_LEN];
+        superblock::live_slot([slot(0), slot(1)], bytes.len() as u64)
+            .unwrap()
+            .1
+    }
+
+    /// A whole record: header, label, payload, padding.
+    pub fn record(kind: RecordKind, key: [u8; 32], label: &[u8], payload: &[u8]) -> Vec<u8> {
+        let header = RecordHeader::for_payload(kind, key, label.len() as u16, payload);
+        let mut out = header.encode_with_label(label);
+        out.extend_from_slice(payload);
+        out.extend(std::iter::repeat_n(
+            0,
+            payload_padding(payload.len() as u64),
+        ));
+        out
+    }
+
+    /// Writes `bytes` at the committed length and publishes a commit whose root is at
+    /// `root_at` bytes into them (or `root_offset` verbatim when `absolute`).
+    pub fn commit(path: &Path, bytes: &[u8], root: RootAt) {
+        let base = live(path);
+        let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+        file.write_all_at(bytes, base.committed_len).unwrap();
+        let root_offset = match root {
+            RootAt::Relative(at) => base.committed_len + at,
+            RootAt::Absolute(offset) => offset,
+        };
+        let slot = CommitSlot {
+            generation: base.generation + 1,
+            committed_len: base.committed_len + bytes.len() as u64,
+            root_offset,
+            superseded: false,
+        };
+        write_slots(path, &slot);
+    }
+
+    /// Where a crafted commit's root is.
+    pub enum RootAt {
+        /// Offset into the appended bytes.
+        Relative(u64),
+        /// A file offset.
+        Absolute(u64),
+    }
+
+    /// Writes `slot` into both commit slots.
+    pub fn write_slots(path: &Path, slot: &CommitSlot) {
+        let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+        for offset in SLOT_OFFSETS {
+            file.write_all_at(&slot.encode(), offset).unwrap();
+        }
+    }
+}
+
+/// A command that re-runs this test binary's ignored test `entry` as a child process.
+/// Child entry points are `#[ignore]`d tests that read their instructions from the environment.
+pub fn child(entry: &str) -> std::process::Command {
+    let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+    command.args([
+        entry,
+        "--exact",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
+    command
+}
+
+/// Whether this process runs as root (which ignores file permissions).
+pub fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let probe = tempfile::NamedTempFile::new().unwrap();
+    probe.as_file().metadata().unwrap().uid() == 0
 }
