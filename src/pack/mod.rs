@@ -14,11 +14,13 @@ mod view;
 mod writer;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::format::index::EntryKind;
+use crate::format::index::{EntryKind, IndexEntry};
 use crate::{Error, Key, PackIdentity, Result};
 
 pub use batch::Batch;
@@ -69,7 +71,13 @@ struct Inner {
     view: RwLock<Arc<View>>,
     /// Serializes this process's writers: the file lock is per open file, not per thread.
     writer: Mutex<()>,
+    /// When a miss last checked whether the path names a new file (milliseconds since open).
+    last_path_check: AtomicU64,
+    opened: Instant,
 }
+
+/// How often a miss may `stat` the path to notice a replaced file.
+const PATH_CHECK_INTERVAL: Duration = Duration::from_millis(500);
 
 impl std::fmt::Debug for Pack {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -125,6 +133,8 @@ impl Pack {
                 identity,
                 view: RwLock::new(Arc::new(view)),
                 writer: Mutex::new(()),
+                last_path_check: AtomicU64::new(0),
+                opened: Instant::now(),
             }),
         })
     }
@@ -224,13 +234,10 @@ impl Pack {
     /// [`Verify`] policy; a mismatch is an [`ErrorKind::Corrupt`](crate::ErrorKind::Corrupt)
     /// error naming the key.
     pub fn get(&self, key: &Key) -> Result<Option<Bytes>> {
-        let view = self.view()?;
-        let Some(entry) = view.lookup(key)? else {
+        let (view, entry) = self.lookup(key)?;
+        let Some(entry) = entry else {
             return Ok(None);
         };
-        if entry.kind == EntryKind::Tombstone {
-            return Ok(None);
-        }
         let (offset, payload) = view.payload(&entry)?;
         let first_time = !view.verified.contains(offset);
         if first_time {
@@ -254,12 +261,52 @@ impl Pack {
         Ok(Some(Bytes::from_owner(range)))
     }
 
+    /// The view and the live value entry for `key`, looking at a replaced file after a miss.
+    fn lookup(&self, key: &Key) -> Result<(Arc<View>, Option<IndexEntry>)> {
+        let view = self.view()?;
+        let entry = view.lookup(key)?.filter(|e| e.kind == EntryKind::Value);
+        if entry.is_none()
+            && let Some(replacement) = self.replaced_view()?
+        {
+            let entry = replacement
+                .lookup(key)?
+                .filter(|e| e.kind == EntryKind::Value);
+            return Ok((replacement, entry));
+        }
+        Ok((view, entry))
+    }
+
+    /// After a miss: if the path now names another file (replaced by compaction or by another
+    /// tool without the superseded mark a clean compaction leaves), the view of that file.
+    /// Rate-limited, so a stream of misses costs one `stat` per interval.
+    fn replaced_view(&self) -> Result<Option<Arc<View>>> {
+        let now = self.inner.opened.elapsed().as_millis() as u64;
+        let last = self.inner.last_path_check.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < PATH_CHECK_INTERVAL.as_millis() as u64
+            || self
+                .inner
+                .last_path_check
+                .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return Ok(None);
+        }
+        let current = self.view()?;
+        match current.file.path_still_names_me() {
+            Ok(Some(false)) => match self.reopen() {
+                Ok(view) => Ok(Some(view)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the pack was replaced by a file we cannot use");
+                    Ok(None)
+                }
+            },
+            _ => Ok(None),
+        }
+    }
+
     /// Whether `key` has a value (no checksum is computed).
     pub fn contains(&self, key: &Key) -> Result<bool> {
-        Ok(self
-            .view()?
-            .lookup(key)?
-            .is_some_and(|e| e.kind == EntryKind::Value))
+        Ok(self.lookup(key)?.1.is_some())
     }
 
     /// Stores `value` under `key` in one commit, replacing any earlier value.
