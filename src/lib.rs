@@ -8,7 +8,10 @@ mod pack;
 pub use error::{Error, ErrorKind, Result};
 pub use format::identity::{IdentityValue, PackIdentity};
 pub use key::{Key, ParseKeyError};
-pub use pack::{Batch, Durability, Entry, Pack, PackOptions, Problem, Stats, Verify, VerifyReport};
+pub use pack::{
+    Batch, CompactReport, Durability, Entry, Pack, PackOptions, Problem, Retention, Stats, Verify,
+    VerifyReport,
+};
 
 #[cfg(feature = "wasmer")]
 mod cache;

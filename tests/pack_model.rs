@@ -9,12 +9,19 @@ use std::path::Path;
 
 use proptest::prelude::*;
 use support::{identity, key, value};
-use wasmpak::{Durability, Key, Pack, PackOptions};
+use wasmpak::{Durability, Key, Pack, PackOptions, Retention};
 
 const KEYS: u64 = 8;
 
 #[derive(Debug, Clone)]
 enum Op {
+    Touch {
+        k: u64,
+    },
+    Compact {
+        max_entries: Option<u64>,
+        max_bytes: Option<u64>,
+    },
     Insert {
         k: u64,
         len: usize,
@@ -47,6 +54,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Reopen),
         1 => Just(Op::SwitchHandle),
         1 => (1usize..5000).prop_map(|garbage| Op::CrashedWriterTail { garbage }),
+        2 => (0..KEYS).prop_map(|k| Op::Touch { k }),
+        1 => (prop::option::of(0..KEYS), prop::option::of(0..12_000u64))
+            .prop_map(|(max_entries, max_bytes)| Op::Compact { max_entries, max_bytes }),
     ]
 }
 
@@ -87,12 +97,19 @@ fn run(ops: Vec<Op>) {
     let mut handles = [open(&path), open(&path)];
     let mut active = 0;
     let mut model: HashMap<Key, Vec<u8>> = HashMap::new();
+    // For retention: the order each key's current value was written in, and use stamps.
+    let mut written: HashMap<Key, u64> = HashMap::new();
+    let mut sequence = 0u64;
+    let mut stamps: HashMap<Key, u64> = HashMap::new();
+    let mut clock = 0u64;
     for op in ops {
         let pack = &handles[active];
         match op {
             Op::Insert { k, len, seed } => {
                 pack.insert(&key(k), &value(seed, len)).unwrap();
                 model.insert(key(k), value(seed, len));
+                sequence += 1;
+                written.insert(key(k), sequence);
             }
             Op::Remove { k } => {
                 let had = pack.remove(&key(k)).unwrap();
@@ -100,12 +117,15 @@ fn run(ops: Vec<Op>) {
             }
             Op::Batch { writes, commit } => {
                 let mut staged = model.clone();
+                let mut staged_written = written.clone();
                 let mut batch = pack.batch();
                 for (k, write) in writes {
                     match write {
                         Some((len, seed)) => {
                             batch.insert(&key(k), &value(seed, len)).unwrap();
                             staged.insert(key(k), value(seed, len));
+                            sequence += 1;
+                            staged_written.insert(key(k), sequence);
                         }
                         None => {
                             let had = batch.remove(&key(k)).unwrap();
@@ -116,12 +136,48 @@ fn run(ops: Vec<Op>) {
                 if commit {
                     batch.commit().unwrap();
                     model = staged;
+                    written = staged_written;
                 }
             }
             Op::Reopen => {
                 handles = [open(&path), open(&path)];
             }
             Op::SwitchHandle => active = 1 - active,
+            Op::Touch { k } => {
+                clock += 1;
+                stamps.insert(key(k), clock);
+            }
+            Op::Compact {
+                max_entries,
+                max_bytes,
+            } => {
+                let mut retention = Retention::new();
+                if let Some(max) = max_entries {
+                    retention = retention.max_entries(max);
+                }
+                if let Some(max) = max_bytes {
+                    retention = retention.max_live_bytes(max);
+                }
+                for (k, stamp) in &stamps {
+                    retention.touch(*k, *stamp);
+                }
+                let report = pack.compact_with(&retention).unwrap();
+                // The model evicts the same entries: unstamped first, then by stamp, ties by
+                // write order; until both limits hold.
+                let mut order: Vec<Key> = model.keys().copied().collect();
+                order.sort_by_key(|k| (stamps.get(k).map_or(0, |s| s + 1), written[k]));
+                let mut evicted = Vec::new();
+                for k in order {
+                    let bytes: u64 = model.values().map(|v| v.len() as u64).sum();
+                    if !retention.exceeded(model.len() as u64, bytes) {
+                        break;
+                    }
+                    model.remove(&k);
+                    evicted.push(k);
+                }
+                assert_eq!(report.evicted(), &evicted[..]);
+                assert_eq!(pack.stats().unwrap().dead_bytes, 0);
+            }
             Op::CrashedWriterTail { garbage } => {
                 // A writer appended part of a batch and died before committing.
                 let mut file = std::fs::OpenOptions::new()

@@ -4,6 +4,7 @@
 //! docs/FORMAT.md for the bytes and the crash-safety argument.
 
 mod batch;
+mod compact;
 mod file;
 mod mapping;
 mod merge;
@@ -24,6 +25,7 @@ use crate::format::index::{EntryKind, IndexEntry};
 use crate::{Error, Key, PackIdentity, Result};
 
 pub use batch::Batch;
+pub use compact::{CompactReport, Retention};
 pub use options::{Durability, PackOptions, Verify};
 pub use stats::{Entry, Stats};
 pub use verify::{Problem, VerifyReport};
@@ -347,9 +349,5 @@ impl Pack {
 
     pub(crate) fn begin(&self) -> Result<Session<'_>> {
         Session::begin(self)
-    }
-
-    pub(crate) fn options(&self) -> &PackOptions {
-        &self.inner.options
     }
 }

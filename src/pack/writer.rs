@@ -6,7 +6,7 @@
 
 use std::io;
 use std::os::unix::fs::FileExt;
-use std::sync::{Arc, MutexGuard, PoisonError};
+use std::sync::{Arc, MutexGuard, PoisonError, TryLockError};
 
 use crate::format::align_up;
 use crate::format::index::{self, BlockRef, EntryKind, IndexEntry, MAX_BLOCKS, Root};
@@ -18,7 +18,7 @@ use super::merge;
 use super::view::View;
 
 /// How many times a writer follows the path to a replacement file before giving up.
-const MAX_REOPENS: usize = 16;
+const MAX_REOPENS: usize = 64;
 
 /// An open write transaction: appended records become visible at [`Session::commit`].
 pub(crate) struct Session<'a> {
@@ -31,32 +31,59 @@ pub(crate) struct Session<'a> {
 }
 
 impl<'a> Session<'a> {
-    /// Takes the writer locks and reads the latest commit under them.
+    /// Takes the writer locks, waiting for other writers, and reads the latest commit.
     pub(crate) fn begin(pack: &'a Pack) -> Result<Session<'a>> {
         let exclusive = pack
             .inner
             .writer
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        Self::begin_locked(pack, exclusive, true)?.ok_or_else(|| unreachable_busy(pack))
+    }
+
+    /// Like [`Session::begin`], but `Ok(None)` instead of waiting if another writer is busy.
+    pub(crate) fn try_begin(pack: &'a Pack) -> Result<Option<Session<'a>>> {
+        let exclusive = match pack.inner.writer.try_lock() {
+            Ok(guard) => guard,
+            Err(TryLockError::WouldBlock) => return Ok(None),
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+        };
+        Self::begin_locked(pack, exclusive, false)
+    }
+
+    fn begin_locked(
+        pack: &'a Pack,
+        exclusive: MutexGuard<'a, ()>,
+        wait: bool,
+    ) -> Result<Option<Session<'a>>> {
         for _ in 0..MAX_REOPENS {
             let view = pack.view()?;
             view.file.check_writable()?;
-            view.file.file.lock().map_err(|source| Error::Lock {
+            let lock_err = |source| Error::Lock {
                 path: view.file.path.clone(),
                 source,
-            })?;
+            };
+            if wait {
+                view.file.file.lock().map_err(lock_err)?;
+            } else {
+                match view.file.file.try_lock() {
+                    Ok(()) => {}
+                    Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+                    Err(std::fs::TryLockError::Error(e)) => return Err(lock_err(e)),
+                }
+            }
             match Self::latest_under_lock(&view) {
                 Ok(Some(base)) => {
                     let base = Arc::new(base);
                     pack.install(base.clone());
-                    return Ok(Session {
+                    return Ok(Some(Session {
                         pack,
                         _exclusive: exclusive,
                         tail: base.commit.committed_len,
                         base,
                         pending: Vec::new(),
                         failed: None,
-                    });
+                    }));
                 }
                 Ok(None) => {
                     let _ = view.file.file.unlock();
@@ -91,11 +118,6 @@ impl<'a> Session<'a> {
         }
         let fresh = View::load(view.file.clone(), Some(view))?;
         Ok((!fresh.commit.superseded).then_some(fresh))
-    }
-
-    /// The view the session builds on.
-    pub(crate) fn base(&self) -> &View {
-        &self.base
     }
 
     /// Number of records appended so far.
@@ -354,6 +376,13 @@ fn salvage_entries(view: &View, block: &super::view::Block) -> Vec<IndexEntry> {
                 })
                 .unwrap_or_default()
         }
+    }
+}
+
+fn unreachable_busy(pack: &Pack) -> Error {
+    Error::Lock {
+        path: pack.path().to_path_buf(),
+        source: io::Error::other("the writer lock was busy although we waited for it"),
     }
 }
 

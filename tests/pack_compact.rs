@@ -1,0 +1,245 @@
+//! Compaction and retention: live entries survive, dead bytes go, readers and writers in
+//! other threads and processes never notice except by the file getting smaller.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use support::{child, identity, key, scratch, value};
+use wasmpak::{Key, Pack, Retention};
+
+fn fill(pack: &Pack) -> BTreeMap<Key, Vec<u8>> {
+    let mut model = BTreeMap::new();
+    for i in 0..40 {
+        let v = value(i, 1000 + i as usize);
+        pack.insert_with_label(&key(i), &v, &format!("m{i}"))
+            .unwrap();
+        model.insert(key(i), v);
+    }
+    for i in 0..10 {
+        let v = value(100 + i, 3000);
+        pack.insert(&key(i), &v).unwrap();
+        model.insert(key(i), v);
+    }
+    for i in 30..40 {
+        pack.remove(&key(i)).unwrap();
+        model.remove(&key(i));
+    }
+    model
+}
+
+fn assert_holds(pack: &Pack, model: &BTreeMap<Key, Vec<u8>>) {
+    assert_eq!(
+        pack.keys().unwrap(),
+        model.keys().copied().collect::<Vec<_>>()
+    );
+    for (k, v) in model {
+        assert_eq!(pack.get(k).unwrap().as_deref(), Some(&v[..]));
+    }
+    assert!(pack.verify().unwrap().is_ok());
+}
+
+#[test]
+fn compaction_keeps_live_entries_and_drops_dead_bytes() {
+    let (dir, path) = scratch();
+    let pack = Pack::create(&path, &identity()).unwrap();
+    let model = fill(&pack);
+    let labels: Vec<_> = pack
+        .iter()
+        .unwrap()
+        .map(|e| (*e.key(), e.label().to_string()))
+        .collect();
+    let before = pack.stats().unwrap();
+    assert!(before.dead_bytes > 0);
+    let old_value = pack.get(&key(5)).unwrap().unwrap();
+    let other_handle = Pack::open(&path, &identity()).unwrap();
+    assert!(other_handle.get(&key(6)).unwrap().is_some());
+
+    let report = pack.compact().unwrap();
+    assert_eq!(report.kept(), model.len() as u64);
+    assert!(report.evicted().is_empty());
+    assert!(report.size_after() < report.size_before());
+    let after = pack.stats().unwrap();
+    assert_eq!(after.dead_bytes, 0, "{after:?}");
+    assert_eq!(after.index_blocks, 1);
+    assert_eq!(after.entries, before.entries);
+    assert_eq!(after.live_bytes, before.live_bytes);
+    assert_eq!(after.file_size, after.committed_len);
+    assert_holds(&pack, &model);
+    // Labels travel with the records.
+    let labels_after: Vec<_> = pack
+        .iter()
+        .unwrap()
+        .map(|e| (*e.key(), e.label().to_string()))
+        .collect();
+    assert_eq!(labels, labels_after);
+    // Bytes handed out before stay valid; another handle follows the replacement.
+    assert_eq!(&old_value[..], &model[&key(5)][..]);
+    assert_holds(&other_handle, &model);
+    other_handle.insert(&key(500), b"after compaction").unwrap();
+    assert_eq!(
+        pack.get(&key(500)).unwrap().as_deref(),
+        Some(&b"after compaction"[..])
+    );
+    // Nothing but the pack is left in the directory.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}
+
+#[test]
+fn compacting_an_empty_or_clean_pack_works() {
+    let (_dir, path) = scratch();
+    let pack = Pack::create(&path, &identity()).unwrap();
+    assert_eq!(pack.compact().unwrap().kept(), 0);
+    assert!(pack.is_empty().unwrap());
+    pack.insert(&key(1), b"one").unwrap();
+    pack.compact().unwrap();
+    pack.compact().unwrap();
+    assert_eq!(pack.get(&key(1)).unwrap().as_deref(), Some(&b"one"[..]));
+    assert_eq!(pack.stats().unwrap().dead_bytes, 0);
+}
+
+#[test]
+fn retention_evicts_least_recently_used_first() {
+    let (_dir, path) = scratch();
+    let pack = Pack::create(&path, &identity()).unwrap();
+    for i in 0..10 {
+        pack.insert(&key(i), &[i as u8; 1000]).unwrap();
+    }
+    let mut retention = Retention::new().max_live_bytes(5000);
+    retention.touch(key(0), 30);
+    retention.touch(key(1), 10);
+    retention.touch(key(2), 20);
+    // Unstamped keys 3..9 are older than all stamped ones, oldest written first.
+    let report = pack.compact_with(&retention).unwrap();
+    assert_eq!(report.evicted(), &[key(3), key(4), key(5), key(6), key(7)]);
+    let stats = pack.stats().unwrap();
+    assert_eq!((stats.entries, stats.live_bytes), (5, 5000));
+    // Stamps are the caller's: without them, the entries written first go first.
+    let retention = Retention::new().max_entries(2);
+    let report = pack.compact_with(&retention).unwrap();
+    assert_eq!(report.evicted(), &[key(0), key(1), key(2)]);
+    let mut keys = pack.keys().unwrap();
+    keys.sort();
+    let mut want = vec![key(8), key(9)];
+    want.sort();
+    assert_eq!(keys, want);
+}
+
+#[test]
+fn readers_and_writers_in_threads_during_compaction() {
+    let (_dir, path) = scratch();
+    let pack = Pack::create(&path, &identity()).unwrap();
+    for i in 0..50 {
+        pack.insert(&key(i), &value(i, 2000)).unwrap();
+    }
+    let stop = AtomicBool::new(false);
+    // Readers stop even if the test fails, so a failure cannot hang the scope.
+    struct StopOnDrop<'a>(&'a AtomicBool);
+    impl Drop for StopOnDrop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    std::thread::scope(|s| {
+        let _stop_guard = StopOnDrop(&stop);
+        for r in 0..2 {
+            let reader = Pack::open(&path, &identity()).unwrap();
+            let stop = &stop;
+            s.spawn(move || {
+                let mut rounds = 0;
+                while !stop.load(Ordering::Relaxed) || rounds < 3 {
+                    for i in 0..50 {
+                        let got = reader.get(&key(i)).unwrap();
+                        assert_eq!(got.as_deref(), Some(&value(i, 2000)[..]), "reader {r}");
+                    }
+                    rounds += 1;
+                }
+            });
+        }
+        let writer = Pack::open(&path, &identity()).unwrap();
+        let stop = &stop;
+        let writes = s.spawn(move || {
+            for i in 1000..1100 {
+                writer.insert(&key(i), &value(i, 100)).unwrap();
+                writer.insert(&key(i), &value(i, 100)).unwrap(); // dead bytes to reclaim
+            }
+        });
+        let mut compactions = 0;
+        while !writes.is_finished() {
+            pack.compact().unwrap();
+            compactions += 1;
+            // Back-to-back compactions would starve the writer of the lock (flock is not
+            // fair); real compactions are far apart.
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        assert!(compactions > 0);
+        writes.join().unwrap();
+        stop.store(true, Ordering::Relaxed);
+    });
+    let fresh = Pack::open(&path, &identity()).unwrap();
+    assert_eq!(fresh.len().unwrap(), 150);
+    for i in 1000..1100 {
+        assert_eq!(
+            fresh.get(&key(i)).unwrap().as_deref(),
+            Some(&value(i, 100)[..])
+        );
+    }
+}
+
+#[test]
+fn writers_in_other_processes_during_compaction_lose_nothing() {
+    let (_dir, path) = scratch();
+    let pack = Pack::create(&path, &identity()).unwrap();
+    let writers: Vec<_> = (0..3u64)
+        .map(|w| {
+            child("child_writer")
+                .env("WASMPAK_TEST_PACK", &path)
+                .env("WASMPAK_TEST_WRITER", w.to_string())
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut compactions = 0;
+    let mut writers = writers;
+    while writers.iter_mut().any(|w| w.try_wait().unwrap().is_none()) {
+        pack.compact().unwrap();
+        compactions += 1;
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    for mut w in writers {
+        assert!(w.wait().unwrap().success());
+    }
+    assert!(compactions > 0);
+    let fresh = Pack::open(&path, &identity()).unwrap();
+    assert_eq!(fresh.len().unwrap(), 3 * 30);
+    for w in 0..3 {
+        for i in 0..30 {
+            let n = w * 1000 + i;
+            assert_eq!(
+                fresh.get(&key(n)).unwrap().as_deref(),
+                Some(&value(n, 700)[..])
+            );
+        }
+    }
+    assert!(fresh.verify().unwrap().is_ok());
+}
+
+#[test]
+#[ignore = "entry point for a child process"]
+fn child_writer() {
+    let path: std::path::PathBuf = std::env::var_os("WASMPAK_TEST_PACK").unwrap().into();
+    let w: u64 = std::env::var("WASMPAK_TEST_WRITER")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let pack = Pack::open(&path, &identity()).unwrap();
+    for i in 0..30 {
+        let n = w * 1000 + i;
+        pack.insert(&key(n), &value(n, 700)).unwrap();
+        pack.insert(&key(n + 500), b"dead soon").unwrap();
+        pack.remove(&key(n + 500)).unwrap();
+        assert!(pack.contains(&key(n)).unwrap());
+    }
+}
