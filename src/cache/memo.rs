@@ -106,20 +106,6 @@ impl Memo {
         module
     }
 
-    /// Forgets one key for every engine (its stored artifact changed).
-    pub(crate) fn forget(&self, key: &Key) {
-        let mut table = self.slots.write().unwrap_or_else(PoisonError::into_inner);
-        let mut freed = 0;
-        table.map.retain(|(_, k), slot| {
-            let keep = k != key;
-            if !keep {
-                freed += slot.bytes;
-            }
-            keep
-        });
-        table.bytes -= freed;
-    }
-
     pub(crate) fn len(&self) -> usize {
         self.slots
             .read()

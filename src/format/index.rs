@@ -11,6 +11,10 @@ use crate::Key;
 
 /// The size of one index entry.
 pub const ENTRY_LEN: usize = 64;
+/// The size of one key prefix in a block's prefix array.
+pub const PREFIX_LEN: usize = 8;
+/// Bytes of block payload per entry: the entry and its prefix.
+pub const BLOCK_STRIDE: usize = ENTRY_LEN + PREFIX_LEN;
 /// The most index blocks a root may list.
 pub const MAX_BLOCKS: usize = 64;
 /// The size of the root's fixed fields before the block list.
@@ -115,40 +119,70 @@ impl IndexEntry {
     }
 }
 
-/// Encodes entries, which must be sorted by key without duplicates, as a block payload.
+/// Encodes entries, which must be sorted by key without duplicates, as a block payload: the
+/// entries, then the first eight bytes of each key (big-endian order) as a compact array that
+/// lookups search before touching a single entry.
 pub fn encode_block(entries: &[IndexEntry]) -> Vec<u8> {
     debug_assert!(entries.windows(2).all(|w| w[0].key < w[1].key));
-    let mut out = Vec::with_capacity(entries.len() * ENTRY_LEN);
+    let mut out = Vec::with_capacity(entries.len() * BLOCK_STRIDE);
     for entry in entries {
         out.extend_from_slice(&entry.encode());
+    }
+    for entry in entries {
+        out.extend_from_slice(&entry.key.as_bytes()[..PREFIX_LEN]);
     }
     out
 }
 
-/// The entry at `position` of a block payload.
-pub fn block_entry(block: &[u8], position: usize) -> Result<IndexEntry, DecodeError> {
+/// Splits a block payload into its entry array and its prefix array.
+pub fn block_parts(payload: &[u8]) -> Result<(&[u8], &[u8]), DecodeError> {
+    if payload.len() % BLOCK_STRIDE != 0 {
+        return Err(DecodeError::new(format!(
+            "index block length {} is not a multiple of {BLOCK_STRIDE}",
+            payload.len()
+        )));
+    }
+    Ok(payload.split_at(payload.len() / BLOCK_STRIDE * ENTRY_LEN))
+}
+
+/// The entry at `position` of an entry array, verified.
+pub fn block_entry(entries: &[u8], position: usize) -> Result<IndexEntry, DecodeError> {
     let start = position
         .checked_mul(ENTRY_LEN)
         .ok_or_else(|| DecodeError::new("index position overflows"))?;
-    IndexEntry::decode(block.get(start..).unwrap_or_default())
+    IndexEntry::decode(entries.get(start..).unwrap_or_default())
 }
 
-/// Finds `key` in a block payload (a sorted array of entries).
+fn prefix_at(prefixes: &[u8], position: usize) -> Option<u64> {
+    let start = position.checked_mul(PREFIX_LEN)?;
+    let bytes = prefixes.get(start..start.checked_add(PREFIX_LEN)?)?;
+    let mut head = [0u8; 8];
+    head.copy_from_slice(bytes);
+    Some(u64::from_be_bytes(head))
+}
+
+/// Finds `key` in a block payload; returns the entry and its position.
 ///
-/// Keys are uniformly distributed hashes, so the search interpolates on the key's first eight
-/// bytes for a few rounds and then bisects: about three probes on average, never more than
-/// O(log n). Every probed entry is verified before its key is trusted. An unsorted (corrupt or
-/// hostile) block yields a wrong miss, never a wrong entry: a hit always has the key asked for.
-pub fn search_block(block: &[u8], key: &Key) -> Result<Option<IndexEntry>, DecodeError> {
-    const INTERPOLATION_ROUNDS: u32 = 6;
+/// Keys are uniformly distributed hashes, so the search interpolates in the block's compact
+/// prefix array (8 bytes per entry, so it stays in cache) and reads full entries only to
+/// break prefix ties: about three prefix probes and one entry read per lookup, never more
+/// than O(log n) probes. Probes only steer; the entry found is verified before it is
+/// returned, so a damaged or hostile block can cause a wrong miss or an error, never a wrong
+/// entry.
+pub fn search_block(payload: &[u8], key: &Key) -> Result<Option<(usize, IndexEntry)>, DecodeError> {
+    // Interpolation converges in a handful of probes on hashed keys; past this many rounds
+    // the search bisects, which keeps hostile blocks at O(log n).
+    const INTERPOLATION_ROUNDS: u32 = 12;
+    let (entries, prefixes) = block_parts(payload)?;
     let target = key.prefix();
-    let (mut lo, mut hi) = (0usize, block.len() / ENTRY_LEN);
+    let wanted: &[u8] = key.as_bytes();
+    let (mut lo, mut hi) = (0usize, prefixes.len() / PREFIX_LEN);
     // Bounds on the prefixes in [lo, hi): the first probe interpolates over the whole key space.
     let (mut lo_prefix, mut hi_prefix) = (0u64, u64::MAX);
     let mut round = 0;
     while lo < hi {
         let width = hi - lo;
-        let probe = if round < INTERPOLATION_ROUNDS && width > 8 {
+        let probe = if round < INTERPOLATION_ROUNDS {
             let span = u128::from(hi_prefix.saturating_sub(lo_prefix)) + 1;
             let offset = u128::from(target.saturating_sub(lo_prefix)) * width as u128 / span;
             lo + (offset as usize).min(width - 1)
@@ -156,16 +190,31 @@ pub fn search_block(block: &[u8], key: &Key) -> Result<Option<IndexEntry>, Decod
             lo + width / 2
         };
         round += 1;
-        let entry = block_entry(block, probe)?;
-        match entry.key.cmp(key) {
-            Ordering::Equal => return Ok(Some(entry)),
+        let Some(prefix) = prefix_at(prefixes, probe) else {
+            return Ok(None);
+        };
+        let order = match prefix.cmp(&target) {
+            Ordering::Equal => {
+                let start = probe * ENTRY_LEN;
+                match entries.get(start..start + 32) {
+                    Some(full) => full.cmp(wanted),
+                    None => return Ok(None),
+                }
+            }
+            unequal => unequal,
+        };
+        match order {
+            Ordering::Equal => {
+                let entry = block_entry(entries, probe)?;
+                return Ok((entry.key == *key).then_some((probe, entry)));
+            }
             Ordering::Less => {
                 lo = probe + 1;
-                lo_prefix = entry.key.prefix().max(lo_prefix);
+                lo_prefix = prefix.max(lo_prefix);
             }
             Ordering::Greater => {
                 hi = probe;
-                hi_prefix = entry.key.prefix().min(hi_prefix);
+                hi_prefix = prefix.min(hi_prefix);
             }
         }
     }
@@ -304,8 +353,9 @@ mod tests {
                 .collect();
             let block = encode_block(&entries);
             for (i, k) in present.iter().enumerate() {
-                let found = search_block(&block, k).unwrap().unwrap();
+                let (position, found) = search_block(&block, k).unwrap().unwrap();
                 assert_eq!(found.record_offset, i as u64 * 64);
+                assert_eq!(position, i);
             }
             for k in keys(200, 7) {
                 if !present.contains(&k) {
@@ -339,17 +389,26 @@ mod tests {
         let mut hits = 0;
         for k in &present {
             match search_block(&block, k) {
-                Ok(Some(found)) => {
+                Ok(Some((_, found))) => {
                     assert_eq!(found.key, *k);
                     hits += 1;
                 }
-                Ok(None) => panic!("a sorted block with one bad entry must not miss silently"),
+                Ok(None) => assert_eq!(*k, present[150], "only the damaged key may go missing"),
                 Err(_) => {}
             }
         }
-        assert!(hits > 250);
-        // A ragged tail is ignored rather than read out of bounds.
-        assert!(search_block(&block[..100], &present[0]).is_ok());
+        assert!(hits >= 299);
+        // A flip outside the key: the entry is found and fails its check.
+        let mut block = encode_block(&entries);
+        block[64 * 150 + 40] ^= 1;
+        assert!(search_block(&block, &present[150]).is_err());
+        // A ragged length is refused rather than read out of bounds.
+        assert!(search_block(&block[..100], &present[0]).is_err());
+        // A damaged prefix steers wrong: a miss, not a wrong entry.
+        let mut block = encode_block(&entries);
+        let prefixes = 300 * ENTRY_LEN;
+        block[prefixes + 8 * 150] ^= 0x80;
+        assert!(matches!(search_block(&block, &present[150]), Ok(None)));
     }
 
     #[test]

@@ -79,6 +79,23 @@ impl Retention {
         *slot = (*slot).max(stamp);
     }
 
+    /// Adds the stamps that processes using the pack merged into its recency sidecar
+    /// (`{pack}.recency`, written by [`PackCache`](crate::PackCache)); returns how many.
+    /// A missing, torn or foreign sidecar adds nothing.
+    pub fn touch_from_sidecar(&mut self, pack_path: &Path) -> usize {
+        let stamps = super::recency::read_sidecar(pack_path);
+        let count = stamps.len();
+        for (key, stamp) in stamps {
+            self.touch(key, stamp);
+        }
+        count
+    }
+
+    /// Whether any limit is set.
+    pub fn has_limits(&self) -> bool {
+        self.max_entries.is_some() || self.max_live_bytes.is_some()
+    }
+
     /// Whether a pack with these totals is over a limit.
     pub fn exceeded(&self, entries: u64, live_bytes: u64) -> bool {
         self.max_entries.is_some_and(|max| entries > max)

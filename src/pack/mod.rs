@@ -9,6 +9,7 @@ mod file;
 mod mapping;
 mod merge;
 mod options;
+pub(crate) mod recency;
 mod stats;
 mod verify;
 mod view;
@@ -21,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::format::index::{EntryKind, IndexEntry};
+use crate::format::index::EntryKind;
 use crate::{Error, Key, PackIdentity, Result};
 
 pub use batch::Batch;
@@ -31,8 +32,7 @@ pub use stats::{Entry, Stats};
 pub use verify::{Problem, VerifyReport};
 
 use file::PackFile;
-use mapping::MappedRange;
-use view::View;
+use view::{Found, View};
 use writer::Session;
 
 /// A pack file of compiled artifacts (or any values) under 32-byte keys.
@@ -236,12 +236,13 @@ impl Pack {
     /// [`Verify`] policy; a mismatch is an [`ErrorKind::Corrupt`](crate::ErrorKind::Corrupt)
     /// error naming the key.
     pub fn get(&self, key: &Key) -> Result<Option<Bytes>> {
-        let (view, entry) = self.lookup(key)?;
-        let Some(entry) = entry else {
+        let (view, found) = self.lookup(key)?;
+        let Some(found) = found else {
             return Ok(None);
         };
+        let entry = found.entry;
         let (offset, payload) = view.payload(&entry)?;
-        let first_time = !view.verified.contains(offset);
+        let first_time = !view.is_verified(&found);
         if first_time {
             view.map.prefault(offset, entry.payload_len);
         }
@@ -256,26 +257,24 @@ impl Pack {
             )));
         }
         if first_time {
-            view.verified.insert(offset);
+            view.set_verified(&found);
         }
-        let range = MappedRange::new(view.map.clone(), offset, entry.payload_len)
-            .ok_or_else(|| view.corrupt(format!("value of {key} is outside the mapping")))?;
-        Ok(Some(Bytes::from_owner(range)))
+        Ok(Some(view.shared_bytes(offset, entry.payload_len)?))
     }
 
     /// The view and the live value entry for `key`, looking at a replaced file after a miss.
-    fn lookup(&self, key: &Key) -> Result<(Arc<View>, Option<IndexEntry>)> {
+    fn lookup(&self, key: &Key) -> Result<(Arc<View>, Option<Found>)> {
         let view = self.view()?;
-        let entry = view.lookup(key)?.filter(|e| e.kind == EntryKind::Value);
-        if entry.is_none()
+        let found = view.find(key)?.filter(|f| f.entry.kind == EntryKind::Value);
+        if found.is_none()
             && let Some(replacement) = self.replaced_view()?
         {
-            let entry = replacement
-                .lookup(key)?
-                .filter(|e| e.kind == EntryKind::Value);
-            return Ok((replacement, entry));
+            let found = replacement
+                .find(key)?
+                .filter(|f| f.entry.kind == EntryKind::Value);
+            return Ok((replacement, found));
         }
-        Ok((view, entry))
+        Ok((view, found))
     }
 
     /// After a miss: if the path now names another file (replaced by compaction or by another

@@ -1,9 +1,11 @@
 //! A reader's snapshot of one commit: the mapping, the live slot, the index root and blocks.
 
-use std::collections::HashSet;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::format::index::{self, BlockRef, ENTRY_LEN, IndexEntry, Root};
+use bytes::Bytes;
+
+use crate::format::index::{self, BLOCK_STRIDE, BlockRef, ENTRY_LEN, IndexEntry, Root};
 use crate::format::record::{RecordHeader, RecordKind};
 use crate::format::superblock::{
     self, CommitSlot, DATA_START, SLOT_CRC_WORD_AT, SLOT_GENERATION_AT,
@@ -11,35 +13,49 @@ use crate::format::superblock::{
 use crate::{Error, Key, Result};
 
 use super::file::PackFile;
-use super::mapping::{Mapping, SlotWords};
+use super::mapping::{MappedRange, Mapping, SlotWords};
 
-/// Payload offsets whose checksum this process has verified (the `Verify::Once` policy).
-#[derive(Debug, Default)]
-pub(crate) struct Verified(RwLock<HashSet<u64>>);
+/// Which entries of an index block this process has verified the values of (the
+/// `Verify::Once` policy): one bit per entry position, set once and never cleared. Carried
+/// from view to view for as long as the block stays in the index.
+#[derive(Debug)]
+pub(crate) struct VerifiedBits(Box<[AtomicU64]>);
 
-impl Verified {
-    pub(crate) fn contains(&self, offset: u64) -> bool {
-        self.0
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .contains(&offset)
+impl VerifiedBits {
+    fn new(count: u64) -> VerifiedBits {
+        let words = usize::try_from(count.div_ceil(64)).unwrap_or(0);
+        VerifiedBits((0..words).map(|_| AtomicU64::new(0)).collect())
     }
 
-    pub(crate) fn insert(&self, offset: u64) {
+    pub(crate) fn contains(&self, position: usize) -> bool {
         self.0
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(offset);
+            .get(position / 64)
+            .is_some_and(|w| w.load(Ordering::Relaxed) & (1 << (position % 64)) != 0)
+    }
+
+    pub(crate) fn insert(&self, position: usize) {
+        if let Some(word) = self.0.get(position / 64) {
+            word.fetch_or(1 << (position % 64), Ordering::Relaxed);
+        }
     }
 }
 
 /// An index block the root refers to, resolved and bounds-checked.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Block {
     pub(crate) offset: u64,
     pub(crate) payload_offset: u64,
     pub(crate) count: u64,
     pub(crate) record_len: u64,
+    pub(crate) verified: Arc<VerifiedBits>,
+}
+
+/// Where a lookup found its entry.
+#[derive(Debug, Clone)]
+pub(crate) struct Found {
+    pub(crate) entry: IndexEntry,
+    block: usize,
+    position: usize,
 }
 
 /// One commit of one pack file, as a reader sees it.
@@ -57,7 +73,9 @@ pub(crate) struct View {
     /// The record length of the index root (0 for an empty pack).
     root_record_len: u64,
     pub(crate) blocks: Vec<Block>,
-    pub(crate) verified: Arc<Verified>,
+    /// The committed data area `[DATA_START, committed_len)` as one `Bytes`, so that values
+    /// are handed out as slices of it: a reference count, no allocation.
+    data: Bytes,
 }
 
 fn slot_words(slot: &[u8]) -> SlotWords {
@@ -86,7 +104,9 @@ impl View {
             Some(p) if p.map.len() >= commit.committed_len => p.map.clone(),
             _ => Arc::new(Mapping::new(&file.file, file_len).map_err(|e| Error::read(path, e))?),
         };
-        let verified = same_file.map_or_else(Default::default, |p| p.verified.clone());
+        let data = MappedRange::new(map.clone(), DATA_START, commit.committed_len - DATA_START)
+            .map(Bytes::from_owner)
+            .ok_or_else(|| Error::corrupt(path, "the commit is longer than the mapping"))?;
         let mut view = View {
             file,
             map,
@@ -96,7 +116,7 @@ impl View {
             root: Root::default(),
             root_record_len: 0,
             blocks: Vec::new(),
-            verified,
+            data,
         };
         if commit.root_offset != 0 {
             let (root, root_record_len) = view.load_root()?;
@@ -106,7 +126,7 @@ impl View {
                 .root
                 .blocks
                 .iter()
-                .map(|b| view.resolve_block(b))
+                .map(|b| view.resolve_block(b, same_file))
                 .collect::<Result<_>>()?;
         }
         Ok(view)
@@ -187,9 +207,9 @@ impl View {
         Ok((root, header.record_len().unwrap_or(0)))
     }
 
-    fn resolve_block(&self, block: &BlockRef) -> Result<Block> {
+    fn resolve_block(&self, block: &BlockRef, previous: Option<&View>) -> Result<Block> {
         let (header, _) = self.record_header(block.offset)?;
-        let expected = block.count.checked_mul(ENTRY_LEN as u64);
+        let expected = block.count.checked_mul(BLOCK_STRIDE as u64);
         if header.kind != RecordKind::IndexBlock || expected != Some(header.payload_len) {
             return Err(self.corrupt(format!(
                 "index block at offset {} does not match its reference",
@@ -200,15 +220,31 @@ impl View {
             .payload_offset(block.offset)
             .ok_or_else(|| self.corrupt("index block offset overflows"))?;
         self.bytes(payload_offset, header.payload_len, "index block")?;
+        let verified = previous
+            .and_then(|p| p.blocks.iter().find(|b| b.offset == block.offset))
+            .map_or_else(
+                || Arc::new(VerifiedBits::new(block.count)),
+                |b| b.verified.clone(),
+            );
         Ok(Block {
             offset: block.offset,
             payload_offset,
             count: block.count,
             record_len: header.record_len().unwrap_or(0),
+            verified,
         })
     }
 
-    /// The payload bytes of a block: its sorted entries.
+    /// A block's whole payload: entries and prefix array.
+    fn block_payload(&self, block: &Block) -> Result<&[u8]> {
+        self.bytes(
+            block.payload_offset,
+            block.count * BLOCK_STRIDE as u64,
+            "index block",
+        )
+    }
+
+    /// A block's sorted entries (without the prefix array).
     pub(crate) fn block_bytes(&self, block: &Block) -> Result<&[u8]> {
         self.bytes(
             block.payload_offset,
@@ -219,15 +255,34 @@ impl View {
 
     /// The newest index entry for `key`, value or tombstone.
     pub(crate) fn lookup(&self, key: &Key) -> Result<Option<IndexEntry>> {
-        for block in &self.blocks {
-            let found = index::search_block(self.block_bytes(block)?, key).map_err(|e| {
+        Ok(self.find(key)?.map(|found| found.entry))
+    }
+
+    /// The newest index entry for `key` and where it is.
+    pub(crate) fn find(&self, key: &Key) -> Result<Option<Found>> {
+        for (i, block) in self.blocks.iter().enumerate() {
+            let found = index::search_block(self.block_payload(block)?, key).map_err(|e| {
                 self.corrupt(format!("index block at offset {}: {e}", block.offset))
             })?;
-            if let Some(entry) = found {
-                return Ok(Some(entry));
+            if let Some((position, entry)) = found {
+                return Ok(Some(Found {
+                    entry,
+                    block: i,
+                    position,
+                }));
             }
         }
         Ok(None)
+    }
+
+    /// Whether this process already checked the value a lookup found.
+    pub(crate) fn is_verified(&self, found: &Found) -> bool {
+        self.blocks[found.block].verified.contains(found.position)
+    }
+
+    /// Records that this process checked the value a lookup found.
+    pub(crate) fn set_verified(&self, found: &Found) {
+        self.blocks[found.block].verified.insert(found.position);
     }
 
     /// The payload an index entry points at (not checksummed here).
@@ -237,6 +292,13 @@ impl View {
             .filter(|_| entry.record_offset >= DATA_START)
             .ok_or_else(|| self.corrupt(format!("index entry for {} is invalid", entry.key)))?;
         Ok((offset, self.bytes(offset, entry.payload_len, "payload")?))
+    }
+
+    /// The committed bytes `[offset, offset + len)` as a `Bytes` sharing the mapping.
+    pub(crate) fn shared_bytes(&self, offset: u64, len: u64) -> Result<Bytes> {
+        self.bytes(offset, len, "value")?;
+        let start = (offset - DATA_START) as usize;
+        Ok(self.data.slice(start..start + len as usize))
     }
 
     /// Every entry of a block, verified. A corrupt entry is reported, not skipped.

@@ -263,7 +263,7 @@ impl<'a> Session<'a> {
         let mut index_bytes = root.index_bytes.saturating_sub(base.root_record_len());
         let mut blocks = base.blocks.clone();
         let mut merged = batch;
-        while let Some(top) = blocks.first().copied() {
+        while let Some(top) = blocks.first().cloned() {
             let must = blocks.len() >= MAX_BLOCKS - 1;
             if !must && top.count > 2 * merged.len() as u64 {
                 break;

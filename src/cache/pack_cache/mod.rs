@@ -1,41 +1,50 @@
 //! [`PackCache`]: modules cached in one memory-mapped pack file per engine identity.
 
+mod builder;
+mod maintenance;
+mod slot;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use bytes::Bytes;
 use tokio::sync::OnceCell;
 use wasmer::{Engine, EngineId, Module};
 
 use crate::cache::blocking::run_blocking;
-use crate::cache::memo::{Memo, MemoLimits};
+use crate::cache::memo::Memo;
 use crate::cache::{CacheError, EngineIdentity, ModuleCache, ModuleHash};
-use crate::{Durability, ErrorKind, Key, Pack, PackOptions};
+use crate::{Key, PackOptions, Retention};
+
+pub use builder::PackCacheBuilder;
+use slot::{PackSlot, is_stale, read_error, write_error};
 
 /// Artifacts at least this large deserialize on a blocking thread when inside a runtime.
 const BLOCKING_DESERIALIZE_BYTES: u64 = 1 << 20;
 
-/// A [`ModuleCache`] that keeps every module compiled for one engine identity in a single
-/// memory-mapped pack file in a directory, and every module loaded in this process in an
-/// in-memory memo.
+/// A [`ModuleCache`] that keeps the modules of each engine identity in one memory-mapped
+/// pack file in a directory, and the modules loaded in this process in a bounded memo.
 ///
-/// - **Zero-copy loads.** A load maps the pack (once per process) and hands wasmer a view of
-///   the artifact's bytes in the page cache; nothing is read into a private buffer, and
-///   processes loading the same modules share the same physical pages.
-/// - **Verified.** Each artifact's CRC-32 is checked the first time this process loads it,
+/// - **Zero-copy loads.** A load hands wasmer a view of the artifact's bytes in the page
+///   cache; nothing is read into a private buffer, and processes loading the same modules
+///   share the same physical pages.
+/// - **Verified.** An artifact's CRC-32 is checked the first time this process loads it,
 ///   before wasmer sees a byte.
-/// - **Memoized.** A second load of a key in the same process is an `Arc` clone (about 100 ns),
-///   bounded by [`PackCacheBuilder::memo_entries`] and [`PackCacheBuilder::memo_bytes`].
+/// - **Memoized.** A second load of a key in the same process returns the same `Module` (an
+///   `Arc` clone): wasmer keeps every deserialized artifact alive for the engine's lifetime,
+///   so deserializing twice would also pin a second copy of the code.
 /// - **Never poisoned.** An entry from another engine, wasmer version or CPU, a corrupt entry,
-///   or one wasmer refuses is a miss, counted in [`CacheStats::stale`] and logged; the next
+///   or one wasmer refuses is a miss, logged and counted in [`CacheStats::stale`]; the next
 ///   `save` replaces it.
 /// - **No runtime required.** Works in and out of a tokio runtime; inside one, fsyncs and large
 ///   deserializations run on the blocking pool.
+/// - **Self-maintaining.** Dead bytes and soft size limits trigger a compaction on a
+///   background thread, evicting the least recently used modules (see [`PackCacheBuilder`]).
 ///
 /// The pack for an engine is `{dir}/{engine}-{format}-v{abi}-{target}-{cpu}.v1.wpk` (see
-/// [`EngineIdentity::file_stem`]), created on the first `save`.
+/// [`EngineIdentity::file_stem`]), created by the first `save`.
 ///
 /// # Example
 ///
@@ -52,14 +61,14 @@ const BLOCKING_DESERIALIZE_BYTES: u64 = 1 << 20;
 ///
 /// let runtime = tokio::runtime::Builder::new_current_thread().build()?;
 /// runtime.block_on(async {
-///     let cache = PackCache::new(dir.path());
-///     cache.save(key, &engine, &module).await?;
+///     PackCache::new(dir.path()).save(key, &engine, &module).await?;
 ///
-///     // A fresh cache, as in a new process: loads from the pack.
+///     // A fresh cache, as in a new process, loads from the pack.
 ///     let cache = PackCache::new(dir.path());
 ///     let loaded = cache.load(key, &engine).await?;
 ///     assert_eq!(loaded.serialize()?, module.serialize()?);
-///     assert_eq!(cache.stats().hits, 1);
+///     let again = cache.load(key, &engine).await?; // from the memo
+///     assert_eq!((cache.stats().hits, cache.stats().memo_hits), (1, 1));
 ///     Ok::<_, wasmpak::CacheError>(())
 /// })?;
 /// # Ok(())
@@ -74,7 +83,12 @@ pub struct PackCache {
 struct Inner {
     dir: PathBuf,
     pack_options: PackOptions,
-    packs: Mutex<HashMap<EngineIdentity, Pack>>,
+    retention: Retention,
+    auto_compact: bool,
+    dead_fraction: f64,
+    min_dead_bytes: u64,
+    slots: Mutex<HashMap<EngineIdentity, Arc<PackSlot>>>,
+    engines: RwLock<HashMap<EngineId, Arc<PackSlot>>>,
     memo: Memo,
     in_flight: Mutex<HashMap<(EngineId, Key), Arc<OnceCell<Module>>>>,
     counters: Counters,
@@ -87,6 +101,7 @@ struct Counters {
     misses: AtomicU64,
     stale: AtomicU64,
     saves: AtomicU64,
+    compactions: AtomicU64,
 }
 
 /// What a [`PackCache`] has done so far in this process.
@@ -99,95 +114,45 @@ pub struct CacheStats {
     pub memo_hits: u64,
     /// Loads that found nothing usable (stale entries included).
     pub misses: u64,
-    /// Entries or packs skipped as unusable: other identity, corrupt, refused by wasmer.
+    /// Packs or entries skipped as unusable: other identity, corrupt, refused by wasmer.
     pub stale: u64,
     /// Modules written to a pack.
     pub saves: u64,
+    /// Compactions this process ran.
+    pub compactions: u64,
     /// Modules held by the memo.
     pub memo_entries: u64,
     /// Bytes of pack files currently mapped by this cache.
     pub bytes_mapped: u64,
 }
 
-/// Options for a [`PackCache`].
-///
-/// # Example
-///
-/// ```
-/// use wasmpak::{Durability, PackCache};
-///
-/// let cache = PackCache::builder("/var/cache/my-app/modules")
-///     .memo_entries(256)
-///     .memo_bytes(512 << 20)
-///     .durability(Durability::None)
-///     .build();
-/// assert_eq!(cache.dir().to_str(), Some("/var/cache/my-app/modules"));
-/// ```
-#[derive(Debug, Clone)]
-pub struct PackCacheBuilder {
-    dir: PathBuf,
-    pack_options: PackOptions,
-    memo: MemoLimits,
-}
-
-impl PackCacheBuilder {
-    /// Most modules the memo holds (default 1024; 0 disables it).
-    pub fn memo_entries(mut self, entries: usize) -> Self {
-        self.memo.max_entries = entries;
-        self
-    }
-
-    /// Most artifact bytes the memo holds (default 1 GiB).
-    pub fn memo_bytes(mut self, bytes: u64) -> Self {
-        self.memo.max_bytes = bytes;
-        self
-    }
-
-    /// Durability of saves (default [`Durability::Full`]).
-    pub fn durability(mut self, durability: Durability) -> Self {
-        self.pack_options = self.pack_options.durability(durability);
-        self
-    }
-
-    /// Accept packs other users can write (refused by default: see
-    /// [`PackOptions::allow_shared_write`]).
-    pub fn allow_shared_write(mut self, allow: bool) -> Self {
-        self.pack_options = self.pack_options.allow_shared_write(allow);
-        self
-    }
-
-    /// Builds the cache. Infallible and lazy: nothing touches the disk until the first load
-    /// or save.
-    pub fn build(self) -> PackCache {
-        PackCache {
-            inner: Arc::new(Inner {
-                dir: self.dir,
-                pack_options: self.pack_options,
-                packs: Mutex::new(HashMap::new()),
-                memo: Memo::new(self.memo),
-                in_flight: Mutex::new(HashMap::new()),
-                counters: Counters::default(),
-            }),
-        }
-    }
-}
-
 impl PackCache {
     /// A cache of packs in `dir`, with default options. Infallible and lazy, like wasix's
-    /// `FileSystemCache::new`.
+    /// `FileSystemCache::new`, but needs no task manager.
     pub fn new(dir: impl Into<PathBuf>) -> PackCache {
         PackCache::builder(dir).build()
     }
 
     /// Options for a cache of packs in `dir`.
     pub fn builder(dir: impl Into<PathBuf>) -> PackCacheBuilder {
-        PackCacheBuilder {
-            dir: dir.into(),
-            pack_options: PackOptions::new(),
-            memo: MemoLimits {
-                max_entries: 1024,
-                max_bytes: 1 << 30,
-            },
+        PackCacheBuilder::new(dir.into())
+    }
+
+    fn from_builder(b: PackCacheBuilder) -> PackCache {
+        PackCache {
+            inner: Arc::new(Inner {
+                dir: b.dir,
+                pack_options: b.pack_options,
+                retention: b.retention,
+                auto_compact: b.auto_compact,
+                dead_fraction: b.dead_fraction,
+                min_dead_bytes: b.min_dead_bytes,
+                slots: Mutex::new(HashMap::new()),
+                engines: RwLock::new(HashMap::new()),
+                memo: Memo::new(b.memo),
+                in_flight: Mutex::new(HashMap::new()),
+                counters: Counters::default(),
+            }),
         }
     }
 
@@ -196,25 +161,18 @@ impl PackCache {
         &self.inner.dir
     }
 
-    /// The path of the pack for `engine`.
+    /// The path of the pack that holds `engine`'s modules.
     pub fn pack_path(&self, engine: &Engine) -> PathBuf {
-        self.path_for(&EngineIdentity::of(engine))
-    }
-
-    fn path_for(&self, identity: &EngineIdentity) -> PathBuf {
-        self.inner.dir.join(format!(
-            "{}.v{}.wpk",
-            identity.file_stem(),
-            crate::format::superblock::FORMAT_VERSION
-        ))
+        self.slot(engine).path.clone()
     }
 
     /// What the cache has done so far.
     pub fn stats(&self) -> CacheStats {
         let c = &self.inner.counters;
-        let bytes_mapped = self
-            .open_packs()
+        let slots: Vec<_> = self.all_slots();
+        let bytes_mapped = slots
             .iter()
+            .filter_map(|s| s.open_pack())
             .filter_map(|p| p.stats().ok())
             .map(|s| s.mapped_bytes)
             .sum();
@@ -224,14 +182,15 @@ impl PackCache {
             misses: c.misses.load(Ordering::Relaxed),
             stale: c.stale.load(Ordering::Relaxed),
             saves: c.saves.load(Ordering::Relaxed),
+            compactions: c.compactions.load(Ordering::Relaxed),
             memo_entries: self.inner.memo.len() as u64,
             bytes_mapped,
         }
     }
 
-    fn open_packs(&self) -> Vec<Pack> {
+    fn all_slots(&self) -> Vec<Arc<PackSlot>> {
         self.inner
-            .packs
+            .slots
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .values()
@@ -239,63 +198,42 @@ impl PackCache {
             .collect()
     }
 
+    /// The pack slot for `engine`: one map lookup after the engine's first use.
+    fn slot(&self, engine: &Engine) -> Arc<PackSlot> {
+        if let Some(slot) = self
+            .inner
+            .engines
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&engine.id())
+        {
+            return slot.clone();
+        }
+        let identity = EngineIdentity::of(engine);
+        let slot = self
+            .inner
+            .slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(identity.clone())
+            .or_insert_with(|| Arc::new(PackSlot::new(&self.inner.dir, identity)))
+            .clone();
+        self.inner
+            .engines
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(engine.id(), slot.clone());
+        slot
+    }
+
     fn stale(&self, what: &str, error: &dyn std::fmt::Display) {
         self.inner.counters.stale.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(%error, "{what}; treating it as a cache miss");
     }
 
-    /// The open pack for `identity`, if there is a usable one.
-    fn pack_for_read(&self, identity: &EngineIdentity) -> Result<Option<Pack>, CacheError> {
-        let mut packs = self.inner.packs.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(pack) = packs.get(identity) {
-            return Ok(Some(pack.clone()));
-        }
-        let path = self.path_for(identity);
-        match self.inner.pack_options.open(&path, &identity.to_pack_identity()) {
-            Ok(pack) => {
-                packs.insert(identity.clone(), pack.clone());
-                Ok(Some(pack))
-            }
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(e) if is_stale(e.kind()) => {
-                self.stale("unusable module pack", &e);
-                Ok(None)
-            }
-            Err(e) => Err(read_error(e)),
-        }
-    }
-
-    /// The pack for `identity`, created if needed. A file at its path that is not a usable
-    /// pack is moved aside (to `*.corrupt`) and replaced.
-    fn pack_for_write(&self, identity: &EngineIdentity) -> Result<Pack, CacheError> {
-        let mut packs = self.inner.packs.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(pack) = packs.get(identity) {
-            return Ok(pack.clone());
-        }
-        let path = self.path_for(identity);
-        std::fs::create_dir_all(&self.inner.dir).map_err(|error| CacheError::FileWrite {
-            path: self.inner.dir.clone(),
-            error,
-        })?;
-        let pack_identity = identity.to_pack_identity();
-        let pack = match self.inner.pack_options.open_or_create(&path, &pack_identity) {
-            Err(e) if is_stale(e.kind()) => {
-                self.stale("unusable module pack, moving it aside", &e);
-                let aside = path.with_extension("wpk.corrupt");
-                std::fs::rename(&path, &aside)
-                    .map_err(|error| CacheError::FileWrite { path: path.clone(), error })?;
-                self.inner.pack_options.open_or_create(&path, &pack_identity)
-            }
-            other => other,
-        }
-        .map_err(write_error)?;
-        packs.insert(identity.clone(), pack.clone());
-        Ok(pack)
-    }
-
-    async fn load_from_pack(&self, key: &Key, engine: &Engine) -> Result<Module, CacheError> {
-        let identity = EngineIdentity::of(engine);
-        let Some(pack) = self.pack_for_read(&identity)? else {
+    async fn load_from_pack(&self, slot: &PackSlot, key: &Key, engine: &Engine) -> Result<Module, CacheError> {
+        let on_stale = |e: &crate::Error| self.stale("unusable module pack", e);
+        let Some(pack) = slot.for_read(&self.inner.pack_options, on_stale)? else {
             return Err(CacheError::NotFound);
         };
         let bytes = match pack.get(key) {
@@ -340,46 +278,9 @@ fn deserialize(engine: &Engine, bytes: Bytes) -> Result<Module, wasmer::Deserial
     // aligned in a page-aligned mapping, as rkyv's archived types need. (4) The `Bytes` owns
     // an `Arc` of the read-only mapping, which wasmer keeps for the artifact's lifetime, and
     // the format never modifies or truncates committed bytes. wasmer still checks the magic,
-    // ABI version and CPU features itself. What a CRC cannot stop is a deliberate forgery by
-    // someone able to write the pack, which is why packs writable by other users are refused.
+    // ABI version and CPU features itself. A CRC cannot stop a deliberate forgery by someone
+    // who can write the pack; that is why packs writable by other users are refused.
     unsafe { Module::deserialize_unchecked(engine, bytes) }
-}
-
-fn is_stale(kind: ErrorKind) -> bool {
-    matches!(
-        kind,
-        ErrorKind::Corrupt
-            | ErrorKind::NotAPack
-            | ErrorKind::IdentityMismatch
-            | ErrorKind::UnsupportedVersion
-    )
-}
-
-fn read_error(error: crate::Error) -> CacheError {
-    let path = error.path().to_path_buf();
-    match error {
-        crate::Error::Open { source, .. }
-        | crate::Error::Read { source, .. }
-        | crate::Error::Lock { source, .. } => CacheError::FileRead {
-            path,
-            error: source,
-        },
-        other => CacheError::other(other),
-    }
-}
-
-fn write_error(error: crate::Error) -> CacheError {
-    let path = error.path().to_path_buf();
-    match error {
-        crate::Error::Open { source, .. }
-        | crate::Error::Create { source, .. }
-        | crate::Error::Write { source, .. }
-        | crate::Error::Lock { source, .. } => CacheError::FileWrite {
-            path,
-            error: source,
-        },
-        other => CacheError::other(other),
-    }
 }
 
 fn key_of(hash: &ModuleHash) -> Key {
@@ -392,8 +293,10 @@ fn key_of(hash: &ModuleHash) -> Key {
 impl ModuleCache for PackCache {
     async fn load(&self, key: ModuleHash, engine: &Engine) -> Result<Module, CacheError> {
         let key = key_of(&key);
+        let slot = self.slot(engine);
         if let Some(module) = self.inner.memo.get(engine.id(), &key) {
             self.inner.counters.memo_hits.fetch_add(1, Ordering::Relaxed);
+            slot.recency.touch(&key);
             return Ok(module);
         }
         // One deserialization per key at a time: concurrent first loads share its result
@@ -412,7 +315,7 @@ impl ModuleCache for PackCache {
                     self.inner.counters.memo_hits.fetch_add(1, Ordering::Relaxed);
                     return Ok(module);
                 }
-                self.load_from_pack(&key, engine).await
+                self.load_from_pack(&slot, &key, engine).await
             })
             .await
             .cloned();
@@ -421,8 +324,15 @@ impl ModuleCache for PackCache {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&(engine.id(), key));
-        if matches!(result, Err(CacheError::NotFound)) {
-            self.inner.counters.misses.fetch_add(1, Ordering::Relaxed);
+        match &result {
+            Ok(_) => {
+                slot.recency.touch(&key);
+                self.flush_recency_if_due(&slot);
+            }
+            Err(CacheError::NotFound) => {
+                self.inner.counters.misses.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => {}
         }
         result
     }
@@ -432,7 +342,9 @@ impl ModuleCache for PackCache {
         if self.inner.memo.contains(engine.id(), &key) {
             return Ok(true);
         }
-        match self.pack_for_read(&EngineIdentity::of(engine))? {
+        let slot = self.slot(engine);
+        let on_stale = |e: &crate::Error| self.stale("unusable module pack", e);
+        match slot.for_read(&self.inner.pack_options, on_stale)? {
             Some(pack) => match pack.contains(&key) {
                 Ok(found) => Ok(found),
                 Err(e) if is_stale(e.kind()) => Ok(false),
@@ -444,11 +356,13 @@ impl ModuleCache for PackCache {
 
     async fn save(&self, key: ModuleHash, engine: &Engine, module: &Module) -> Result<(), CacheError> {
         let key = key_of(&key);
-        let identity = EngineIdentity::of(engine);
+        let slot = self.slot(engine);
         let cache = self.clone();
+        let writer_slot = slot.clone();
         let to_save = module.clone();
         let saved_len = run_blocking(move || -> Result<u64, CacheError> {
-            let pack = cache.pack_for_write(&identity)?;
+            let on_stale = |e: &crate::Error| cache.stale("unusable module pack, moving it aside", e);
+            let pack = writer_slot.for_write(&cache.inner.pack_options, on_stale)?;
             // Keys are content hashes: an intact entry already there is this module.
             if let Ok(Some(existing)) = pack.get(&key) {
                 return Ok(existing.len() as u64);
@@ -461,6 +375,8 @@ impl ModuleCache for PackCache {
         })
         .await?;
         self.inner.memo.insert(engine.id(), key, module.clone(), saved_len);
+        slot.recency.touch(&key);
+        self.compact_if_due(&slot);
         Ok(())
     }
 }

@@ -1,0 +1,122 @@
+//! Keeping packs small: background compaction, retention, and the recency sidecar.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use crate::cache::CacheError;
+use crate::format::superblock::DATA_START;
+use crate::{CompactReport, Pack, Retention};
+
+use super::PackCache;
+use super::slot::{PackSlot, write_error};
+
+/// How often a process merges its recency stamps into a pack's sidecar.
+const RECENCY_FLUSH_SECS: u64 = 60;
+
+impl PackCache {
+    /// Compacts every pack this cache has opened, evicting least recently used modules beyond
+    /// the soft limits. Blocks (call it from a blocking thread in async code); waits for other
+    /// writers. Returns what each compaction did.
+    pub fn compact(&self) -> Result<Vec<CompactReport>, CacheError> {
+        let mut reports = Vec::new();
+        for slot in self.all_slots() {
+            let Some(pack) = slot.open_pack() else {
+                continue;
+            };
+            let retention = self.retention_for(&slot);
+            let report = pack.compact_with(&retention).map_err(write_error)?;
+            self.after_compaction(&slot, &pack);
+            reports.push(report);
+        }
+        Ok(reports)
+    }
+
+    /// The configured limits with every process's recency stamps for `slot`'s pack.
+    fn retention_for(&self, slot: &PackSlot) -> Retention {
+        let mut retention = self.inner.retention.clone();
+        match slot.recency.flush(&slot.path, None) {
+            Ok(stamps) => {
+                for (key, stamp) in stamps {
+                    retention.touch(key, stamp);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not read the recency sidecar"),
+        }
+        retention
+    }
+
+    fn after_compaction(&self, slot: &PackSlot, pack: &Pack) {
+        self.inner.counters.compactions.fetch_add(1, Ordering::Relaxed);
+        // Drop stamps of evicted keys from the sidecar.
+        let keep = |key: &crate::Key| pack.contains(key).unwrap_or(true);
+        if let Err(e) = slot.recency.flush(&slot.path, Some(&keep)) {
+            tracing::warn!(error = %e, "could not prune the recency sidecar");
+        }
+    }
+
+    /// Whether `pack` is worth compacting: enough dead bytes, or over a soft limit.
+    fn compaction_due(&self, pack: &Pack) -> bool {
+        let Ok(stats) = pack.stats() else {
+            return false;
+        };
+        let data = stats.committed_len.saturating_sub(DATA_START) as f64;
+        let dead_enough = stats.dead_bytes >= self.inner.min_dead_bytes
+            && stats.dead_bytes as f64 >= self.inner.dead_fraction * data;
+        dead_enough || self.inner.retention.exceeded(stats.entries, stats.live_bytes)
+    }
+
+    /// After a save: compacts on a background thread if due and nobody else is at it.
+    pub(super) fn compact_if_due(&self, slot: &Arc<PackSlot>) {
+        if !self.inner.auto_compact {
+            return;
+        }
+        let Some(pack) = slot.open_pack() else {
+            return;
+        };
+        if !self.compaction_due(&pack) || !slot.start_compacting() {
+            return;
+        }
+        let cache = self.clone();
+        let slot = slot.clone();
+        let spawned = std::thread::Builder::new()
+            .name("wasmpak-compact".to_string())
+            .spawn(move || {
+                let retention = cache.retention_for(&slot);
+                // Another process compacting, or a writer busy: skip, the next save retries.
+                match pack.try_compact_with(&retention) {
+                    Ok(Some(report)) => {
+                        tracing::info!(
+                            pack = %slot.path.display(),
+                            before = report.size_before(),
+                            after = report.size_after(),
+                            evicted = report.evicted().len(),
+                            "compacted"
+                        );
+                        cache.after_compaction(&slot, &pack);
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(error = %e, "background compaction failed"),
+                }
+                slot.done_compacting();
+            });
+        if spawned.is_err() {
+            slot.done_compacting();
+        }
+    }
+
+    /// After a load: merges recency stamps into the sidecar on a background thread, at most
+    /// once a minute per pack, so loads never write to disk themselves.
+    pub(super) fn flush_recency_if_due(&self, slot: &Arc<PackSlot>) {
+        if !slot.recency.flush_due(RECENCY_FLUSH_SECS) || slot.open_pack().is_none() {
+            return;
+        }
+        let slot = slot.clone();
+        let _ = std::thread::Builder::new()
+            .name("wasmpak-recency".to_string())
+            .spawn(move || {
+                if let Err(e) = slot.recency.flush(&slot.path, None) {
+                    tracing::debug!(error = %e, "could not flush recency stamps");
+                }
+            });
+    }
+}

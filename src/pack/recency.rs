@@ -1,0 +1,237 @@
+#![cfg_attr(not(feature = "wasmer"), allow(dead_code))]
+
+//! When each entry was last used, for least-recently-used retention.
+//!
+//! Loads must not write to disk, so each process stamps keys in memory (an atomic store
+//! under a shared lock) and merges its stamps into a small sidecar file next to the pack,
+//! `{pack}.recency`, off the load path: before it compacts, after it saves, and at most once
+//! a minute from a background thread. Compaction reads the merged stamps of every process
+//! that flushed. The sidecar is advisory: if it is lost or torn, LRU order degrades to write
+//! order and nothing else happens.
+//!
+//! Sidecar layout (little-endian): magic `WPKU`, version u32 = 1, count u64, then `count`
+//! records of key (32 bytes) + stamp (u64, seconds since the Unix epoch) sorted by key, then
+//! the CRC-32 of everything before it. It is rewritten in place under an exclusive `flock`.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{PoisonError, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::Key;
+
+const MAGIC: &[u8; 4] = b"WPKU";
+const VERSION: u32 = 1;
+const RECORD_LEN: usize = 40;
+/// Sidecars larger than this are ignored rather than read.
+const MAX_RECORDS: u64 = 1 << 24;
+
+/// Seconds since the Unix epoch.
+pub(crate) fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// This process's stamps for one pack.
+#[derive(Debug, Default)]
+pub(crate) struct Recency {
+    stamps: RwLock<HashMap<Key, AtomicU64>>,
+    last_flush: AtomicU64,
+}
+
+impl Recency {
+    /// Notes a use of `key` now. A shared lock and an atomic store once the key is known.
+    pub(crate) fn touch(&self, key: &Key) {
+        let stamp = now();
+        {
+            let stamps = self.stamps.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(slot) = stamps.get(key) {
+                slot.fetch_max(stamp, Ordering::Relaxed);
+                return;
+            }
+        }
+        self.stamps
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(*key)
+            .or_default()
+            .fetch_max(stamp, Ordering::Relaxed);
+    }
+
+    /// Whether a background flush is due (and claims it).
+    pub(crate) fn flush_due(&self, every_secs: u64) -> bool {
+        let now = now();
+        let last = self.last_flush.load(Ordering::Relaxed);
+        now.saturating_sub(last) >= every_secs
+            && self
+                .last_flush
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    fn snapshot(&self) -> HashMap<Key, u64> {
+        self.stamps
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(k, v)| (*k, v.load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    /// Merges this process's stamps into the sidecar of `pack_path` and returns the merged
+    /// stamps of every process. `keep` limits what is written back (after a compaction, the
+    /// keys still in the pack); `None` keeps everything.
+    pub(crate) fn flush(
+        &self,
+        pack_path: &Path,
+        keep: Option<&dyn Fn(&Key) -> bool>,
+    ) -> io::Result<HashMap<Key, u64>> {
+        let path = sidecar_path(pack_path);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)?;
+        file.lock()?;
+        let result = (|| {
+            let mut merged = read(&mut file).unwrap_or_default();
+            for (key, stamp) in self.snapshot() {
+                let slot = merged.entry(key).or_insert(stamp);
+                *slot = (*slot).max(stamp);
+            }
+            if let Some(keep) = keep {
+                merged.retain(|k, _| keep(k));
+            }
+            write(&mut file, &merged)?;
+            Ok(merged)
+        })();
+        let _ = file.unlock();
+        self.last_flush.store(now(), Ordering::Relaxed);
+        result
+    }
+}
+
+/// The stamps in the sidecar of `pack_path`; empty if it is missing, torn or foreign.
+pub(crate) fn read_sidecar(pack_path: &Path) -> HashMap<Key, u64> {
+    let Ok(mut file) = File::open(sidecar_path(pack_path)) else {
+        return HashMap::new();
+    };
+    if file.lock_shared().is_err() {
+        return HashMap::new();
+    }
+    let stamps = read(&mut file).unwrap_or_default();
+    let _ = file.unlock();
+    stamps
+}
+
+/// The sidecar's path for a pack.
+pub(crate) fn sidecar_path(pack_path: &Path) -> PathBuf {
+    let mut name = pack_path.file_name().unwrap_or_default().to_os_string();
+    name.push(".recency");
+    pack_path.with_file_name(name)
+}
+
+fn read(file: &mut File) -> io::Result<HashMap<Key, u64>> {
+    let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_string());
+    file.seek(SeekFrom::Start(0))?;
+    let mut head = [0u8; 16];
+    if file.read(&mut head)? < 16 {
+        return Ok(HashMap::new());
+    }
+    if &head[..4] != MAGIC || head[4..8] != VERSION.to_le_bytes() {
+        return Err(invalid("not a recency sidecar"));
+    }
+    let count = u64::from_le_bytes(head[8..16].try_into().map_err(|_| invalid("count"))?);
+    if count > MAX_RECORDS {
+        return Err(invalid("recency sidecar too large"));
+    }
+    let mut body = vec![0u8; count as usize * RECORD_LEN + 4];
+    file.read_exact(&mut body)?;
+    let (records, crc) = body.split_at(body.len() - 4);
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&head);
+    hasher.update(records);
+    if hasher.finalize().to_le_bytes() != crc {
+        return Err(invalid("recency sidecar checksum mismatch"));
+    }
+    Ok(records
+        .chunks_exact(RECORD_LEN)
+        .map(|r| {
+            let mut key = [0u8; 32];
+            key.copy_from_slice(&r[..32]);
+            let mut stamp = [0u8; 8];
+            stamp.copy_from_slice(&r[32..]);
+            (Key::from_bytes(key), u64::from_le_bytes(stamp))
+        })
+        .collect())
+}
+
+fn write(file: &mut File, stamps: &HashMap<Key, u64>) -> io::Result<()> {
+    let mut sorted: Vec<_> = stamps.iter().collect();
+    sorted.sort();
+    let mut out = Vec::with_capacity(16 + sorted.len() * RECORD_LEN + 4);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&(sorted.len() as u64).to_le_bytes());
+    for (key, stamp) in sorted {
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(&stamp.to_le_bytes());
+    }
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    file.set_len(0)?;
+    file.seek(SeekFrom::Start(0))?;
+    file.write_all(&out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn processes_merge_their_stamps() {
+        let dir = tempfile::tempdir().unwrap();
+        let pack = dir.path().join("p.wpk");
+        let a = Recency::default();
+        let b = Recency::default();
+        a.touch(&Key::from_bytes([1; 32]));
+        b.touch(&Key::from_bytes([2; 32]));
+        a.flush(&pack, None).unwrap();
+        let merged = b.flush(&pack, None).unwrap();
+        assert_eq!(merged.len(), 2);
+        let kept = a
+            .flush(&pack, Some(&|k: &Key| k.as_bytes()[0] == 2))
+            .unwrap();
+        assert_eq!(
+            kept.keys().collect::<Vec<_>>(),
+            vec![&Key::from_bytes([2; 32])]
+        );
+    }
+
+    #[test]
+    fn a_torn_or_foreign_sidecar_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let pack = dir.path().join("p.wpk");
+        let r = Recency::default();
+        r.touch(&Key::from_bytes([1; 32]));
+        r.flush(&pack, None).unwrap();
+        let side = sidecar_path(&pack);
+        let mut bytes = std::fs::read(&side).unwrap();
+        bytes[20] ^= 1;
+        std::fs::write(&side, &bytes).unwrap();
+        let fresh = Recency::default();
+        assert!(fresh.flush(&pack, None).unwrap().is_empty());
+        std::fs::write(&side, b"garbage that is long enough to read a header").unwrap();
+        assert!(fresh.flush(&pack, None).unwrap().is_empty());
+        let mut huge = Vec::from(*MAGIC);
+        huge.extend_from_slice(&VERSION.to_le_bytes());
+        huge.extend_from_slice(&u64::MAX.to_le_bytes());
+        std::fs::write(&side, &huge).unwrap();
+        assert!(fresh.flush(&pack, None).unwrap().is_empty());
+    }
+}
