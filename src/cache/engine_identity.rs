@@ -26,7 +26,8 @@ use crate::PackIdentity;
 /// assert_eq!(identity.deterministic_id(), engine.deterministic_id());
 /// assert_eq!(identity, EngineIdentity::of(&engine.clone()));
 /// assert!(identity.file_stem().starts_with(&engine.deterministic_id()));
-/// let fields: Vec<_> = identity.to_pack_identity().fields().map(|(name, _)| name).collect();
+/// let pack_identity = identity.to_pack_identity();
+/// let fields: Vec<_> = pack_identity.fields().map(|(name, _)| name).collect();
 /// assert_eq!(fields, ["engine", "format", "abi", "target", "cpu"]);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

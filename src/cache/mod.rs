@@ -35,7 +35,8 @@
 //! let runtime = tokio::runtime::Runtime::new()?;
 //! runtime.block_on(async {
 //!     let engine = Engine::default();
-//!     let wasm = wasmer::wat2wasm(br#"(module (func (export "answer") (result i32) i32.const 42))"#)?;
+//!     let wat = r#"(module (func (export "answer") (result i32) i32.const 42))"#;
+//!     let wasm = wasmer::wat2wasm(wat.as_bytes())?;
 //!     let key = ModuleHash::new(&wasm);
 //!
 //!     let cache = SharedCache::default().with_fallback(FileSystemCache::new(dir.path()));
