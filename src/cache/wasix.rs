@@ -25,11 +25,12 @@ impl From<CacheError> for wasix::CacheError {
 /// Implements `wasmer_wasix::runtime::module_cache::ModuleCache` for a type that implements
 /// our [`ModuleCache`](crate::ModuleCache), by forwarding each call. Generic types list
 /// their parameters and bounds in brackets:
-/// `impl_wasix_module_cache!([P: Bounds, F: Bounds] FallbackCache<P, F>);`
+/// `impl_wasix_module_cache!(impl [P: Bounds, F: Bounds] FallbackCache<P, F>);`
 macro_rules! impl_wasix_module_cache {
-    ($([$($generics:tt)*])? $ty:ty) => {
+    // The generic arm comes first: `impl [` would otherwise start parsing as an `impl` type.
+    (impl [$($generics:tt)*] $ty:ty) => {
         #[::async_trait::async_trait]
-        impl$(<$($generics)*>)? ::wasmer_wasix::runtime::module_cache::ModuleCache for $ty {
+        impl<$($generics)*> ::wasmer_wasix::runtime::module_cache::ModuleCache for $ty {
             async fn load(
                 &self,
                 key: $crate::ModuleHash,
@@ -56,13 +57,16 @@ macro_rules! impl_wasix_module_cache {
             }
         }
     };
+    ($ty:ty) => {
+        $crate::cache::wasix::impl_wasix_module_cache!(impl [] $ty);
+    };
 }
 pub(crate) use impl_wasix_module_cache;
 
 impl_wasix_module_cache!(super::SharedCache);
 impl_wasix_module_cache!(super::ThreadLocalCache);
 impl_wasix_module_cache!(super::FileSystemCache);
-impl_wasix_module_cache!([
+impl_wasix_module_cache!(impl [
     P: super::ModuleCache + Send + Sync,
     F: super::ModuleCache + Send + Sync
 ] super::FallbackCache<P, F>);
