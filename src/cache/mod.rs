@@ -1,1 +1,86 @@
-//! Caches of compiled wasmer modules.
+//! Caches of compiled wasmer modules, mirroring (and improving on) wasix's `module_cache`.
+//!
+//! # Assumptions
+//!
+//! - A key is a [`ModuleHash`], the SHA-256 of a module's wasm bytes: one key names one wasm
+//!   binary, so whatever is saved under a key is "the same" module for a given engine.
+//! - [`ModuleCache::load`] is called far more often than [`ModuleCache::save`], so caches
+//!   favour fast, concurrent loads.
+//! - A compiled module is only valid for the engine that compiled it: its compiler, wasmer's
+//!   artifact layout, the target triple and the CPU features. Every cache keys its entries by
+//!   that [`EngineIdentity`] (the file system cache by wasix's directory layout).
+//! - A stale or damaged entry is a miss, never an error that keeps failing on later loads.
+//!
+//! # The caches
+//!
+//! - [`SharedCache`]: in memory, shared by all threads of the process.
+//! - [`ThreadLocalCache`]: in memory, one per thread, no locking.
+//! - [`FileSystemCache`]: one file per module in a directory, wasix-compatible.
+//! - [`FallbackCache`]: chains two caches; built with [`ModuleCache::with_fallback`].
+//!
+//! None of them needs a tokio runtime: inside one, blocking file work moves to tokio's
+//! blocking pool; outside, it runs inline. With the `wasix` feature each also implements
+//! `wasmer_wasix::runtime::module_cache::ModuleCache`.
+//!
+//! # Example
+//!
+//! A memory cache in front of a directory: the first load after a restart reads the file and
+//! promotes the module into memory.
+//!
+//! ```
+//! use wasmer::{Engine, Module};
+//! use wasmpak::{FileSystemCache, ModuleCache, ModuleHash, SharedCache};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let runtime = tokio::runtime::Runtime::new()?;
+//! runtime.block_on(async {
+//!     let engine = Engine::default();
+//!     let wat = r#"(module (func (export "answer") (result i32) i32.const 42))"#;
+//!     let wasm = wasmer::wat2wasm(wat.as_bytes())?;
+//!     let key = ModuleHash::new(&wasm);
+//!
+//!     let cache = SharedCache::default().with_fallback(FileSystemCache::new(dir.path()));
+//!     let module = match cache.load(key, &engine).await {
+//!         Ok(module) => module,
+//!         Err(error) if error.is_not_found() => {
+//!             let module = Module::new(&engine, &wasm)?;
+//!             cache.save(key, &engine, &module).await?;
+//!             module
+//!         }
+//!         Err(error) => return Err(error.into()),
+//!     };
+//!     assert!(module.exports().any(|export| export.name() == "answer"));
+//!
+//!     // A new process: an empty memory cache over the same directory.
+//!     let cache = SharedCache::default().with_fallback(FileSystemCache::new(dir.path()));
+//!     let loaded = cache.load(key, &engine).await?;
+//!     assert!(loaded.exports().any(|export| export.name() == "answer"));
+//!     assert_eq!(cache.primary().len(), 1);
+//!     Ok::<(), Box<dyn std::error::Error>>(())
+//! })?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod blocking;
+mod engine_identity;
+mod fallback;
+mod filesystem;
+mod shared;
+mod thread_local;
+mod types;
+#[cfg(feature = "wasix")]
+mod wasix;
+
+#[cfg(test)]
+pub(crate) mod test_support;
+
+// PackCache: the pack-file cache is added here, with:
+//     mod pack_cache;
+//     pub use pack_cache::PackCache;
+
+pub use engine_identity::EngineIdentity;
+pub use fallback::FallbackCache;
+pub use filesystem::FileSystemCache;
+pub use shared::SharedCache;
+pub use thread_local::ThreadLocalCache;
+pub use types::{CacheError, ModuleCache, ModuleHash};
