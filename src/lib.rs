@@ -16,4 +16,7 @@ pub use pack::{
 #[cfg(feature = "wasmer")]
 mod cache;
 #[cfg(feature = "wasmer")]
+#[doc(hidden)]
+pub mod sample;
+#[cfg(feature = "wasmer")]
 pub use cache::*;

@@ -13,6 +13,8 @@
 //!
 //! # The caches
 //!
+//! - [`PackCache`]: the reason this crate exists: every module of an engine in one
+//!   memory-mapped, checksummed pack file, loaded zero-copy and memoized per process.
 //! - [`SharedCache`]: in memory, shared by all threads of the process.
 //! - [`ThreadLocalCache`]: in memory, one per thread, no locking.
 //! - [`FileSystemCache`]: one file per module in a directory, wasix-compatible.
@@ -74,13 +76,13 @@ mod wasix;
 #[cfg(test)]
 pub(crate) mod test_support;
 
-// PackCache: the pack-file cache is added here, with:
-//     mod pack_cache;
-//     pub use pack_cache::PackCache;
+mod memo;
+mod pack_cache;
 
 pub use engine_identity::EngineIdentity;
 pub use fallback::FallbackCache;
 pub use filesystem::FileSystemCache;
+pub use pack_cache::{CacheStats, PackCache, PackCacheBuilder};
 pub use shared::SharedCache;
 pub use thread_local::ThreadLocalCache;
 pub use types::{CacheError, ModuleCache, ModuleHash};

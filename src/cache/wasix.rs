@@ -66,6 +66,7 @@ pub(crate) use impl_wasix_module_cache;
 impl_wasix_module_cache!(super::SharedCache);
 impl_wasix_module_cache!(super::ThreadLocalCache);
 impl_wasix_module_cache!(super::FileSystemCache);
+impl_wasix_module_cache!(super::PackCache);
 impl_wasix_module_cache!(impl [
     P: super::ModuleCache + Send + Sync,
     F: super::ModuleCache + Send + Sync
@@ -93,6 +94,27 @@ mod tests {
         assert_eq!(
             answer(&cache.load(key(1), engine).await.unwrap(), engine),
             1
+        );
+    }
+
+    #[tokio::test]
+    async fn pack_cache_round_trips_as_a_wasix_cache() {
+        let temp = tempfile::tempdir().unwrap();
+        let engine = engine();
+        let cache: DynWasixCache = Arc::new(crate::PackCache::new(temp.path()));
+        assert!(matches!(
+            cache.load(key(3), engine).await,
+            Err(wasix::CacheError::NotFound)
+        ));
+        cache.save(key(3), engine, &compiled(3)).await.unwrap();
+        // A new cache over the same directory loads it from the pack.
+        let cache: DynWasixCache = Arc::new(crate::PackCache::new(temp.path()));
+        assert!(cache.contains(key(3), engine).await.unwrap());
+        let loaded = cache.load(key(3), engine).await.unwrap();
+        assert_eq!(answer(&loaded, engine), 3);
+        assert_eq!(
+            loaded.serialize().unwrap(),
+            compiled(3).serialize().unwrap()
         );
     }
 

@@ -26,7 +26,7 @@ use super::writer::Session;
 ///
 /// When the live values exceed either limit, compaction drops the least recently used entries
 /// until both hold. Recency comes from the caller (`last_used`: any increasing stamp, such as
-/// seconds since the epoch); entries without a stamp count as older than every stamped one,
+/// milliseconds since the epoch); entries without a stamp count as older than every stamped one,
 /// and ties go to the entry written first.
 ///
 /// # Example

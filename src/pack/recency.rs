@@ -10,7 +10,7 @@
 //! order and nothing else happens.
 //!
 //! Sidecar layout (little-endian): magic `WPKU`, version u32 = 1, count u64, then `count`
-//! records of key (32 bytes) + stamp (u64, seconds since the Unix epoch) sorted by key, then
+//! records of key (32 bytes) + stamp (u64, milliseconds since the Unix epoch) sorted by key, then
 //! the CRC-32 of everything before it. It is rewritten in place under an exclusive `flock`.
 
 use std::collections::HashMap;
@@ -29,11 +29,11 @@ const RECORD_LEN: usize = 40;
 /// Sidecars larger than this are ignored rather than read.
 const MAX_RECORDS: u64 = 1 << 24;
 
-/// Seconds since the Unix epoch.
+/// Milliseconds since the Unix epoch.
 pub(crate) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// This process's stamps for one pack.
@@ -66,7 +66,7 @@ impl Recency {
     pub(crate) fn flush_due(&self, every_secs: u64) -> bool {
         let now = now();
         let last = self.last_flush.load(Ordering::Relaxed);
-        now.saturating_sub(last) >= every_secs
+        now.saturating_sub(last) >= every_secs * 1000
             && self
                 .last_flush
                 .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)

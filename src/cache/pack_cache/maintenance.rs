@@ -46,7 +46,10 @@ impl PackCache {
     }
 
     fn after_compaction(&self, slot: &PackSlot, pack: &Pack) {
-        self.inner.counters.compactions.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .counters
+            .compactions
+            .fetch_add(1, Ordering::Relaxed);
         // Drop stamps of evicted keys from the sidecar.
         let keep = |key: &crate::Key| pack.contains(key).unwrap_or(true);
         if let Err(e) = slot.recency.flush(&slot.path, Some(&keep)) {
@@ -62,7 +65,11 @@ impl PackCache {
         let data = stats.committed_len.saturating_sub(DATA_START) as f64;
         let dead_enough = stats.dead_bytes >= self.inner.min_dead_bytes
             && stats.dead_bytes as f64 >= self.inner.dead_fraction * data;
-        dead_enough || self.inner.retention.exceeded(stats.entries, stats.live_bytes)
+        dead_enough
+            || self
+                .inner
+                .retention
+                .exceeded(stats.entries, stats.live_bytes)
     }
 
     /// After a save: compacts on a background thread if due and nobody else is at it.
@@ -77,10 +84,11 @@ impl PackCache {
             return;
         }
         let cache = self.clone();
-        let slot = slot.clone();
+        let worker_slot = slot.clone();
         let spawned = std::thread::Builder::new()
             .name("wasmpak-compact".to_string())
             .spawn(move || {
+                let slot = worker_slot;
                 let retention = cache.retention_for(&slot);
                 // Another process compacting, or a writer busy: skip, the next save retries.
                 match pack.try_compact_with(&retention) {

@@ -231,7 +231,12 @@ impl PackCache {
         tracing::warn!(%error, "{what}; treating it as a cache miss");
     }
 
-    async fn load_from_pack(&self, slot: &PackSlot, key: &Key, engine: &Engine) -> Result<Module, CacheError> {
+    async fn load_from_pack(
+        &self,
+        slot: &PackSlot,
+        key: &Key,
+        engine: &Engine,
+    ) -> Result<Module, CacheError> {
         let on_stale = |e: &crate::Error| self.stale("unusable module pack", e);
         let Some(pack) = slot.for_read(&self.inner.pack_options, on_stale)? else {
             return Err(CacheError::NotFound);
@@ -295,7 +300,10 @@ impl ModuleCache for PackCache {
         let key = key_of(&key);
         let slot = self.slot(engine);
         if let Some(module) = self.inner.memo.get(engine.id(), &key) {
-            self.inner.counters.memo_hits.fetch_add(1, Ordering::Relaxed);
+            self.inner
+                .counters
+                .memo_hits
+                .fetch_add(1, Ordering::Relaxed);
             slot.recency.touch(&key);
             return Ok(module);
         }
@@ -312,7 +320,10 @@ impl ModuleCache for PackCache {
         let result = cell
             .get_or_try_init(|| async {
                 if let Some(module) = self.inner.memo.get(engine.id(), &key) {
-                    self.inner.counters.memo_hits.fetch_add(1, Ordering::Relaxed);
+                    self.inner
+                        .counters
+                        .memo_hits
+                        .fetch_add(1, Ordering::Relaxed);
                     return Ok(module);
                 }
                 self.load_from_pack(&slot, &key, engine).await
@@ -354,14 +365,20 @@ impl ModuleCache for PackCache {
         }
     }
 
-    async fn save(&self, key: ModuleHash, engine: &Engine, module: &Module) -> Result<(), CacheError> {
+    async fn save(
+        &self,
+        key: ModuleHash,
+        engine: &Engine,
+        module: &Module,
+    ) -> Result<(), CacheError> {
         let key = key_of(&key);
         let slot = self.slot(engine);
         let cache = self.clone();
         let writer_slot = slot.clone();
         let to_save = module.clone();
         let saved_len = run_blocking(move || -> Result<u64, CacheError> {
-            let on_stale = |e: &crate::Error| cache.stale("unusable module pack, moving it aside", e);
+            let on_stale =
+                |e: &crate::Error| cache.stale("unusable module pack, moving it aside", e);
             let pack = writer_slot.for_write(&cache.inner.pack_options, on_stale)?;
             // Keys are content hashes: an intact entry already there is this module.
             if let Ok(Some(existing)) = pack.get(&key) {
@@ -374,9 +391,14 @@ impl ModuleCache for PackCache {
             Ok(bytes.len() as u64)
         })
         .await?;
-        self.inner.memo.insert(engine.id(), key, module.clone(), saved_len);
+        self.inner
+            .memo
+            .insert(engine.id(), key, module.clone(), saved_len);
         slot.recency.touch(&key);
         self.compact_if_due(&slot);
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -22,7 +22,10 @@ pub(super) struct PackSlot {
 pub(super) fn is_stale(kind: ErrorKind) -> bool {
     matches!(
         kind,
-        ErrorKind::Corrupt | ErrorKind::NotAPack | ErrorKind::IdentityMismatch | ErrorKind::UnsupportedVersion
+        ErrorKind::Corrupt
+            | ErrorKind::NotAPack
+            | ErrorKind::IdentityMismatch
+            | ErrorKind::UnsupportedVersion
     )
 }
 
@@ -44,7 +47,10 @@ impl PackSlot {
 
     /// The pack if it is open already.
     pub(super) fn open_pack(&self) -> Option<Pack> {
-        self.pack.read().unwrap_or_else(PoisonError::into_inner).clone()
+        self.pack
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The pack, opened if it exists; `Ok(None)` if there is none. A stale pack (other
