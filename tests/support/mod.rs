@@ -3,6 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
+#[cfg(feature = "wasmer")]
+pub mod modules;
+
 use wasmpak::{Key, PackIdentity};
 
 /// The identity the pack tests use.
