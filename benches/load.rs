@@ -1,1 +1,201 @@
-fn main() {}
+//! Loading a compiled module: PackCache against every alternative, on synthetic modules from
+//! about 7 KB to about 50 MB of artifact.
+//!
+//! Run: `cargo bench --bench load`. Each iteration uses a fresh `Engine` (wasmer keeps every
+//! artifact it deserializes alive for the engine's lifetime) and, for "first load", a fresh
+//! `PackCache`, so the pack is mapped anew as in a new process; the page cache is warm.
+//!
+//! Targets, as ratios within one run: PackCache first load (checksum included) at most 1.25x
+//! the floor (`deserialize_unchecked` of bytes already in memory), at most 0.9x wasix's
+//! `deserialize_from_file`, at most 0.4x `fs::read` + `deserialize` on large modules; a
+//! repeated load under 2 µs.
+
+use std::future::Future;
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use bytes::Bytes;
+use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
+use wasmer::{Engine, Module};
+use wasmpak::{FileSystemCache, ModuleCache, ModuleHash, PackCache};
+
+/// Outside a runtime our caches finish on the first poll.
+fn ready<T>(future: impl Future<Output = T>) -> T {
+    match pin!(future).poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(value) => value,
+        Poll::Pending => panic!("not ready on the first poll"),
+    }
+}
+
+struct Case {
+    name: &'static str,
+    wasm: Vec<u8>,
+    key: ModuleHash,
+    artifact: Bytes,
+    artifact_file: PathBuf,
+}
+
+/// (name, functions, ops): about 7 KB, 46 KB, 0.9 MB, 7.5 MB and 47 MB of artifact.
+const SHAPES: [(&str, u32, u32); 5] = [
+    ("7KB", 1, 4),
+    ("46KB", 20, 100),
+    ("0.9MB", 200, 250),
+    ("7.5MB", 1000, 500),
+    ("47MB", 4000, 2000),
+];
+
+/// Compiles each shape once and keeps the artifact under the target directory, so later runs
+/// skip the (up to a minute long) compile of the largest.
+fn cases(dir: &Path) -> Vec<Case> {
+    let cache_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("wasmpak-bench-artifacts");
+    std::fs::create_dir_all(&cache_dir).unwrap();
+    let engine = Engine::default();
+    let identity = wasmpak::EngineIdentity::of(&engine).file_stem();
+    SHAPES
+        .iter()
+        .map(|&(name, functions, ops)| {
+            let wat = wasmpak::sample::module_wat(1, functions, ops);
+            let wasm = wasmer::wat2wasm(wat.as_bytes()).unwrap().into_owned();
+            let key = ModuleHash::new(&wasm);
+            let cached = cache_dir.join(format!("{identity}-{key}.bin"));
+            let artifact = match std::fs::read(&cached) {
+                Ok(bytes) => Bytes::from(bytes),
+                Err(_) => {
+                    eprintln!("compiling the {name} sample once...");
+                    let bytes = Module::new(&engine, &wasm).unwrap().serialize().unwrap();
+                    std::fs::write(&cached, &bytes).unwrap();
+                    bytes
+                }
+            };
+            let artifact_file = dir.join(format!("{name}.bin"));
+            std::fs::write(&artifact_file, &artifact).unwrap();
+            Case {
+                name,
+                wasm,
+                key,
+                artifact,
+                artifact_file,
+            }
+        })
+        .collect()
+}
+
+fn load(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = cases(dir.path());
+    let packs = dir.path().join("packs");
+    let files = dir.path().join("files");
+    {
+        let engine = Engine::default();
+        let pack_cache = PackCache::new(&packs);
+        let file_cache = FileSystemCache::new(&files);
+        for case in &cases {
+            // SAFETY: the bytes were produced by `Module::serialize` of an engine with this
+            // configuration, moments ago or in an earlier run of this benchmark.
+            let module = unsafe { Module::deserialize(&engine, case.artifact.clone()) }.unwrap();
+            ready(pack_cache.save(case.key, &engine, &module)).unwrap();
+            ready(file_cache.save(case.key, &engine, &module)).unwrap();
+        }
+    }
+
+    let mut group = c.benchmark_group("load");
+    group.sample_size(20);
+    group.measurement_time(Duration::from_secs(4));
+    for case in &cases {
+        group.bench_function(
+            BenchmarkId::new("floor_deserialize_unchecked_in_memory", case.name),
+            |b| {
+                b.iter_batched(
+                    Engine::default,
+                    |engine| {
+                        // SAFETY: as above: bytes from `Module::serialize` of this configuration.
+                        let module = unsafe {
+                            Module::deserialize_unchecked(&engine, case.artifact.clone())
+                        };
+                        (engine, black_box(module.unwrap()))
+                    },
+                    BatchSize::PerIteration,
+                )
+            },
+        );
+        group.bench_function(BenchmarkId::new("packcache_first_load", case.name), |b| {
+            b.iter_batched(
+                || (Engine::default(), PackCache::new(&packs)),
+                |(engine, cache)| {
+                    let module = ready(cache.load(case.key, &engine)).unwrap();
+                    (engine, cache, black_box(module))
+                },
+                BatchSize::PerIteration,
+            )
+        });
+        group.bench_function(
+            BenchmarkId::new("packcache_repeated_load", case.name),
+            |b| {
+                let engine = Engine::default();
+                let cache = PackCache::new(&packs);
+                ready(cache.load(case.key, &engine)).unwrap();
+                b.iter(|| black_box(ready(cache.load(case.key, &engine)).unwrap()))
+            },
+        );
+        group.bench_function(BenchmarkId::new("filesystemcache_load", case.name), |b| {
+            b.iter_batched(
+                || (Engine::default(), FileSystemCache::new(&files)),
+                |(engine, cache)| {
+                    let module = ready(cache.load(case.key, &engine)).unwrap();
+                    (engine, black_box(module))
+                },
+                BatchSize::PerIteration,
+            )
+        });
+        group.bench_function(
+            BenchmarkId::new("wasix_deserialize_from_file", case.name),
+            |b| {
+                b.iter_batched(
+                    Engine::default,
+                    |engine| {
+                        // SAFETY: the file holds `Module::serialize` output of this configuration.
+                        let module =
+                            unsafe { Module::deserialize_from_file(&engine, &case.artifact_file) };
+                        (engine, black_box(module.unwrap()))
+                    },
+                    BatchSize::PerIteration,
+                )
+            },
+        );
+        group.bench_function(BenchmarkId::new("read_then_deserialize", case.name), |b| {
+            b.iter_batched(
+                Engine::default,
+                |engine| {
+                    let bytes = std::fs::read(&case.artifact_file).unwrap();
+                    // SAFETY: the file holds `Module::serialize` output of this configuration.
+                    let module = unsafe { Module::deserialize(&engine, bytes) };
+                    (engine, black_box(module.unwrap()))
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    group.finish();
+
+    let mut compile = c.benchmark_group("compile");
+    compile.sample_size(10);
+    for case in cases.iter().filter(|c| c.artifact.len() < 16 << 20) {
+        compile.bench_function(BenchmarkId::from_parameter(case.name), |b| {
+            b.iter_batched(
+                Engine::default,
+                |engine| {
+                    let module = Module::new(&engine, &case.wasm).unwrap();
+                    (engine, black_box(module))
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    compile.finish();
+}
+
+criterion_group!(benches, load);
+criterion_main!(benches);

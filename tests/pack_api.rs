@@ -287,3 +287,26 @@ fn verify_policies_decide_when_checksums_run() {
     assert_eq!(report.problems().len(), 1);
     assert_eq!(report.problems()[0].key(), Some(&key(1)));
 }
+
+#[test]
+fn large_values_are_checked_in_both_halves() {
+    let (_dir, path) = scratch();
+    let pack = Pack::create(&path, &identity()).unwrap();
+    let big = value(9, 9 << 20);
+    pack.insert(&key(1), &big).unwrap();
+    pack.insert(&key(2), &big).unwrap();
+    let entries: Vec<_> = pack.iter().unwrap().collect();
+    let fresh = Pack::open(&path, &identity()).unwrap();
+    assert_eq!(fresh.get(&key(1)).unwrap().as_deref(), Some(&big[..]));
+    // Damage near the start of one value and near the end of the other.
+    let (one, two) = if entries[0].key() == &key(1) {
+        (&entries[0], &entries[1])
+    } else {
+        (&entries[1], &entries[0])
+    };
+    support::flip(&path, one.offset() + 10, 0x01);
+    support::flip(&path, two.offset() + two.size() - 10, 0x01);
+    let fresh = Pack::open(&path, &identity()).unwrap();
+    assert_eq!(fresh.get(&key(1)).unwrap_err().kind(), ErrorKind::Corrupt);
+    assert_eq!(fresh.get(&key(2)).unwrap_err().kind(), ErrorKind::Corrupt);
+}

@@ -116,6 +116,43 @@ impl Mapping {
     }
 }
 
+/// Payloads at least this large are checksummed on two threads.
+const PARALLEL_CHECKSUM_FROM: usize = 4 << 20;
+
+impl Mapping {
+    /// Maps in `payload` (which starts at `offset` in this mapping) and returns its CRC-32 if
+    /// `check`. Large payloads are split in two and handled on two threads: a first load's
+    /// checksum and page faults are most of what it costs beyond deserialization itself.
+    pub(crate) fn prepare(&self, offset: u64, payload: &[u8], check: bool) -> Option<u32> {
+        if payload.len() < PARALLEL_CHECKSUM_FROM {
+            self.prefault(offset, payload.len() as u64);
+            return check.then(|| crc32fast::hash(payload));
+        }
+        let half = payload.len() / 2;
+        let (first, second) = payload.split_at(half);
+        let second_at = offset + half as u64;
+        let work = |at: u64, bytes: &[u8]| {
+            self.prefault(at, bytes.len() as u64);
+            let mut hasher = crc32fast::Hasher::new();
+            if check {
+                hasher.update(bytes);
+            }
+            hasher
+        };
+        std::thread::scope(|scope| {
+            let helper =
+                std::thread::Builder::new().spawn_scoped(scope, || work(second_at, second));
+            let mut hasher = work(offset, first);
+            let rest = match helper.ok().and_then(|h| h.join().ok()) {
+                Some(rest) => rest,
+                None => work(second_at, second),
+            };
+            hasher.combine(&rest);
+            check.then(|| hasher.finalize())
+        })
+    }
+}
+
 /// The owner behind a `Bytes` handed out by [`crate::Pack::get`]: a committed range of a
 /// mapping, which stays mapped for as long as any clone of the `Bytes` lives.
 pub(crate) struct MappedRange {

@@ -243,15 +243,17 @@ impl Pack {
         let entry = found.entry;
         let (offset, payload) = view.payload(&entry)?;
         let first_time = !view.is_verified(&found);
-        if first_time {
-            view.map.prefault(offset, entry.payload_len);
-        }
         let check = match self.inner.options.verify {
             Verify::Always => true,
             Verify::Once => first_time,
             Verify::Never => false,
         };
-        if check && crc32fast::hash(payload) != entry.payload_crc {
+        let crc = if first_time {
+            view.map.prepare(offset, payload, check)
+        } else {
+            check.then(|| crc32fast::hash(payload))
+        };
+        if crc.is_some_and(|crc| crc != entry.payload_crc) {
             return Err(view.corrupt(format!(
                 "value of {key} at offset {offset}: checksum mismatch"
             )));
