@@ -200,7 +200,9 @@ fn compact_locked(
         superseded: true,
         ..view.commit
     };
-    if let Err(e) = session.publish(&superseded) {
+    // Advisory (writers and missing readers also check the path), so no sync: a lost mark
+    // costs a reader one `stat` later, not correctness.
+    if let Err(e) = session.publish_with(&superseded, false) {
         // The new pack is in place; readers of the old one find it on their next miss.
         tracing::warn!(error = %e, "could not mark the compacted-away pack as superseded");
     }

@@ -317,9 +317,16 @@ impl<'a> Session<'a> {
         Ok(slot.generation)
     }
 
-    /// Writes `slot` into both commit slots in the crash-safe order of docs/FORMAT.md 4.3.
+    /// Writes `slot` into both commit slots in the crash-safe order of docs/FORMAT.md 4.3,
+    /// syncing as the pack's durability says.
     pub(crate) fn publish(&mut self, slot: &CommitSlot) -> Result<()> {
-        let full = self.pack.inner.options.durability == Durability::Full;
+        let durable = self.pack.inner.options.durability == Durability::Full;
+        self.publish_with(slot, durable)
+    }
+
+    /// Writes `slot` into both commit slots, syncing only if `durable`.
+    pub(crate) fn publish_with(&mut self, slot: &CommitSlot, durable: bool) -> Result<()> {
+        let full = durable;
         let sync = |view: &View| {
             view.file
                 .file
