@@ -1,4 +1,87 @@
-//! wasmpak: compiled WebAssembly modules for wasmer, cached in one memory-mapped pack file.
+//! Compiled WebAssembly modules for [wasmer], cached in one memory-mapped, crash-safe pack file.
+//!
+//! Compiling a module with cranelift takes milliseconds to seconds; loading its compiled
+//! artifact takes microseconds to milliseconds. wasmpak keeps those artifacts in a single
+//! append-only *pack* file per engine identity, maps it into memory, and hands wasmer a view
+//! of the bytes straight from the page cache: no read into a buffer, no copy per process, a
+//! checksum before any byte reaches `unsafe` deserialization, and nothing a crashed or
+//! concurrent writer can tear.
+//!
+//! # First example
+//!
+//! A memory cache in front of a pack cache: the runtime loads by the wasm's hash, and only
+//! compiles on a miss.
+//!
+//! ```
+//! use wasmer::{Engine, Module};
+//! use wasmpak::{ModuleCache, ModuleHash, PackCache, SharedCache};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let engine = Engine::default();
+//! let wasm = wasmer::wat2wasm(br#"(module (func (export "add") (param i32 i32) (result i32)
+//!     local.get 0 local.get 1 i32.add))"#)?;
+//! let key = ModuleHash::new(&wasm);
+//!
+//! let cache = SharedCache::default().with_fallback(PackCache::new(dir.path()));
+//! let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+//! let module = runtime.block_on(async {
+//!     match cache.load(key, &engine).await {
+//!         Ok(module) => Ok(module),
+//!         Err(e) if e.is_not_found() => {
+//!             let module = Module::new(&engine, &wasm)?;
+//!             cache.save(key, &engine, &module).await?;
+//!             Ok(module)
+//!         }
+//!         Err(e) => Err(Box::<dyn std::error::Error>::from(e)),
+//!     }
+//! })?;
+//! assert!(module.exports().any(|e| e.name() == "add"));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Concepts
+//!
+//! - **[`ModuleCache`]** is the trait runtimes plug in, shaped like
+//!   `wasmer_wasix::runtime::module_cache::ModuleCache` (with the `wasix` feature our caches
+//!   implement that trait too). [`PackCache`] is the one this crate is for; [`SharedCache`],
+//!   [`ThreadLocalCache`], [`FileSystemCache`] and [`FallbackCache`] complete the family.
+//! - **[`Pack`]** is the store underneath: 32-byte [`Key`]s to byte values, in one file, for any
+//!   number of reading and writing processes. It knows nothing of wasmer. Writers append under
+//!   an exclusive file lock and publish with a commit slot; readers never lock.
+//! - **[`PackIdentity`]** names what a pack's contents are valid for. For wasmer
+//!   ([`EngineIdentity`]) that is the engine's deterministic id, artifact format, artifact ABI
+//!   version, target triple and CPU features: `Engine::deterministic_id()` alone is just
+//!   `"cranelift-opts"`, which would let two wasmer versions read each other's artifacts.
+//! - **Integrity.** Every value carries a CRC-32, checked before wasmer sees it (once per value
+//!   per process by default, see [`Verify`]). Every structure in the file has its own checksum,
+//!   and a damaged structure yields an error or a miss, never a wrong value.
+//! - **Durability.** A commit `fdatasync`s its records before publishing them, and its commit
+//!   slot after ([`Durability::Full`]); two mirrored commit slots survive a torn slot write.
+//! - **Maintenance.** Values are never rewritten in place: replaced and removed values become
+//!   dead bytes, which [`Pack::compact`] (or [`PackCache`]'s background compaction) reclaims by
+//!   writing a new file and renaming it over the old one, optionally evicting the least
+//!   recently used entries beyond a [`Retention`] limit.
+//!
+//! The byte-level format and its crash-safety argument are in `docs/FORMAT.md`.
+//!
+//! # Features
+//!
+//! - `cli` (default): the `wasmpak` command-line tool, and everything below.
+//! - `wasmer`: the module caches. Without it the crate is the pack store alone, with no wasmer
+//!   dependency.
+//! - `wasix`: implement `wasmer_wasix::runtime::module_cache::ModuleCache` for our caches.
+//! - `singlepass`: the singlepass compiler for `wasmpak build --compiler singlepass`.
+//!
+//! # Safety
+//!
+//! The crate has two kinds of `unsafe`: the memory mapping (sound because the format never
+//! modifies or truncates committed bytes, see `src/pack/mapping.rs`) and
+//! `Module::deserialize_unchecked` (sound because the pack's identity matches the engine and the
+//! value's checksum matched, see [`PackCache`]). Whoever can write a pack can run code in every
+//! process that loads from it, so packs writable by other users are refused unless
+//! [`PackOptions::allow_shared_write`] says otherwise.
 
 mod error;
 pub mod format;
@@ -20,3 +103,8 @@ mod cache;
 pub mod sample;
 #[cfg(feature = "wasmer")]
 pub use cache::*;
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(all(doctest, feature = "wasmer"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

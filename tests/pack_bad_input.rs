@@ -35,12 +35,10 @@ fn read_everything(path: &Path, entries: &[(Key, Vec<u8>)]) -> Result<usize, was
     let pack = Pack::open_any(path)?;
     let mut intact = 0;
     for (k, v) in entries {
-        match pack.get(k) {
-            Ok(Some(got)) => {
-                assert_eq!(&got[..], &v[..], "a damaged pack returned a wrong value");
-                intact += 1;
-            }
-            Ok(None) | Err(_) => {}
+        // Misses and errors are fine; a value handed out must be the right one.
+        if let Ok(Some(got)) = pack.get(k) {
+            assert_eq!(&got[..], &v[..], "a damaged pack returned a wrong value");
+            intact += 1;
         }
         let _ = pack.contains(k);
     }
@@ -177,7 +175,7 @@ fn commit_slots_pointing_past_the_end_or_into_the_superblock() {
 #[test]
 fn index_structures_pointing_into_themselves_or_nowhere() {
     let (_dir, path) = scratch();
-    let entries = small_pack(&path);
+    small_pack(&path);
     let live = raw::live(&path);
     let saved = std::fs::read(&path).unwrap();
     let block_at = live.committed_len;

@@ -136,7 +136,7 @@ pub fn encode_block(entries: &[IndexEntry]) -> Vec<u8> {
 
 /// Splits a block payload into its entry array and its prefix array.
 pub fn block_parts(payload: &[u8]) -> Result<(&[u8], &[u8]), DecodeError> {
-    if payload.len() % BLOCK_STRIDE != 0 {
+    if !payload.len().is_multiple_of(BLOCK_STRIDE) {
         return Err(DecodeError::new(format!(
             "index block length {} is not a multiple of {BLOCK_STRIDE}",
             payload.len()

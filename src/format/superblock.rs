@@ -177,7 +177,7 @@ impl CommitSlot {
         if slot.generation == 0 {
             return Err(DecodeError::new("commit slot generation is 0"));
         }
-        if slot.committed_len < DATA_START || slot.committed_len % super::ALIGN != 0 {
+        if slot.committed_len < DATA_START || !slot.committed_len.is_multiple_of(super::ALIGN) {
             return Err(DecodeError::new(format!(
                 "commit slot length {} is invalid",
                 slot.committed_len
@@ -185,7 +185,7 @@ impl CommitSlot {
         }
         if slot.root_offset != 0
             && (slot.root_offset < DATA_START
-                || slot.root_offset % super::ALIGN != 0
+                || !slot.root_offset.is_multiple_of(super::ALIGN)
                 || slot.root_offset >= slot.committed_len)
         {
             return Err(DecodeError::new(format!(

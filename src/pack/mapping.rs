@@ -56,7 +56,7 @@ impl Mapping {
     }
 
     fn load_word(&self, offset: usize) -> u64 {
-        debug_assert!(offset % 8 == 0 && offset + 8 <= DATA_START as usize);
+        debug_assert!(offset.is_multiple_of(8) && offset + 8 <= DATA_START as usize);
         let ptr = self.raw.as_ptr().wrapping_add(offset) as *mut u64;
         // SAFETY: `Mapping::new` only maps files at least DATA_START bytes long, and slot words
         // lie below DATA_START, so `ptr` is in bounds; it is 8-byte aligned because the mapping

@@ -161,7 +161,7 @@ impl View {
 
     /// Decodes the record header at `offset`, returning it with its label.
     pub(crate) fn record_header(&self, offset: u64) -> Result<(RecordHeader, &[u8])> {
-        if offset < DATA_START || offset % crate::format::ALIGN != 0 {
+        if offset < DATA_START || !offset.is_multiple_of(crate::format::ALIGN) {
             return Err(self.corrupt(format!("record offset {offset} is invalid")));
         }
         let available = self.commit.committed_len.saturating_sub(offset);

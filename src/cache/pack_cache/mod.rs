@@ -21,6 +21,9 @@ use crate::{Key, PackOptions, Retention};
 pub use builder::PackCacheBuilder;
 use slot::{PackSlot, is_stale, read_error, write_error};
 
+/// A load in progress, which concurrent loads of the same key wait for.
+type InFlight = Arc<OnceCell<Module>>;
+
 /// Artifacts at least this large deserialize on a blocking thread when inside a runtime.
 const BLOCKING_DESERIALIZE_BYTES: u64 = 1 << 20;
 
@@ -90,7 +93,7 @@ struct Inner {
     slots: Mutex<HashMap<EngineIdentity, Arc<PackSlot>>>,
     engines: RwLock<HashMap<EngineId, Arc<PackSlot>>>,
     memo: Memo,
-    in_flight: Mutex<HashMap<(EngineId, Key), Arc<OnceCell<Module>>>>,
+    in_flight: Mutex<HashMap<(EngineId, Key), InFlight>>,
     counters: Counters,
 }
 
