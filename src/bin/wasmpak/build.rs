@@ -61,10 +61,6 @@ pub fn run(args: Args) -> Result<(), CliError> {
         .collect::<Result<Vec<_>, _>>()?;
 
     let existing = open::existing_for(&args.pack, &identity, open::Purpose::Build)?;
-    match &existing {
-        Some(_) => open::check_writable(&args.pack)?,
-        None => open::check_creatable(&args.pack)?,
-    }
 
     // Decide what to compile: not what the pack has, and each distinct module once.
     let mut first_with_key: HashMap<wasmpak::Key, usize> = HashMap::new();
@@ -93,6 +89,13 @@ pub fn run(args: Args) -> Result<(), CliError> {
         }
     }
 
+    if !todo.is_empty() {
+        // Before minutes of compiling, not after.
+        match &existing {
+            Some(_) => open::check_writable(&args.pack)?,
+            None => open::check_creatable(&args.pack)?,
+        }
+    }
     let jobs = args
         .jobs
         .or_else(|| std::thread::available_parallelism().ok())
