@@ -98,7 +98,7 @@ fn build_list_info() {
     assert_eq!(info_json["identity"]["engine"], "cranelift-opts");
     assert_eq!(
         info_json["identity"]["target"].as_str().unwrap(),
-        std::env::consts::ARCH.to_string() + "-unknown-linux-gnu"
+        wasmer::sys::Triple::host().to_string()
     );
     assert_eq!(info_json["loadable_here"], true);
     assert_eq!(info_json["dead_bytes"], 0);
@@ -224,43 +224,47 @@ fn concurrent_builds_lose_nothing() {
 
 #[test]
 fn cross_target_pack_ships_but_does_not_load_here() {
+    // The usual case, aarch64 built on x86_64; the other way round on an aarch64 host.
+    let host = wasmer::sys::Triple::host().to_string();
+    let (foreign, baseline) = if host.starts_with("aarch64") {
+        ("x86_64-unknown-linux-gnu", "sse2")
+    } else {
+        ("aarch64-unknown-linux-gnu", "neon")
+    };
     let s = Scratch::new();
-    let pack = s.path("arm.wpk");
+    let pack = s.path("foreign.wpk");
     let built = wasmpak(args(&[
         &"build",
         &"--target",
-        &"aarch64-unknown-linux-gnu",
+        &foreign,
         &pack,
         &s.path("answer.wat"),
         &s.path("imports.wat"),
     ]))
     .ok();
     assert!(
-        built.stdout.contains("target=aarch64-unknown-linux-gnu"),
+        built.stdout.contains(&format!("target={foreign}")),
         "{}",
         built.stdout
     );
     let info = info(&pack);
-    assert_eq!(info["identity"]["target"], "aarch64-unknown-linux-gnu");
-    assert_eq!(info["identity"]["cpu"], "neon");
+    assert_eq!(info["identity"]["target"], foreign);
+    assert_eq!(info["identity"]["cpu"], baseline);
     assert_eq!(info["entries"], 2);
     assert_eq!(info["loadable_here"], false);
 
     let before = std::fs::read(&pack).unwrap();
     let run = wasmpak(args(&[&"run", &pack, &s.path("answer.wat")]));
     let line = run.fails(1);
-    assert!(
-        line.contains("aarch64-unknown-linux-gnu") && line.contains("x86_64"),
-        "{line}"
-    );
+    assert!(line.contains(foreign) && line.contains(&host), "{line}");
     assert!(line.contains("cannot be loaded"), "{line}");
     assert_eq!(std::fs::read(&pack).unwrap(), before);
 
-    // The checksums are fine; loading needs an aarch64 host.
+    // The checksums are fine; loading needs a host of that target.
     wasmpak(args(&[&"verify", &pack])).ok();
     let deep = wasmpak(args(&[&"verify", &"--deep", &pack]));
     let line = deep.fails(4);
-    assert!(line.contains("aarch64-unknown-linux-gnu"), "{line}");
+    assert!(line.contains(foreign), "{line}");
 }
 
 #[test]
@@ -568,7 +572,11 @@ fn singlepass_builds_and_runs() {
         &s.path("answer.wat"),
     ]))
     .ok();
-    assert_eq!(info(&pack)["identity"]["engine"], "singlepass");
+    let engine = info(&pack)["identity"]["engine"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(engine.starts_with("singlepass"), "{engine}");
     let run = wasmpak(args(&[
         &"run",
         &"--compiler",

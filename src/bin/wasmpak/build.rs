@@ -129,10 +129,10 @@ pub fn run(args: Args) -> Result<(), CliError> {
 
     let stats = pack.as_ref().map(|p| p.stats()).transpose()?;
     say!(
-        "{}: added {added} ({}), skipped {skipped}; {} entries, {} live",
+        "{}: added {added} ({}), skipped {skipped}; {}, {} live",
         args.pack.display(),
         output::bytes(added_bytes),
-        stats.map_or(0, |s| s.entries),
+        output::count(stats.map_or(0, |s| s.entries), "entry", "entries"),
         output::bytes(stats.map_or(0, |s| s.live_bytes)),
     )?;
     say!("identity: {identity}")?;

@@ -4,7 +4,7 @@
 //! The file appears complete or not at all: it is written beside its destination and renamed
 //! into place, so a full disk never leaves half an artifact that a loader would trust.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::CliError;
@@ -27,6 +27,12 @@ pub struct Args {
 
 /// Runs `wasmpak extract`.
 pub fn run(args: Args) -> Result<(), CliError> {
+    let to_stdout = args.output.as_os_str() == "-";
+    if to_stdout && std::io::stdout().is_terminal() {
+        return Err(CliError::usage(
+            "refusing to write a binary artifact to a terminal; redirect stdout or use -o FILE",
+        ));
+    }
     let pack = open::any(&args.pack)?;
     let entries: Vec<_> = pack.iter()?.collect();
     let entry = resolve(&pack, &entries, &args.entry)?;
@@ -37,7 +43,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
             args.pack.display()
         ))
     })?;
-    if args.output.as_os_str() == "-" {
+    if to_stdout {
         let mut out = std::io::stdout().lock();
         return match out.write_all(&bytes).and_then(|()| out.flush()) {
             Ok(()) => Ok(()),

@@ -37,6 +37,12 @@ pub fn print_json(value: &impl serde::Serialize) -> Result<(), CliError> {
     say!("{text}")
 }
 
+/// `1 entry`, `3 entries`: a count with the noun that agrees with it.
+pub fn count(n: impl Into<u64>, one: &str, many: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// `1536` → `1.5 KiB`: binary units, three significant digits, exact below 1 KiB.
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];

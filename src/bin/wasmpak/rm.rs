@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use crate::error::CliError;
 use crate::open;
-use crate::output::say;
+use crate::output::{self, say};
 use crate::resolve::resolve;
 
 /// Arguments of `wasmpak rm`.
@@ -44,9 +44,9 @@ pub fn run(args: Args) -> Result<(), CliError> {
         say!("removed  {}  {}", entry.key(), entry.label())?;
     }
     say!(
-        "{}: removed {}, {} entries left",
+        "{}: removed {}, {} left",
         args.pack.display(),
         chosen.len(),
-        pack.len()?
+        output::count(pack.len()?, "entry", "entries")
     )
 }

@@ -100,9 +100,8 @@ pub fn run(args: Args) -> Result<(), CliError> {
     let (imports, stubbed) = stub_imports(&mut store, &module)?;
     if !stubbed.is_empty() {
         say!(
-            "stubbed {} import{}: {}",
-            stubbed.len(),
-            plural(stubbed.len()),
+            "stubbed {}: {}",
+            output::count(stubbed.len() as u64, "import", "imports"),
             stubbed.join(", ")
         )?;
     }
@@ -257,10 +256,9 @@ fn parse_args(name: &str, ty: &FunctionType, args: &[String]) -> Result<Vec<Valu
     let params = ty.params();
     if params.len() != args.len() {
         return Err(CliError::usage(format!(
-            "{name}{} takes {} argument{}, {} given",
+            "{name}{} takes {}, {} given",
             signature(ty),
-            params.len(),
-            plural(params.len()),
+            output::count(params.len() as u64, "argument", "arguments"),
             args.len()
         )));
     }
@@ -351,8 +349,4 @@ fn type_name(ty: Type) -> &'static str {
         Type::FuncRef => "funcref",
         Type::ExceptionRef => "exnref",
     }
-}
-
-fn plural(n: usize) -> &'static str {
-    if n == 1 { "" } else { "s" }
 }

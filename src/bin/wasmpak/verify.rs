@@ -55,13 +55,13 @@ pub fn run(args: Args) -> Result<(), CliError> {
         bad.push(line);
     }
     say!(
-        "checksums: {} entries, {} checked, {}",
-        report.entries(),
+        "checksums: {}, {} checked, {}",
+        output::count(report.entries(), "entry", "entries"),
         output::bytes(report.bytes()),
         if report.is_ok() {
             "all intact".to_string()
         } else {
-            format!("{} problem{}", bad.len(), plural(bad.len()))
+            output::count(bad.len() as u64, "problem", "problems")
         }
     )?;
 
@@ -76,7 +76,8 @@ pub fn run(args: Args) -> Result<(), CliError> {
             Ok(()) => {
                 let (loaded, problems) = deep(&pack, &already_bad, &name)?;
                 say!(
-                    "deep: {loaded} entries loaded by wasmer, {}",
+                    "deep: {} loaded by wasmer, {}",
+                    output::count(loaded as u64, "entry", "entries"),
                     if problems.is_empty() {
                         "all accepted".to_string()
                     } else {
@@ -155,8 +156,4 @@ fn damaged(error: wasmpak::Error) -> CliError {
     } else {
         error.into()
     }
-}
-
-fn plural(n: usize) -> &'static str {
-    if n == 1 { "" } else { "s" }
 }
