@@ -34,6 +34,8 @@ pub fn load(pack: &Pack, key: &Key, engine: &Engine) -> Result<Module, LoadError
     deserialize(engine, bytes).map_err(LoadError::Wasmer)
 }
 
+/// The one `unsafe` call of the tool, kept in a function of its own so that its contract is
+/// stated once.
 #[allow(unsafe_code)]
 fn deserialize(engine: &Engine, bytes: Bytes) -> Result<Module, DeserializeError> {
     // SAFETY: `Module::deserialize` requires bytes that `Module::serialize` produced for an

@@ -226,6 +226,7 @@ struct Progress {
 }
 
 impl Progress {
+    /// A bar only when a person watches stderr; a log gets the plain lines alone.
     fn new(len: u64) -> Progress {
         if !std::io::stderr().is_terminal() {
             return Progress { bar: None };
@@ -253,6 +254,7 @@ impl Progress {
         }
     }
 
+    /// Counts one module done, naming it so a slow one is visible.
     fn advance(&self, label: &str) {
         if let Some(bar) = &self.bar {
             bar.set_message(label.to_string());
@@ -260,6 +262,7 @@ impl Progress {
         }
     }
 
+    /// Clears the bar, so the summary is the last thing on screen.
     fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();

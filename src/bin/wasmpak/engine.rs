@@ -108,11 +108,13 @@ fn check_supported(compiler: Compiler, triple: &Triple, has_sse2: bool) -> Resul
     Ok(())
 }
 
+/// The singlepass engine builder, in builds that have the compiler.
 #[cfg(feature = "singlepass")]
 fn singlepass() -> Result<EngineBuilder, CliError> {
     Ok(EngineBuilder::new(wasmer::sys::Singlepass::default()))
 }
 
+/// Without the compiler: say how to get it instead of pretending it does not exist.
 #[cfg(not(feature = "singlepass"))]
 fn singlepass() -> Result<EngineBuilder, CliError> {
     Err(CliError::usage(

@@ -198,6 +198,8 @@ enum Command {
     Demo,
 }
 
+/// Parses the command line (clap exits with 2 on usage errors, 0 for `--help`), runs the
+/// command, and reports its failure.
 fn main() -> ExitCode {
     panics::install_hook();
     let cli = Cli::parse();

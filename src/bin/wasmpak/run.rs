@@ -338,6 +338,7 @@ fn signature(ty: &FunctionType) -> String {
     }
 }
 
+/// A value type as WAT spells it.
 fn type_name(ty: Type) -> &'static str {
     match ty {
         Type::I32 => "i32",
