@@ -185,8 +185,12 @@ fn a_runtime_keying_by_the_wasm_bytes_hits_the_built_entry() {
 fn concurrent_builds_lose_nothing() {
     let s = Scratch::new();
     let pack = s.path("shared.wpk");
+    // Modules that take a few milliseconds each to compile, so that the builds overlap.
     let files: Vec<_> = (0..12)
-        .map(|n| s.write(&format!("m{n}.wat"), numbered_wat(1000 + n).as_bytes()))
+        .map(|n| {
+            let wat = wasmpak::sample::module_wat(1000 + n, 20, 100);
+            s.write(&format!("m{n}.wat"), wat.as_bytes())
+        })
         .collect();
     // Two builds, overlapping in the middle, started together into a pack that does not exist.
     let first: Vec<&dyn AsRef<OsStr>> = files[..8].iter().map(|f| f as &dyn AsRef<OsStr>).collect();
@@ -209,8 +213,21 @@ fn concurrent_builds_lose_nothing() {
     let b = spawn(&second);
     let a: Run = a.wait_with_output().unwrap().into();
     let b: Run = b.wait_with_output().unwrap().into();
-    a.ok();
-    b.ok();
+    // Each module written once: the four both were given are added by exactly one of them.
+    let added = |run: Run| -> usize {
+        let run = run.ok();
+        let summary = run.stdout.lines().find(|l| l.contains(": added ")).unwrap();
+        summary
+            .split(": added ")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(added(a) + added(b), 12);
     let mut expected: Vec<String> = (0..12).map(|n| format!("m{n}.wat")).collect();
     expected.sort();
     assert_eq!(labels(&pack), expected);
