@@ -1,0 +1,57 @@
+//! Turning an artifact read from a pack back into a wasmer `Module`: the tool's one `unsafe`.
+//!
+//! `run` and `verify --deep` need it for a pack named on the command line. `PackCache` has the
+//! same step, but it derives the pack's file name from the engine and cannot be pointed at an
+//! arbitrary file.
+
+use bytes::Bytes;
+use wasmer::{DeserializeError, Engine, Module};
+use wasmpak::{Key, Pack};
+
+/// Why an entry could not be loaded.
+#[derive(Debug)]
+pub enum LoadError {
+    /// The pack had no value under the key.
+    Missing,
+    /// The pack failed to read the value, e.g. a checksum mismatch.
+    Pack(wasmpak::Error),
+    /// wasmer refused the bytes.
+    Wasmer(DeserializeError),
+}
+
+/// Reads the value under `key` from `pack` and deserializes it with `engine`.
+///
+/// The caller must have checked that `engine` can run code built for `pack`'s identity:
+/// either the pack was opened with `engine`'s own identity (`run`), or
+/// [`host_can_load`](crate::engine::host_can_load) accepted the pack's identity and `engine`
+/// is a headless engine of this host (`verify --deep`).
+pub fn load(pack: &Pack, key: &Key, engine: &Engine) -> Result<Module, LoadError> {
+    let bytes: Bytes = match pack.get(key) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return Err(LoadError::Missing),
+        Err(e) => return Err(LoadError::Pack(e)),
+    };
+    deserialize(engine, bytes).map_err(LoadError::Wasmer)
+}
+
+/// The one `unsafe` call of the tool, kept in a function of its own so that its contract is
+/// stated once.
+#[allow(unsafe_code)]
+fn deserialize(engine: &Engine, bytes: Bytes) -> Result<Module, DeserializeError> {
+    // SAFETY: `Module::deserialize` requires bytes that `Module::serialize` produced for an
+    // engine compatible with `engine`, unchanged for as long as the module lives.
+    // (1) Compatible: see `load`'s contract; wasmer also checks the artifact's magic, ABI
+    //     version and that the engine's target has the CPU features the code needs.
+    // (2) Produced by `serialize`: `bytes` comes from `Pack::get` on a pack opened in this
+    //     process with the default `Verify::Once` policy, so its CRC-32 was checked against
+    //     the one computed when the value was written; a torn write or flipped bit is an
+    //     error before wasmer sees a byte. The pack is refused if users other than its owner
+    //     or root can write it, so only someone who could already run code as its owner can
+    //     forge one. (In wasmer 7.4.2 `Module::deserialize` does not validate the layout
+    //     either, so this is all that stands between a forged pack and undefined behaviour:
+    //     the same trust a runtime places in its cache.)
+    // (3) Unchanged and alive: `bytes` owns a reference to the pack's read-only mapping,
+    //     which wasmer keeps with the artifact; the format never rewrites or truncates
+    //     committed bytes. Payloads are 64-byte aligned in a page-aligned mapping.
+    unsafe { Module::deserialize(engine, bytes) }
+}

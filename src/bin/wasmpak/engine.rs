@@ -1,0 +1,204 @@
+//! Building the wasmer engine a command compiles or loads with.
+//!
+//! The engine decides the pack's identity (compiler, artifact format and ABI, target triple,
+//! CPU features), so `build` and `run` must build it exactly as a runtime would: with no
+//! options, `Engine::default()`, which is what an application using `PackCache` has.
+
+use std::str::FromStr;
+
+use wasmer::sys::{CpuFeature, EngineBuilder, NativeEngineExt, Target, Triple};
+use wasmer::{Engine, Module};
+use wasmpak::{EngineIdentity, IdentityValue, PackIdentity};
+
+use crate::error::CliError;
+
+/// The compilers `--compiler` names. Singlepass is always listed so that asking for it in a
+/// build without it gets an explanation rather than clap's "invalid value".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Compiler {
+    /// Optimizing; the default, and what `Engine::default()` uses.
+    #[default]
+    Cranelift,
+    /// Compiles fast, runs slower (needs the `singlepass` cargo feature).
+    Singlepass,
+}
+
+/// Engine options shared by `build` and `run`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct EngineArgs {
+    /// The compiler
+    #[arg(long, value_enum, default_value_t = Compiler::Cranelift)]
+    pub compiler: Compiler,
+    /// CPU features to compile for, comma-separated (e.g. sse2,sse4.2,avx,avx2). Default: this
+    /// host's for its own triple, the architecture's baseline (neon on aarch64, sse2 on
+    /// x86_64) for another. Runtimes must build their engine with the same set.
+    #[arg(long, value_name = "LIST")]
+    pub cpu_features: Option<String>,
+}
+
+/// The engine for `compiler`, compiling for `triple` (default: this host) and the CPU
+/// features in `args`.
+pub fn build(args: &EngineArgs, triple: Option<&str>) -> Result<Engine, CliError> {
+    let host = Triple::host();
+    let triple = match triple {
+        None => host.clone(),
+        Some(text) => Triple::from_str(text)
+            .map_err(|e| CliError::usage(format!("unknown target triple {text:?}: {e}")))?,
+    };
+    let native = triple.architecture == host.architecture
+        && triple.operating_system == host.operating_system;
+    let mut features = CpuFeature::set();
+    match &args.cpu_features {
+        Some(list) => features.extend(parse_features(list)?),
+        None if native => features = CpuFeature::for_host(),
+        None => features.extend(baseline_features(&triple)),
+    }
+    if args.compiler == Compiler::Cranelift && native && args.cpu_features.is_none() {
+        // Exactly what a runtime gets, so the identities match.
+        return Ok(Engine::default());
+    }
+    check_supported(args.compiler, &triple, features.contains(CpuFeature::SSE2))?;
+    let target = Target::new(triple.clone(), features);
+    let builder = match args.compiler {
+        Compiler::Cranelift => EngineBuilder::new(wasmer::sys::Cranelift::default()),
+        Compiler::Singlepass => singlepass()?,
+    };
+    let engine = Engine::from(builder.set_target(Some(target)));
+    // Fail now, not after reading every input, if the compiler cannot emit this target; wasmer
+    // panics rather than erring on some configurations.
+    let cannot = |why: String| {
+        CliError::usage(format!(
+            "the {} compiler cannot compile for {triple}: {}",
+            args.compiler.name(),
+            why
+        ))
+    };
+    crate::panics::catch(|| Module::new(&engine, b"\0asm\x01\0\0\0"))
+        .map_err(cannot)?
+        .map_err(|e| cannot(e.to_string()))?;
+    Ok(engine)
+}
+
+impl Compiler {
+    /// The name `--compiler` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Compiler::Cranelift => "cranelift",
+            Compiler::Singlepass => "singlepass",
+        }
+    }
+}
+
+/// Rejects what the compilers cannot do, before wasmer panics on it.
+fn check_supported(compiler: Compiler, triple: &Triple, has_sse2: bool) -> Result<(), CliError> {
+    let arch = triple.architecture.to_string();
+    let known = arch == "x86_64" || arch.starts_with("aarch64") || arch.starts_with("riscv64");
+    if !known {
+        return Err(CliError::usage(format!(
+            "the {} compiler cannot compile for {triple}: architecture {arch} is not supported \
+             (supported: x86_64, aarch64, riscv64)",
+            compiler.name()
+        )));
+    }
+    if arch == "x86_64" && !has_sse2 {
+        return Err(CliError::usage(
+            "x86_64 code needs the sse2 CPU feature; add it to --cpu-features",
+        ));
+    }
+    Ok(())
+}
+
+/// The singlepass engine builder, in builds that have the compiler.
+#[cfg(feature = "singlepass")]
+fn singlepass() -> Result<EngineBuilder, CliError> {
+    Ok(EngineBuilder::new(wasmer::sys::Singlepass::default()))
+}
+
+/// Without the compiler: say how to get it instead of pretending it does not exist.
+#[cfg(not(feature = "singlepass"))]
+fn singlepass() -> Result<EngineBuilder, CliError> {
+    Err(CliError::usage(
+        "this wasmpak was built without the singlepass compiler; rebuild it with \
+         `--features singlepass`",
+    ))
+}
+
+/// The features every CPU of the architecture has: what a pack built elsewhere can assume.
+fn baseline_features(triple: &Triple) -> Vec<CpuFeature> {
+    match triple.architecture.to_string().as_str() {
+        "aarch64" => vec![CpuFeature::NEON],
+        "x86_64" => vec![CpuFeature::SSE2],
+        _ => Vec::new(),
+    }
+}
+
+/// Parses `--cpu-features`: names as wasmer spells them, comma-separated; empty means none.
+fn parse_features(list: &str) -> Result<Vec<CpuFeature>, CliError> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .map(|name| {
+            CpuFeature::from_str(&name.to_ascii_lowercase()).map_err(|_| {
+                CliError::usage(format!(
+                    "unknown CPU feature {name:?} (known: {})",
+                    CpuFeature::all()
+                        .iter()
+                        .map(|f| f.to_string())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ))
+            })
+        })
+        .collect()
+}
+
+/// Whether this host can load artifacts built for `identity` (a wasmer pack identity), and if
+/// not, why: another target triple, CPU features this host lacks, or another wasmer artifact
+/// format or ABI. This is what separates "cannot check here" from "damaged".
+pub fn host_can_load(identity: &PackIdentity) -> Result<(), String> {
+    // Any compiling engine of this host: the artifact format and ABI are wasmer's, not the
+    // compiler's (a headless engine reports its own format name instead).
+    let host = EngineIdentity::of(&Engine::default());
+    let field = |name: &str| match identity.get(name) {
+        Some(IdentityValue::Str(s)) => Some(s.clone()),
+        Some(IdentityValue::Num(n)) => Some(n.to_string()),
+        None => None,
+    };
+    let (Some(target), Some(format), Some(abi), Some(cpu)) =
+        (field("target"), field("format"), field("abi"), field("cpu"))
+    else {
+        return Err(format!(
+            "its identity ({identity}) is not a wasmer engine identity"
+        ));
+    };
+    if target != host.target_triple() {
+        return Err(format!(
+            "it was built for target {target}, this host is {}",
+            host.target_triple()
+        ));
+    }
+    if format != host.artifact_format() || abi != host.abi_version().to_string() {
+        return Err(format!(
+            "it holds {format} artifacts of ABI version {abi}, this wasmer loads {} version {}",
+            host.artifact_format(),
+            host.abi_version()
+        ));
+    }
+    let have: Vec<&str> = host.cpu_features().split(',').collect();
+    let missing: Vec<&str> = cpu
+        .split(',')
+        .filter(|f| !f.is_empty() && !have.contains(f))
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "it was built for CPU features this host lacks: {}",
+            missing.join(",")
+        ));
+    }
+    Ok(())
+}
+
+/// An engine without a compiler, for loading artifacts of any compiler built for this host.
+pub fn headless() -> Engine {
+    Engine::headless()
+}

@@ -1,0 +1,116 @@
+//! Opening the pack a command names, with messages that say what to do.
+//!
+//! Inspection commands (`list`, `info`, `verify`, `compact`, `rm`, `extract`, `merge`) accept a
+//! pack of any identity: looking inside a pack built elsewhere is how one finds out why it
+//! does not load. `build` and `run` need the pack of their engine.
+
+use std::path::Path;
+
+use wasmpak::{ErrorKind, IdentityValue, Pack, PackIdentity};
+
+use crate::error::CliError;
+
+/// Opens an existing pack of any identity.
+pub fn any(path: &Path) -> Result<Pack, CliError> {
+    Ok(Pack::open_any(path)?)
+}
+
+/// Why a command wants the pack of its engine: decides the advice on a mismatch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// `build`: adding modules compiled by this engine.
+    Build,
+    /// `run`: loading modules into this engine.
+    Run,
+}
+
+/// Opens the pack at `path` if there is one, which must have `identity`; `Ok(None)` if there
+/// is no file there.
+pub fn existing_for(
+    path: &Path,
+    identity: &PackIdentity,
+    purpose: Purpose,
+) -> Result<Option<Pack>, CliError> {
+    match Pack::open(path, identity) {
+        Ok(pack) => Ok(Some(pack)),
+        Err(e) if e.kind() == ErrorKind::NotFound && !path.exists() => Ok(None),
+        Err(e) => Err(explain(e, identity, purpose)),
+    }
+}
+
+/// Opens the pack at `path` with `identity`, creating it if there is none.
+pub fn or_create(path: &Path, identity: &PackIdentity, purpose: Purpose) -> Result<Pack, CliError> {
+    Pack::open_or_create(path, identity).map_err(|e| explain(e, identity, purpose))
+}
+
+/// A library error, with an identity mismatch spelled out for people who did not build the
+/// pack: both identities, and what to do about it.
+fn explain(error: wasmpak::Error, ours: &PackIdentity, purpose: Purpose) -> CliError {
+    let wasmpak::Error::IdentityMismatch { path, found, .. } = &error else {
+        return error.into();
+    };
+    let target = |identity: &PackIdentity| match identity.get("target") {
+        Some(IdentityValue::Str(s)) => s.clone(),
+        _ => String::from("no target"),
+    };
+    let (theirs, mine) = (target(found), target(ours));
+    let advice = match purpose {
+        Purpose::Run if theirs != mine => format!(
+            "its modules are compiled for {theirs} and cannot be loaded on this {mine} host"
+        ),
+        Purpose::Run => "run with the --compiler and --cpu-features it was built with".to_string(),
+        Purpose::Build => "one pack holds one engine's modules: build into another pack, or \
+            with the --compiler, --target and --cpu-features it was built with"
+            .to_string(),
+    };
+    CliError::new(format!(
+        "pack {} was built for another engine identity: the pack has {found}; this engine has \
+         {ours}; {advice}",
+        path.display()
+    ))
+}
+
+/// Fails early, before minutes of compiling, if a pack cannot be created at `path`.
+pub fn check_creatable(path: &Path) -> Result<(), CliError> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let shown = path.display();
+    match std::fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => {
+            return Err(CliError::new(format!(
+                "cannot create pack {shown}: {} is not a directory",
+                dir.display()
+            )));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(CliError::new(format!(
+                "cannot create pack {shown}: directory {} does not exist",
+                dir.display()
+            )));
+        }
+        Err(e) => return Err(CliError::new(format!("cannot create pack {shown}: {e}"))),
+    }
+    use rustix::fs::{Access, access};
+    access(dir, Access::WRITE_OK | Access::EXEC_OK).map_err(|e| {
+        CliError::new(format!(
+            "cannot create pack {shown}: {}: {}",
+            dir.display(),
+            std::io::Error::from(e)
+        ))
+    })
+}
+
+/// Fails early if an existing pack is read-only for this process.
+pub fn check_writable(path: &Path) -> Result<(), CliError> {
+    use rustix::fs::{Access, access};
+    access(path, Access::WRITE_OK).map_err(|e| {
+        CliError::new(format!(
+            "pack {} is read-only: {}",
+            path.display(),
+            std::io::Error::from(e)
+        ))
+    })
+}

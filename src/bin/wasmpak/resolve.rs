@@ -1,0 +1,73 @@
+//! Naming an entry on the command line: by key, by label, or by a unique key prefix.
+//!
+//! Keys are 64 hex digits nobody types; labels (file names) are what people remember, and a
+//! key prefix is what they copy from `list`, as with git commit ids.
+
+use wasmpak::{Entry, Key, Pack};
+
+use crate::error::CliError;
+
+/// The shortest key prefix accepted, so that a short word is never taken for a prefix.
+const MIN_PREFIX: usize = 4;
+
+/// Finds the one entry `name` designates among `entries` (a pack's listing):
+/// 1. a full key (64 hex digits);
+/// 2. else an exact label, which must be unique;
+/// 3. else a unique key prefix of at least four hex digits.
+pub fn resolve<'a>(pack: &Pack, entries: &'a [Entry], name: &str) -> Result<&'a Entry, CliError> {
+    let shown = pack.path().display();
+    if let Ok(key) = name.parse::<Key>() {
+        return entries
+            .iter()
+            .find(|e| *e.key() == key)
+            .ok_or_else(|| CliError::new(format!("pack {shown} has no entry with key {key}")));
+    }
+    let labelled: Vec<&Entry> = entries.iter().filter(|e| e.label() == name).collect();
+    match labelled.as_slice() {
+        [one] => return Ok(one),
+        [] => {}
+        many => {
+            return Err(CliError::new(format!(
+                "label {name:?} is ambiguous in pack {shown}: {} entries have it ({}); name one \
+                 by key",
+                many.len(),
+                keys(many)
+            )));
+        }
+    }
+    let prefix = name.to_ascii_lowercase();
+    if prefix.len() >= MIN_PREFIX && prefix.chars().all(|c| c.is_ascii_hexdigit()) {
+        let matching: Vec<&Entry> = entries
+            .iter()
+            .filter(|e| e.key().to_string().starts_with(&prefix))
+            .collect();
+        match matching.as_slice() {
+            [one] => return Ok(one),
+            [] => {}
+            many => {
+                return Err(CliError::new(format!(
+                    "key prefix {name} is ambiguous in pack {shown}: it matches {} ({}); give \
+                     more digits",
+                    many.len(),
+                    keys(many)
+                )));
+            }
+        }
+    }
+    Err(CliError::new(format!(
+        "pack {shown} has no entry with key or label {name:?}"
+    )))
+}
+
+/// Short keys for a message: the first 12 digits of each, at most five.
+fn keys(entries: &[&Entry]) -> String {
+    let mut shown: Vec<String> = entries
+        .iter()
+        .take(5)
+        .map(|e| e.key().to_string()[..12].to_string())
+        .collect();
+    if entries.len() > 5 {
+        shown.push("...".to_string());
+    }
+    shown.join(", ")
+}

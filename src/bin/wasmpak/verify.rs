@@ -1,0 +1,159 @@
+//! `wasmpak verify`: is every byte of the pack what was written, and (with `--deep`) does
+//! wasmer accept every module?
+//!
+//! The report goes to stdout, one line per problem, each naming the entry's key and label;
+//! the verdict is the exit code (0 intact, 3 damaged, 4 cannot deep-check on this host) plus
+//! one `error:` line on stderr. A pack too damaged to open is "damaged" too (3), unless it is
+//! not a pack at all or cannot be read (1).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use wasmpak::{ErrorKind, Key, Pack};
+
+use crate::artifact::{self, LoadError};
+use crate::engine;
+use crate::error::{CliError, Exit, one_line};
+use crate::output::{self, say};
+
+/// Arguments of `wasmpak verify`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The pack to check
+    pub pack: PathBuf,
+    /// Also load every module with a headless wasmer engine (needs a host matching the pack's
+    /// target and CPU features)
+    #[arg(long)]
+    pub deep: bool,
+}
+
+/// Runs `wasmpak verify`.
+pub fn run(args: Args) -> Result<(), CliError> {
+    let pack = Pack::open_any(&args.pack).map_err(damaged)?;
+    let labels: HashMap<Key, String> = pack
+        .iter()
+        .map(|entries| entries.map(|e| (*e.key(), e.label().to_string())).collect())
+        .unwrap_or_default();
+    let name = |key: &Key| match labels.get(key) {
+        Some(label) if !label.is_empty() => format!("{key} ({label})"),
+        _ => key.to_string(),
+    };
+
+    let report = pack.verify().map_err(damaged)?;
+    let mut bad: Vec<String> = Vec::new();
+    for problem in report.problems() {
+        let line = match problem.key() {
+            Some(key) => format!(
+                "entry {} at offset {}: {}",
+                name(key),
+                problem.offset(),
+                problem.detail()
+            ),
+            None => format!("offset {}: {}", problem.offset(), problem.detail()),
+        };
+        say!("bad  {line}")?;
+        bad.push(line);
+    }
+    say!(
+        "checksums: {}, {} checked, {}",
+        output::count(report.entries(), "entry", "entries"),
+        output::bytes(report.bytes()),
+        if report.is_ok() {
+            "all intact".to_string()
+        } else {
+            output::count(bad.len() as u64, "problem", "problems")
+        }
+    )?;
+
+    let mut cannot_load_here = None;
+    if args.deep {
+        let already_bad: Vec<Key> = report
+            .problems()
+            .iter()
+            .filter_map(|p| p.key().copied())
+            .collect();
+        match engine::host_can_load(pack.identity()) {
+            Ok(()) => {
+                let (loaded, problems) = deep(&pack, &already_bad, &name)?;
+                say!(
+                    "deep: {} loaded by wasmer, {}",
+                    output::count(loaded as u64, "entry", "entries"),
+                    if problems.is_empty() {
+                        "all accepted".to_string()
+                    } else {
+                        format!("{} refused", problems.len())
+                    }
+                )?;
+                bad.extend(problems);
+            }
+            Err(why) => {
+                say!("deep: skipped, this host cannot load the pack's modules: {why}")?;
+                cannot_load_here = Some(why);
+            }
+        }
+    }
+
+    let shown = args.pack.display();
+    match (bad.as_slice(), cannot_load_here) {
+        ([], None) => Ok(()),
+        ([], Some(why)) => Err(CliError::with_exit(
+            Exit::CannotVerifyHere,
+            format!(
+                "cannot deep-verify pack {shown} on this host ({why}); its checksums are intact"
+            ),
+        )),
+        ([one], _) => Err(CliError::with_exit(
+            Exit::VerifyFailed,
+            format!("pack {shown} failed verification: {one}"),
+        )),
+        (many, _) => Err(CliError::with_exit(
+            Exit::VerifyFailed,
+            format!(
+                "pack {shown} failed verification: {} problems, the first: {}",
+                many.len(),
+                many[0]
+            ),
+        )),
+    }
+}
+
+/// Loads every live entry not already found bad; returns how many loaded and a line per
+/// refusal. A fresh engine per entry keeps memory flat: an engine keeps the code of every
+/// module it loaded.
+fn deep(
+    pack: &Pack,
+    already_bad: &[Key],
+    name: &dyn Fn(&Key) -> String,
+) -> Result<(usize, Vec<String>), CliError> {
+    let mut problems = Vec::new();
+    let mut loaded = 0;
+    for key in pack.keys().map_err(damaged)? {
+        if already_bad.contains(&key) {
+            continue;
+        }
+        let engine = engine::headless();
+        let detail = match artifact::load(pack, &key, &engine) {
+            Ok(_) => {
+                loaded += 1;
+                continue;
+            }
+            Err(LoadError::Missing) => "removed while verifying".to_string(),
+            Err(LoadError::Pack(e)) => e.to_string(),
+            Err(LoadError::Wasmer(e)) => format!("wasmer refuses it: {}", one_line(&e.to_string())),
+        };
+        let line = format!("entry {}: {detail}", name(&key));
+        say!("bad  {line}")?;
+        problems.push(line);
+    }
+    Ok((loaded, problems))
+}
+
+/// A pack error as a verdict: structures failing their checks are damage (exit 3); a file
+/// that is not a pack, or cannot be read, is an ordinary error (exit 1).
+fn damaged(error: wasmpak::Error) -> CliError {
+    if error.kind() == ErrorKind::Corrupt {
+        CliError::with_exit(Exit::VerifyFailed, error)
+    } else {
+        error.into()
+    }
+}
