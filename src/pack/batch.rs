@@ -26,7 +26,7 @@ use super::writer::Session;
 /// assert_eq!(pack.len()?, 0, "nothing is visible before the commit");
 /// batch.commit()?;
 /// assert_eq!(pack.len()?, 100);
-/// # Ok::<(), wasmpak::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Batch<'a> {
     pack: &'a Pack,

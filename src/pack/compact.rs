@@ -46,7 +46,7 @@ use super::writer::Session;
 /// assert!(pack.contains(&Key::from_bytes([0; 32]))?);
 /// assert!(pack.contains(&Key::from_bytes([9; 32]))?);
 /// assert_eq!(pack.len()?, 4);
-/// # Ok::<(), wasmpak::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct Retention {

@@ -59,7 +59,7 @@ use writer::Session;
 /// assert_eq!(other.len()?, 1);
 /// assert!(other.remove(&key)?);
 /// assert_eq!(pack.get(&key)?, None);
-/// # Ok::<(), wasmpak::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone)]
 pub struct Pack {

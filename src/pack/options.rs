@@ -44,7 +44,7 @@ pub enum Durability {
 ///     .durability(Durability::None)
 ///     .open_or_create(dir.path().join("scratch.wpk"), &identity)?;
 /// assert!(pack.is_empty()?);
-/// # Ok::<(), wasmpak::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct PackOptions {

@@ -88,7 +88,7 @@ impl Pack {
     /// let report = pack.verify()?;
     /// assert!(report.is_ok());
     /// assert_eq!(report.entries(), 1);
-    /// # Ok::<(), wasmpak::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn verify(&self) -> Result<VerifyReport> {
         let view = self.view()?;
