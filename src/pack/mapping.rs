@@ -117,7 +117,7 @@ impl Mapping {
 }
 
 /// Payloads at least this large are checksummed on two threads.
-const PARALLEL_CHECKSUM_FROM: usize = 4 << 20;
+const PARALLEL_CHECKSUM_FROM: usize = 1 << 20;
 
 impl Mapping {
     /// Maps in `payload` (which starts at `offset` in this mapping) and returns its CRC-32 if

@@ -37,10 +37,21 @@ pub(crate) fn now() -> u64 {
 }
 
 /// This process's stamps for one pack.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Recency {
     stamps: RwLock<HashMap<Key, AtomicU64>>,
     last_flush: AtomicU64,
+}
+
+impl Default for Recency {
+    /// The first periodic flush is a full interval away: a process that loads a few modules
+    /// and exits should not pay for a sidecar write on its first load.
+    fn default() -> Recency {
+        Recency {
+            stamps: RwLock::default(),
+            last_flush: AtomicU64::new(now()),
+        }
+    }
 }
 
 impl Recency {
