@@ -239,7 +239,8 @@ impl Pack {
             return Ok(None);
         };
         let (offset, payload) = view.payload(&entry)?;
-        let first_time = !view.verified.contains(offset);
+        let verified_as = (offset, entry.payload_len, entry.payload_crc);
+        let first_time = !view.verified.contains(verified_as);
         if first_time {
             view.map.prefault(offset, entry.payload_len);
         }
@@ -254,7 +255,7 @@ impl Pack {
             )));
         }
         if first_time {
-            view.verified.insert(offset);
+            view.verified.insert(verified_as);
         }
         let range = MappedRange::new(view.map.clone(), offset, entry.payload_len)
             .ok_or_else(|| view.corrupt(format!("value of {key} is outside the mapping")))?;

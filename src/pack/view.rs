@@ -13,23 +13,29 @@ use crate::{Error, Key, Result};
 use super::file::PackFile;
 use super::mapping::{Mapping, SlotWords};
 
-/// Payload offsets whose checksum this process has verified (the `Verify::Once` policy).
+/// Values whose checksum this process has verified (the `Verify::Once` policy), as
+/// (payload offset, length, expected CRC): a check made for one index entry vouches only for
+/// entries that claim exactly the same bytes and checksum, never for another entry (corrupt or
+/// hostile) that points at the same offset with another length or checksum.
 #[derive(Debug, Default)]
-pub(crate) struct Verified(RwLock<HashSet<u64>>);
+pub(crate) struct Verified(RwLock<HashSet<VerifiedValue>>);
+
+/// What a verification vouches for: payload offset, payload length, expected CRC.
+pub(crate) type VerifiedValue = (u64, u64, u32);
 
 impl Verified {
-    pub(crate) fn contains(&self, offset: u64) -> bool {
+    pub(crate) fn contains(&self, value: VerifiedValue) -> bool {
         self.0
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .contains(&offset)
+            .contains(&value)
     }
 
-    pub(crate) fn insert(&self, offset: u64) {
+    pub(crate) fn insert(&self, value: VerifiedValue) {
         self.0
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(offset);
+            .insert(value);
     }
 }
 

@@ -212,6 +212,14 @@ impl<'a> Session<'a> {
 
     fn write_commit(&mut self) -> Result<u64> {
         let base = self.base.clone();
+        // Only a damaged or hostile slot gets here (2^64 commits), but wrapping to 0 would
+        // write two invalid slots and lose the whole pack.
+        let generation = base.commit.generation.checked_add(1).ok_or_else(|| {
+            Error::corrupt(
+                &base.file.path,
+                format!("commit generation {} cannot grow", base.commit.generation),
+            )
+        })?;
         let batch = merge::newest_per_key(std::mem::take(&mut self.pending));
         let mut root = Root {
             blocks: Vec::new(),
@@ -233,9 +241,12 @@ impl<'a> Session<'a> {
                 }
             }
             if entry.kind == EntryKind::Value {
-                root.live_entries += 1;
-                root.live_payload_bytes += entry.payload_len;
-                root.live_record_bytes += entry.record_len().unwrap_or(0);
+                // Saturating: the totals come from the file, which may be damaged.
+                root.live_entries = root.live_entries.saturating_add(1);
+                root.live_payload_bytes = root.live_payload_bytes.saturating_add(entry.payload_len);
+                root.live_record_bytes = root
+                    .live_record_bytes
+                    .saturating_add(entry.record_len().unwrap_or(0));
             }
         }
         let mut index_bytes = root.index_bytes.saturating_sub(base.root_record_len());
@@ -262,7 +273,7 @@ impl<'a> Session<'a> {
             self.append_record(offset, &header, b"", &payload)?;
             let len = header.record_len().unwrap_or(0);
             self.tail += len;
-            index_bytes += len;
+            index_bytes = index_bytes.saturating_add(len);
             refs.push(BlockRef {
                 offset,
                 count: merged.len() as u64,
@@ -273,7 +284,8 @@ impl<'a> Session<'a> {
             count: b.count,
         }));
         let root_payload_len = (index::ROOT_FIXED_LEN + index::BLOCK_REF_LEN * refs.len()) as u64;
-        index_bytes += HEADER_LEN + align_up(root_payload_len).unwrap_or(0);
+        index_bytes =
+            index_bytes.saturating_add(HEADER_LEN + align_up(root_payload_len).unwrap_or(0));
         root.index_bytes = index_bytes;
         root.blocks = refs;
         let payload = root.encode();
@@ -283,7 +295,7 @@ impl<'a> Session<'a> {
         self.tail += header.record_len().unwrap_or(0);
 
         let slot = CommitSlot {
-            generation: base.commit.generation + 1,
+            generation,
             committed_len: self.tail,
             root_offset,
             superseded: false,
