@@ -160,7 +160,7 @@ fn candidate_keys(data: &[u8], listed: &[Key]) -> Vec<Key> {
     let mut keys: Vec<Key> = listed.iter().take(256).copied().collect();
     let mut at = DATA_START as usize;
     let mut windows = 0;
-    while at + 40 <= data.len() && windows < 64 {
+    while at + 40 <= data.len() && windows < 32 {
         for start in [at, at + 8] {
             let mut key = [0u8; 32];
             key.copy_from_slice(&data[start..start + 32]);
@@ -583,6 +583,17 @@ fn decode_op(r: &mut Reader<'_>) -> Option<Op> {
 
 /// The key `pack_ops` uses for `k`, spread like a hash.
 pub fn op_key(k: u8) -> Key {
+    static KEYS: std::sync::OnceLock<[Key; OP_KEYS as usize]> = std::sync::OnceLock::new();
+    match KEYS
+        .get_or_init(|| std::array::from_fn(|k| spread_key(k as u8)))
+        .get(usize::from(k))
+    {
+        Some(key) => *key,
+        None => spread_key(k),
+    }
+}
+
+fn spread_key(k: u8) -> Key {
     let mut state = u64::from(k).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     Key::from_bytes(std::array::from_fn(|_| {
         state ^= state << 13;
