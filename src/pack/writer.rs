@@ -27,7 +27,9 @@ pub(crate) struct Session<'a> {
     base: Arc<View>,
     tail: u64,
     pending: Vec<IndexEntry>,
-    failed: Option<String>,
+    /// Why an earlier write of this session failed: its I/O error kind (so that later calls
+    /// report the same [`crate::ErrorKind`], e.g. `StorageFull`) and message.
+    failed: Option<(io::ErrorKind, String)>,
 }
 
 impl<'a> Session<'a> {
@@ -125,11 +127,21 @@ impl<'a> Session<'a> {
     fn check_failed(&self) -> Result<()> {
         match &self.failed {
             None => Ok(()),
-            Some(reason) => Err(Error::write(
+            Some((kind, reason)) => Err(Error::write(
                 &self.base.file.path,
-                io::Error::other(format!("an earlier write in this batch failed: {reason}")),
+                io::Error::new(
+                    *kind,
+                    format!("an earlier write in this batch failed: {reason}"),
+                ),
             )),
         }
+    }
+
+    fn remember_failure(&mut self, error: &Error) {
+        self.failed = Some(match error.io_error() {
+            Some(source) => (source.kind(), source.to_string()),
+            None => (io::ErrorKind::Other, error.to_string()),
+        });
     }
 
     /// Appends an entry or tombstone record at the tail.
@@ -162,7 +174,7 @@ impl<'a> Session<'a> {
         let offset = self.tail;
         let result = self.append_record(offset, &header, label.as_bytes(), payload);
         if let Err(e) = &result {
-            self.failed = Some(e.to_string());
+            self.remember_failure(e);
         }
         result?;
         self.pending.push(IndexEntry {
@@ -205,7 +217,7 @@ impl<'a> Session<'a> {
         }
         let result = self.write_commit();
         if let Err(e) = &result {
-            self.failed = Some(e.to_string());
+            self.remember_failure(e);
         }
         result
     }
