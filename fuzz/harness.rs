@@ -28,8 +28,11 @@ use wasmpak::format::superblock::{
 };
 use wasmpak::{Durability, Error, ErrorKind, Key, Pack, PackIdentity, PackOptions, Verify};
 
+/// A fuzz target: its name and its function.
+pub type Target = (&'static str, fn(&[u8]));
+
 /// Every target, by name, as `fuzz/fuzz_targets/<name>.rs` and `fuzz/corpus/<name>/` call it.
-pub const TARGETS: [(&str, fn(&[u8])); 6] = [
+pub const TARGETS: [Target; 6] = [
     ("open_pack", open_pack),
     ("pack_ops", pack_ops),
     ("decode_superblock", decode_superblock),
@@ -352,15 +355,13 @@ fn check_pack_file(path: &Path, data: &[u8]) {
     check_write(path, data, &always, clean);
 }
 
+/// What a pack that verified clean lists, and the values read from it.
+type CleanPack<'a> = (&'a [Key], &'a BTreeMap<Key, Vec<u8>>);
+
 /// A write to a pack that opened: it either fails with a clean error and changes nothing
 /// visible, or reads back byte-identical from a fresh handle. On a pack that verified clean,
 /// every other value also survives.
-fn check_write(
-    path: &Path,
-    data: &[u8],
-    pack: &Pack,
-    clean: Option<(&[Key], &BTreeMap<Key, Vec<u8>>)>,
-) {
+fn check_write(path: &Path, data: &[u8], pack: &Pack, clean: Option<CleanPack<'_>>) {
     let before = pack.keys().ok();
     let existing = before.as_deref().unwrap_or_default();
     let key = match data.first() {

@@ -162,7 +162,10 @@ fn place(records: &[(u64, RecordKind, u64)], limit: Limit) -> u64 {
     match limit {
         Limit::MidRecords => {
             let first = of(RecordKind::Entry).next().unwrap().0;
-            let last = of(RecordKind::Entry).last().map(|r| r.0 + r.2).unwrap();
+            let last = of(RecordKind::Entry)
+                .next_back()
+                .map(|r| r.0 + r.2)
+                .unwrap();
             first + (last - first) / 2 + 7
         }
         Limit::MidIndexBlock => {

@@ -222,6 +222,7 @@ enum Structure {
 fn structures(pack: &[u8]) -> Vec<Structure> {
     let mut found: Vec<Structure> = SLOT_OFFSETS
         .iter()
+        .filter(|&&at| at as usize + SLOT_LEN <= pack.len())
         .map(|&at| Structure::Slot(at as usize))
         .collect();
     let mut at = DATA_START as usize;
@@ -260,6 +261,9 @@ fn resign(pack: &mut [u8], structure: Structure) {
 }
 
 fn mutate_structure(rng: &mut Rng, seed: &[u8], found: &[Structure]) -> Vec<u8> {
+    if found.is_empty() {
+        return mutate(rng, seed, &[(String::new(), seed.to_vec())], &[]);
+    }
     let mut out = seed.to_vec();
     let near: Vec<u64> = found
         .iter()
