@@ -369,12 +369,23 @@ fn check_write(path: &Path, data: &[u8], pack: &Pack, clean: Option<CleanPack<'_
         _ => Key::from_bytes([0x5a; 32]),
     };
     let value: Vec<u8> = data.iter().rev().take(200).copied().collect();
+    let committed_before = pack.stats().expect("stats").committed_len;
     let result = pack.insert_with_label(&key, &value, "fuzz");
     let reopened = options(Verify::Always)
         .open_any(path)
         .expect("a pack that opened still opens after a write attempt");
     match result {
         Ok(()) => {
+            // Whatever was wrong before, no index structure the write appended is wrong: a
+            // writer does not copy damage into new structures. (Problems with a key are about
+            // the records old entries point at, wherever those claim to be.)
+            let report = reopened.verify().expect("verify after a write");
+            for problem in report.problems().iter().filter(|p| p.key().is_none()) {
+                assert!(
+                    problem.offset() < committed_before,
+                    "the write produced a damaged structure: {problem}"
+                );
+            }
             for (name, handle) in [("the writer", pack), ("a fresh handle", &reopened)] {
                 let got = handle
                     .get(&key)

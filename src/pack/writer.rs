@@ -356,11 +356,14 @@ impl<'a> Session<'a> {
     }
 }
 
-/// The entries of a block being merged away; an entry whose checksum fails is dropped with a
-/// warning (its key cannot be trusted, so it is unreachable anyway), so one bad index entry
-/// cannot stop every later commit.
+/// The entries of a block being merged away, sorted by key without duplicates as a merge
+/// needs them. An entry whose checksum fails is dropped with a warning (its key cannot be
+/// trusted, so it is unreachable anyway), so one bad index entry cannot stop every later
+/// commit; a block whose valid entries are out of order (which no writer produces, and only
+/// a full verification notices) is sorted rather than merged as it is, which would spread the
+/// disorder into the new block and make lookups miss keys in it.
 fn salvage_entries(view: &View, block: &super::view::Block) -> Vec<IndexEntry> {
-    match view.block_entries(block) {
+    let mut entries = match view.block_entries(block) {
         Ok(entries) => entries,
         Err(e) => {
             tracing::warn!(error = %e, "dropping unreadable index entries while merging");
@@ -371,14 +374,18 @@ fn salvage_entries(view: &View, block: &super::view::Block) -> Vec<IndexEntry> {
                         .filter_map(|chunk| IndexEntry::decode(chunk).ok())
                         .collect::<Vec<_>>()
                 })
-                .map(|mut entries| {
-                    entries.sort_by_key(|e| e.key);
-                    entries.dedup_by_key(|e| e.key);
-                    entries
-                })
                 .unwrap_or_default()
         }
+    };
+    if !entries.windows(2).all(|w| w[0].key < w[1].key) {
+        tracing::warn!(
+            offset = block.offset,
+            "sorting an index block whose entries are out of order while merging"
+        );
+        entries.sort_by_key(|e| e.key);
+        entries.dedup_by_key(|e| e.key);
     }
+    entries
 }
 
 impl Drop for Session<'_> {
