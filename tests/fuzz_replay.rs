@@ -217,6 +217,19 @@ enum Structure {
     Slot(usize),
     Record(usize),
     IndexEntry(usize),
+    /// The payload of the index root record at this offset (its checksum is in the header).
+    RootPayload(usize),
+}
+
+impl Structure {
+    fn at(self) -> usize {
+        match self {
+            Structure::Slot(at)
+            | Structure::Record(at)
+            | Structure::IndexEntry(at)
+            | Structure::RootPayload(at) => at,
+        }
+    }
 }
 
 fn structures(pack: &[u8]) -> Vec<Structure> {
@@ -227,8 +240,12 @@ fn structures(pack: &[u8]) -> Vec<Structure> {
         .collect();
     let mut at = DATA_START as usize;
     while at + 64 <= pack.len() {
-        if RecordHeader::decode(&pack[at..]).is_ok() {
+        if let Ok((header, _)) = RecordHeader::decode(&pack[at..]) {
             found.push(Structure::Record(at));
+            let payload_end = at as u64 + 64 + header.payload_len;
+            if header.kind == RecordKind::IndexRoot && payload_end <= pack.len() as u64 {
+                found.push(Structure::RootPayload(at));
+            }
         } else if IndexEntry::decode(&pack[at..at + ENTRY_LEN]).is_ok() {
             found.push(Structure::IndexEntry(at));
         }
@@ -247,6 +264,18 @@ fn resign(pack: &mut [u8], structure: Structure) {
         Structure::Slot(at) | Structure::IndexEntry(at) => {
             let sum = crc(&pack[at..at + 60]);
             put(pack, at + 60, sum, 4);
+        }
+        Structure::RootPayload(at) => {
+            let len = u64::from_le_bytes(pack[at + 40..at + 48].try_into().unwrap());
+            // An earlier mutation may have made the length absurd: then only the header.
+            if let Some(payload) = usize::try_from(len)
+                .ok()
+                .and_then(|len| pack.get(at + 64..(at + 64).checked_add(len)?))
+            {
+                let sum = crc(payload);
+                put(pack, at + 48, sum, 4);
+            }
+            resign(pack, Structure::Record(at));
         }
         Structure::Record(at) => {
             let label_len = u16::from_le_bytes([pack[at + 6], pack[at + 7]]) as usize;
@@ -267,9 +296,7 @@ fn mutate_structure(rng: &mut Rng, seed: &[u8], found: &[Structure]) -> Vec<u8> 
     let mut out = seed.to_vec();
     let near: Vec<u64> = found
         .iter()
-        .map(|s| match *s {
-            Structure::Slot(at) | Structure::Record(at) | Structure::IndexEntry(at) => at as u64,
-        })
+        .map(|s| s.at() as u64)
         .chain([seed.len() as u64, DATA_START])
         .collect();
     for _ in 0..1 + rng.below(2) {
@@ -283,7 +310,32 @@ fn mutate_structure(rng: &mut Rng, seed: &[u8], found: &[Structure]) -> Vec<u8> 
             Structure::IndexEntry(at) => {
                 (at, &[(0, 8), (32, 8), (40, 8), (48, 4), (52, 2), (54, 1)])
             }
+            // totals, block count, the first block references (offset, count)
+            Structure::RootPayload(at) => (
+                at + 64,
+                &[
+                    (0, 8),
+                    (8, 8),
+                    (16, 8),
+                    (24, 8),
+                    (32, 4),
+                    (40, 8),
+                    (48, 8),
+                    (56, 8),
+                    (64, 8),
+                ],
+            ),
         };
+        if matches!(structure, Structure::RootPayload(_)) {
+            let len = u64::from_le_bytes(out[at - 24..at - 16].try_into().unwrap());
+            let (offset, width) = fields[rng.below(fields.len())];
+            if ((offset + width) as u64) <= len && at + offset + width <= out.len() {
+                let value = rng.interesting(&near);
+                put(&mut out, at + offset, value, width);
+            }
+            resign(&mut out, structure);
+            continue;
+        }
         let (offset, width) = fields[rng.below(fields.len())];
         let value = rng.interesting(&near);
         put(&mut out, at + offset, value, width);
@@ -363,12 +415,7 @@ fn open_pack_random() {
         let input = if rng.chance(2) {
             mutate_structure(&mut rng, base, &found)
         } else {
-            let hot: Vec<usize> = found
-                .iter()
-                .map(|s| match *s {
-                    Structure::Slot(at) | Structure::Record(at) | Structure::IndexEntry(at) => at,
-                })
-                .collect();
+            let hot: Vec<usize> = found.iter().map(|s| s.at()).collect();
             mutate(&mut rng, base, &seeds, &hot)
         };
         run(
