@@ -27,7 +27,9 @@ pub(crate) struct Session<'a> {
     base: Arc<View>,
     tail: u64,
     pending: Vec<IndexEntry>,
-    failed: Option<String>,
+    /// Why an earlier write of this session failed: its I/O error kind (so that later calls
+    /// report the same [`crate::ErrorKind`], e.g. `StorageFull`) and message.
+    failed: Option<(io::ErrorKind, String)>,
 }
 
 impl<'a> Session<'a> {
@@ -147,11 +149,21 @@ impl<'a> Session<'a> {
     fn check_failed(&self) -> Result<()> {
         match &self.failed {
             None => Ok(()),
-            Some(reason) => Err(Error::write(
+            Some((kind, reason)) => Err(Error::write(
                 &self.base.file.path,
-                io::Error::other(format!("an earlier write in this batch failed: {reason}")),
+                io::Error::new(
+                    *kind,
+                    format!("an earlier write in this batch failed: {reason}"),
+                ),
             )),
         }
+    }
+
+    fn remember_failure(&mut self, error: &Error) {
+        self.failed = Some(match error.io_error() {
+            Some(source) => (source.kind(), source.to_string()),
+            None => (io::ErrorKind::Other, error.to_string()),
+        });
     }
 
     /// Appends an entry or tombstone record at the tail.
@@ -184,7 +196,7 @@ impl<'a> Session<'a> {
         let offset = self.tail;
         let result = self.append_record(offset, &header, label.as_bytes(), payload);
         if let Err(e) = &result {
-            self.failed = Some(e.to_string());
+            self.remember_failure(e);
         }
         result?;
         self.pending.push(IndexEntry {
@@ -227,13 +239,21 @@ impl<'a> Session<'a> {
         }
         let result = self.write_commit();
         if let Err(e) = &result {
-            self.failed = Some(e.to_string());
+            self.remember_failure(e);
         }
         result
     }
 
     fn write_commit(&mut self) -> Result<u64> {
         let base = self.base.clone();
+        // Only a damaged or hostile slot gets here (2^64 commits), but wrapping to 0 would
+        // write two invalid slots and lose the whole pack.
+        let generation = base.commit.generation.checked_add(1).ok_or_else(|| {
+            Error::corrupt(
+                &base.file.path,
+                format!("commit generation {} cannot grow", base.commit.generation),
+            )
+        })?;
         let batch = merge::newest_per_key(std::mem::take(&mut self.pending));
         let mut root = Root {
             blocks: Vec::new(),
@@ -255,9 +275,12 @@ impl<'a> Session<'a> {
                 }
             }
             if entry.kind == EntryKind::Value {
-                root.live_entries += 1;
-                root.live_payload_bytes += entry.payload_len;
-                root.live_record_bytes += entry.record_len().unwrap_or(0);
+                // Saturating: the totals come from the file, which may be damaged.
+                root.live_entries = root.live_entries.saturating_add(1);
+                root.live_payload_bytes = root.live_payload_bytes.saturating_add(entry.payload_len);
+                root.live_record_bytes = root
+                    .live_record_bytes
+                    .saturating_add(entry.record_len().unwrap_or(0));
             }
         }
         let mut index_bytes = root.index_bytes.saturating_sub(base.root_record_len());
@@ -284,7 +307,7 @@ impl<'a> Session<'a> {
             self.append_record(offset, &header, b"", &payload)?;
             let len = header.record_len().unwrap_or(0);
             self.tail += len;
-            index_bytes += len;
+            index_bytes = index_bytes.saturating_add(len);
             refs.push(BlockRef {
                 offset,
                 count: merged.len() as u64,
@@ -295,7 +318,8 @@ impl<'a> Session<'a> {
             count: b.count,
         }));
         let root_payload_len = (index::ROOT_FIXED_LEN + index::BLOCK_REF_LEN * refs.len()) as u64;
-        index_bytes += HEADER_LEN + align_up(root_payload_len).unwrap_or(0);
+        index_bytes =
+            index_bytes.saturating_add(HEADER_LEN + align_up(root_payload_len).unwrap_or(0));
         root.index_bytes = index_bytes;
         root.blocks = refs;
         let payload = root.encode();
@@ -305,7 +329,7 @@ impl<'a> Session<'a> {
         self.tail += header.record_len().unwrap_or(0);
 
         let slot = CommitSlot {
-            generation: base.commit.generation + 1,
+            generation,
             committed_len: self.tail,
             root_offset,
             superseded: false,
@@ -361,11 +385,14 @@ impl<'a> Session<'a> {
     }
 }
 
-/// The entries of a block being merged away; an entry whose checksum fails is dropped with a
-/// warning (its key cannot be trusted, so it is unreachable anyway), so one bad index entry
-/// cannot stop every later commit.
+/// The entries of a block being merged away, sorted by key without duplicates as a merge
+/// needs them. An entry whose checksum fails is dropped with a warning (its key cannot be
+/// trusted, so it is unreachable anyway), so one bad index entry cannot stop every later
+/// commit; a block whose valid entries are out of order (which no writer produces, and only
+/// a full verification notices) is sorted rather than merged as it is, which would spread the
+/// disorder into the new block and make lookups miss keys in it.
 fn salvage_entries(view: &View, block: &super::view::Block) -> Vec<IndexEntry> {
-    match view.block_entries(block) {
+    let mut entries = match view.block_entries(block) {
         Ok(entries) => entries,
         Err(e) => {
             tracing::warn!(error = %e, "dropping unreadable index entries while merging");
@@ -376,14 +403,18 @@ fn salvage_entries(view: &View, block: &super::view::Block) -> Vec<IndexEntry> {
                         .filter_map(|chunk| IndexEntry::decode(chunk).ok())
                         .collect::<Vec<_>>()
                 })
-                .map(|mut entries| {
-                    entries.sort_by_key(|e| e.key);
-                    entries.dedup_by_key(|e| e.key);
-                    entries
-                })
                 .unwrap_or_default()
         }
+    };
+    if !entries.windows(2).all(|w| w[0].key < w[1].key) {
+        tracing::warn!(
+            offset = block.offset,
+            "sorting an index block whose entries are out of order while merging"
+        );
+        entries.sort_by_key(|e| e.key);
+        entries.dedup_by_key(|e| e.key);
     }
+    entries
 }
 
 fn unreachable_busy(pack: &Pack) -> Error {
