@@ -20,7 +20,8 @@ use std::path::{Path, PathBuf};
 use wasmpak::format::ALIGN;
 use wasmpak::format::identity::MAX_IDENTITY_LEN;
 use wasmpak::format::index::{
-    self, BLOCK_REF_LEN, ENTRY_LEN, EntryKind, IndexEntry, MAX_BLOCKS, ROOT_FIXED_LEN, Root,
+    self, BLOCK_REF_LEN, BLOCK_STRIDE, ENTRY_LEN, EntryKind, IndexEntry, MAX_BLOCKS, PREFIX_LEN,
+    ROOT_FIXED_LEN, Root,
 };
 use wasmpak::format::record::{HEADER_LEN, MAX_LABEL_LEN, RecordHeader, RecordKind};
 use wasmpak::format::superblock::{
@@ -967,10 +968,12 @@ pub fn decode_index(data: &[u8]) {
     assert!(index::block_entry(data, count).is_err());
     assert!(index::block_entry(data, usize::MAX).is_err());
 
-    // A well-formed block: every entry valid and keys strictly ascending.
-    let valid: Vec<IndexEntry> = decoded.iter().filter_map(|e| e.clone().ok()).collect();
-    let well_formed = valid.len() == count && valid.windows(2).all(|w| w[0].key < w[1].key);
-    let mut keys: Vec<Key> = valid.iter().map(|e| e.key).take(64).collect();
+    let mut keys: Vec<Key> = decoded
+        .iter()
+        .filter_map(|e| e.as_ref().ok())
+        .map(|e| e.key)
+        .take(64)
+        .collect();
     for window in data.chunks(32).take(16) {
         let mut key = [0u8; 32];
         key[..window.len()].copy_from_slice(window);
@@ -978,25 +981,62 @@ pub fn decode_index(data: &[u8]) {
     }
     keys.push(Key::from_bytes([0; 32]));
     keys.push(Key::from_bytes([0xff; 32]));
-    for key in &keys {
-        match index::search_block(data, key) {
-            Ok(Some(found)) => {
-                assert_eq!(found.key, *key, "search returned another key's entry");
-                assert!(
-                    valid.contains(&found),
-                    "search returned an entry not in the block"
-                );
-                if well_formed {
-                    assert_eq!(valid.iter().find(|e| e.key == *key), Some(&found));
+
+    // The input as a block payload: entries, then their key prefixes.
+    match index::block_parts(data) {
+        Err(_) => {
+            assert!(!data.len().is_multiple_of(BLOCK_STRIDE));
+            for key in &keys {
+                assert!(index::search_block(data, key).is_err());
+            }
+        }
+        Ok((entries, prefixes)) => {
+            let count = entries.len() / ENTRY_LEN;
+            let valid: Vec<IndexEntry> = (0..count)
+                .filter_map(|i| index::block_entry(entries, i).ok())
+                .collect();
+            // Well formed: every entry valid, keys strictly ascending, prefixes matching.
+            let well_formed = valid.len() == count
+                && valid.windows(2).all(|w| w[0].key < w[1].key)
+                && valid
+                    .iter()
+                    .zip(prefixes.chunks_exact(PREFIX_LEN))
+                    .all(|(e, p)| &e.key.as_bytes()[..PREFIX_LEN] == p);
+            for key in &keys {
+                match index::search_block(data, key) {
+                    Ok(Some((position, found))) => {
+                        assert_eq!(found.key, *key, "search returned another key's entry");
+                        assert_eq!(
+                            index::block_entry(entries, position).as_ref(),
+                            Ok(&found),
+                            "search returned an entry that is not at its position"
+                        );
+                    }
+                    Ok(None) => assert!(
+                        !well_formed || !valid.iter().any(|e| e.key == *key),
+                        "search missed {key} in a well-formed block"
+                    ),
+                    Err(e) => assert!(!well_formed, "search failed in a well-formed block: {e}"),
                 }
             }
-            Ok(None) => assert!(
-                !well_formed || !valid.iter().any(|e| e.key == *key),
-                "search missed {key} in a well-formed block"
-            ),
-            Err(e) => {
-                assert!(!well_formed, "search failed in a well-formed block: {e}");
-            }
+        }
+    }
+
+    // The valid entries, sorted into a block of our own: every key found, nothing else.
+    let mut own: Vec<IndexEntry> = decoded.into_iter().filter_map(Result::ok).collect();
+    own.sort_by_key(|e| e.key);
+    own.dedup_by_key(|e| e.key);
+    let block = index::encode_block(&own);
+    for (position, entry) in own.iter().enumerate() {
+        assert_eq!(
+            index::search_block(&block, &entry.key),
+            Ok(Some((position, *entry))),
+            "a well-formed block lost a key"
+        );
+    }
+    for key in &keys {
+        if !own.iter().any(|e| e.key == *key) {
+            assert_eq!(index::search_block(&block, key), Ok(None));
         }
     }
 

@@ -394,7 +394,8 @@ fn seeds_are_well_formed() {
     }
     for (name, bytes) in corpus("decode_index") {
         if name.starts_with("seed-block") {
-            for chunk in bytes.chunks(ENTRY_LEN) {
+            let (entries, _) = index::block_parts(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+            for chunk in entries.chunks(ENTRY_LEN) {
                 IndexEntry::decode(chunk).unwrap_or_else(|e| panic!("{name}: {e}"));
             }
         }
@@ -1024,7 +1025,11 @@ fn pack_with_unsorted_block(path: &Path) -> Vec<Key> {
     }
     drop(pack);
     entries.sort_by_key(|e| std::cmp::Reverse(e.key));
-    let payload: Vec<u8> = entries.iter().flat_map(|e| e.encode()).collect();
+    // The block layout (entries, then their key prefixes), in the wrong order.
+    let mut payload: Vec<u8> = entries.iter().flat_map(|e| e.encode()).collect();
+    for e in &entries {
+        payload.extend_from_slice(&e.key.as_bytes()[..index::PREFIX_LEN]);
+    }
     let at = raw::live(path).committed_len;
     let block = raw::record(RecordKind::IndexBlock, [0; 32], b"", &payload);
     let root = Root {
