@@ -13,10 +13,11 @@
 //! compiles on a miss.
 //!
 //! ```
+//! # #[cfg(feature = "wasmer")]
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use wasmer::{Engine, Module};
 //! use wasmpak::{ModuleCache, ModuleHash, PackCache, SharedCache};
 //!
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let dir = tempfile::tempdir()?;
 //! let engine = Engine::default();
 //! let wasm = wasmer::wat2wasm(br#"(module (func (export "add") (param i32 i32) (result i32)
@@ -39,6 +40,8 @@
 //! assert!(module.exports().any(|e| e.name() == "add"));
 //! # Ok(())
 //! # }
+//! # #[cfg(not(feature = "wasmer"))]
+//! # fn main() {}
 //! ```
 //!
 //! # Concepts

@@ -1,4 +1,5 @@
 //! The `wasmpak` command line, driven as users drive it: every command's happy path.
+#![cfg(feature = "cli")]
 
 mod cli_support;
 

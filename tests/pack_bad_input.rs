@@ -136,7 +136,7 @@ fn bit_flips_anywhere() {
         }
     }
     assert!(
-        opened > bytes.len(),
+        opened > bytes.len() / 2,
         "most flips hit values or padding and still open"
     );
 }

@@ -20,6 +20,8 @@ pub(crate) struct PackFile {
     /// Device and inode, to notice that the path now names another file.
     pub(crate) id: (u64, u64),
     pub(crate) identity: PackIdentity,
+    /// The commit slots and file length as read while opening, for the first view.
+    pub(crate) opened_with: ([[u8; SLOT_LEN]; 2], u64),
 }
 
 impl PackFile {
@@ -53,13 +55,22 @@ impl PackFile {
         if !allow_shared_write {
             check_permissions(path, &meta)?;
         }
-        let identity = read_identity(&file, path)?;
+        // One read for the header page and both slot pages.
+        let len = meta.len();
+        let mut superblock = vec![0u8; len.min(DATA_START) as usize];
+        read_exact_or_zero(&file, &mut superblock, 0).map_err(|e| Error::read(path, e))?;
+        let identity = decode_identity(&superblock, len, path)?;
+        let mut slots = [[0u8; SLOT_LEN]; 2];
+        for (slot, offset) in slots.iter_mut().zip(SLOT_OFFSETS) {
+            slot.copy_from_slice(&superblock[offset as usize..offset as usize + SLOT_LEN]);
+        }
         Ok(PackFile {
             file,
             path: path.to_path_buf(),
             read_only,
             id: (meta.dev(), meta.ino()),
             identity,
+            opened_with: (slots, len),
         })
     }
 
@@ -120,13 +131,10 @@ fn read_exact_or_zero(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()
     Ok(())
 }
 
-fn read_identity(file: &File, path: &Path) -> Result<PackIdentity> {
-    let mut page = vec![0u8; PAGE as usize];
-    let len = file.metadata().map_err(|e| Error::read(path, e))?.len();
-    let readable = len.min(PAGE) as usize;
-    read_exact_or_zero(file, &mut page[..readable], 0).map_err(|e| Error::read(path, e))?;
-    page.truncate(readable);
-    let header = superblock::decode_header(&page).map_err(|e| match e {
+/// Decodes the identity from the first bytes of a file of `len` bytes.
+fn decode_identity(superblock: &[u8], len: u64, path: &Path) -> Result<PackIdentity> {
+    let page = &superblock[..superblock.len().min(PAGE as usize)];
+    let header = superblock::decode_header(page).map_err(|e| match e {
         HeaderError::NotAPack(reason) => Error::not_a_pack(path, reason),
         HeaderError::UnsupportedVersion(found) => Error::UnsupportedVersion {
             path: path.to_path_buf(),

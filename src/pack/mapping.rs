@@ -85,72 +85,35 @@ impl Mapping {
             std::slice::from_raw_parts(self.raw.as_ptr().add(offset as usize), len as usize)
         })
     }
-
-    /// Asks the kernel to map in `[offset, offset + len)` now, so that a reader touching every
-    /// byte (a checksum, a deserializer) does not take one page fault per 64 KiB. Best effort.
-    pub(crate) fn prefault(&self, offset: u64, len: u64) {
-        let (Ok(offset), Ok(len)) = (usize::try_from(offset), usize::try_from(len)) else {
-            return;
-        };
-        if offset
-            .checked_add(len)
-            .is_none_or(|end| end > self.raw.len())
-        {
-            return;
-        }
-        #[cfg(target_os = "linux")]
-        {
-            let page = 4096;
-            let start = offset & !(page - 1);
-            let advice = memmap2::Advice::PopulateRead;
-            if self
-                .raw
-                .advise_range(advice, start, len + (offset - start))
-                .is_err()
-            {
-                let _ =
-                    self.raw
-                        .advise_range(memmap2::Advice::WillNeed, start, len + (offset - start));
-            }
-        }
-    }
 }
 
 /// Payloads at least this large are checksummed on two threads.
 const PARALLEL_CHECKSUM_FROM: usize = 1 << 20;
 
-impl Mapping {
-    /// Maps in `payload` (which starts at `offset` in this mapping) and returns its CRC-32 if
-    /// `check`. Large payloads are split in two and handled on two threads: a first load's
-    /// checksum and page faults are most of what it costs beyond deserialization itself.
-    pub(crate) fn prepare(&self, offset: u64, payload: &[u8], check: bool) -> Option<u32> {
-        if payload.len() < PARALLEL_CHECKSUM_FROM {
-            self.prefault(offset, payload.len() as u64);
-            return check.then(|| crc32fast::hash(payload));
-        }
-        let half = payload.len() / 2;
-        let (first, second) = payload.split_at(half);
-        let second_at = offset + half as u64;
-        let work = |at: u64, bytes: &[u8]| {
-            self.prefault(at, bytes.len() as u64);
-            let mut hasher = crc32fast::Hasher::new();
-            if check {
-                hasher.update(bytes);
-            }
-            hasher
-        };
-        std::thread::scope(|scope| {
-            let helper =
-                std::thread::Builder::new().spawn_scoped(scope, || work(second_at, second));
-            let mut hasher = work(offset, first);
-            let rest = match helper.ok().and_then(|h| h.join().ok()) {
-                Some(rest) => rest,
-                None => work(second_at, second),
-            };
-            hasher.combine(&rest);
-            check.then(|| hasher.finalize())
-        })
+/// The CRC-32 of `payload`. Large payloads are split in two and checksummed on two threads:
+/// a first load's checksum is most of what it costs beyond deserialization itself. (Asking the
+/// kernel to map the pages in first with `MADV_POPULATE_READ` measured slower than letting the
+/// checksum fault them in.)
+pub(crate) fn checksum(payload: &[u8]) -> u32 {
+    if payload.len() < PARALLEL_CHECKSUM_FROM {
+        return crc32fast::hash(payload);
     }
+    let (first, second) = payload.split_at(payload.len() / 2);
+    let hash = |bytes: &[u8]| {
+        let mut hasher = crc32fast::Hasher::new();
+        hasher.update(bytes);
+        hasher
+    };
+    std::thread::scope(|scope| {
+        let helper = std::thread::Builder::new().spawn_scoped(scope, || hash(second));
+        let mut hasher = hash(first);
+        let rest = match helper.ok().and_then(|h| h.join().ok()) {
+            Some(rest) => rest,
+            None => hash(second),
+        };
+        hasher.combine(&rest);
+        hasher.finalize()
+    })
 }
 
 /// The owner behind a `Bytes` handed out by [`crate::Pack::get`]: a committed range of a

@@ -127,7 +127,7 @@ impl Pack {
             });
         }
         let identity = file.identity.clone();
-        let view = View::load(Arc::new(file), None)?;
+        let view = View::first(Arc::new(file))?;
         Ok(Pack {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
@@ -222,7 +222,7 @@ impl Pack {
                 found: file.identity,
             });
         }
-        let view = Arc::new(View::load(Arc::new(file), None)?);
+        let view = Arc::new(View::first(Arc::new(file))?);
         *self
             .inner
             .view
@@ -248,12 +248,7 @@ impl Pack {
             Verify::Once => first_time,
             Verify::Never => false,
         };
-        let crc = if first_time {
-            view.map.prepare(offset, payload, check)
-        } else {
-            check.then(|| crc32fast::hash(payload))
-        };
-        if crc.is_some_and(|crc| crc != entry.payload_crc) {
+        if check && mapping::checksum(payload) != entry.payload_crc {
             return Err(view.corrupt(format!(
                 "value of {key} at offset {offset}: checksum mismatch"
             )));

@@ -91,9 +91,24 @@ impl View {
     /// Reads the live commit of `file`. Reuses `previous`'s mapping if it is long enough and
     /// its verification record if it is of the same file.
     pub(crate) fn load(file: Arc<PackFile>, previous: Option<&View>) -> Result<View> {
-        let path = &file.path;
         let slots = file.read_slots()?;
         let file_len = file.len()?;
+        View::load_from(file, previous, slots, file_len)
+    }
+
+    /// The first view of a file just opened, from the slots read while opening it.
+    pub(crate) fn first(file: Arc<PackFile>) -> Result<View> {
+        let (slots, file_len) = file.opened_with;
+        View::load_from(file, None, slots, file_len)
+    }
+
+    fn load_from(
+        file: Arc<PackFile>,
+        previous: Option<&View>,
+        slots: [[u8; superblock::SLOT_LEN]; 2],
+        file_len: u64,
+    ) -> Result<View> {
+        let path = &file.path;
         let (_, commit) = superblock::live_slot([&slots[0], &slots[1]], file_len)
             .map_err(|e| Error::corrupt(path, e.to_string()))?;
         let decoded = slots.map(|s| CommitSlot::decode(&s).ok());
