@@ -9,18 +9,25 @@
 //! the floor (`deserialize_unchecked` of bytes already in memory), at most 0.9x wasix's
 //! `deserialize_from_file`, at most 0.4x `fs::read` + `deserialize` on large modules; a
 //! repeated load under 2 µs.
+//!
+//! Besides criterion's numbers, the run ends with a ratio table measured by interleaving the
+//! variants round by round (medians of 21 rounds), so that drift in the machine's speed
+//! affects every variant alike. That table is what the README reports.
 
 use std::future::Future;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group};
 use wasmer::{Engine, Module};
 use wasmpak::{FileSystemCache, ModuleCache, ModuleHash, PackCache};
+
+/// One way of loading a module, timed once with fresh state.
+type Variant = (&'static str, fn(&Case, &Path, &Path) -> Duration);
 
 /// Outside a runtime our caches finish on the first poll.
 fn ready<T>(future: impl Future<Output = T>) -> T {
@@ -197,5 +204,140 @@ fn load(c: &mut Criterion) {
     compile.finish();
 }
 
+fn time_one<T>(setup: impl FnOnce() -> Engine, run: impl FnOnce(&Engine) -> T) -> Duration {
+    let engine = setup();
+    let start = Instant::now();
+    let out = black_box(run(&engine));
+    let elapsed = start.elapsed();
+    drop(out);
+    drop(engine);
+    elapsed
+}
+
+const VARIANTS: [Variant; 6] = [
+    ("floor", |case, _, _| {
+        time_one(Engine::default, |engine| {
+            // SAFETY: bytes from `Module::serialize` of this configuration.
+            unsafe { Module::deserialize_unchecked(engine, case.artifact.clone()) }.unwrap()
+        })
+    }),
+    ("packcache_first", |case, packs, _| {
+        let cache = PackCache::new(packs);
+        time_one(Engine::default, |engine| {
+            ready(cache.load(case.key, engine)).unwrap()
+        })
+    }),
+    ("packcache_open_pack", |case, packs, _| {
+        // The pack is already mapped in this process; the checksum is still computed.
+        thread_local! {
+            static CACHES: std::cell::RefCell<Vec<(PathBuf, PackCache)>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        let cache = CACHES.with(|caches| {
+            let mut caches = caches.borrow_mut();
+            if let Some((_, cache)) = caches.iter().find(|(p, _)| p == packs) {
+                return cache.clone();
+            }
+            let cache = PackCache::builder(packs)
+                .memo_entries(0)
+                .verify_every_load(true)
+                .build();
+            caches.push((packs.to_path_buf(), cache.clone()));
+            cache
+        });
+        time_one(Engine::default, |engine| {
+            ready(cache.load(case.key, engine)).unwrap()
+        })
+    }),
+    ("filesystemcache", |case, _, files| {
+        let cache = FileSystemCache::new(files);
+        time_one(Engine::default, |engine| {
+            ready(cache.load(case.key, engine)).unwrap()
+        })
+    }),
+    ("wasix_from_file", |case, _, _| {
+        time_one(Engine::default, |engine| {
+            // SAFETY: the file holds `Module::serialize` output of this configuration.
+            unsafe { Module::deserialize_from_file(engine, &case.artifact_file) }.unwrap()
+        })
+    }),
+    ("read_deserialize", |case, _, _| {
+        time_one(Engine::default, |engine| {
+            let bytes = std::fs::read(&case.artifact_file).unwrap();
+            // SAFETY: the file holds `Module::serialize` output of this configuration.
+            unsafe { Module::deserialize(engine, bytes) }.unwrap()
+        })
+    }),
+];
+
+/// Medians of interleaved rounds, and the ratios the targets are about.
+fn ratios(dir: &Path, cases: &[Case]) {
+    const ROUNDS: usize = 21;
+    let packs = dir.join("packs");
+    let files = dir.join("files");
+    println!("\nratio table: medians of {ROUNDS} interleaved rounds, fresh engine per load");
+    println!(
+        "{:>7} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} | {:>8} {:>8} {:>8} {:>8}",
+        "module",
+        "floor",
+        "pack 1st",
+        "pack open",
+        "fs cache",
+        "wasix",
+        "read+de",
+        "1st/flr",
+        "open/flr",
+        "1st/wsx",
+        "1st/rd"
+    );
+    for case in cases {
+        let mut times: Vec<Vec<Duration>> = vec![Vec::new(); VARIANTS.len()];
+        for _ in 0..ROUNDS {
+            for (i, (_, run)) in VARIANTS.iter().enumerate() {
+                times[i].push(run(case, &packs, &files));
+            }
+        }
+        let median: Vec<Duration> = times
+            .into_iter()
+            .map(|mut t| {
+                t.sort();
+                t[ROUNDS / 2]
+            })
+            .collect();
+        let r = |a: usize, b: usize| median[a].as_secs_f64() / median[b].as_secs_f64();
+        println!(
+            "{:>7} {:>10.1?} {:>10.1?} {:>10.1?} {:>10.1?} {:>10.1?} {:>10.1?} | {:>8.2} {:>8.2} {:>8.2} {:>8.2}",
+            case.name,
+            median[0],
+            median[1],
+            median[2],
+            median[3],
+            median[4],
+            median[5],
+            r(1, 0),
+            r(2, 0),
+            r(1, 4),
+            r(1, 5)
+        );
+    }
+}
+
 criterion_group!(benches, load);
-criterion_main!(benches);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    let dir = tempfile::tempdir().unwrap();
+    let cases = cases(dir.path());
+    {
+        let engine = Engine::default();
+        let pack_cache = PackCache::new(dir.path().join("packs"));
+        let file_cache = FileSystemCache::new(dir.path().join("files"));
+        for case in &cases {
+            // SAFETY: bytes from `Module::serialize` of this configuration.
+            let module = unsafe { Module::deserialize(&engine, case.artifact.clone()) }.unwrap();
+            ready(pack_cache.save(case.key, &engine, &module)).unwrap();
+            ready(file_cache.save(case.key, &engine, &module)).unwrap();
+        }
+    }
+    ratios(dir.path(), &cases);
+}

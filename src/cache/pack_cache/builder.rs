@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use crate::cache::memo::MemoLimits;
-use crate::{Durability, PackOptions, Retention};
+use crate::{Durability, PackOptions, Retention, Verify};
 
 /// Options for a [`PackCache`](super::PackCache).
 ///
@@ -93,6 +93,15 @@ impl PackCacheBuilder {
     /// rarely keeps that bounded.
     pub fn compact_min_dead_bytes(mut self, bytes: u64) -> Self {
         self.min_dead_bytes = bytes;
+        self
+    }
+
+    /// Check an artifact's checksum on every load from the pack rather than the first time
+    /// this process loads it (the default). There is deliberately no way to skip the check:
+    /// it is what makes handing the bytes to wasmer's unchecked deserializer sound.
+    pub fn verify_every_load(mut self, every: bool) -> Self {
+        let verify = if every { Verify::Always } else { Verify::Once };
+        self.pack_options = self.pack_options.verify(verify);
         self
     }
 

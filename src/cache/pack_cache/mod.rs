@@ -24,6 +24,9 @@ use slot::{PackSlot, is_stale, read_error, write_error};
 /// A load in progress, which concurrent loads of the same key wait for.
 type InFlight = Arc<OnceCell<Module>>;
 
+/// How many engines' pack slots are remembered by engine id.
+const MAX_REMEMBERED_ENGINES: usize = 256;
+
 /// Artifacts at least this large deserialize on a blocking thread when inside a runtime.
 const BLOCKING_DESERIALIZE_BYTES: u64 = 1 << 20;
 
@@ -221,11 +224,18 @@ impl PackCache {
             .entry(identity.clone())
             .or_insert_with(|| Arc::new(PackSlot::new(&self.inner.dir, identity)))
             .clone();
-        self.inner
+        let mut engines = self
+            .inner
             .engines
             .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(engine.id(), slot.clone());
+            .unwrap_or_else(PoisonError::into_inner);
+        // Engines are usually few and long-lived; a process that creates one per request
+        // must not grow this map without bound (a cleared entry only costs recomputing an
+        // identity, a few microseconds).
+        if engines.len() >= MAX_REMEMBERED_ENGINES {
+            engines.clear();
+        }
+        engines.insert(engine.id(), slot.clone());
         slot
     }
 
