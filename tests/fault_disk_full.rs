@@ -338,3 +338,68 @@ fn batch_fails_one_byte_short() {
 fn batch_fits_exactly() {
     run(Write::Batch, Limit::AtTheEnd);
 }
+
+/// Compaction under a file size limit smaller than the compacted pack: it fails with
+/// `StorageFull`, removes its half-written file, and leaves the pack byte for byte as it was;
+/// without the limit the next compaction succeeds.
+#[test]
+fn compaction_fails_cleanly_when_the_new_file_does_not_fit() {
+    prlimit_exists();
+    let (dir, path) = scratch();
+    let mut model = committed_pack(&path);
+    {
+        // Dead bytes to reclaim: every value written twice.
+        let pack = Pack::open(&path, &identity()).unwrap();
+        for (k, v) in &mut model {
+            v.push(1);
+            pack.insert(k, v).unwrap();
+        }
+    }
+    let before = std::fs::read(&path).unwrap();
+    let live: u64 = model.values().map(|v| v.len() as u64).sum();
+    let limit = wasmpak::format::superblock::DATA_START + live / 2;
+    let base = child("child_compact_under_limit");
+    let output = Command::new("sh")
+        .arg("-c")
+        .arg(r#"trap "" XFSZ; exec prlimit --fsize="$WASMPAK_TEST_LIMIT" "$@""#)
+        .arg("sh")
+        .arg(base.get_program())
+        .args(base.get_args())
+        .env("WASMPAK_TEST_PACK", &path)
+        .env("WASMPAK_TEST_LIMIT", limit.to_string())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("1 passed"),
+        "the child failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        before,
+        "the pack is untouched"
+    );
+    let files: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(files.len(), 1, "no half-written file is left: {files:?}");
+    let pack = Pack::open(&path, &identity()).unwrap();
+    assert_holds(&pack, &model, "after the failed compaction");
+    let report = pack.compact().unwrap();
+    assert_eq!(report.kept(), model.len() as u64);
+    assert_holds(&pack, &model, "after compacting without the limit");
+    assert_eq!(pack.stats().unwrap().dead_bytes, 0);
+}
+
+#[test]
+#[ignore = "entry point for a child process"]
+fn child_compact_under_limit() {
+    let path: std::path::PathBuf = std::env::var_os("WASMPAK_TEST_PACK").unwrap().into();
+    let pack = Pack::open(&path, &identity()).unwrap();
+    let err = pack.compact().expect_err("the compacted pack does not fit");
+    assert_eq!(err.kind(), ErrorKind::StorageFull, "{err}");
+    // The handle still reads everything it read before.
+    assert!(pack.len().unwrap() > 0);
+}

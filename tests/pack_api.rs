@@ -232,6 +232,46 @@ fn open_or_create_from_many_threads_yields_one_pack() {
 }
 
 #[test]
+fn opening_while_another_handle_commits_never_fails() {
+    // Regression: open measured the file length before reading the commit slots, so a commit
+    // landing in between looked like a slot pointing past the end of the file ("corrupt"),
+    // and the cache then moved a healthy pack aside.
+    let (_dir, path) = scratch();
+    let options = PackOptions::new().durability(Durability::None);
+    let writer = options.create(&path, &identity()).unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut opens = 0u64;
+                    let mut last_len = 0;
+                    while !done.load(std::sync::atomic::Ordering::Acquire) {
+                        let pack = options.open(&path, &identity()).unwrap();
+                        let len = pack.len().unwrap();
+                        assert!(
+                            len >= last_len,
+                            "the pack went back from {last_len} to {len}"
+                        );
+                        last_len = len;
+                        opens += 1;
+                    }
+                    opens
+                })
+            })
+            .collect();
+        for i in 0..3000 {
+            writer.insert(&key(i), &value(i, 512)).unwrap();
+        }
+        done.store(true, std::sync::atomic::Ordering::Release);
+        for reader in readers {
+            assert!(reader.join().unwrap() > 0);
+        }
+    });
+    assert_eq!(Pack::open(&path, &identity()).unwrap().len().unwrap(), 3000);
+}
+
+#[test]
 fn threads_share_one_handle() {
     let (_dir, path) = scratch();
     let pack = Pack::create(&path, &identity()).unwrap();

@@ -51,15 +51,18 @@ impl PackFile {
             }
             Err(e) => return Err(open_err(e)),
         };
+        // One read for the header page and both slot pages, *then* the length: a writer in
+        // another process appends before it writes a slot, so every slot we read commits no
+        // more than the length measured after it. (Measured before, a commit landing between
+        // the two would look like a slot pointing past the end of the file.)
+        let mut superblock = vec![0u8; DATA_START as usize];
+        read_exact_or_zero(&file, &mut superblock, 0).map_err(|e| Error::read(path, e))?;
         let meta = file.metadata().map_err(open_err)?;
         if !allow_shared_write {
             check_permissions(path, &meta)?;
         }
-        // One read for the header page and both slot pages.
         let len = meta.len();
-        let mut superblock = vec![0u8; len.min(DATA_START) as usize];
-        read_exact_or_zero(&file, &mut superblock, 0).map_err(|e| Error::read(path, e))?;
-        let identity = decode_identity(&superblock, len, path)?;
+        let identity = decode_identity(&superblock[..len.min(DATA_START) as usize], len, path)?;
         let mut slots = [[0u8; SLOT_LEN]; 2];
         for (slot, offset) in slots.iter_mut().zip(SLOT_OFFSETS) {
             slot.copy_from_slice(&superblock[offset as usize..offset as usize + SLOT_LEN]);

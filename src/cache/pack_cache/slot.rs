@@ -1,13 +1,19 @@
 //! One pack of a [`PackCache`](super::PackCache): the file for one engine identity, opened
 //! lazily, with this process's recency stamps for it.
 
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{PoisonError, RwLock};
 
 use crate::cache::{CacheError, EngineIdentity};
 use crate::pack::recency::Recency;
-use crate::{Error, ErrorKind, Pack, PackOptions};
+use crate::{Error, ErrorKind, Pack, PackIdentity, PackOptions};
+
+/// How many times creating a pack moves an unusable file aside before giving up.
+const MAX_SET_ASIDE_ATTEMPTS: usize = 4;
 
 #[derive(Debug)]
 pub(super) struct PackSlot {
@@ -102,21 +108,55 @@ impl PackSlot {
             })?;
         }
         let identity = self.identity.to_pack_identity();
-        let pack = match options.open_or_create(&self.path, &identity) {
-            Err(e) if is_stale(e.kind()) => {
-                on_stale(&e);
-                let aside = self.path.with_extension("wpk.corrupt");
-                std::fs::rename(&self.path, &aside).map_err(|error| CacheError::FileWrite {
-                    path: self.path.clone(),
-                    error,
-                })?;
-                options.open_or_create(&self.path, &identity)
+        let mut on_stale = Some(on_stale);
+        for _ in 0..MAX_SET_ASIDE_ATTEMPTS {
+            match options.open_or_create(&self.path, &identity) {
+                Err(e) if is_stale(e.kind()) => {
+                    if let Some(report) = on_stale.take() {
+                        report(&e);
+                    }
+                    self.set_aside(options, &identity)?;
+                }
+                other => {
+                    let pack = other.map_err(write_error)?;
+                    *slot = Some(pack.clone());
+                    return Ok(pack);
+                }
             }
-            other => other,
         }
-        .map_err(write_error)?;
-        *slot = Some(pack.clone());
-        Ok(pack)
+        Err(CacheError::FileWrite {
+            path: self.path.clone(),
+            error: io::Error::other("the pack keeps being replaced while we try to create it"),
+        })
+    }
+
+    /// Moves an unusable file at `self.path` to `*.wpk.corrupt`, but only after confirming the
+    /// verdict under the file's exclusive lock (a writer of another process holds it while it
+    /// appends and commits) and only if the path still names the file we locked. A file that
+    /// turns out to be fine, or was replaced meanwhile, stays where it is.
+    fn set_aside(&self, options: &PackOptions, identity: &PackIdentity) -> Result<(), CacheError> {
+        let file_err = |error| CacheError::FileWrite {
+            path: self.path.clone(),
+            error,
+        };
+        let file = match File::open(&self.path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(file_err(e)),
+        };
+        file.lock().map_err(file_err)?;
+        let locked = file.metadata().map_err(file_err)?;
+        let still_stale = match options.open(&self.path, identity) {
+            Ok(_) => false,
+            Err(e) => is_stale(e.kind()),
+        };
+        let same_file = std::fs::metadata(&self.path)
+            .is_ok_and(|now| (now.dev(), now.ino()) == (locked.dev(), locked.ino()));
+        if still_stale && same_file {
+            let aside = self.path.with_extension("wpk.corrupt");
+            std::fs::rename(&self.path, &aside).map_err(file_err)?;
+        }
+        Ok(())
     }
 
     /// Claims the right to run the background compaction; false if one is running.
