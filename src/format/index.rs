@@ -167,8 +167,10 @@ fn prefix_at(prefixes: &[u8], position: usize) -> Option<u64> {
 /// prefix array (8 bytes per entry, so it stays in cache) and reads full entries only to
 /// break prefix ties: about three prefix probes and one entry read per lookup, never more
 /// than O(log n) probes. Probes only steer; the entry found is verified before it is
-/// returned, so a damaged or hostile block can cause a wrong miss or an error, never a wrong
-/// entry.
+/// returned, and a miss is proved by the verified entries on either side, so a damaged block
+/// costs an error, never a wrong entry or a miss that hides a present key. (A block whose
+/// checksummed entries are themselves out of order, which takes a writer that forges
+/// checksums, may still miss; [`Pack::verify`](crate::Pack::verify) reports it.)
 pub fn search_block(payload: &[u8], key: &Key) -> Result<Option<(usize, IndexEntry)>, DecodeError> {
     // Interpolation converges in a handful of probes on hashed keys; past this many rounds
     // the search bisects, which keeps hostile blocks at O(log n).
@@ -217,6 +219,23 @@ pub fn search_block(payload: &[u8], key: &Key) -> Result<Option<(usize, IndexEnt
                 hi_prefix = prefix.min(hi_prefix);
             }
         }
+    }
+    // The prefixes only steered, and they carry no checksum: prove the miss with the verified
+    // entries on either side of where the key would be. In a sorted block (every writer sorts)
+    // they bracket the key exactly when it is absent, so a damaged prefix array that sent the
+    // search astray is an error, never a miss that would expose an older version of the key
+    // in a later block.
+    let below = lo
+        .checked_sub(1)
+        .map(|i| block_entry(entries, i))
+        .transpose()?;
+    let above = (lo < prefixes.len() / PREFIX_LEN)
+        .then(|| block_entry(entries, lo))
+        .transpose()?;
+    if below.is_some_and(|e| e.key >= *key) || above.is_some_and(|e| e.key <= *key) {
+        return Err(DecodeError::new(
+            "the block's prefix array or order is damaged: the search for a key went astray",
+        ));
     }
     Ok(None)
 }
@@ -404,11 +423,18 @@ mod tests {
         assert!(search_block(&block, &present[150]).is_err());
         // A ragged length is refused rather than read out of bounds.
         assert!(search_block(&block[..100], &present[0]).is_err());
-        // A damaged prefix steers wrong: a miss, not a wrong entry.
+        // A damaged prefix steers wrong: an error, not a miss (which would let a lookup fall
+        // through to an older version in a later block) and not a wrong entry.
         let mut block = encode_block(&entries);
         let prefixes = 300 * ENTRY_LEN;
         block[prefixes + 8 * 150] ^= 0x80;
-        assert!(matches!(search_block(&block, &present[150]), Ok(None)));
+        assert!(search_block(&block, &present[150]).is_err());
+        // Keys the damage does not touch are still found, and absent keys still miss.
+        assert!(search_block(&block, &present[10]).unwrap().is_some());
+        assert_eq!(
+            search_block(&block, &Key::from_bytes([0; 32])).unwrap(),
+            None
+        );
     }
 
     #[test]

@@ -316,21 +316,34 @@ impl View {
         Ok(self.data.slice(start..start + len as usize))
     }
 
-    /// Every entry of a block, verified. A corrupt entry is reported, not skipped.
+    /// Every entry of a block, verified, and checked to be what a lookup sees: strictly sorted,
+    /// each with its key's prefix in the prefix array. A corrupt entry or a block that lookups
+    /// would read differently is reported, not skipped.
     pub(crate) fn block_entries(&self, block: &Block) -> Result<Vec<IndexEntry>> {
-        let bytes = self.block_bytes(block)?;
-        bytes
+        let (bytes, prefixes) = index::block_parts(self.block_payload(block)?)
+            .map_err(|e| self.corrupt(format!("index block at offset {}: {e}", block.offset)))?;
+        let mut entries: Vec<IndexEntry> = Vec::with_capacity(block.count as usize);
+        for (i, (chunk, prefix)) in bytes
             .chunks_exact(ENTRY_LEN)
+            .zip(prefixes.chunks_exact(index::PREFIX_LEN))
             .enumerate()
-            .map(|(i, chunk)| {
-                IndexEntry::decode(chunk).map_err(|e| {
-                    self.corrupt(format!(
-                        "index block at offset {}, entry {i}: {e}",
-                        block.offset
-                    ))
-                })
-            })
-            .collect()
+        {
+            let bad = |detail: String| {
+                self.corrupt(format!(
+                    "index block at offset {}, entry {i}: {detail}",
+                    block.offset
+                ))
+            };
+            let entry = IndexEntry::decode(chunk).map_err(|e| bad(e.to_string()))?;
+            if prefix != &entry.key.as_bytes()[..index::PREFIX_LEN] {
+                return Err(bad("its prefix does not match its key".to_string()));
+            }
+            if entries.last().is_some_and(|last| last.key >= entry.key) {
+                return Err(bad("the block is not sorted".to_string()));
+            }
+            entries.push(entry);
+        }
+        Ok(entries)
     }
 
     /// The dead bytes: committed bytes that no live value or index structure uses.
