@@ -243,3 +243,47 @@ fn child_writer() {
         assert!(pack.contains(&key(n)).unwrap());
     }
 }
+
+/// Distinct deleted (compacted-away) files under `dir` still mapped by this process.
+fn deleted_mappings(dir: &std::path::Path) -> usize {
+    let needle = dir.to_string_lossy().into_owned();
+    std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .filter(|line| line.contains(&needle) && line.ends_with("(deleted)"))
+        .filter_map(|line| line.split_whitespace().nth(4)) // the inode
+        .collect::<std::collections::HashSet<_>>()
+        .len()
+}
+
+#[test]
+fn the_replaced_file_is_released_once_nothing_reads_it() {
+    // Compaction and the reader that notices it hand the old file to a short-lived thread
+    // to unmap and close (for a large pack the kernel frees its blocks then, which takes
+    // a while). It must really go, and values read before must keep working until dropped.
+    let (dir, path) = scratch();
+    let pack = Pack::create(&path, &identity()).unwrap();
+    let model = fill(&pack);
+    let reader = Pack::open(&path, &identity()).unwrap();
+    let (k, v) = model.iter().next().unwrap();
+    let held = reader.get(k).unwrap().unwrap();
+    pack.compact().unwrap();
+    // The reader switches to the new file on its next lookup; its old value stays readable.
+    assert_eq!(reader.get(k).unwrap().as_deref(), Some(&v[..]));
+    assert_eq!(&held[..], &v[..]);
+    assert_eq!(
+        deleted_mappings(dir.path()),
+        1,
+        "the held value pins the old file"
+    );
+    drop(held);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while deleted_mappings(dir.path()) > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the replaced file is still mapped"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert_eq!(reader.len().unwrap(), model.len() as u64);
+}

@@ -207,12 +207,14 @@ fn compact_locked(
         tracing::warn!(error = %e, "could not mark the compacted-away pack as superseded");
     }
     drop(session);
+    let size_before = view.commit.committed_len;
     pack.reopen()?;
+    super::retire(view);
     Ok(CompactReport {
         kept,
         evicted,
         dropped_unreadable,
-        size_before: view.commit.committed_len,
+        size_before,
         size_after,
     })
 }

@@ -192,7 +192,10 @@ impl Pack {
         }
         let fresh = View::load(current.file.clone(), Some(&current))?;
         if fresh.commit.superseded {
-            return self.reopen();
+            drop(fresh);
+            let view = self.reopen()?;
+            retire(current);
+            return Ok(view);
         }
         let fresh = Arc::new(fresh);
         self.install(fresh.clone());
@@ -223,11 +226,15 @@ impl Pack {
             });
         }
         let view = Arc::new(View::first(Arc::new(file))?);
-        *self
-            .inner
-            .view
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = view.clone();
+        let old = std::mem::replace(
+            &mut *self
+                .inner
+                .view
+                .write()
+                .unwrap_or_else(PoisonError::into_inner),
+            view.clone(),
+        );
+        retire(old);
         Ok(view)
     }
 
@@ -292,7 +299,10 @@ impl Pack {
         let current = self.view()?;
         match current.file.path_still_names_me() {
             Ok(Some(false)) => match self.reopen() {
-                Ok(view) => Ok(Some(view)),
+                Ok(view) => {
+                    retire(current);
+                    Ok(Some(view))
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "the pack was replaced by a file we cannot use");
                     Ok(None)
@@ -345,5 +355,23 @@ impl Pack {
 
     pub(crate) fn begin(&self) -> Result<Session<'_>> {
         Session::begin(self)
+    }
+}
+
+/// Lets go of the view of a file this handle no longer reads (compaction replaced it). If
+/// this is the last reference, dropping it unmaps the file and closes it, and for a replaced
+/// file that is also when the kernel frees its blocks: measured at 100–140 ms for a 96 MiB
+/// pack. That work goes to a short-lived thread so that neither `compact` nor the reader
+/// that noticed the replacement waits for it; if no thread can be started it happens here.
+pub(crate) fn retire(old: Arc<View>) {
+    if Arc::strong_count(&old) > 1 {
+        return; // Someone else still reads it; the last of them lets go.
+    }
+    // A failed spawn drops the closure, and the view with it, right here.
+    if let Err(e) = std::thread::Builder::new()
+        .name("wasmpak-retire".into())
+        .spawn(move || drop(old))
+    {
+        tracing::debug!(error = %e, "released a replaced pack file inline");
     }
 }

@@ -90,6 +90,7 @@ impl<'a> Session<'a> {
                 Ok(None) => {
                     let _ = view.file.file.unlock();
                     pack.reopen()?;
+                    super::retire(view);
                 }
                 Err(e) => {
                     let _ = view.file.file.unlock();
