@@ -569,3 +569,44 @@ fn runtime_failures_are_one_line() {
     );
     assert!(line.contains("nope"), "{line}");
 }
+
+#[test]
+fn a_pack_other_users_can_write_needs_allow_shared_write() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Scratch::new();
+    let pack = s.pack("app.wpk");
+    std::fs::set_permissions(&pack, std::fs::Permissions::from_mode(0o666)).unwrap();
+    for command in ["list", "info", "verify"] {
+        let line = fails_unchanged(&pack, 1, &[&command, &pack]);
+        assert!(
+            line.contains("writable by every user") && line.contains("--allow-shared-write"),
+            "{command}: {line}"
+        );
+    }
+    fails_unchanged(&pack, 1, &[&"run", &pack, &s.path("answer.wat")]);
+    // Told to, every command opens it (the flag is global: before or after the command).
+    wasmpak(
+        ["--allow-shared-write", "info"]
+            .map(OsStr::new)
+            .into_iter()
+            .chain([pack.as_os_str()]),
+    )
+    .ok();
+    wasmpak([
+        OsStr::new("verify"),
+        pack.as_os_str(),
+        OsStr::new("--allow-shared-write"),
+    ])
+    .ok();
+    let run = wasmpak([
+        OsStr::new("run"),
+        pack.as_os_str(),
+        s.path("answer.wat").as_os_str(),
+        OsStr::new("--allow-shared-write"),
+    ])
+    .ok();
+    assert!(
+        run.stdout.contains("hit") || run.stderr.contains("hit"),
+        "{run:#?}"
+    );
+}

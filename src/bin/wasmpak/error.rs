@@ -62,6 +62,9 @@ impl From<wasmpak::Error> for CliError {
     fn from(error: wasmpak::Error) -> CliError {
         let hint = match error.kind() {
             wasmpak::ErrorKind::StorageFull => " (the disk or the file size limit is full)",
+            wasmpak::ErrorKind::Insecure => {
+                " (fix its permissions, or pass --allow-shared-write to open it anyway)"
+            }
             _ => "",
         };
         CliError::new(format!("{error}{hint}"))

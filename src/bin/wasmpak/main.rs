@@ -88,6 +88,11 @@ macro_rules! help {
 struct Cli {
     #[command(subcommand)]
     command: Command,
+
+    /// Open packs that users other than their owner or root can modify. Refused by default:
+    /// whoever can write a pack can run code in every process that loads from it.
+    #[arg(long, global = true)]
+    allow_shared_write: bool,
 }
 
 /// The commands, one module each.
@@ -203,6 +208,7 @@ enum Command {
 fn main() -> ExitCode {
     panics::install_hook();
     let cli = Cli::parse();
+    open::allow_shared_write(cli.allow_shared_write);
     let result = match cli.command {
         Command::Build(args) => build::run(args),
         Command::List(args) => list::run(args),

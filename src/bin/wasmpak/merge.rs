@@ -49,7 +49,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
             )));
         }
     }
-    let out = match Pack::open_any(&args.out) {
+    let out = match crate::open::options().open_any(&args.out) {
         Ok(out) => Some(out),
         Err(e) if e.kind() == ErrorKind::NotFound && !args.out.exists() => None,
         Err(e) => return Err(e.into()),

@@ -5,14 +5,28 @@
 //! does not load. `build` and `run` need the pack of their engine.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use wasmpak::{ErrorKind, IdentityValue, Pack, PackIdentity};
+use wasmpak::{ErrorKind, IdentityValue, Pack, PackIdentity, PackOptions};
 
 use crate::error::CliError;
 
+/// Set once from `--allow-shared-write` before any command runs.
+static ALLOW_SHARED_WRITE: AtomicBool = AtomicBool::new(false);
+
+/// Opens packs that users other than the owner or root can write (refused by default).
+pub fn allow_shared_write(allow: bool) {
+    ALLOW_SHARED_WRITE.store(allow, Ordering::Relaxed);
+}
+
+/// The options every command opens packs with.
+pub fn options() -> PackOptions {
+    PackOptions::new().allow_shared_write(ALLOW_SHARED_WRITE.load(Ordering::Relaxed))
+}
+
 /// Opens an existing pack of any identity.
 pub fn any(path: &Path) -> Result<Pack, CliError> {
-    Ok(Pack::open_any(path)?)
+    Ok(options().open_any(path)?)
 }
 
 /// Why a command wants the pack of its engine: decides the advice on a mismatch.
@@ -31,7 +45,7 @@ pub fn existing_for(
     identity: &PackIdentity,
     purpose: Purpose,
 ) -> Result<Option<Pack>, CliError> {
-    match Pack::open(path, identity) {
+    match options().open(path, identity) {
         Ok(pack) => Ok(Some(pack)),
         Err(e) if e.kind() == ErrorKind::NotFound && !path.exists() => Ok(None),
         Err(e) => Err(explain(e, identity, purpose)),
@@ -40,7 +54,9 @@ pub fn existing_for(
 
 /// Opens the pack at `path` with `identity`, creating it if there is none.
 pub fn or_create(path: &Path, identity: &PackIdentity, purpose: Purpose) -> Result<Pack, CliError> {
-    Pack::open_or_create(path, identity).map_err(|e| explain(e, identity, purpose))
+    options()
+        .open_or_create(path, identity)
+        .map_err(|e| explain(e, identity, purpose))
 }
 
 /// A library error, with an identity mismatch spelled out for people who did not build the

@@ -29,7 +29,9 @@ pub struct Args {
 
 /// Runs `wasmpak verify`.
 pub fn run(args: Args) -> Result<(), CliError> {
-    let pack = Pack::open_any(&args.pack).map_err(damaged)?;
+    let pack = crate::open::options()
+        .open_any(&args.pack)
+        .map_err(damaged)?;
     let labels: HashMap<Key, String> = pack
         .iter()
         .map(|entries| entries.map(|e| (*e.key(), e.label().to_string())).collect())
