@@ -188,6 +188,24 @@ fn prlimit_exists() {
     );
 }
 
+/// The child test `entry`, working on `pack`, with files limited to `limit` bytes.
+/// `support::child` names this binary and the entry; the shell ignores SIGXFSZ (which stays
+/// ignored across exec), so a write past the limit fails with EFBIG instead of killing the
+/// child, and prlimit sets the limit for what it runs.
+fn under_file_size_limit(entry: &str, pack: &std::path::Path, limit: u64) -> Command {
+    let base = child(entry);
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg(r#"trap "" XFSZ; exec prlimit --fsize="$WASMPAK_TEST_LIMIT" "$@""#)
+        .arg("sh")
+        .arg(base.get_program())
+        .args(base.get_args())
+        .env("WASMPAK_TEST_PACK", pack)
+        .env("WASMPAK_TEST_LIMIT", limit.to_string());
+    command
+}
+
 fn run(write: Write, limit: Limit) {
     prlimit_exists();
     let (_dir, path) = scratch();
@@ -197,18 +215,8 @@ fn run(write: Write, limit: Limit) {
     let before = std::fs::read(&path).unwrap();
     assert!(bytes > before.len() as u64);
 
-    // `support::child` names this binary and the entry; the shell ignores SIGXFSZ (which
-    // stays ignored across exec) and prlimit sets the limit for what it runs.
-    let base = child("child_write_under_limit");
-    let output = Command::new("sh")
-        .arg("-c")
-        .arg(r#"trap "" XFSZ; exec prlimit --fsize="$WASMPAK_TEST_LIMIT" "$@""#)
-        .arg("sh")
-        .arg(base.get_program())
-        .args(base.get_args())
-        .env("WASMPAK_TEST_PACK", &path)
+    let output = under_file_size_limit("child_write_under_limit", &path, bytes)
         .env("WASMPAK_TEST_WRITE", write.name())
-        .env("WASMPAK_TEST_LIMIT", bytes.to_string())
         .env(
             "WASMPAK_TEST_EXPECT",
             if limit == Limit::AtTheEnd {
@@ -358,15 +366,7 @@ fn compaction_fails_cleanly_when_the_new_file_does_not_fit() {
     let before = std::fs::read(&path).unwrap();
     let live: u64 = model.values().map(|v| v.len() as u64).sum();
     let limit = wasmpak::format::superblock::DATA_START + live / 2;
-    let base = child("child_compact_under_limit");
-    let output = Command::new("sh")
-        .arg("-c")
-        .arg(r#"trap "" XFSZ; exec prlimit --fsize="$WASMPAK_TEST_LIMIT" "$@""#)
-        .arg("sh")
-        .arg(base.get_program())
-        .args(base.get_args())
-        .env("WASMPAK_TEST_PACK", &path)
-        .env("WASMPAK_TEST_LIMIT", limit.to_string())
+    let output = under_file_size_limit("child_compact_under_limit", &path, limit)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
