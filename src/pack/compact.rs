@@ -208,8 +208,7 @@ fn compact_locked(
     }
     drop(session);
     let size_before = view.commit.committed_len;
-    pack.reopen()?;
-    super::retire(view);
+    pack.reopen(view)?;
     Ok(CompactReport {
         kept,
         evicted,

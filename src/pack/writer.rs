@@ -89,8 +89,7 @@ impl<'a> Session<'a> {
                 }
                 Ok(None) => {
                     let _ = view.file.file.unlock();
-                    pack.reopen()?;
-                    super::retire(view);
+                    pack.reopen(view)?;
                 }
                 Err(e) => {
                     let _ = view.file.file.unlock();
