@@ -107,7 +107,7 @@ fn a_truncated_pack_is_a_miss_and_is_replaced_by_the_next_save() {
     let rt = runtime();
     rt.block_on(cache.save(module.key, engine(), &module.module))
         .unwrap();
-    let path = cache.pack_path(engine());
+    let path = cache.pack_path(engine()).unwrap();
     let len = std::fs::metadata(&path).unwrap().len();
     std::fs::OpenOptions::new()
         .write(true)

@@ -161,9 +161,10 @@ fn a_runtime_keying_by_the_wasm_bytes_hits_the_built_entry() {
     let s = Scratch::new();
     let engine = wasmer::Engine::default();
     let cache = PackCache::new(s.path("cache"));
-    let pack = cache.pack_path(&engine);
-    std::fs::create_dir_all(pack.parent().unwrap()).unwrap();
-    wasmpak(args(&[&"build", &pack, &s.path("answer.wasm")])).ok();
+    // Given a directory, build names the pack as the cache looks for it.
+    std::fs::create_dir_all(s.path("cache")).unwrap();
+    wasmpak(args(&[&"build", &s.path("cache"), &s.path("answer.wasm")])).ok();
+    assert!(cache.pack_path(&engine).unwrap().is_file());
 
     let wasm = std::fs::read(s.path("answer.wasm")).unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -501,7 +502,7 @@ fn run_recompiles_and_replaces_a_damaged_entry() {
         .find(|e| e["label"] == "answer.wat")
         .unwrap()
         .clone();
-    flip(&pack, entry["offset"].as_u64().unwrap() + 100);
+    flip(&pack, entry["value_offset"].as_u64().unwrap() + 100);
     assert_eq!(wasmpak(args(&[&"verify", &pack])).code, Some(3));
 
     let run = wasmpak(args(&[

@@ -170,7 +170,7 @@ fn a_corrupted_pack() {
         .unwrap()
         .clone();
     let key = entry["key"].as_str().unwrap();
-    flip(&pack, entry["offset"].as_u64().unwrap() + 64);
+    flip(&pack, entry["value_offset"].as_u64().unwrap() + 64);
 
     // verify: exit 3, the bad entry named by key (and label) in the report and the error.
     let before = std::fs::read(&pack).unwrap();

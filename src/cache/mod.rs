@@ -6,9 +6,10 @@
 //!   binary, so whatever is saved under a key is "the same" module for a given engine.
 //! - [`ModuleCache::load`] is called far more often than [`ModuleCache::save`], so caches
 //!   favour fast, concurrent loads.
-//! - A compiled module is only valid for the engine that compiled it: its compiler, wasmer's
-//!   artifact layout, the target triple and the CPU features. Every cache keys its entries by
-//!   that [`EngineIdentity`] (the file system cache by wasix's directory layout).
+//! - A compiled module is only valid for an engine with the same compiler, wasmer artifact
+//!   layout and target triple, and at least the CPU features it was compiled for. Every cache
+//!   keys its entries by that [`EngineIdentity`] (the file system cache by wasix's directory
+//!   layout); [`PackCache`] also loads from packs built for lower CPU levels.
 //! - A stale or damaged entry is a miss, never an error that keeps failing on later loads.
 //!
 //! # The caches
@@ -64,6 +65,7 @@
 //! ```
 
 mod blocking;
+mod cpu_level;
 mod engine_identity;
 mod fallback;
 mod filesystem;
@@ -79,7 +81,8 @@ pub(crate) mod test_support;
 mod memo;
 mod pack_cache;
 
-pub use engine_identity::EngineIdentity;
+pub use cpu_level::CpuLevel;
+pub use engine_identity::{EngineIdentity, Incompatibility};
 pub use fallback::FallbackCache;
 pub use filesystem::FileSystemCache;
 pub use pack_cache::{CacheStats, PackCache, PackCacheBuilder};

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::pin;
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Poll, Waker};
 
 use wasmer::sys::{CpuFeature, Cranelift, Features, NativeEngineExt, Target, Triple};
@@ -29,6 +29,34 @@ pub(crate) fn engine_without_cpu_features() -> &'static Engine {
         let compiler = Box::new(Cranelift::default());
         Engine::new(compiler, target, Features::default())
     })
+}
+
+/// An engine compiling for this host's architecture with fewer CPU features than the host
+/// has: the `x86-64` baseline (`sse2`) on an x86_64 host with more. `None` where there is no
+/// lower level to compile for (aarch64, whose only feature wasmer knows is `neon`).
+pub(crate) fn baseline_engine() -> Option<&'static Engine> {
+    static ENGINE: OnceLock<Option<Engine>> = OnceLock::new();
+    ENGINE
+        .get_or_init(|| {
+            let host = CpuFeature::for_host();
+            let baseline = crate::CpuLevel::named("x86-64")?;
+            let triple = Triple::host();
+            if triple.architecture.to_string() != baseline.architecture() {
+                return None;
+            }
+            let mut features = CpuFeature::set();
+            features.extend(baseline.features().iter().copied());
+            if features == host || !host.is_superset(features) {
+                return None;
+            }
+            let target = Target::new(triple, features);
+            Some(Engine::new(
+                Box::new(Cranelift::default()),
+                target,
+                Features::default(),
+            ))
+        })
+        .as_ref()
 }
 
 /// A module whose `answer` export returns `n`; `n` extra functions make sizes differ.
@@ -69,6 +97,61 @@ pub(crate) fn compiled(n: u32) -> Module {
         .entry(n)
         .or_insert(module)
         .clone()
+}
+
+/// [`wat_module`]`(n)` compiled by `engine` (compiled once per engine and test process).
+pub(crate) fn compiled_by(engine: &Engine, n: u32) -> Module {
+    static MODULES: OnceLock<Mutex<HashMap<(wasmer::EngineId, u32), Module>>> = OnceLock::new();
+    let modules = MODULES.get_or_init(Default::default);
+    let id = (engine.id(), n);
+    if let Some(module) = modules
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&id)
+    {
+        return module.clone();
+    }
+    let module = Module::new(engine, wat_module(n)).expect("test module compiles");
+    modules
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .entry(id)
+        .or_insert(module)
+        .clone()
+}
+
+/// Runs `f`, returning what it returned and every warning logged on this thread meanwhile,
+/// one formatted line each (message and fields).
+pub(crate) fn warnings_during<T>(f: impl FnOnce() -> T) -> (T, Vec<String>) {
+    let buffer = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .without_time()
+        .with_writer(move || Capture(writer.clone()))
+        .finish();
+    let value = tracing::subscriber::with_default(subscriber, f);
+    let text = String::from_utf8_lossy(&buffer.lock().unwrap_or_else(PoisonError::into_inner))
+        .into_owned();
+    (value, text.lines().map(str::to_string).collect())
+}
+
+/// A writer appending to a shared buffer.
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Instantiates `module` with no imports and calls its `answer` export.

@@ -315,6 +315,14 @@ impl Pack {
         Ok(self.lookup(key)?.1.is_some())
     }
 
+    /// The length of the value under `key`, found in the index without touching the value:
+    /// lets the module cache decide, before the checksum reads every page of a large value,
+    /// to read it off the async executor.
+    #[cfg_attr(not(feature = "wasmer"), allow(dead_code))]
+    pub(crate) fn value_len(&self, key: &Key) -> Result<Option<u64>> {
+        Ok(self.lookup(key)?.1.map(|found| found.entry.payload_len))
+    }
+
     /// Stores `value` under `key` in one commit, replacing any earlier value.
     pub fn insert(&self, key: &Key, value: &[u8]) -> Result<()> {
         self.insert_with_label(key, value, "")

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{PoisonError, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -41,6 +41,8 @@ pub(crate) fn now() -> u64 {
 pub(crate) struct Recency {
     stamps: RwLock<HashMap<Key, AtomicU64>>,
     last_flush: AtomicU64,
+    /// Whether a stamp changed since the last flush (so a final flush can be skipped).
+    dirty: AtomicBool,
 }
 
 impl Default for Recency {
@@ -50,6 +52,7 @@ impl Default for Recency {
         Recency {
             stamps: RwLock::default(),
             last_flush: AtomicU64::new(now()),
+            dirty: AtomicBool::new(false),
         }
     }
 }
@@ -57,7 +60,15 @@ impl Default for Recency {
 impl Recency {
     /// Notes a use of `key` now. A shared lock and an atomic store once the key is known.
     pub(crate) fn touch(&self, key: &Key) {
-        let stamp = now();
+        self.stamp(key, now());
+        // After the stamp, so that a flush clearing the flag has seen it or leaves it set.
+        // Read first: loads on many threads must not all write one shared cache line.
+        if !self.dirty.load(Ordering::SeqCst) {
+            self.dirty.store(true, Ordering::SeqCst);
+        }
+    }
+
+    fn stamp(&self, key: &Key, stamp: u64) {
         {
             let stamps = self.stamps.read().unwrap_or_else(PoisonError::into_inner);
             if let Some(slot) = stamps.get(key) {
@@ -71,6 +82,11 @@ impl Recency {
             .entry(*key)
             .or_default()
             .fetch_max(stamp, Ordering::Relaxed);
+    }
+
+    /// Whether a stamp changed since the last flush.
+    pub(crate) fn is_dirty(&self) -> bool {
+        self.dirty.load(Ordering::SeqCst)
     }
 
     /// Whether a background flush is due (and claims it).
@@ -109,6 +125,8 @@ impl Recency {
             .truncate(false)
             .open(&path)?;
         file.lock()?;
+        // Cleared before the snapshot: a touch racing with this flush marks it dirty again.
+        self.dirty.store(false, Ordering::SeqCst);
         let result = (|| {
             let mut merged = read(&mut file).unwrap_or_default();
             for (key, stamp) in self.snapshot() {

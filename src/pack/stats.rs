@@ -36,6 +36,7 @@ pub struct Entry {
     label: String,
     size: u64,
     offset: u64,
+    record_offset: u64,
 }
 
 impl Entry {
@@ -57,6 +58,12 @@ impl Entry {
     /// The value's offset in the file.
     pub fn offset(&self) -> u64 {
         self.offset
+    }
+
+    /// The offset of the entry's record (its header, then its label, then the value): the
+    /// offset [`Problem::offset`](crate::Problem::offset) reports for a damaged entry.
+    pub fn record_offset(&self) -> u64 {
+        self.record_offset
     }
 }
 
@@ -105,6 +112,7 @@ impl Pack {
                 label: String::from_utf8_lossy(label).into_owned(),
                 size: entry.payload_len,
                 offset,
+                record_offset: entry.record_offset,
             });
         }
         Ok(out.into_iter())

@@ -5,6 +5,11 @@
 //! append and commit, so builds into the same pack from several processes compile in parallel
 //! and queue only to write; the presence check is repeated under the lock, so a module another
 //! build added meanwhile is skipped rather than written twice, and nothing is lost.
+//!
+//! An entry already in the pack is kept only if its checksum holds: a damaged one is compiled
+//! again and replaced (and said so), so rebuilding in CI repairs a pack. `--force` replaces
+//! every entry. Given a directory, `build` writes the pack named for the engine identity,
+//! which is the name a `PackCache` looks for there.
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -16,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use wasmer::Engine;
-use wasmpak::EngineIdentity;
+use wasmpak::{EngineIdentity, Key, Pack};
 
 use crate::engine::{self, EngineArgs};
 use crate::error::CliError;
@@ -27,7 +32,9 @@ use crate::output::{self, say};
 /// Arguments of `wasmpak build`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The pack to append to (created if missing)
+    /// The pack to append to (created if missing), or a directory: then the pack in it named
+    /// for the engine identity, as a PackCache looks for it there
+    #[arg(value_name = "PACK|DIR")]
     pub pack: PathBuf,
     /// Modules to compile: .wasm binaries or .wat text
     #[arg(required = true, value_name = "INPUT")]
@@ -41,6 +48,17 @@ pub struct Args {
     /// Modules compiled at once [default: the number of CPUs]
     #[arg(short = 'j', long = "jobs", value_name = "N")]
     pub jobs: Option<NonZeroUsize>,
+    /// Compile every input and replace its entry, even if the pack has an intact one
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// What the pack holds for an input before the build.
+enum Present {
+    Absent,
+    Intact,
+    /// An entry whose checksum fails: compiled again and replaced.
+    Damaged(String),
 }
 
 /// One compiled module, waiting for the commit.
@@ -52,19 +70,23 @@ struct Compiled {
 /// Runs `wasmpak build`.
 pub fn run(args: Args) -> Result<(), CliError> {
     let engine = engine::build(&args.engine, args.target.as_deref())?;
-    let identity = EngineIdentity::of(&engine).to_pack_identity();
+    let engine_identity = EngineIdentity::of(&engine);
+    let identity = engine_identity.to_pack_identity();
+    let pack_path = open::pack_in(&args.pack, &engine_identity)?;
 
     let inputs = args
         .inputs
         .iter()
         .map(|path| Input::read(path))
         .collect::<Result<Vec<_>, _>>()?;
+    warn_shared_labels(&inputs);
 
-    let existing = open::existing_for(&args.pack, &identity, open::Purpose::Build)?;
+    let existing = open::existing_for(&pack_path, &identity, open::Purpose::Build)?;
 
-    // Decide what to compile: not what the pack has, and each distinct module once.
-    let mut first_with_key: HashMap<wasmpak::Key, usize> = HashMap::new();
+    // Decide what to compile: not what the pack has intact, and each distinct module once.
+    let mut first_with_key: HashMap<Key, usize> = HashMap::new();
     let mut todo = Vec::new();
+    let mut replacing = Vec::new();
     let mut skipped = 0usize;
     for (i, input) in inputs.iter().enumerate() {
         if let Some(&earlier) = first_with_key.get(&input.key) {
@@ -78,22 +100,30 @@ pub fn run(args: Args) -> Result<(), CliError> {
         }
         first_with_key.insert(input.key, i);
         let present = match &existing {
-            Some(pack) => pack.contains(&input.key)?,
-            None => false,
+            Some(pack) => present(pack, &input.key)?,
+            None => Present::Absent,
         };
-        if present {
-            say!("skipped   {}  (already in pack)", input.label)?;
-            skipped += 1;
-        } else {
-            todo.push(i);
+        match present {
+            Present::Intact if !args.force => {
+                say!("skipped   {}  (already in pack)", input.label)?;
+                skipped += 1;
+                continue;
+            }
+            Present::Intact => replacing.push(true),
+            Present::Damaged(why) => {
+                say!("replacing {}  (its entry is damaged: {why})", input.label)?;
+                replacing.push(true);
+            }
+            Present::Absent => replacing.push(false),
         }
+        todo.push(i);
     }
 
     if !todo.is_empty() {
         // Before minutes of compiling, not after.
         match &existing {
-            Some(_) => open::check_writable(&args.pack)?,
-            None => open::check_creatable(&args.pack)?,
+            Some(_) => open::check_writable(&pack_path)?,
+            None => open::check_creatable(&pack_path)?,
         }
     }
     let jobs = args
@@ -103,15 +133,15 @@ pub fn run(args: Args) -> Result<(), CliError> {
         .min(todo.len().max(1));
     let compiled = compile_all(&engine, &inputs, &todo, jobs)?;
 
-    let mut added = 0usize;
+    let (mut added, mut replaced) = (0usize, 0usize);
     let mut added_bytes = 0u64;
     let mut pack = existing;
     if !compiled.is_empty() {
-        let target = open::or_create(&args.pack, &identity, open::Purpose::Build)?;
+        let target = open::or_create(&pack_path, &identity, open::Purpose::Build)?;
         let mut batch = target.batch();
-        for (&i, done) in todo.iter().zip(&compiled) {
+        for ((&i, done), &replace) in todo.iter().zip(&compiled).zip(&replacing) {
             let input = &inputs[i];
-            if batch.contains(&input.key)? {
+            if !replace && batch.contains(&input.key)? {
                 say!(
                     "skipped   {}  (added by another build meanwhile)",
                     input.label
@@ -120,7 +150,11 @@ pub fn run(args: Args) -> Result<(), CliError> {
                 continue;
             }
             batch.insert_with_label(&input.key, &done.artifact, &input.label)?;
-            added += 1;
+            if replace {
+                replaced += 1;
+            } else {
+                added += 1;
+            }
             added_bytes += done.artifact.len() as u64;
         }
         batch.commit()?;
@@ -129,14 +163,57 @@ pub fn run(args: Args) -> Result<(), CliError> {
 
     let stats = pack.as_ref().map(|p| p.stats()).transpose()?;
     say!(
-        "{}: added {added} ({}), skipped {skipped}; {}, {} live",
-        args.pack.display(),
+        "{}: added {added}, replaced {replaced} ({}), skipped {skipped}; {}, {} live",
+        pack_path.display(),
         output::bytes(added_bytes),
         output::count(stats.map_or(0, |s| s.entries), "entry", "entries"),
         output::bytes(stats.map_or(0, |s| s.live_bytes)),
     )?;
     say!("identity: {identity}")?;
+    say!(
+        "loads on: {} hosts with at least CPU level {}",
+        engine_identity.target_triple(),
+        engine_identity.cpu_level()
+    )?;
     Ok(())
+}
+
+/// Whether `pack` has an intact entry under `key`: the checksum is checked, so that a build
+/// repairs damage instead of keeping it.
+fn present(pack: &Pack, key: &Key) -> Result<Present, CliError> {
+    match pack.get(key) {
+        Ok(Some(_)) => Ok(Present::Intact),
+        Ok(None) => Ok(Present::Absent),
+        Err(wasmpak::Error::Corrupt { detail, .. }) => Ok(Present::Damaged(detail)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Warns (on stderr) when different modules get the same label: `rm` and `extract` then need
+/// a key to tell them apart.
+fn warn_shared_labels(inputs: &[Input]) {
+    let mut by_label: HashMap<&str, Vec<&Input>> = HashMap::new();
+    for input in inputs {
+        let same = by_label.entry(input.label.as_str()).or_default();
+        if !same.iter().any(|other| other.key == input.key) {
+            same.push(input);
+        }
+    }
+    let mut shared: Vec<(&str, Vec<&Input>)> =
+        by_label.into_iter().filter(|(_, v)| v.len() > 1).collect();
+    shared.sort_by_key(|(label, _)| *label);
+    for (label, inputs) in shared {
+        let paths: Vec<String> = inputs
+            .iter()
+            .map(|i| i.path.display().to_string())
+            .collect();
+        eprintln!(
+            "warning: {} different modules are labelled {label:?} ({}); `rm` and `extract` \
+             will need their keys to tell them apart",
+            inputs.len(),
+            paths.join(", ")
+        );
+    }
 }
 
 /// Compiles `inputs[todo[..]]` on `jobs` threads and serializes each module. Returns the

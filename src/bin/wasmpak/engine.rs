@@ -8,7 +8,7 @@ use std::str::FromStr;
 
 use wasmer::sys::{CpuFeature, EngineBuilder, NativeEngineExt, Target, Triple};
 use wasmer::{Engine, Module};
-use wasmpak::{EngineIdentity, IdentityValue, PackIdentity};
+use wasmpak::{CpuLevel, EngineIdentity, Incompatibility, PackIdentity};
 
 use crate::error::CliError;
 
@@ -29,9 +29,10 @@ pub struct EngineArgs {
     /// The compiler
     #[arg(long, value_enum, default_value_t = Compiler::Cranelift)]
     pub compiler: Compiler,
-    /// CPU features to compile for, comma-separated (e.g. sse2,sse4.2,avx,avx2). Default: this
-    /// host's for its own triple, the architecture's baseline (neon on aarch64, sse2 on
-    /// x86_64) for another. Runtimes must build their engine with the same set.
+    /// CPU features to compile for: levels and feature names, comma-separated (x86-64-v2,
+    /// x86-64-v3, x86-64-v4, armv8-a; sse4.2, avx2, ...). Default: this host's for its own
+    /// triple, the architecture's baseline (neon on aarch64, sse2 on x86_64) for another. The
+    /// pack loads on every machine whose CPU has at least these features.
     #[arg(long, value_name = "LIST")]
     pub cpu_features: Option<String>,
 }
@@ -132,70 +133,63 @@ fn baseline_features(triple: &Triple) -> Vec<CpuFeature> {
     }
 }
 
-/// Parses `--cpu-features`: names as wasmer spells them, comma-separated; empty means none.
+/// Parses `--cpu-features`: level names and feature names as wasmer spells them,
+/// comma-separated, case-insensitive; the union of everything named. Empty means none.
 fn parse_features(list: &str) -> Result<Vec<CpuFeature>, CliError> {
-    list.split(',')
+    let mut features = Vec::new();
+    for name in list
+        .split(',')
         .map(str::trim)
         .filter(|name| !name.is_empty())
-        .map(|name| {
-            CpuFeature::from_str(&name.to_ascii_lowercase()).map_err(|_| {
-                CliError::usage(format!(
-                    "unknown CPU feature {name:?} (known: {})",
-                    CpuFeature::all()
-                        .iter()
-                        .map(|f| f.to_string())
-                        .collect::<Vec<_>>()
-                        .join(",")
-                ))
-            })
-        })
-        .collect()
+    {
+        if let Some(level) = CpuLevel::named(name) {
+            features.extend_from_slice(level.features());
+            continue;
+        }
+        let feature = CpuFeature::from_str(&name.to_ascii_lowercase()).map_err(|_| {
+            let levels: Vec<&str> = CpuLevel::all().iter().map(|l| l.name()).collect();
+            let known: Vec<String> = CpuFeature::all().iter().map(|f| f.to_string()).collect();
+            CliError::usage(format!(
+                "unknown CPU feature or level {name:?} (levels: {}; features: {})",
+                levels.join(","),
+                known.join(",")
+            ))
+        })?;
+        features.push(feature);
+    }
+    Ok(features)
 }
 
-/// Whether this host can load artifacts built for `identity` (a wasmer pack identity), and if
-/// not, why: another target triple, CPU features this host lacks, or another wasmer artifact
-/// format or ABI. This is what separates "cannot check here" from "damaged".
+/// The identity of this host's default engine: what a runtime with `Engine::default()` has.
+pub fn host_identity() -> EngineIdentity {
+    EngineIdentity::of(&Engine::default())
+}
+
+/// Whether this host's default engine can load artifacts built for `identity` (a wasmer pack
+/// identity), and if not, why: another target triple, CPU features this host lacks, or
+/// another wasmer artifact format or ABI. This is what separates "cannot check here" from
+/// "damaged".
 pub fn host_can_load(identity: &PackIdentity) -> Result<(), String> {
-    // Any compiling engine of this host: the artifact format and ABI are wasmer's, not the
-    // compiler's (a headless engine reports its own format name instead).
-    let host = EngineIdentity::of(&Engine::default());
-    let field = |name: &str| match identity.get(name) {
-        Some(IdentityValue::Str(s)) => Some(s.clone()),
-        Some(IdentityValue::Num(n)) => Some(n.to_string()),
-        None => None,
-    };
-    let (Some(target), Some(format), Some(abi), Some(cpu)) =
-        (field("target"), field("format"), field("abi"), field("cpu"))
-    else {
-        return Err(format!(
-            "its identity ({identity}) is not a wasmer engine identity"
-        ));
-    };
-    if target != host.target_triple() {
-        return Err(format!(
-            "it was built for target {target}, this host is {}",
-            host.target_triple()
-        ));
-    }
-    if format != host.artifact_format() || abi != host.abi_version().to_string() {
-        return Err(format!(
-            "it holds {format} artifacts of ABI version {abi}, this wasmer loads {} version {}",
-            host.artifact_format(),
-            host.abi_version()
-        ));
-    }
-    let have: Vec<&str> = host.cpu_features().split(',').collect();
-    let missing: Vec<&str> = cpu
-        .split(',')
-        .filter(|f| !f.is_empty() && !have.contains(f))
-        .collect();
-    if !missing.is_empty() {
-        return Err(format!(
+    let not_wasmer = || format!("its identity ({identity}) is not a wasmer engine identity");
+    let pack = EngineIdentity::from_pack_identity(identity).ok_or_else(not_wasmer)?;
+    // Any compiler's artifacts load into an engine of the same format, ABI, target and CPU
+    // features, so the compiler is taken to be this host's.
+    let host = host_identity();
+    let same_compiler = PackIdentity::new()
+        .with("engine", host.deterministic_id())
+        .with("format", pack.artifact_format())
+        .with("abi", pack.abi_version())
+        .with("target", pack.target_triple())
+        .with("cpu", pack.cpu_features());
+    let pack = EngineIdentity::from_pack_identity(&same_compiler).ok_or_else(not_wasmer)?;
+    match host.can_load(&pack) {
+        Ok(()) => Ok(()),
+        Err(Incompatibility::CpuFeatures { missing }) => Err(format!(
             "it was built for CPU features this host lacks: {}",
             missing.join(",")
-        ));
+        )),
+        Err(other) => Err(other.to_string().replace("this engine", "this host")),
     }
-    Ok(())
 }
 
 /// An engine without a compiler, for loading artifacts of any compiler built for this host.

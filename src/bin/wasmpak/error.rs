@@ -25,6 +25,9 @@ pub enum Exit {
 pub struct CliError {
     exit: Exit,
     message: String,
+    /// What kind of failure, for `--json` output: the library's error kind in snake case
+    /// (`not_found`, `corrupt`, ...) or the exit code's meaning.
+    kind: String,
 }
 
 impl CliError {
@@ -40,15 +43,34 @@ impl CliError {
 
     /// A failure with a specific exit code.
     pub fn with_exit(exit: Exit, message: impl fmt::Display) -> CliError {
+        let kind = match exit {
+            Exit::Error => "error",
+            Exit::Usage => "usage",
+            Exit::VerifyFailed => "damaged",
+            Exit::CannotVerifyHere => "cannot_load_here",
+        };
         CliError {
             exit,
             message: one_line(&message.to_string()),
+            kind: kind.to_string(),
         }
     }
 
     /// The exit code.
     pub fn exit(&self) -> Exit {
         self.exit
+    }
+
+    /// The error as the JSON document `--json` commands print on stdout instead of their
+    /// output: `{"error": {"message", "kind", "exit_code"}}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "error": {
+                "message": self.message,
+                "kind": self.kind,
+                "exit_code": self.exit as u8,
+            }
+        })
     }
 }
 
@@ -67,8 +89,22 @@ impl From<wasmpak::Error> for CliError {
             }
             _ => "",
         };
-        CliError::new(format!("{error}{hint}"))
+        let mut cli = CliError::new(format!("{error}{hint}"));
+        cli.kind = snake_case(&format!("{:?}", error.kind()));
+        cli
     }
+}
+
+/// `IdentityMismatch` → `identity_mismatch`.
+fn snake_case(name: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
 }
 
 /// Folds a possibly multi-line message into one line.
@@ -107,6 +143,20 @@ mod tests {
     fn folds_wat_diagnostics() {
         let text = "expected `(`\n     --> <anon>:1:1\n      |\n    1 | hello\n      | ^";
         assert_eq!(one_line(text), "expected `(` (at 1:1)");
+    }
+
+    #[test]
+    fn json_errors_carry_kind_and_exit_code() {
+        let error = CliError::from(wasmpak::Error::Corrupt {
+            path: "a.wpk".into(),
+            detail: "bad".into(),
+        });
+        let json = error.to_json();
+        assert_eq!(json["error"]["kind"], "corrupt");
+        assert_eq!(json["error"]["exit_code"], 1);
+        assert_eq!(json["error"]["message"], "pack a.wpk is corrupt: bad");
+        assert_eq!(CliError::usage("x").to_json()["error"]["kind"], "usage");
+        assert_eq!(snake_case("IdentityMismatch"), "identity_mismatch");
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! `wasmpak extract`: copy one entry's artifact out of a pack, as `Module::serialize` wrote
 //! it, for `Module::deserialize` or `wasmer run` elsewhere.
 //!
-//! The file appears complete or not at all: it is written beside its destination and renamed
+//! Without `-o`, the artifact goes to stdout when stdout is a pipe or a file, and otherwise to
+//! `{label without extension}.bin` in the current directory (`hello.wasm` gives `hello.bin`).
+//! A file appears complete or not at all: it is written beside its destination and renamed
 //! into place, so a full disk never leaves half an artifact that a loader would trust.
 
 use std::io::{IsTerminal, Write};
@@ -20,15 +22,20 @@ pub struct Args {
     /// The entry: a full key, a label, or a unique key prefix (at least 4 hex digits)
     #[arg(value_name = "KEY|LABEL")]
     pub entry: String,
-    /// Where to write the artifact (`-` for stdout)
+    /// Where to write the artifact (`-` for stdout) [default: stdout if it is not a terminal,
+    /// else LABEL.bin]
     #[arg(short, long, value_name = "FILE")]
-    pub output: PathBuf,
+    pub output: Option<PathBuf>,
 }
 
 /// Runs `wasmpak extract`.
 pub fn run(args: Args) -> Result<(), CliError> {
-    let to_stdout = args.output.as_os_str() == "-";
-    if to_stdout && std::io::stdout().is_terminal() {
+    let terminal = std::io::stdout().is_terminal();
+    let to_stdout = match &args.output {
+        Some(path) => path.as_os_str() == "-",
+        None => !terminal,
+    };
+    if to_stdout && terminal {
         return Err(CliError::usage(
             "refusing to write a binary artifact to a terminal; redirect stdout or use -o FILE",
         ));
@@ -36,6 +43,10 @@ pub fn run(args: Args) -> Result<(), CliError> {
     let pack = open::any(&args.pack)?;
     let entries: Vec<_> = pack.iter()?.collect();
     let entry = resolve(&pack, &entries, &args.entry)?;
+    let output = match args.output {
+        Some(path) => path,
+        None => PathBuf::from(default_name(entry.label(), &entry.key().to_string())),
+    };
     let bytes = pack.get(entry.key())?.ok_or_else(|| {
         CliError::new(format!(
             "entry {} was removed from pack {} while reading it",
@@ -51,14 +62,25 @@ pub fn run(args: Args) -> Result<(), CliError> {
             Err(e) => Err(CliError::new(format!("cannot write to stdout: {e}"))),
         };
     }
-    write_atomically(&args.output, &bytes)?;
+    write_atomically(&output, &bytes)?;
     say!(
         "extracted {} ({}) to {}: {}",
         entry.key(),
         entry.label(),
-        args.output.display(),
+        output.display(),
         output::bytes(bytes.len() as u64)
     )
+}
+
+/// The file an entry is extracted to by default: its label's file name (never a path: a
+/// label is whatever the pack says) with `.bin` for its extension, or the key's first 16
+/// digits for an entry without a usable label.
+fn default_name(label: &str, key: &str) -> String {
+    let stem = Path::new(label)
+        .file_stem()
+        .and_then(|stem| stem.to_str())
+        .filter(|stem| !stem.is_empty() && !stem.starts_with('.'));
+    format!("{}.bin", stem.unwrap_or(&key[..16]))
 }
 
 /// Writes `bytes` to a temporary file next to `path`, syncs it and renames it over `path`.
@@ -90,4 +112,26 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
         let _ = std::fs::remove_file(&temp);
         CliError::new(format!("cannot write {shown}: {e}"))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_names_stay_in_the_current_directory() {
+        let key = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        assert_eq!(default_name("hello.wasm", key), "hello.bin");
+        assert_eq!(default_name("math.wat", key), "math.bin");
+        assert_eq!(default_name("noext", key), "noext.bin");
+        assert_eq!(default_name("../../etc/passwd", key), "passwd.bin");
+        assert_eq!(default_name("/abs/x.wasm", key), "x.bin");
+        for odd in ["", "..", ".", ".hidden", "dir/"] {
+            let name = default_name(odd, key);
+            assert!(
+                name == "0123456789abcdef.bin" || name == "dir.bin",
+                "{odd:?} gives {name}"
+            );
+        }
+    }
 }

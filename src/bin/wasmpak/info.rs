@@ -1,10 +1,11 @@
-//! `wasmpak info`: what a pack is for and how its bytes are spent.
+//! `wasmpak info`: what a pack is for, whether this host can load it, under which name a
+//! `PackCache` finds it, and how its bytes are spent.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::Serialize;
-use wasmpak::IdentityValue;
+use wasmpak::{EngineIdentity, IdentityValue};
 
 use crate::engine;
 use crate::error::CliError;
@@ -34,11 +35,23 @@ struct Info {
     index_blocks: usize,
     committed_bytes: u64,
     file_size: u64,
+    /// The CPU features the pack's modules may need, as wasmer names them (wasmer packs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    required_cpu_features: Option<Vec<String>>,
+    /// Those features as a level plus extras, as pack file names spell them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cpu_level: Option<String>,
     /// Whether this host can load the pack's modules.
     loadable_here: bool,
     /// Why not, if not.
     #[serde(skip_serializing_if = "Option::is_none")]
     not_loadable_because: Option<String>,
+    /// The file name a `PackCache` looks for this pack under, in its directory or a shipped
+    /// directory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache_file_name: Option<String>,
+    /// The file name of the pack this host's `PackCache` (default engine) writes.
+    host_cache_file_name: String,
 }
 
 /// Runs `wasmpak info`.
@@ -47,6 +60,8 @@ pub fn run(args: Args) -> Result<(), CliError> {
     let stats = pack.stats()?;
     let identity = pack.identity();
     let loadable = engine::host_can_load(identity);
+    let wasmer = EngineIdentity::from_pack_identity(identity);
+    let host = engine::host_identity();
     if args.json {
         return output::print_json(&Info {
             pack: args.pack.display().to_string(),
@@ -68,8 +83,17 @@ pub fn run(args: Args) -> Result<(), CliError> {
             index_blocks: stats.index_blocks,
             committed_bytes: stats.committed_len,
             file_size: stats.file_size,
+            required_cpu_features: wasmer.as_ref().map(|w| {
+                w.cpu_feature_list()
+                    .into_iter()
+                    .map(str::to_string)
+                    .collect()
+            }),
+            cpu_level: wasmer.as_ref().map(EngineIdentity::cpu_level),
             loadable_here: loadable.is_ok(),
             not_loadable_because: loadable.err(),
+            cache_file_name: wasmer.as_ref().map(EngineIdentity::pack_file_name),
+            host_cache_file_name: host.pack_file_name(),
         });
     }
     let sized = |n: u64| format!("{} ({n} bytes)", output::bytes(n));
@@ -77,6 +101,13 @@ pub fn run(args: Args) -> Result<(), CliError> {
     say!("identity")?;
     for (name, value) in identity.fields() {
         say!("  {name:<10} {value}")?;
+    }
+    if let Some(wasmer) = &wasmer {
+        say!(
+            "cpu level    {}  (loads on {} CPUs with at least these features)",
+            wasmer.cpu_level(),
+            wasmer.target_triple()
+        )?;
     }
     say!("generation   {}", stats.generation)?;
     say!("entries      {}", stats.entries)?;
@@ -90,7 +121,17 @@ pub fn run(args: Args) -> Result<(), CliError> {
     )?;
     say!("file size    {}", sized(stats.file_size))?;
     match loadable {
-        Ok(()) => say!("loadable     yes, on this host"),
-        Err(why) => say!("loadable     no, not on this host: {why}"),
+        Ok(()) => say!("loadable     yes, on this host")?,
+        Err(why) => say!("loadable     no, not on this host: {why}")?,
     }
+    if let Some(wasmer) = &wasmer {
+        say!(
+            "cache name   {}  (what a PackCache looks for in its directory or a shipped one)",
+            wasmer.pack_file_name()
+        )?;
+    }
+    say!(
+        "host name    {}  (the pack this host's PackCache writes)",
+        host.pack_file_name()
+    )
 }

@@ -13,7 +13,8 @@ use crate::output::{self, Align, Table, say};
 pub struct Args {
     /// The pack to list
     pub pack: PathBuf,
-    /// Print one JSON document: {"pack", "identity", "entries": [{"key", "label", "size", "offset"}]}
+    /// Print one JSON document: {"pack", "identity", "entries": [{"key", "label", "size",
+    /// "offset", "value_offset"}]}
     #[arg(long)]
     pub json: bool,
 }
@@ -32,7 +33,10 @@ struct EntryJson {
     key: String,
     label: String,
     size: u64,
+    /// Where the entry's record starts: the offset `verify` names when it is damaged.
     offset: u64,
+    /// Where the artifact's bytes start (`size` bytes from there).
+    value_offset: u64,
 }
 
 /// Runs `wasmpak list`.
@@ -49,7 +53,8 @@ pub fn run(args: Args) -> Result<(), CliError> {
                     key: e.key().to_string(),
                     label: e.label().to_string(),
                     size: e.size(),
-                    offset: e.offset(),
+                    offset: e.record_offset(),
+                    value_offset: e.offset(),
                 })
                 .collect(),
         });
@@ -67,7 +72,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
             e.key().to_string(),
             e.label().to_string(),
             output::bytes(e.size()),
-            e.offset().to_string(),
+            e.record_offset().to_string(),
         ]);
     }
     if !entries.is_empty() {

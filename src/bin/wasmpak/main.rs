@@ -209,6 +209,7 @@ fn main() -> ExitCode {
     panics::install_hook();
     let cli = Cli::parse();
     open::allow_shared_write(cli.allow_shared_write);
+    let json = cli.command.prints_json();
     let result = match cli.command {
         Command::Build(args) => build::run(args),
         Command::List(args) => list::run(args),
@@ -223,12 +224,27 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => report(&error),
+        Err(error) => report(&error, json),
     }
 }
 
-/// Prints `error: ...` and returns the error's exit code.
-fn report(error: &CliError) -> ExitCode {
+impl Command {
+    /// Whether the command was asked for JSON output: its errors are JSON too.
+    fn prints_json(&self) -> bool {
+        match self {
+            Command::List(args) => args.json,
+            Command::Info(args) => args.json,
+            _ => false,
+        }
+    }
+}
+
+/// Prints `error: ...` on stderr (and for `--json` commands, the error as a JSON document on
+/// stdout, where the script reading the output looks) and returns the error's exit code.
+fn report(error: &CliError, json: bool) -> ExitCode {
+    if json {
+        let _ = output::print_json(&error.to_json());
+    }
     let _ = writeln!(std::io::stderr().lock(), "error: {error}");
     ExitCode::from(error.exit() as u8)
 }

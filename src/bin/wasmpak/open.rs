@@ -4,10 +4,10 @@
 //! pack of any identity: looking inside a pack built elsewhere is how one finds out why it
 //! does not load. `build` and `run` need the pack of their engine.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use wasmpak::{ErrorKind, IdentityValue, Pack, PackIdentity, PackOptions};
+use wasmpak::{EngineIdentity, ErrorKind, IdentityValue, Pack, PackIdentity, PackOptions};
 
 use crate::error::CliError;
 
@@ -27,6 +27,25 @@ pub fn options() -> PackOptions {
 /// Opens an existing pack of any identity.
 pub fn any(path: &Path) -> Result<Pack, CliError> {
     Ok(options().open_any(path)?)
+}
+
+/// The pack a command that writes for `identity` means by `path`: `path` itself, or for a
+/// directory, the pack in it named for the identity (the name a `PackCache` looks for).
+pub fn pack_in(path: &Path, identity: &EngineIdentity) -> Result<PathBuf, CliError> {
+    if path.is_dir() {
+        return Ok(path.join(identity.pack_file_name()));
+    }
+    if path
+        .as_os_str()
+        .to_string_lossy()
+        .ends_with(std::path::MAIN_SEPARATOR)
+    {
+        return Err(CliError::new(format!(
+            "directory {} does not exist; create it first, or name a pack file",
+            path.display()
+        )));
+    }
+    Ok(path.to_path_buf())
 }
 
 /// Why a command wants the pack of its engine: decides the advice on a mismatch.

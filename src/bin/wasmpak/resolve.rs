@@ -11,20 +11,35 @@ use crate::error::CliError;
 const MIN_PREFIX: usize = 4;
 
 /// Finds the one entry `name` designates among `entries` (a pack's listing):
-/// 1. a full key (64 hex digits);
+/// 1. a full key (64 hex digits, either case);
 /// 2. else an exact label, which must be unique;
-/// 3. else a unique key prefix of at least four hex digits.
+/// 3. else a unique key prefix of at least four hex digits (either case).
 pub fn resolve<'a>(pack: &Pack, entries: &'a [Entry], name: &str) -> Result<&'a Entry, CliError> {
+    find(pack, entries, name)?.ok_or_else(|| {
+        let shown = pack.path().display();
+        match name.parse::<Key>() {
+            Ok(key) => CliError::new(format!("pack {shown} has no entry with key {key}")),
+            Err(_) => CliError::new(format!(
+                "pack {shown} has no entry with key or label {name:?}"
+            )),
+        }
+    })
+}
+
+/// Like [`resolve`], but `Ok(None)` when nothing matches `name`; an ambiguous name, or one
+/// too short to be a key prefix, is still an error.
+pub fn find<'a>(
+    pack: &Pack,
+    entries: &'a [Entry],
+    name: &str,
+) -> Result<Option<&'a Entry>, CliError> {
     let shown = pack.path().display();
     if let Ok(key) = name.parse::<Key>() {
-        return entries
-            .iter()
-            .find(|e| *e.key() == key)
-            .ok_or_else(|| CliError::new(format!("pack {shown} has no entry with key {key}")));
+        return Ok(entries.iter().find(|e| *e.key() == key));
     }
     let labelled: Vec<&Entry> = entries.iter().filter(|e| e.label() == name).collect();
     match labelled.as_slice() {
-        [one] => return Ok(one),
+        [one] => return Ok(Some(one)),
         [] => {}
         many => {
             return Err(CliError::new(format!(
@@ -36,13 +51,20 @@ pub fn resolve<'a>(pack: &Pack, entries: &'a [Entry], name: &str) -> Result<&'a 
         }
     }
     let prefix = name.to_ascii_lowercase();
-    if prefix.len() >= MIN_PREFIX && prefix.chars().all(|c| c.is_ascii_hexdigit()) {
+    let hex = !prefix.is_empty() && prefix.chars().all(|c| c.is_ascii_hexdigit());
+    if hex && prefix.len() < MIN_PREFIX {
+        return Err(CliError::new(format!(
+            "{name:?} is no label in pack {shown}, and too short for a key prefix: give at \
+             least {MIN_PREFIX} hex digits"
+        )));
+    }
+    if hex {
         let matching: Vec<&Entry> = entries
             .iter()
             .filter(|e| e.key().to_string().starts_with(&prefix))
             .collect();
         match matching.as_slice() {
-            [one] => return Ok(one),
+            [one] => return Ok(Some(one)),
             [] => {}
             many => {
                 return Err(CliError::new(format!(
@@ -54,9 +76,7 @@ pub fn resolve<'a>(pack: &Pack, entries: &'a [Entry], name: &str) -> Result<&'a 
             }
         }
     }
-    Err(CliError::new(format!(
-        "pack {shown} has no entry with key or label {name:?}"
-    )))
+    Ok(None)
 }
 
 /// Short keys for a message: the first 12 digits of each, at most five.

@@ -1,11 +1,27 @@
 //! Options for a [`PackCache`](super::PackCache).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::cache::memo::MemoLimits;
 use crate::{Durability, PackOptions, Retention, Verify};
 
-/// Options for a [`PackCache`](super::PackCache).
+use super::Sources;
+
+/// Options for a [`PackCache`](super::PackCache): where its packs are, and how it keeps them.
+///
+/// A cache reads packs from up to three kinds of places, in this order:
+///
+/// 1. **Shipped packs** ([`shipped_pack`](Self::shipped_pack)): files that come with the
+///    application, such as `/opt/my-app/modules.wpk` built by `wasmpak build` in CI. Only
+///    ever read: never written, never compacted, and they may sit on a read-only file
+///    system. A shipped pack an engine cannot load (built for CPU features it lacks, or by
+///    another wasmer) is skipped, with one warning per process naming why.
+/// 2. **Shipped directories** ([`shipped_dir`](Self::shipped_dir)): directories of read-only
+///    packs named by identity (`wasmpak build --cpu-features x86-64-v3 DIR ...` names them), so
+///    that one directory serves a fleet: every host reads the packs of the highest CPU levels
+///    it can load.
+/// 3. **The cache's own directory** ([`dir`](Self::dir), or [`PackCache::new`]): the engine's
+///    own pack, where every save goes, then packs of lower CPU levels found there.
 ///
 /// # Example
 ///
@@ -13,16 +29,17 @@ use crate::{Durability, PackOptions, Retention, Verify};
 /// use wasmpak::{Durability, PackCache};
 ///
 /// let cache = PackCache::builder("/var/cache/my-app/modules")
+///     .shipped_pack("/opt/my-app/modules.wpk")
 ///     .memo_entries(256)
 ///     .memo_bytes(512 << 20)
 ///     .max_live_bytes(2 << 30)
 ///     .durability(Durability::None)
 ///     .build();
-/// assert_eq!(cache.dir().to_str(), Some("/var/cache/my-app/modules"));
+/// assert_eq!(cache.dir().and_then(|d| d.to_str()), Some("/var/cache/my-app/modules"));
 /// ```
 #[derive(Debug, Clone)]
 pub struct PackCacheBuilder {
-    pub(super) dir: PathBuf,
+    pub(super) sources: Sources,
     pub(super) pack_options: PackOptions,
     pub(super) memo: MemoLimits,
     pub(super) retention: Retention,
@@ -32,9 +49,24 @@ pub struct PackCacheBuilder {
 }
 
 impl PackCacheBuilder {
-    pub(super) fn new(dir: PathBuf) -> PackCacheBuilder {
+    /// Options for a cache with no packs yet: add shipped packs, shipped directories and a
+    /// directory of its own. Without a directory of its own the cache saves nothing: pair it
+    /// with a [`SharedCache`](crate::SharedCache) so a process compiles each module once.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use wasmpak::PackCacheBuilder;
+    ///
+    /// // Loads only what the application shipped, for every CPU level it shipped.
+    /// let cache = PackCacheBuilder::new()
+    ///     .shipped_dir("/opt/my-app/packs")
+    ///     .build();
+    /// assert!(cache.dir().is_none());
+    /// ```
+    pub fn new() -> PackCacheBuilder {
         PackCacheBuilder {
-            dir,
+            sources: Sources::default(),
             pack_options: PackOptions::new(),
             memo: MemoLimits {
                 max_entries: 1024,
@@ -45,6 +77,33 @@ impl PackCacheBuilder {
             dead_fraction: 0.5,
             min_dead_bytes: 8 << 20,
         }
+    }
+
+    /// The directory of the cache's own packs (created on the first save): one pack per engine
+    /// identity, where saves go, read after the shipped packs.
+    pub fn dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.sources.local_dir = Some(dir.into());
+        self
+    }
+
+    /// Adds a pack file shipped with the application, to be read before the cache's own
+    /// directory and never written. Shipped packs an engine can load are read most specific
+    /// CPU level first, then in the order they were added. The file may be missing or of
+    /// another identity: it is then skipped, and named in a warning when a load misses.
+    pub fn shipped_pack(mut self, path: impl AsRef<Path>) -> Self {
+        self.sources.shipped_packs.push(path.as_ref().to_path_buf());
+        self
+    }
+
+    /// Adds a directory of shipped packs named by identity (as `wasmpak build` names a pack
+    /// when given a directory, and as [`EngineIdentity::pack_file_name`] says): an engine reads
+    /// the ones it can load, most specific CPU level first, and never writes them. Other files
+    /// in the directory are ignored.
+    ///
+    /// [`EngineIdentity::pack_file_name`]: crate::EngineIdentity::pack_file_name
+    pub fn shipped_dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.sources.shipped_dirs.push(dir.as_ref().to_path_buf());
+        self
     }
 
     /// Most modules the in-process memo holds (default 1024; 0 disables it).
@@ -119,8 +178,14 @@ impl PackCacheBuilder {
     }
 
     /// Builds the cache. Infallible and lazy: nothing touches the disk until the first load
-    /// or save.
+    /// or save, and a missing shipped pack or directory is not an error.
     pub fn build(self) -> super::PackCache {
         super::PackCache::from_builder(self)
+    }
+}
+
+impl Default for PackCacheBuilder {
+    fn default() -> Self {
+        PackCacheBuilder::new()
     }
 }

@@ -14,12 +14,13 @@ use super::slot::{PackSlot, write_error};
 const RECENCY_FLUSH_SECS: u64 = 60;
 
 impl PackCache {
-    /// Compacts every pack this cache has opened, evicting least recently used modules beyond
-    /// the soft limits. Blocks (call it from a blocking thread in async code); waits for other
+    /// Compacts every pack of the cache's own directory this cache has opened for its engines,
+    /// evicting least recently used modules beyond the soft limits (shipped packs are never
+    /// compacted). Blocks (call it from a blocking thread in async code); waits for other
     /// writers. Returns what each compaction did.
     pub fn compact(&self) -> Result<Vec<CompactReport>, CacheError> {
         let mut reports = Vec::new();
-        for slot in self.all_slots() {
+        for slot in self.inner.own_slots() {
             let Some(pack) = slot.open_pack() else {
                 continue;
             };
@@ -34,7 +35,11 @@ impl PackCache {
     /// The configured limits with every process's recency stamps for `slot`'s pack.
     fn retention_for(&self, slot: &PackSlot) -> Retention {
         let mut retention = self.inner.retention.clone();
-        match slot.recency.flush(&slot.path, None) {
+        let Some(recency) = &slot.recency else {
+            retention.touch_from_sidecar(&slot.path);
+            return retention;
+        };
+        match recency.flush(&slot.path, None) {
             Ok(stamps) => {
                 for (key, stamp) in stamps {
                     retention.touch(key, stamp);
@@ -52,7 +57,9 @@ impl PackCache {
             .fetch_add(1, Ordering::Relaxed);
         // Drop stamps of evicted keys from the sidecar.
         let keep = |key: &crate::Key| pack.contains(key).unwrap_or(true);
-        if let Err(e) = slot.recency.flush(&slot.path, Some(&keep)) {
+        if let Some(recency) = &slot.recency
+            && let Err(e) = recency.flush(&slot.path, Some(&keep))
+        {
             tracing::warn!(error = %e, "could not prune the recency sidecar");
         }
     }
@@ -112,19 +119,57 @@ impl PackCache {
         }
     }
 
-    /// After a load: merges recency stamps into the sidecar on a background thread, at most
-    /// once a minute per pack, so loads never write to disk themselves.
-    pub(super) fn flush_recency_if_due(&self, slot: &Arc<PackSlot>) {
-        if !slot.recency.flush_due(RECENCY_FLUSH_SECS) || slot.open_pack().is_none() {
+    /// After a load: merges recency stamps into the sidecars on a background thread, at most
+    /// once a minute, so loads never write to disk themselves.
+    pub(super) fn flush_recency_if_due(&self) {
+        let due: Vec<Arc<PackSlot>> = self
+            .inner
+            .all_slots()
+            .into_iter()
+            .filter(|slot| {
+                slot.recency
+                    .as_ref()
+                    .is_some_and(|r| r.is_dirty() && r.flush_due(RECENCY_FLUSH_SECS))
+            })
+            .collect();
+        if due.is_empty() {
             return;
         }
-        let slot = slot.clone();
         let _ = std::thread::Builder::new()
             .name("wasmpak-recency".to_string())
             .spawn(move || {
-                if let Err(e) = slot.recency.flush(&slot.path, None) {
-                    tracing::debug!(error = %e, "could not flush recency stamps");
+                for slot in due {
+                    if let Err(e) = slot.flush_recency() {
+                        tracing::debug!(error = %e, "could not flush recency stamps");
+                    }
                 }
             });
+    }
+
+    /// Writes this process's record of which modules it used (the recency stamps that
+    /// eviction goes by) to the sidecars of the packs in the cache's directory. The last
+    /// handle of a cache does this when it is dropped, and a long-running process does it in
+    /// the background once a minute; call it before a process exits without dropping its
+    /// cache (one kept in a `static`, say). Blocks on the file system.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use wasmpak::PackCache;
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let cache = PackCache::new(dir.path());
+    /// cache.flush()?; // nothing used yet: nothing written
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn flush(&self) -> Result<(), CacheError> {
+        for slot in self.inner.all_slots() {
+            slot.flush_recency()
+                .map_err(|error| CacheError::FileWrite {
+                    path: crate::pack::recency::sidecar_path(&slot.path),
+                    error,
+                })?;
+        }
+        Ok(())
     }
 }

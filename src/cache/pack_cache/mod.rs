@@ -1,10 +1,13 @@
-//! [`PackCache`]: modules cached in one memory-mapped pack file per engine identity.
+//! [`PackCache`]: modules cached in memory-mapped pack files, one per engine identity, behind
+//! read-only packs shipped with the application.
 
 mod builder;
+mod discovery;
 mod maintenance;
+mod pack_set;
 mod slot;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -16,22 +19,26 @@ use wasmer::{Engine, EngineId, Module};
 use crate::cache::blocking::run_blocking;
 use crate::cache::memo::Memo;
 use crate::cache::{CacheError, EngineIdentity, ModuleCache, ModuleHash};
-use crate::{Key, PackOptions, Retention};
+use crate::{Key, Pack, PackOptions, Retention};
 
 pub use builder::PackCacheBuilder;
+use pack_set::{Layers, PackSet};
 use slot::{PackSlot, is_stale, read_error, write_error};
 
 /// A load in progress, which concurrent loads of the same key wait for.
 type InFlight = Arc<OnceCell<Module>>;
 
-/// How many engines' pack slots are remembered by engine id.
+/// How many engines' pack sets are remembered by engine id.
 const MAX_REMEMBERED_ENGINES: usize = 256;
 
-/// Artifacts at least this large deserialize on a blocking thread when inside a runtime.
-const BLOCKING_DESERIALIZE_BYTES: u64 = 1 << 20;
+/// Inside a tokio runtime, the first load of an artifact this large (checksum, page faults,
+/// deserialization) runs on the blocking pool; smaller ones run inline, where they finish
+/// sooner than a trip to the pool (measured: see `benches/load_async.rs`).
+const INLINE_LOAD_BYTES: u64 = 256 << 10;
 
-/// A [`ModuleCache`] that keeps the modules of each engine identity in one memory-mapped
-/// pack file in a directory, and the modules loaded in this process in a bounded memo.
+/// A [`ModuleCache`] that keeps compiled modules in memory-mapped pack files: one pack per
+/// engine identity in a directory of its own, optionally behind read-only packs shipped with
+/// the application, and the modules loaded in this process in a bounded memo.
 ///
 /// - **Zero-copy loads.** A load hands wasmer a view of the artifact's bytes in the page
 ///   cache; nothing is read into a private buffer, and processes loading the same modules
@@ -41,16 +48,26 @@ const BLOCKING_DESERIALIZE_BYTES: u64 = 1 << 20;
 /// - **Memoized.** A second load of a key in the same process returns the same `Module` (an
 ///   `Arc` clone): wasmer keeps every deserialized artifact alive for the engine's lifetime,
 ///   so deserializing twice would also pin a second copy of the code.
+/// - **Ship once, load everywhere.** A pack built for a CPU level (`wasmpak build
+///   --cpu-features x86-64-v3`) loads on every host whose engine has those features or more
+///   (see [`EngineIdentity::can_load`]). Shipped packs are only ever read (see
+///   [`PackCacheBuilder::shipped_pack`] and [`PackCacheBuilder::shipped_dir`]); a
+///   directory may hold a pack per CPU level, and each host reads the most specific ones it
+///   can load.
 /// - **Never poisoned.** An entry from another engine, wasmer version or CPU, a corrupt entry,
 ///   or one wasmer refuses is a miss, logged and counted in [`CacheStats::stale`]; the next
-///   `save` replaces it.
-/// - **No runtime required.** Works in and out of a tokio runtime; inside one, fsyncs and large
-///   deserializations run on the blocking pool.
-/// - **Self-maintaining.** Dead bytes and soft size limits trigger a compaction on a
-///   background thread, evicting the least recently used modules (see [`PackCacheBuilder`]).
+///   `save` replaces it in the cache's own pack. A pack the engine cannot use at all (CPU
+///   features it lacks, say) is named in one warning per process when it costs a miss.
+/// - **No runtime required.** Works in and out of a tokio runtime; inside one, file opens,
+///   fsyncs and the first load of large artifacts run on the blocking pool.
+/// - **Self-maintaining.** Dead bytes and soft size limits trigger a compaction of the cache's
+///   own packs on a background thread, evicting the least recently used modules (see
+///   [`PackCacheBuilder`]).
 ///
-/// The pack for an engine is `{dir}/{engine}-{format}-v{abi}-{target}-{cpu}.v1.wpk` (see
-/// [`EngineIdentity::file_stem`]), created by the first `save`.
+/// Loads look in the shipped packs first, then in the directory: the engine's own pack
+/// `{dir}/{engine}-{format}-v{abi}-{target}-{cpu level}.v1.wpk` (see
+/// [`EngineIdentity::pack_file_name`]), created by the first `save`, then packs of lower CPU
+/// levels in the same directory. Saves go to the engine's own pack only.
 ///
 /// # Example
 ///
@@ -87,17 +104,30 @@ pub struct PackCache {
 
 #[derive(Debug)]
 struct Inner {
-    dir: PathBuf,
+    sources: Sources,
     pack_options: PackOptions,
     retention: Retention,
     auto_compact: bool,
     dead_fraction: f64,
     min_dead_bytes: u64,
-    slots: Mutex<HashMap<EngineIdentity, Arc<PackSlot>>>,
-    engines: RwLock<HashMap<EngineId, Arc<PackSlot>>>,
+    /// Every pack file this cache reads or writes, by path: one handle per file.
+    slots: Mutex<HashMap<PathBuf, Arc<PackSlot>>>,
+    sets: Mutex<HashMap<EngineIdentity, Arc<PackSet>>>,
+    engines: RwLock<HashMap<EngineId, Arc<PackSet>>>,
     memo: Memo,
     in_flight: Mutex<HashMap<(EngineId, Key), InFlight>>,
     counters: Counters,
+}
+
+/// Where a cache's packs are.
+#[derive(Debug, Clone, Default)]
+struct Sources {
+    /// The directory of the cache's own packs (written), if any.
+    local_dir: Option<PathBuf>,
+    /// Pack files shipped with the application (only read), in the order given.
+    shipped_packs: Vec<PathBuf>,
+    /// Directories of shipped packs named by identity (only read).
+    shipped_dirs: Vec<PathBuf>,
 }
 
 #[derive(Debug, Default)]
@@ -106,6 +136,7 @@ struct Counters {
     memo_hits: AtomicU64,
     misses: AtomicU64,
     stale: AtomicU64,
+    unusable_packs: AtomicU64,
     saves: AtomicU64,
     compactions: AtomicU64,
 }
@@ -122,6 +153,10 @@ pub struct CacheStats {
     pub misses: u64,
     /// Packs or entries skipped as unusable: other identity, corrupt, refused by wasmer.
     pub stale: u64,
+    /// Packs an engine could not use at all (CPU features it lacks, another wasmer or target,
+    /// a shipped pack missing or damaged), counted once per pack and engine identity when a
+    /// load first missed because of them; each is also named in a warning.
+    pub unusable_packs: u64,
     /// Modules written to a pack.
     pub saves: u64,
     /// Compactions this process ran.
@@ -132,6 +167,16 @@ pub struct CacheStats {
     pub bytes_mapped: u64,
 }
 
+/// What a look at the packs already open found, without touching the file system.
+enum Probe {
+    /// A small entry in this open pack: load it here.
+    Small(Arc<PackSlot>, Pack),
+    /// No open pack has the key, and every pack is open.
+    Missing(Arc<Layers>),
+    /// Something needs the file system or is large: load on the blocking pool.
+    Blocking,
+}
+
 impl PackCache {
     /// A cache of packs in `dir`, with default options. Infallible and lazy, like wasix's
     /// `FileSystemCache::new`, but needs no task manager.
@@ -139,21 +184,23 @@ impl PackCache {
         PackCache::builder(dir).build()
     }
 
-    /// Options for a cache of packs in `dir`.
+    /// Options for a cache of packs in `dir`; see [`PackCacheBuilder::new`] for a cache of
+    /// shipped packs only.
     pub fn builder(dir: impl Into<PathBuf>) -> PackCacheBuilder {
-        PackCacheBuilder::new(dir.into())
+        PackCacheBuilder::new().dir(dir)
     }
 
     fn from_builder(b: PackCacheBuilder) -> PackCache {
         PackCache {
             inner: Arc::new(Inner {
-                dir: b.dir,
+                sources: b.sources,
                 pack_options: b.pack_options,
                 retention: b.retention,
                 auto_compact: b.auto_compact,
                 dead_fraction: b.dead_fraction,
                 min_dead_bytes: b.min_dead_bytes,
                 slots: Mutex::new(HashMap::new()),
+                sets: Mutex::new(HashMap::new()),
                 engines: RwLock::new(HashMap::new()),
                 memo: Memo::new(b.memo),
                 in_flight: Mutex::new(HashMap::new()),
@@ -162,21 +209,40 @@ impl PackCache {
         }
     }
 
-    /// The directory holding the packs.
-    pub fn dir(&self) -> &Path {
-        &self.inner.dir
+    /// The directory of the cache's own packs, where saves go; `None` for a cache of
+    /// shipped packs only.
+    pub fn dir(&self) -> Option<&Path> {
+        self.inner.sources.local_dir.as_deref()
     }
 
-    /// The path of the pack that holds `engine`'s modules.
-    pub fn pack_path(&self, engine: &Engine) -> PathBuf {
-        self.slot(engine).path.clone()
+    /// The pack `engine`'s modules are saved to (it may not exist yet); `None` for a cache of
+    /// shipped packs only.
+    pub fn pack_path(&self, engine: &Engine) -> Option<PathBuf> {
+        self.pack_set(engine)
+            .own
+            .as_ref()
+            .map(|slot| slot.path.clone())
+    }
+
+    /// The packs a load for `engine` looks in, in order: the shipped packs it can load, its
+    /// own pack, then the packs of lower CPU levels in the cache's directory. Lists the
+    /// directories again (blocking on the file system), so it also shows packs installed
+    /// since the cache last looked.
+    pub fn pack_paths(&self, engine: &Engine) -> Vec<PathBuf> {
+        self.pack_set(engine)
+            .rebuild(&self.inner)
+            .readable
+            .iter()
+            .map(|slot| slot.path.clone())
+            .collect()
     }
 
     /// What the cache has done so far.
     pub fn stats(&self) -> CacheStats {
         let c = &self.inner.counters;
-        let slots: Vec<_> = self.all_slots();
-        let bytes_mapped = slots
+        let bytes_mapped = self
+            .inner
+            .all_slots()
             .iter()
             .filter_map(|s| s.open_pack())
             .filter_map(|p| p.stats().ok())
@@ -187,6 +253,7 @@ impl PackCache {
             memo_hits: c.memo_hits.load(Ordering::Relaxed),
             misses: c.misses.load(Ordering::Relaxed),
             stale: c.stale.load(Ordering::Relaxed),
+            unusable_packs: c.unusable_packs.load(Ordering::Relaxed),
             saves: c.saves.load(Ordering::Relaxed),
             compactions: c.compactions.load(Ordering::Relaxed),
             memo_entries: self.inner.memo.len() as u64,
@@ -194,35 +261,32 @@ impl PackCache {
         }
     }
 
-    fn all_slots(&self) -> Vec<Arc<PackSlot>> {
-        self.inner
-            .slots
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .cloned()
-            .collect()
-    }
-
-    /// The pack slot for `engine`: one map lookup after the engine's first use.
-    fn slot(&self, engine: &Engine) -> Arc<PackSlot> {
-        if let Some(slot) = self
+    /// The pack set for `engine`: one map lookup after the engine's first use.
+    fn pack_set(&self, engine: &Engine) -> Arc<PackSet> {
+        if let Some(set) = self
             .inner
             .engines
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(&engine.id())
         {
-            return slot.clone();
+            return set.clone();
         }
         let identity = EngineIdentity::of(engine);
-        let slot = self
+        let set = self
             .inner
-            .slots
+            .sets
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .entry(identity.clone())
-            .or_insert_with(|| Arc::new(PackSlot::new(&self.inner.dir, identity)))
+            .or_insert_with(|| {
+                let own = self.inner.sources.local_dir.as_ref().map(|dir| {
+                    let path = dir.join(identity.pack_file_name());
+                    self.inner
+                        .slot(&path, || PackSlot::local(path.clone(), identity.clone()))
+                });
+                Arc::new(PackSet::new(identity, own))
+            })
             .clone();
         let mut engines = self
             .inner
@@ -235,49 +299,218 @@ impl PackCache {
         if engines.len() >= MAX_REMEMBERED_ENGINES {
             engines.clear();
         }
-        engines.insert(engine.id(), slot.clone());
-        slot
+        engines.insert(engine.id(), set.clone());
+        set
     }
 
-    fn stale(&self, what: &str, error: &dyn std::fmt::Display) {
-        self.inner.counters.stale.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(%error, "{what}; treating it as a cache miss");
-    }
-
-    async fn load_from_pack(
+    /// The loaded module under `key` from the first pack of `set` that has a usable one.
+    async fn load_from_packs(
         &self,
-        slot: &PackSlot,
-        key: &Key,
+        set: &Arc<PackSet>,
+        key: Key,
         engine: &Engine,
     ) -> Result<Module, CacheError> {
-        let on_stale = |e: &crate::Error| self.stale("unusable module pack", e);
-        let Some(pack) = slot.for_read(&self.inner.pack_options, on_stale)? else {
-            return Err(CacheError::NotFound);
+        let mut skip = None;
+        match self.probe(set, &key) {
+            Probe::Small(slot, pack) => match self.read_from(&slot, &pack, &key, engine)? {
+                Some(module) => return Ok(module),
+                None => skip = Some(slot.path.clone()),
+            },
+            Probe::Missing(layers) if !set.rescan_due() => {
+                self.report_unusable(set, &layers);
+                return Err(CacheError::NotFound);
+            }
+            Probe::Missing(_) | Probe::Blocking => {}
+        }
+        let (cache, set, engine) = (self.clone(), set.clone(), engine.clone());
+        run_blocking(move || cache.load_blocking(&set, &key, &engine, skip)).await
+    }
+
+    /// Looks for `key` in the packs already open, touching nothing but mapped memory.
+    fn probe(&self, set: &PackSet, key: &Key) -> Probe {
+        let Some(layers) = set.layers() else {
+            return Probe::Blocking;
         };
+        for slot in &layers.readable {
+            let Some(pack) = slot.open_pack() else {
+                return Probe::Blocking;
+            };
+            match pack.value_len(key) {
+                Ok(Some(len)) if len < INLINE_LOAD_BYTES => {
+                    return Probe::Small(slot.clone(), pack);
+                }
+                Ok(None) => {}
+                Ok(Some(_)) | Err(_) => return Probe::Blocking,
+            }
+        }
+        Probe::Missing(layers)
+    }
+
+    /// The whole load, opening packs and listing directories as needed. Blocks.
+    fn load_blocking(
+        &self,
+        set: &PackSet,
+        key: &Key,
+        engine: &Engine,
+        skip: Option<PathBuf>,
+    ) -> Result<Module, CacheError> {
+        let mut layers = set.layers_or_build(&self.inner);
+        let mut tried: HashSet<PathBuf> = skip.into_iter().collect();
+        let mut first_error = None;
+        loop {
+            for slot in &layers.readable {
+                if !tried.insert(slot.path.clone()) {
+                    continue;
+                }
+                let on_stale = |e: &crate::Error| self.inner.stale("unusable module pack", e);
+                let found = slot
+                    .for_read(&self.inner.pack_options, on_stale)
+                    .and_then(|pack| match pack {
+                        Some(pack) => self.read_from(slot, &pack, key, engine),
+                        None => Ok(None),
+                    });
+                match found {
+                    Ok(Some(module)) => return Ok(module),
+                    Ok(None) => {}
+                    // One unreadable pack must not hide the others.
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot read a module pack");
+                        first_error.get_or_insert(error);
+                    }
+                }
+            }
+            if !set.rescan_due() {
+                break;
+            }
+            layers = set.rebuild(&self.inner);
+        }
+        self.report_unusable(set, &layers);
+        Err(first_error.unwrap_or(CacheError::NotFound))
+    }
+
+    /// The module under `key` in `pack`, deserialized and memoized; `None` if the pack has no
+    /// usable entry for it.
+    fn read_from(
+        &self,
+        slot: &PackSlot,
+        pack: &Pack,
+        key: &Key,
+        engine: &Engine,
+    ) -> Result<Option<Module>, CacheError> {
         let bytes = match pack.get(key) {
             Ok(Some(bytes)) => bytes,
-            Ok(None) => return Err(CacheError::NotFound),
+            Ok(None) => return Ok(None),
             Err(e) if is_stale(e.kind()) => {
-                self.stale("unusable module entry", &e);
-                return Err(CacheError::NotFound);
+                self.inner.stale("unusable module entry", &e);
+                return Ok(None);
             }
             Err(e) => return Err(read_error(e)),
         };
         let len = bytes.len() as u64;
-        let module = if len >= BLOCKING_DESERIALIZE_BYTES {
-            let engine = engine.clone();
-            run_blocking(move || deserialize(&engine, bytes)).await
-        } else {
-            deserialize(engine, bytes)
-        };
-        match module {
+        match deserialize(engine, bytes) {
             Ok(module) => {
                 self.inner.counters.hits.fetch_add(1, Ordering::Relaxed);
-                Ok(self.inner.memo.insert(engine.id(), *key, module, len))
+                if let Some(recency) = &slot.recency {
+                    recency.touch(key);
+                }
+                Ok(Some(self.inner.memo.insert(engine.id(), *key, module, len)))
             }
             Err(e) => {
-                self.stale("wasmer refused a cached module", &e);
-                Err(CacheError::NotFound)
+                self.inner.stale("wasmer refused a cached module", &e);
+                Ok(None)
+            }
+        }
+    }
+
+    fn report_unusable(&self, set: &PackSet, layers: &Layers) {
+        let new = set.report_unusable(layers);
+        self.inner
+            .counters
+            .unusable_packs
+            .fetch_add(new, Ordering::Relaxed);
+    }
+
+    /// Whether an open pack has `key`, if every pack `set` reads is open.
+    fn contains_inline(&self, set: &PackSet, key: &Key) -> Option<bool> {
+        for slot in &set.layers()?.readable {
+            match slot.open_pack()?.contains(key) {
+                Ok(true) => return Some(true),
+                Ok(false) => {}
+                Err(_) => return None,
+            }
+        }
+        Some(false)
+    }
+
+    fn contains_blocking(&self, set: &PackSet, key: &Key) -> Result<bool, CacheError> {
+        let layers = set.layers_or_build(&self.inner);
+        let mut first_error = None;
+        for slot in &layers.readable {
+            let on_stale = |e: &crate::Error| self.inner.stale("unusable module pack", e);
+            match slot.for_read(&self.inner.pack_options, on_stale) {
+                Ok(Some(pack)) => match pack.contains(key) {
+                    Ok(true) => return Ok(true),
+                    Ok(false) => {}
+                    Err(e) if is_stale(e.kind()) => {}
+                    Err(e) => {
+                        first_error.get_or_insert(read_error(e));
+                    }
+                },
+                Ok(None) => {}
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(false), Err)
+    }
+}
+
+impl Inner {
+    /// The slot of the pack file at `path`, made by `make` on first use.
+    fn slot(&self, path: &Path, make: impl FnOnce() -> PackSlot) -> Arc<PackSlot> {
+        self.slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(path.to_path_buf())
+            .or_insert_with(|| Arc::new(make()))
+            .clone()
+    }
+
+    fn all_slots(&self) -> Vec<Arc<PackSlot>> {
+        self.slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// The engines' own packs: the ones this cache writes and compacts.
+    fn own_slots(&self) -> Vec<Arc<PackSlot>> {
+        self.sets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .filter_map(|set| set.own.clone())
+            .collect()
+    }
+
+    fn stale(&self, what: &str, error: &dyn std::fmt::Display) {
+        self.counters.stale.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(%error, "{what}; treating it as a cache miss");
+    }
+}
+
+impl Drop for Inner {
+    /// Short-lived processes must record what they used too: the last handle of a cache
+    /// merges its recency stamps into the sidecars (a few small writes, only if a load or
+    /// save happened since the last flush).
+    fn drop(&mut self) {
+        for slot in self.all_slots() {
+            if let Err(e) = slot.flush_recency() {
+                let pack = slot.path.display();
+                tracing::debug!(%pack, error = %e, "could not flush recency stamps");
             }
         }
     }
@@ -287,9 +520,11 @@ impl PackCache {
 fn deserialize(engine: &Engine, bytes: Bytes) -> Result<Module, wasmer::DeserializeError> {
     // SAFETY: `Module::deserialize_unchecked` requires bytes that `Module::serialize`
     // produced for a compatible engine, and that stay valid and unchanged while the module
-    // lives. (1) The pack was opened with this engine's full identity (deterministic id,
-    // artifact format, artifact ABI version, target triple and CPU features) and only holds
-    // artifacts serialized by an engine with that identity. (2) `Pack::get` checked the
+    // lives. (1) Every pack a load reads was opened with an identity this engine can load
+    // (`EngineIdentity::can_load`: the same deterministic id, artifact format, artifact ABI
+    // version and target triple, and a subset of its CPU features; a pack handle never
+    // switches to a file of another identity) and only holds artifacts serialized by an
+    // engine with that identity. (2) `Pack::get` checked the
     // bytes' CRC-32 against the checksum computed from `serialize`'s output when the entry
     // was written (once per entry per process; committed bytes are never rewritten), so they
     // are exactly those bytes, not a torn write or a flipped bit. (3) Payloads are 64-byte
@@ -311,13 +546,15 @@ fn key_of(hash: &ModuleHash) -> Key {
 impl ModuleCache for PackCache {
     async fn load(&self, key: ModuleHash, engine: &Engine) -> Result<Module, CacheError> {
         let key = key_of(&key);
-        let slot = self.slot(engine);
+        let set = self.pack_set(engine);
         if let Some(module) = self.inner.memo.get(engine.id(), &key) {
             self.inner
                 .counters
                 .memo_hits
                 .fetch_add(1, Ordering::Relaxed);
-            slot.recency.touch(&key);
+            if let Some(recency) = set.own.as_ref().and_then(|own| own.recency.as_ref()) {
+                recency.touch(&key);
+            }
             return Ok(module);
         }
         // One deserialization per key at a time: concurrent first loads share its result
@@ -339,7 +576,7 @@ impl ModuleCache for PackCache {
                         .fetch_add(1, Ordering::Relaxed);
                     return Ok(module);
                 }
-                self.load_from_pack(&slot, &key, engine).await
+                self.load_from_packs(&set, key, engine).await
             })
             .await
             .cloned();
@@ -349,10 +586,7 @@ impl ModuleCache for PackCache {
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&(engine.id(), key));
         match &result {
-            Ok(_) => {
-                slot.recency.touch(&key);
-                self.flush_recency_if_due(&slot);
-            }
+            Ok(_) => self.flush_recency_if_due(),
             Err(CacheError::NotFound) => {
                 self.inner.counters.misses.fetch_add(1, Ordering::Relaxed);
             }
@@ -366,18 +600,18 @@ impl ModuleCache for PackCache {
         if self.inner.memo.contains(engine.id(), &key) {
             return Ok(true);
         }
-        let slot = self.slot(engine);
-        let on_stale = |e: &crate::Error| self.stale("unusable module pack", e);
-        match slot.for_read(&self.inner.pack_options, on_stale)? {
-            Some(pack) => match pack.contains(&key) {
-                Ok(found) => Ok(found),
-                Err(e) if is_stale(e.kind()) => Ok(false),
-                Err(e) => Err(read_error(e)),
-            },
-            None => Ok(false),
+        let set = self.pack_set(engine);
+        if let Some(found) = self.contains_inline(&set, &key) {
+            return Ok(found);
         }
+        let cache = self.clone();
+        run_blocking(move || cache.contains_blocking(&set, &key)).await
     }
 
+    /// Saves `module` to the engine's own pack. An entry already there holding exactly these
+    /// bytes is kept (keys are content hashes, so that is this module); any other entry under
+    /// the key, such as one wasmer refused to load, is replaced. A cache without a directory
+    /// of its own saves nothing.
     async fn save(
         &self,
         key: ModuleHash,
@@ -385,30 +619,38 @@ impl ModuleCache for PackCache {
         module: &Module,
     ) -> Result<(), CacheError> {
         let key = key_of(&key);
-        let slot = self.slot(engine);
+        let set = self.pack_set(engine);
+        let Some(own) = set.own.clone() else {
+            tracing::debug!(%key, "no cache directory: the module is not saved");
+            return Ok(());
+        };
         let cache = self.clone();
-        let writer_slot = slot.clone();
+        let writer_slot = own.clone();
         let to_save = module.clone();
         let saved_len = run_blocking(move || -> Result<u64, CacheError> {
-            let on_stale =
-                |e: &crate::Error| cache.stale("unusable module pack, moving it aside", e);
+            let on_stale = |e: &crate::Error| {
+                cache
+                    .inner
+                    .stale("unusable module pack, moving it aside", e)
+            };
             let pack = writer_slot.for_write(&cache.inner.pack_options, on_stale)?;
-            // Keys are content hashes: an intact entry already there is this module.
-            if let Ok(Some(existing)) = pack.get(&key) {
-                return Ok(existing.len() as u64);
-            }
             let bytes = to_save.serialize()?;
-            pack.insert_with_label(&key, &bytes, to_save.name().unwrap_or(""))
-                .map_err(write_error)?;
-            cache.inner.counters.saves.fetch_add(1, Ordering::Relaxed);
+            let same = matches!(pack.get(&key), Ok(Some(existing)) if existing == bytes);
+            if !same {
+                pack.insert_with_label(&key, &bytes, to_save.name().unwrap_or(""))
+                    .map_err(write_error)?;
+                cache.inner.counters.saves.fetch_add(1, Ordering::Relaxed);
+            }
             Ok(bytes.len() as u64)
         })
         .await?;
         self.inner
             .memo
             .insert(engine.id(), key, module.clone(), saved_len);
-        slot.recency.touch(&key);
-        self.compact_if_due(&slot);
+        if let Some(recency) = &own.recency {
+            recency.touch(&key);
+        }
+        self.compact_if_due(&own);
         Ok(())
     }
 }

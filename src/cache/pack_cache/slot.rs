@@ -1,10 +1,13 @@
-//! One pack of a [`PackCache`](super::PackCache): the file for one engine identity, opened
-//! lazily, with this process's recency stamps for it.
+//! One pack file of a [`PackCache`](super::PackCache), opened lazily: the pack an engine
+//! saves to, a sibling pack in the same directory, or a shipped pack that is only read.
+//!
+//! Opening a file may block on the disk, so it happens outside the lock that guards the open
+//! handle: a thread that only wants the handle already open never waits for another's open.
 
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{PoisonError, RwLock};
 
@@ -18,9 +21,13 @@ const MAX_SET_ASIDE_ATTEMPTS: usize = 4;
 #[derive(Debug)]
 pub(super) struct PackSlot {
     pub(super) path: PathBuf,
-    identity: EngineIdentity,
+    /// The identity the file must have; `None` for a shipped pack named by the application,
+    /// whose identity is whatever it says (the cache checks it can load it).
+    expected: Option<EngineIdentity>,
     pack: RwLock<Option<Pack>>,
-    pub(super) recency: Recency,
+    /// This process's uses of the pack's entries, for packs in the cache's own directory
+    /// (shipped packs are never compacted, and their directory may be read-only).
+    pub(super) recency: Option<Recency>,
     pub(super) compacting: AtomicBool,
 }
 
@@ -36,17 +43,24 @@ pub(super) fn is_stale(kind: ErrorKind) -> bool {
 }
 
 impl PackSlot {
-    pub(super) fn new(dir: &Path, identity: EngineIdentity) -> PackSlot {
-        let path = dir.join(format!(
-            "{}.v{}.wpk",
-            identity.file_stem(),
-            crate::format::superblock::FORMAT_VERSION
-        ));
+    /// A pack of the cache's own directory: written if it is the engine's own pack, and with
+    /// recency stamps either way.
+    pub(super) fn local(path: PathBuf, identity: EngineIdentity) -> PackSlot {
+        PackSlot::new(path, Some(identity), Some(Recency::default()))
+    }
+
+    /// A shipped pack, only ever read. `expected` is the identity its name promises, if it
+    /// was found by name in a directory.
+    pub(super) fn shipped(path: PathBuf, expected: Option<EngineIdentity>) -> PackSlot {
+        PackSlot::new(path, expected, None)
+    }
+
+    fn new(path: PathBuf, expected: Option<EngineIdentity>, recency: Option<Recency>) -> PackSlot {
         PackSlot {
             path,
-            identity,
+            expected,
             pack: RwLock::new(None),
-            recency: Recency::default(),
+            recency,
             compacting: AtomicBool::new(false),
         }
     }
@@ -59,8 +73,16 @@ impl PackSlot {
             .clone()
     }
 
-    /// The pack, opened if it exists; `Ok(None)` if there is none. A stale pack (other
-    /// identity, corrupt) is reported through `on_stale` and is also `Ok(None)`.
+    /// Keeps `pack` as the open handle unless another thread opened one meanwhile; returns
+    /// the one kept.
+    fn install(&self, pack: Pack) -> Pack {
+        let mut slot = self.pack.write().unwrap_or_else(PoisonError::into_inner);
+        slot.get_or_insert(pack).clone()
+    }
+
+    /// The pack, opened if it exists; `Ok(None)` if there is none. A stale pack (another
+    /// identity than expected, corrupt) is reported through `on_stale` and is also `Ok(None)`.
+    /// Blocks on the file system when the pack is not open yet.
     pub(super) fn for_read(
         &self,
         options: &PackOptions,
@@ -69,15 +91,12 @@ impl PackSlot {
         if let Some(pack) = self.open_pack() {
             return Ok(Some(pack));
         }
-        let mut slot = self.pack.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(pack) = slot.as_ref() {
-            return Ok(Some(pack.clone()));
-        }
-        match options.open(&self.path, &self.identity.to_pack_identity()) {
-            Ok(pack) => {
-                *slot = Some(pack.clone());
-                Ok(Some(pack))
-            }
+        let opened = match &self.expected {
+            Some(identity) => options.open(&self.path, &identity.to_pack_identity()),
+            None => options.open_any(&self.path),
+        };
+        match opened {
+            Ok(pack) => Ok(Some(self.install(pack))),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) if is_stale(e.kind()) => {
                 on_stale(&e);
@@ -88,7 +107,9 @@ impl PackSlot {
     }
 
     /// The pack, created if needed. A file at its path that is not a usable pack is moved
-    /// aside to `*.wpk.corrupt` (replacing an earlier one) and a new pack is created.
+    /// aside to `*.wpk.corrupt` (replacing an earlier one) and a new pack is created. Blocks
+    /// on the file system (and on another process's writer lock while setting a file aside),
+    /// but never while holding the lock that readers of the open handle take.
     pub(super) fn for_write(
         &self,
         options: &PackOptions,
@@ -97,17 +118,19 @@ impl PackSlot {
         if let Some(pack) = self.open_pack() {
             return Ok(pack);
         }
-        let mut slot = self.pack.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(pack) = slot.as_ref() {
-            return Ok(pack.clone());
-        }
+        let Some(identity) = &self.expected else {
+            return Err(CacheError::FileWrite {
+                path: self.path.clone(),
+                error: io::Error::other("a shipped pack is never written"),
+            });
+        };
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir).map_err(|error| CacheError::FileWrite {
                 path: dir.to_path_buf(),
                 error,
             })?;
         }
-        let identity = self.identity.to_pack_identity();
+        let identity = identity.to_pack_identity();
         let mut on_stale = Some(on_stale);
         for _ in 0..MAX_SET_ASIDE_ATTEMPTS {
             match options.open_or_create(&self.path, &identity) {
@@ -117,11 +140,7 @@ impl PackSlot {
                     }
                     self.set_aside(options, &identity)?;
                 }
-                other => {
-                    let pack = other.map_err(write_error)?;
-                    *slot = Some(pack.clone());
-                    return Ok(pack);
-                }
+                other => return Ok(self.install(other.map_err(write_error)?)),
             }
         }
         Err(CacheError::FileWrite {
@@ -166,6 +185,14 @@ impl PackSlot {
 
     pub(super) fn done_compacting(&self) {
         self.compacting.store(false, Ordering::Release);
+    }
+
+    /// Merges this process's recency stamps into the pack's sidecar if there are new ones.
+    pub(super) fn flush_recency(&self) -> io::Result<()> {
+        match &self.recency {
+            Some(recency) if recency.is_dirty() => recency.flush(&self.path, None).map(drop),
+            _ => Ok(()),
+        }
     }
 }
 

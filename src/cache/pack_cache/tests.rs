@@ -2,7 +2,8 @@ use std::os::unix::fs::FileExt;
 
 use super::*;
 use crate::cache::test_support::{
-    answer, compiled, engine, engine_without_cpu_features, key, poll_ready,
+    answer, baseline_engine, compiled, compiled_by, engine, engine_without_cpu_features, key,
+    poll_ready, warnings_during,
 };
 use crate::{Pack, PackIdentity};
 
@@ -25,7 +26,7 @@ fn saves_and_loads_across_caches_without_a_runtime() {
     );
     assert!(!poll_ready(cache.contains(key(1), engine)).unwrap());
     poll_ready(cache.save(key(1), engine, &compiled(1))).unwrap();
-    assert!(cache.pack_path(engine).exists());
+    assert!(cache.pack_path(engine).unwrap().exists());
 
     let fresh = PackCache::new(dir.path());
     assert!(poll_ready(fresh.contains(key(1), engine)).unwrap());
@@ -112,7 +113,7 @@ fn a_corrupt_entry_is_a_miss_and_save_replaces_it() {
     let engine = engine();
     let cache = PackCache::new(dir.path());
     poll_ready(cache.save(key(4), engine, &compiled(4))).unwrap();
-    let path = cache.pack_path(engine);
+    let path = cache.pack_path(engine).unwrap();
     let offset = Pack::open_any(&path)
         .unwrap()
         .iter()
@@ -149,7 +150,7 @@ fn a_pack_of_another_identity_is_moved_aside_on_save() {
     let dir = tempfile::tempdir().unwrap();
     let engine = engine();
     let cache = PackCache::new(dir.path());
-    let path = cache.pack_path(engine);
+    let path = cache.pack_path(engine).unwrap();
     std::fs::create_dir_all(dir.path()).unwrap();
     Pack::create(&path, &PackIdentity::new().with("engine", "someone-else")).unwrap();
     assert!(
@@ -172,7 +173,7 @@ fn garbage_at_the_pack_path_is_a_miss_then_replaced() {
     let dir = tempfile::tempdir().unwrap();
     let engine = engine();
     let cache = PackCache::new(dir.path());
-    let path = cache.pack_path(engine);
+    let path = cache.pack_path(engine).unwrap();
     std::fs::write(&path, b"not a pack at all").unwrap();
     assert!(
         poll_ready(cache.load(key(6), engine))
@@ -188,19 +189,230 @@ fn garbage_at_the_pack_path_is_a_miss_then_replaced() {
 }
 
 #[test]
-fn engines_with_other_cpu_features_use_their_own_pack() {
+fn an_engine_lacking_a_pack_s_cpu_features_misses_with_one_warning() {
     let dir = tempfile::tempdir().unwrap();
     let cache = PackCache::new(dir.path());
     let host = engine();
     let plain = engine_without_cpu_features();
     assert_ne!(cache.pack_path(host), cache.pack_path(plain));
     poll_ready(cache.save(key(7), host, &compiled(7))).unwrap();
+
+    let reader = PackCache::new(dir.path());
+    let (missed, warnings) = warnings_during(|| poll_ready(reader.load(key(7), plain)));
+    assert!(missed.unwrap_err().is_not_found());
+    let host_pack = cache.pack_path(host).unwrap();
+    let shown = host_pack.display().to_string();
+    let about: Vec<&String> = warnings.iter().filter(|w| w.contains(&shown)).collect();
+    assert_eq!(about.len(), 1, "{warnings:?}");
     assert!(
-        poll_ready(cache.load(key(7), plain))
-            .unwrap_err()
-            .is_not_found()
+        about[0].contains("needs CPU features this engine lacks: "),
+        "{about:?}"
     );
-    assert!(!poll_ready(cache.contains(key(7), plain)).unwrap());
+    let missing = EngineIdentity::of(host).cpu_features().to_string();
+    assert!(about[0].contains(&missing), "{about:?} names {missing}");
+    assert_eq!(reader.stats().unusable_packs, 1);
+
+    // Once per pack: later misses stay quiet.
+    let (again, warnings) = warnings_during(|| poll_ready(reader.load(key(8), plain)));
+    assert!(again.unwrap_err().is_not_found());
+    assert!(warnings.iter().all(|w| !w.contains(&shown)), "{warnings:?}");
+    assert_eq!(reader.stats().unusable_packs, 1);
+    assert!(!poll_ready(reader.contains(key(7), plain)).unwrap());
+    assert_eq!(reader.pack_paths(plain), [reader.pack_path(plain).unwrap()]);
+}
+
+#[test]
+fn a_pack_of_a_lower_cpu_level_loads_without_compiling() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(baseline) = baseline_engine() else {
+        eprintln!("skipped: no CPU level below this host's to compile for");
+        return;
+    };
+    let host = engine();
+    let built = compiled_by(baseline, 30);
+    poll_ready(PackCache::new(dir.path()).save(key(30), baseline, &built)).unwrap();
+
+    let cache = PackCache::new(dir.path());
+    let baseline_pack = cache.pack_path(baseline).unwrap();
+    assert_eq!(
+        cache.pack_paths(host),
+        [cache.pack_path(host).unwrap(), baseline_pack]
+    );
+    let loaded = poll_ready(cache.load(key(30), host)).unwrap();
+    assert_eq!(answer(&loaded, host), 30);
+    // The baseline artifact, deserialized: nothing was compiled or saved.
+    assert_eq!(loaded.serialize().unwrap(), built.serialize().unwrap());
+    let stats = cache.stats();
+    assert_eq!((stats.hits, stats.misses, stats.saves), (1, 0, 0));
+    assert!(!cache.pack_path(host).unwrap().exists());
+    assert!(poll_ready(cache.contains(key(30), host)).unwrap());
+}
+
+#[test]
+fn shipped_packs_are_read_first_and_never_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = engine();
+    let shipped = dir.path().join("shipped.wpk");
+    let identity = EngineIdentity::of(host).to_pack_identity();
+    let pack = Pack::create(&shipped, &identity).unwrap();
+    pack.insert(&key_of(&key(31)), &compiled(31).serialize().unwrap())
+        .unwrap();
+    let before = std::fs::read(&shipped).unwrap();
+
+    let local = dir.path().join("local");
+    let cache = PackCache::builder(&local).shipped_pack(&shipped).build();
+    assert_eq!(
+        cache.pack_paths(host),
+        [shipped.clone(), cache.pack_path(host).unwrap()]
+    );
+    let hit = poll_ready(cache.load(key(31), host)).unwrap();
+    assert_eq!(answer(&hit, host), 31);
+    // A module the shipment lacks is compiled and saved locally, not into the shipped pack.
+    let miss = poll_ready(cache.load(key(32), host)).unwrap_err();
+    assert!(miss.is_not_found());
+    poll_ready(cache.save(key(32), host, &compiled(32))).unwrap();
+    assert!(cache.pack_path(host).unwrap().exists());
+    cache.compact().unwrap();
+    drop(cache);
+    let after = std::fs::read(&shipped).unwrap();
+    assert!(after == before, "the shipped pack is unchanged");
+    assert!(!dir.path().join("shipped.wpk.recency").exists());
+
+    let fresh = PackCache::builder(&local).shipped_pack(&shipped).build();
+    for n in [31, 32] {
+        let loaded = poll_ready(fresh.load(key(n), host)).unwrap();
+        assert_eq!(answer(&loaded, host), n as i32);
+    }
+    assert_eq!(fresh.stats().hits, 2);
+}
+
+#[test]
+fn a_cache_of_shipped_packs_only_saves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = engine();
+    let cache = PackCacheBuilder::new()
+        .shipped_pack(dir.path().join("missing.wpk"))
+        .build();
+    assert_eq!(cache.pack_path(host), None);
+    let (missed, warnings) = warnings_during(|| poll_ready(cache.load(key(33), host)));
+    assert!(missed.unwrap_err().is_not_found());
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("missing.wpk") && w.contains("does not exist")),
+        "{warnings:?}"
+    );
+    poll_ready(cache.save(key(33), host, &compiled(33))).unwrap();
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    assert_eq!(cache.stats().saves, 0);
+}
+
+#[test]
+fn shipped_directories_serve_the_most_specific_pack_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = engine();
+    let Some(baseline) = baseline_engine() else {
+        eprintln!("skipped: no CPU level below this host's to compile for");
+        return;
+    };
+    let ships = dir.path().join("ship");
+    std::fs::create_dir_all(&ships).unwrap();
+    // Two CPU levels of one module, and a pack this host cannot load.
+    for engine in [host, baseline] {
+        let identity = EngineIdentity::of(engine);
+        let path = ships.join(identity.pack_file_name());
+        Pack::create(&path, &identity.to_pack_identity())
+            .unwrap()
+            .insert(
+                &key_of(&key(34)),
+                &compiled_by(engine, 34).serialize().unwrap(),
+            )
+            .unwrap();
+    }
+    let beyond = EngineIdentity::of(host).with_cpu_features(&["neon".into(), "sse2".into()]);
+    let beyond_path = ships.join(beyond.pack_file_name());
+    Pack::create(&beyond_path, &beyond.to_pack_identity()).unwrap();
+
+    let cache = PackCacheBuilder::new().shipped_dir(&ships).build();
+    assert_eq!(
+        cache.pack_paths(host),
+        [
+            ships.join(EngineIdentity::of(host).pack_file_name()),
+            ships.join(EngineIdentity::of(baseline).pack_file_name()),
+        ]
+    );
+    let loaded = poll_ready(cache.load(key(34), host)).unwrap();
+    assert_eq!(
+        loaded.serialize().unwrap(),
+        compiled_by(host, 34).serialize().unwrap(),
+        "the host's own level, not the baseline"
+    );
+    let (_, warnings) = warnings_during(|| poll_ready(cache.load(key(35), host)));
+    let beyond_shown = beyond_path.display().to_string();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains(&beyond_shown) && w.contains("neon")),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn save_replaces_an_intact_entry_wasmer_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine();
+    let cache = PackCache::new(dir.path());
+    let path = cache.pack_path(engine).unwrap();
+    let identity = EngineIdentity::of(engine).to_pack_identity();
+    // Checksum intact, artifact refused: what a pack from a broken build would hold.
+    Pack::create(&path, &identity)
+        .unwrap()
+        .insert(&key_of(&key(36)), b"not an artifact")
+        .unwrap();
+    let miss = poll_ready(cache.load(key(36), engine)).unwrap_err();
+    assert!(miss.is_not_found());
+    assert_eq!(cache.stats().stale, 1);
+    poll_ready(cache.save(key(36), engine, &compiled(36))).unwrap();
+    assert_eq!(cache.stats().saves, 1, "the refused entry is replaced");
+    let fresh = PackCache::new(dir.path());
+    let loaded = poll_ready(fresh.load(key(36), engine)).unwrap();
+    assert_eq!(answer(&loaded, engine), 36);
+    // Saving the same module again writes nothing.
+    poll_ready(fresh.save(key(36), engine, &compiled(36))).unwrap();
+    assert_eq!(fresh.stats().saves, 0);
+}
+
+#[test]
+fn recency_reaches_the_sidecar_on_flush_and_on_drop() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine();
+    poll_ready(PackCache::new(dir.path()).save(key(37), engine, &compiled(37))).unwrap();
+    let path = PackCache::new(dir.path()).pack_path(engine).unwrap();
+    let stamp_of = |n| {
+        crate::pack::recency::read_sidecar(&path)
+            .get(&key_of(&key(n)))
+            .copied()
+    };
+    // The save's stamp arrived when that cache was dropped.
+    let saved = stamp_of(37).expect("a dropped cache flushes");
+
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let cache = PackCache::new(dir.path());
+    poll_ready(cache.load(key(37), engine)).unwrap();
+    assert_eq!(
+        stamp_of(37),
+        Some(saved),
+        "loads never write to disk themselves"
+    );
+    cache.flush().unwrap();
+    let loaded = stamp_of(37).unwrap();
+    assert!(loaded > saved, "{loaded} > {saved}");
+
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let short_lived = PackCache::new(dir.path());
+    poll_ready(short_lived.load(key(37), engine)).unwrap();
+    drop(short_lived);
+    assert!(stamp_of(37).unwrap() > loaded, "a dropped cache flushes");
 }
 
 #[test]
@@ -265,7 +477,7 @@ fn background_compaction_evicts_beyond_the_soft_limit() {
     // Wait for the background thread to finish its last compaction.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let pack_len = || {
-        Pack::open_any(cache.pack_path(engine))
+        Pack::open_any(cache.pack_path(engine).unwrap())
             .unwrap()
             .len()
             .unwrap()
@@ -279,10 +491,10 @@ fn background_compaction_evicts_beyond_the_soft_limit() {
         cache.compact().unwrap();
     }
     assert!(cache.stats().compactions > 0);
-    let pack = Pack::open_any(cache.pack_path(engine)).unwrap();
+    let pack = Pack::open_any(cache.pack_path(engine).unwrap()).unwrap();
     assert!(
         pack.contains(&key_of(&key(20))).unwrap(),
         "the recently used module survives"
     );
-    assert!(crate::pack::recency::read_sidecar(&cache.pack_path(engine)).len() <= 4);
+    assert!(crate::pack::recency::read_sidecar(&cache.pack_path(engine).unwrap()).len() <= 4);
 }
