@@ -18,7 +18,8 @@ fn help_has_examples_and_exit_codes() {
     assert!(top.stdout.contains("Examples:"), "{}", top.stdout);
     assert!(top.stdout.contains("Exit codes:"), "{}", top.stdout);
     for command in [
-        "build", "list", "info", "verify", "compact", "rm", "extract", "merge", "run", "demo",
+        "build", "import", "list", "info", "verify", "compact", "rm", "extract", "merge", "run",
+        "demo",
     ] {
         let help = wasmpak([command, "--help"]).ok();
         assert!(

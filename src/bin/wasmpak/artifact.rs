@@ -1,8 +1,7 @@
-//! Turning an artifact read from a pack back into a wasmer `Module`: the tool's one `unsafe`.
+//! Turning an artifact back into a wasmer `Module`: the tool's only `unsafe`.
 //!
-//! `run` and `verify --deep` need it for a pack named on the command line. `PackCache` has the
-//! same step, but it derives the pack's file name from the engine and cannot be pointed at an
-//! arbitrary file.
+//! `run` and `verify --deep` need it for a pack named on the command line, `import` for the
+//! artifact files of a runtime's cache.
 
 use bytes::Bytes;
 use wasmer::{DeserializeError, Engine, Module};
@@ -34,8 +33,24 @@ pub fn load(pack: &Pack, key: &Key, engine: &Engine) -> Result<Module, LoadError
     deserialize(engine, bytes).map_err(LoadError::Wasmer)
 }
 
-/// The one `unsafe` call of the tool, kept in a function of its own so that its contract is
-/// stated once.
+/// Deserializes an artifact file that a runtime's module cache wrote (`import`). The caller
+/// must only pass files the user named as such.
+#[allow(unsafe_code)]
+pub fn load_cached_file(engine: &Engine, bytes: Bytes) -> Result<Module, DeserializeError> {
+    // SAFETY: `Module::deserialize` requires bytes that `Module::serialize` produced for an
+    // engine compatible with `engine`. (1) Compatible: wasmer checks the artifact's magic,
+    // ABI version and that `engine`'s target has every CPU feature the code needs, and
+    // refuses the bytes otherwise; `import` only keeps what it accepts. (2) Produced by
+    // `serialize`: the user names these files as the artifacts their runtime's cache wrote
+    // (wasix's `FileSystemCache` writes them with `Module::serialize` and loads them with
+    // this very call, unchecked too); `import` extends exactly the trust that runtime
+    // already places in them, and its documentation says to import nothing else. (3) The
+    // `Bytes` owns its buffer, which wasmer keeps with the module.
+    unsafe { Module::deserialize(engine, bytes) }
+}
+
+/// The `unsafe` call for artifacts read from packs, kept in a function of its own so that
+/// its contract is stated once.
 #[allow(unsafe_code)]
 fn deserialize(engine: &Engine, bytes: Bytes) -> Result<Module, DeserializeError> {
     // SAFETY: `Module::deserialize` requires bytes that `Module::serialize` produced for an

@@ -163,7 +163,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
 
     let stats = pack.as_ref().map(|p| p.stats()).transpose()?;
     say!(
-        "{}: added {added}, replaced {replaced} ({}), skipped {skipped}; {}, {} live",
+        "{}: added {added}, replaced {replaced}, skipped {skipped} ({} written); {}, {} live",
         pack_path.display(),
         output::bytes(added_bytes),
         output::count(stats.map_or(0, |s| s.entries), "entry", "entries"),

@@ -3,8 +3,9 @@
 //! Eviction order is least recently used first, from the recency sidecar that runtimes using
 //! `PackCache` keep next to the pack (`{pack}.recency`); entries never loaded go first. Safe
 //! while other processes read the pack: they move to the new file on their next lookup.
+//! Damaged entries cannot be copied: they are dropped, and named, so they can be rebuilt.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
 use wasmpak::{Key, Retention};
@@ -31,10 +32,13 @@ pub struct Args {
 pub fn run(args: Args) -> Result<(), CliError> {
     let pack = open::any(&args.pack)?;
     open::check_writable(&args.pack)?;
+    // Keys come from the index alone; labels need every record header, so a damaged one
+    // costs the labels, not the report.
+    let before: Vec<Key> = pack.keys().unwrap_or_default();
     let labels: HashMap<Key, String> = pack
-        .iter()?
-        .map(|e| (*e.key(), e.label().to_string()))
-        .collect();
+        .iter()
+        .map(|entries| entries.map(|e| (*e.key(), e.label().to_string())).collect())
+        .unwrap_or_default();
     let mut retention = Retention::new();
     if let Some(bytes) = args.max_bytes {
         retention = retention.max_live_bytes(bytes);
@@ -44,19 +48,40 @@ pub fn run(args: Args) -> Result<(), CliError> {
     }
     retention.touch_from_sidecar(&args.pack);
     let report = pack.compact_with(&retention)?;
+    let named = |key: &Key| match labels.get(key).filter(|l| !l.is_empty()) {
+        Some(label) => format!("{key}  {label}"),
+        None => key.to_string(),
+    };
     for key in report.evicted() {
-        match labels.get(key).filter(|l| !l.is_empty()) {
-            Some(label) => say!("evicted  {key}  {label}")?,
-            None => say!("evicted  {key}")?,
-        }
+        say!("evicted  {}", named(key))?;
     }
+    // What was listed before, not evicted, and is gone now could not be copied: damaged.
+    let evicted: HashSet<&Key> = report.evicted().iter().collect();
+    let kept: HashSet<Key> = pack.keys()?.into_iter().collect();
+    let damaged: Vec<&Key> = before
+        .iter()
+        .filter(|key| !evicted.contains(key) && !kept.contains(key))
+        .collect();
+    for key in &damaged {
+        say!("dropped  {}  (damaged; rebuild it)", named(key))?;
+    }
+    let dropped = report.dropped_unreadable().max(damaged.len() as u64);
     say!(
-        "{}: {} -> {}; kept {}, evicted {}, dropped {} unreadable",
+        "{}: {} -> {}; kept {}, evicted {}, dropped {}",
         args.pack.display(),
         output::bytes(report.size_before()),
         output::bytes(report.size_after()),
         report.kept(),
         report.evicted().len(),
-        report.dropped_unreadable()
-    )
+        output::count(dropped, "damaged entry", "damaged entries")
+    )?;
+    if dropped > 0 {
+        eprintln!(
+            "warning: {} dropped from {}: rebuild {} with `wasmpak build`",
+            output::count(dropped, "damaged entry was", "damaged entries were"),
+            args.pack.display(),
+            if dropped == 1 { "it" } else { "them" }
+        );
+    }
+    Ok(())
 }

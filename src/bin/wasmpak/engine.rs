@@ -196,3 +196,9 @@ pub fn host_can_load(identity: &PackIdentity) -> Result<(), String> {
 pub fn headless() -> Engine {
     Engine::headless()
 }
+
+/// An engine without a compiler for `engine`'s target and CPU features: it loads exactly the
+/// artifacts `engine` may load, and keeps nothing of another engine's.
+pub fn headless_like(engine: &Engine) -> Engine {
+    Engine::from(EngineBuilder::headless().set_target(Some(engine.target().clone())))
+}

@@ -14,6 +14,7 @@ mod demo;
 mod engine;
 mod error;
 mod extract;
+mod import;
 mod info;
 mod input;
 mod list;
@@ -73,6 +74,7 @@ macro_rules! help {
     after_help = help!(
         "wasmpak demo",
         "wasmpak build app.wpk modules/*.wasm",
+        "wasmpak build --cpu-features x86-64-v3 packs/ modules/*.wasm",
         "wasmpak list app.wpk",
         "wasmpak verify --deep app.wpk",
         "wasmpak run app.wpk modules/math.wasm --invoke add 2 3",
@@ -80,6 +82,7 @@ macro_rules! help {
     after_long_help = help!(long:
         "wasmpak demo",
         "wasmpak build app.wpk modules/*.wasm",
+        "wasmpak build --cpu-features x86-64-v3 packs/ modules/*.wasm",
         "wasmpak list app.wpk",
         "wasmpak verify --deep app.wpk",
         "wasmpak run app.wpk modules/math.wasm --invoke add 2 3",
@@ -103,15 +106,31 @@ enum Command {
         after_help = help!(
             "wasmpak build app.wpk modules/*.wasm",
             "wasmpak build -j 4 app.wpk a.wasm b.wat",
+            "wasmpak build --cpu-features x86-64-v2 packs/ modules/*.wasm",
             "wasmpak build --target aarch64-unknown-linux-gnu arm.wpk modules/*.wasm",
         ),
         after_long_help = help!(long:
             "wasmpak build app.wpk modules/*.wasm",
             "wasmpak build -j 4 app.wpk a.wasm b.wat",
+            "wasmpak build --cpu-features x86-64-v2 packs/ modules/*.wasm",
             "wasmpak build --target aarch64-unknown-linux-gnu arm.wpk modules/*.wasm",
+            "wasmpak build --force app.wpk modules/*.wasm",
         )
     )]
     Build(build::Args),
+    /// Copy the artifacts of an existing module cache (wasix's FileSystemCache layout, or
+    /// .bin files) that this host's wasmer accepts into a pack, without compiling
+    #[command(
+        after_help = help!(
+            "wasmpak import /var/cache/app/packs/ ~/.wasmer/cache/compiled",
+            "wasmpak import app.wpk old-cache/cranelift-opts-wasmer-universal-v12 extra.bin",
+        ),
+        after_long_help = help!(long:
+            "wasmpak import /var/cache/app/packs/ ~/.wasmer/cache/compiled",
+            "wasmpak import app.wpk old-cache/cranelift-opts-wasmer-universal-v12 extra.bin",
+        )
+    )]
+    Import(import::Args),
     /// List a pack's entries: key, label, size, offset
     #[command(
         after_help = help!(
@@ -156,22 +175,29 @@ enum Command {
     Compact(compact::Args),
     /// Remove entries by key, label or key prefix
     #[command(
-        after_help = help!("wasmpak rm app.wpk hello.wasm", "wasmpak rm app.wpk 3f2a9c01 old.wat"),
+        after_help = help!(
+            "wasmpak rm app.wpk hello.wasm",
+            "wasmpak rm app.wpk 3f2a9c01 old.wat",
+            "wasmpak rm -f app.wpk maybe-gone.wasm",
+        ),
         after_long_help = help!(long:
             "wasmpak rm app.wpk hello.wasm",
             "wasmpak rm app.wpk 3f2a9c01 old.wat",
+            "wasmpak rm -f app.wpk maybe-gone.wasm",
         )
     )]
     Rm(rm::Args),
     /// Write one entry's raw artifact to a file, loadable by Module::deserialize
     #[command(
         after_help = help!(
-            "wasmpak extract app.wpk hello.wasm -o hello.bin",
-            "wasmpak extract app.wpk 3f2a9c01 -o - > hello.bin",
+            "wasmpak extract app.wpk hello.wasm          # to hello.bin",
+            "wasmpak extract app.wpk 3f2a9c01 > hello.bin",
+            "wasmpak extract app.wpk hello.wasm -o /tmp/hello.bin",
         ),
         after_long_help = help!(long:
-            "wasmpak extract app.wpk hello.wasm -o hello.bin",
-            "wasmpak extract app.wpk 3f2a9c01 -o - > hello.bin",
+            "wasmpak extract app.wpk hello.wasm          # to hello.bin",
+            "wasmpak extract app.wpk 3f2a9c01 > hello.bin",
+            "wasmpak extract app.wpk hello.wasm -o /tmp/hello.bin",
         )
     )]
     Extract(extract::Args),
@@ -212,6 +238,7 @@ fn main() -> ExitCode {
     let json = cli.command.prints_json();
     let result = match cli.command {
         Command::Build(args) => build::run(args),
+        Command::Import(args) => import::run(args),
         Command::List(args) => list::run(args),
         Command::Info(args) => info::run(args),
         Command::Verify(args) => verify::run(args),
