@@ -58,6 +58,10 @@ fn rollup(pid: u32) -> Vec<(String, u64)> {
 }
 
 fn main() {
+    if cfg!(not(target_os = "linux")) {
+        eprintln!("skipped: the memory bench reads /proc/PID/smaps_rollup, which only Linux has");
+        return;
+    }
     let args: Vec<String> = std::env::args().collect();
     if let Some(at) = args.iter().position(|a| a == "--child") {
         child(&args[at + 1], Path::new(&args[at + 2]), &args[at + 3]);

@@ -198,3 +198,86 @@ fn trait_objects_work() {
         assert_same_module(&shared.load(a.key, engine()).await.unwrap(), a);
     });
 }
+
+/// A shipped pack on a read-only file system (a private mount namespace with a read-only
+/// tmpfs, Linux only; skipped where namespaces are off): loads come from it, the save of a
+/// module it lacks goes to the cache's own directory, and nothing tries to write beside it.
+#[cfg(target_os = "linux")]
+#[test]
+fn shipped_packs_load_from_a_read_only_file_system() {
+    let build = tempfile::tempdir().unwrap();
+    let writer = PackCache::new(build.path());
+    let rt = runtime();
+    for module in &pool()[1..] {
+        rt.block_on(writer.save(module.key, engine(), &module.module))
+            .unwrap();
+    }
+    let shipped = writer.pack_path(engine()).unwrap();
+    let mount = tempfile::tempdir().unwrap();
+    let local = tempfile::tempdir().unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let script = r#"mount -t tmpfs none "$MNT" && cp "$SRC" "$MNT/app.wpk" && mount -o remount,ro "$MNT" && exec "$EXE" child_loads_a_read_only_shipped_pack --exact --ignored --nocapture --test-threads=1"#;
+    let output = std::process::Command::new("unshare")
+        .args(["-rm", "sh", "-c", script])
+        .env("MNT", mount.path())
+        .env("SRC", &shipped)
+        .env("EXE", &exe)
+        .env("WASMPAK_TEST_PACK", mount.path().join("app.wpk"))
+        .env("WASMPAK_TEST_DIR", local.path())
+        .output();
+    let Ok(output) = output else {
+        eprintln!("skipped: unshare is not available");
+        return;
+    };
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !stdout.contains("running 1 test") {
+        eprintln!(
+            "skipped: cannot mount in a private namespace here: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        return;
+    }
+    assert!(
+        output.status.success() && stdout.contains("1 passed"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+#[ignore = "entry point for a child process"]
+fn child_loads_a_read_only_shipped_pack() {
+    let shipped = std::env::var_os("WASMPAK_TEST_PACK").unwrap();
+    let local = std::env::var_os("WASMPAK_TEST_DIR").unwrap();
+    assert!(
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&shipped)
+            .is_err(),
+        "the shipped pack must be on a read-only file system"
+    );
+    let cache = PackCache::builder(&local).shipped_pack(&shipped).build();
+    let rt = runtime();
+    rt.block_on(async {
+        for module in &pool()[1..] {
+            let loaded = cache.load(module.key, engine()).await.unwrap();
+            assert_same_module(&loaded, module);
+        }
+        let lacking = &pool()[0];
+        let miss = cache.load(lacking.key, engine()).await.unwrap_err();
+        assert!(miss.is_not_found(), "{miss}");
+        cache
+            .save(lacking.key, engine(), &lacking.module)
+            .await
+            .unwrap();
+    });
+    let stats = cache.stats();
+    assert_eq!((stats.hits, stats.saves), (pool().len() as u64 - 1, 1));
+    assert!(cache.pack_path(engine()).unwrap().is_file());
+    cache.compact().unwrap();
+    cache.flush().unwrap();
+    let fresh = PackCache::builder(&local).shipped_pack(&shipped).build();
+    let loaded = rt.block_on(fresh.load(pool()[0].key, engine())).unwrap();
+    assert_same_module(&loaded, &pool()[0]);
+}

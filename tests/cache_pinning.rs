@@ -1,7 +1,9 @@
 //! How long a compacted-away pack stays mapped: wasmer 7.4 engines keep the buffer of every
 //! artifact they deserialized for their whole lifetime, so a process pins each old pack file
 //! it loaded from until it drops those engines.
-#![cfg(feature = "wasmer")]
+//!
+//! Linux only: the mappings are read from `/proc/self/maps`.
+#![cfg(all(feature = "wasmer", target_os = "linux"))]
 
 mod support;
 

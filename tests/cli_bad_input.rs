@@ -379,8 +379,10 @@ fn a_directory_where_a_file_is_expected() {
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
 }
 
-/// Runs `wasmpak build PACK INPUT` with the file size limit at `limit` bytes, the way a full
+/// Runs `wasmpak build PACK INPUT` with the file size limit at `limit` bytes (Linux: prlimit
+/// comes with util-linux), the way a full
 /// disk fails writes (EFBIG; SIGXFSZ ignored as a shell would). `None` if prlimit is missing.
+#[cfg(target_os = "linux")]
 fn build_with_fsize_limit(limit: u64, pack: &Path, input: &Path) -> Option<Run> {
     let available = std::process::Command::new("prlimit")
         .arg("--version")
@@ -404,6 +406,7 @@ fn build_with_fsize_limit(limit: u64, pack: &Path, input: &Path) -> Option<Run> 
     Some(output.into())
 }
 
+#[cfg(target_os = "linux")]
 #[test]
 fn disk_full() {
     let s = Scratch::new();

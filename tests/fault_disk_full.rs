@@ -5,6 +5,9 @@
 //! The writer is a child process (this test binary, re-run) under `prlimit --fsize`, with
 //! SIGXFSZ ignored so that a write past the limit fails with EFBIG instead of killing it. The
 //! limit is placed from the layout of the same operation done on a copy of the pack.
+//!
+//! Linux only: the limit is set with `prlimit` from util-linux.
+#![cfg(target_os = "linux")]
 
 mod support;
 

@@ -244,7 +244,9 @@ fn child_writer() {
     }
 }
 
-/// Distinct deleted (compacted-away) files under `dir` still mapped by this process.
+/// Distinct deleted (compacted-away) files under `dir` still mapped by this process (Linux:
+/// read from `/proc/self/maps`).
+#[cfg(target_os = "linux")]
 fn deleted_mappings(dir: &std::path::Path) -> usize {
     let needle = dir.to_string_lossy().into_owned();
     std::fs::read_to_string("/proc/self/maps")
@@ -256,6 +258,7 @@ fn deleted_mappings(dir: &std::path::Path) -> usize {
         .len()
 }
 
+#[cfg(target_os = "linux")]
 #[test]
 fn the_replaced_file_is_released_once_nothing_reads_it() {
     // Compaction and the reader that notices it hand the old file to a short-lived thread

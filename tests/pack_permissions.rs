@@ -105,6 +105,7 @@ fn child_read_only() {
     assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
 }
 
+#[cfg(target_os = "linux")]
 #[test]
 fn read_only_file_system() {
     // A private mount namespace with a read-only tmpfs; skipped where namespaces are off.

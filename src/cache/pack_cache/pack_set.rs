@@ -40,6 +40,10 @@ pub(super) struct Layers {
     pub(super) readable: Vec<Arc<PackSlot>>,
     /// Packs that could have served this engine but cannot.
     pub(super) unusable: Vec<Unusable>,
+    /// Whether the cache's own directory was listed for packs of other CPU levels. The first
+    /// look skips that: they come after the engine's own pack anyway, so a process whose own
+    /// pack has what it loads never pays for the listing.
+    pub(super) complete: bool,
     built: Instant,
 }
 
@@ -68,28 +72,31 @@ impl PackSet {
             .clone()
     }
 
-    /// The layers, built on first use. Blocks on the file system then.
+    /// The layers, built on first use (without listing the cache's own directory). Blocks on
+    /// the file system then.
     pub(super) fn layers_or_build(&self, cache: &Inner) -> Arc<Layers> {
         match self.layers() {
             Some(layers) => layers,
-            None => self.rebuild(cache),
+            None => self.rebuild(cache, false),
         }
     }
 
-    /// Whether a miss should look at the directories again.
+    /// Whether a miss should look at the sources again: the own directory was not listed
+    /// yet, or the last look is older than [`RESCAN_INTERVAL`].
     pub(super) fn rescan_due(&self) -> bool {
         self.layers()
-            .is_none_or(|layers| layers.built.elapsed() >= RESCAN_INTERVAL)
+            .is_none_or(|layers| !layers.complete || layers.built.elapsed() >= RESCAN_INTERVAL)
     }
 
-    /// Looks at every source again. Blocks on the file system.
-    pub(super) fn rebuild(&self, cache: &Inner) -> Arc<Layers> {
-        let layers = Arc::new(self.build(cache));
+    /// Looks at the sources again, listing the own directory if `complete`. Blocks on the
+    /// file system.
+    pub(super) fn rebuild(&self, cache: &Inner, complete: bool) -> Arc<Layers> {
+        let layers = Arc::new(self.build(cache, complete));
         *self.layers.write().unwrap_or_else(PoisonError::into_inner) = Some(layers.clone());
         layers
     }
 
-    fn build(&self, cache: &Inner) -> Layers {
+    fn build(&self, cache: &Inner, complete: bool) -> Layers {
         let Sources {
             local_dir,
             shipped_packs,
@@ -143,7 +150,7 @@ impl PackSet {
         if let Some(own) = &self.own {
             readable.push(own.clone());
         }
-        if let Some(dir) = local_dir {
+        if let Some(dir) = local_dir.as_ref().filter(|_| complete) {
             let mut local = self.compatible_in(dir, &mut refuse, |path, theirs| {
                 cache.slot(path, || PackSlot::local(path.clone(), theirs.clone()))
             });
@@ -155,6 +162,7 @@ impl PackSet {
         Layers {
             readable,
             unusable,
+            complete: complete || local_dir.is_none(),
             built: Instant::now(),
         }
     }

@@ -498,3 +498,85 @@ fn background_compaction_evicts_beyond_the_soft_limit() {
     );
     assert!(crate::pack::recency::read_sidecar(&cache.pack_path(engine).unwrap()).len() <= 4);
 }
+
+/// A module whose artifact is larger than [`INLINE_LOAD_BYTES`], saved in a pack in `dir`.
+fn large_module_in(dir: &std::path::Path) -> (ModuleHash, Module) {
+    static LARGE: std::sync::OnceLock<(ModuleHash, Module)> = std::sync::OnceLock::new();
+    let (key, module) = LARGE
+        .get_or_init(|| {
+            let wat = crate::sample::module_wat(7, 80, 250);
+            let wasm = wasmer::wat2wasm(wat.as_bytes()).unwrap().into_owned();
+            let module = Module::new(engine(), &wasm).unwrap();
+            (ModuleHash::new(&wasm), module)
+        })
+        .clone();
+    let len = module.serialize().unwrap().len() as u64;
+    assert!(len >= INLINE_LOAD_BYTES, "{len} bytes");
+    poll_ready(PackCache::new(dir).save(key, engine(), &module)).unwrap();
+    (key, module)
+}
+
+/// Runs `load` and a task that counts how often it gets to run until `load` is done, on one
+/// current-thread runtime: a load that blocks the thread leaves the counter at zero.
+fn turns_of_another_task_during<T>(load: impl std::future::Future<Output = T>) -> (T, u64) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let turns = AtomicU64::new(0);
+    let result = runtime.block_on(async {
+        let load = async {
+            let result = load.await;
+            done.store(true, Ordering::SeqCst);
+            result
+        };
+        let other = async {
+            while !done.load(Ordering::SeqCst) {
+                turns.fetch_add(1, Ordering::Relaxed);
+                tokio::task::yield_now().await;
+            }
+        };
+        // `join!` polls the load first: if it completes on that poll, the counter stays 0.
+        tokio::join!(load, other).0
+    });
+    (result, turns.load(Ordering::Relaxed))
+}
+
+#[test]
+fn a_large_first_load_leaves_the_executor_free() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, module) = large_module_in(dir.path());
+    let engine = engine();
+    // The pack is not open yet: opening it is file system work too.
+    let cache = PackCache::new(dir.path());
+    let (loaded, turns) = turns_of_another_task_during(cache.load(key, engine));
+    assert_eq!(
+        loaded.unwrap().serialize().unwrap(),
+        module.serialize().unwrap()
+    );
+    assert!(turns > 0, "the executor was blocked for the whole load");
+
+    // The pack open, the memo off: the checksum and deserialization alone move too.
+    let cache = PackCache::builder(dir.path()).memo_entries(0).build();
+    poll_ready(cache.contains(key, engine)).unwrap();
+    let (loaded, turns) = turns_of_another_task_during(cache.load(key, engine));
+    loaded.unwrap();
+    assert!(turns > 0, "the executor was blocked for the whole load");
+}
+
+#[test]
+fn a_small_load_from_an_open_pack_stays_on_the_executor() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine();
+    poll_ready(PackCache::new(dir.path()).save(key(40), engine, &compiled(40))).unwrap();
+    poll_ready(PackCache::new(dir.path()).save(key(41), engine, &compiled(41))).unwrap();
+    let cache = PackCache::new(dir.path());
+    let runtime = runtime();
+    // The first load opens the pack, on the blocking pool.
+    runtime.block_on(cache.load(key(40), engine)).unwrap();
+    // Inside the runtime, the next first load finishes on its first poll: no trip to the pool.
+    let _inside = runtime.enter();
+    let loaded = poll_ready(cache.load(key(41), engine)).unwrap();
+    assert_eq!(answer(&loaded, engine), 41);
+    assert!(poll_ready(cache.contains(key(40), engine)).unwrap());
+}
