@@ -56,7 +56,12 @@
 //! - **[`PackIdentity`]** names what a pack's contents are valid for. For wasmer
 //!   ([`EngineIdentity`]) that is the engine's deterministic id, artifact format, artifact ABI
 //!   version, target triple and CPU features: `Engine::deterministic_id()` alone is just
-//!   `"cranelift-opts"`, which would let two wasmer versions read each other's artifacts.
+//!   `"cranelift-opts"`, which would let two wasmer versions read each other's artifacts. An
+//!   engine loads a pack built for a subset of its CPU features ([`EngineIdentity::can_load`],
+//!   wasmer's own rule), so one pack per [`CpuLevel`] serves a fleet.
+//! - **Shipping.** [`PackCacheBuilder::shipped_pack`] and [`PackCacheBuilder::shipped_dir`]
+//!   put read-only packs built in CI in front of the cache's own directory; each host reads the
+//!   most specific ones it can load.
 //! - **Integrity.** Every value carries a CRC-32, checked before wasmer sees it (once per value
 //!   per process by default, see [`Verify`]). Every structure in the file has its own checksum,
 //!   and a damaged structure yields an error or a miss, never a wrong value.

@@ -36,11 +36,11 @@ use wasmer::sys::CpuFeature;
 /// assert!(v3.features().contains(&CpuFeature::AVX2));
 /// assert!(!v3.features().contains(&CpuFeature::AVX512F));
 ///
-/// // An engine for every x86-64-v3 machine, whatever this one has.
+/// // The target of an engine compiling for every x86-64-v3 machine, whatever this one has.
 /// let mut features = CpuFeature::set();
 /// features.extend(v3.features().iter().copied());
-/// let target = Target::new("x86_64-unknown-linux-gnu".parse()?, features);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// let target = Target::new(Triple::host(), features);
+/// assert_eq!(target.cpu_features().len(), v3.features().len());
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CpuLevel {
