@@ -8,8 +8,9 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{PoisonError, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{OnceLock, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use crate::cache::{CacheError, EngineIdentity};
 use crate::pack::recency::Recency;
@@ -18,6 +19,10 @@ use crate::{Error, ErrorKind, Pack, PackIdentity, PackOptions};
 /// How many times creating a pack moves an unusable file aside before giving up.
 const MAX_SET_ASIDE_ATTEMPTS: usize = 4;
 
+/// How long a pack found missing is taken to be still missing by lookups that must not touch
+/// the file system; after that, the next lookup that may looks again.
+const ABSENT_TRUST: Duration = Duration::from_secs(2);
+
 #[derive(Debug)]
 pub(super) struct PackSlot {
     pub(super) path: PathBuf,
@@ -25,6 +30,9 @@ pub(super) struct PackSlot {
     /// whose identity is whatever it says (the cache checks it can load it).
     expected: Option<EngineIdentity>,
     pack: RwLock<Option<Pack>>,
+    /// When an open last found no file at `path` (from [`millis_since_epoch`], plus one; zero
+    /// for never).
+    absent_at: AtomicU64,
     /// This process's uses of the pack's entries, for packs in the cache's own directory
     /// (shipped packs are never compacted, and their directory may be read-only).
     pub(super) recency: Option<Recency>,
@@ -60,6 +68,7 @@ impl PackSlot {
             path,
             expected,
             pack: RwLock::new(None),
+            absent_at: AtomicU64::new(0),
             recency,
             compacting: AtomicBool::new(false),
         }
@@ -71,6 +80,13 @@ impl PackSlot {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// Whether the last attempt to open the pack, less than [`ABSENT_TRUST`] ago, found no
+    /// file: a lookup that must not touch the file system may then pass over it.
+    pub(super) fn recently_absent(&self) -> bool {
+        let at = self.absent_at.load(Ordering::Relaxed);
+        at != 0 && millis_since_epoch().saturating_sub(at - 1) < ABSENT_TRUST.as_millis() as u64
     }
 
     /// Keeps `pack` as the open handle unless another thread opened one meanwhile; returns
@@ -97,7 +113,11 @@ impl PackSlot {
         };
         match opened {
             Ok(pack) => Ok(Some(self.install(pack))),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                self.absent_at
+                    .store(millis_since_epoch() + 1, Ordering::Relaxed);
+                Ok(None)
+            }
             Err(e) if is_stale(e.kind()) => {
                 on_stale(&e);
                 Ok(None)
@@ -194,6 +214,12 @@ impl PackSlot {
             _ => Ok(()),
         }
     }
+}
+
+/// Milliseconds since the first call in this process: a clock that fits an atomic.
+fn millis_since_epoch() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
 
 /// A pack error met while loading, as a [`CacheError`].

@@ -580,3 +580,26 @@ fn a_small_load_from_an_open_pack_stays_on_the_executor() {
     assert_eq!(answer(&loaded, engine), 41);
     assert!(poll_ready(cache.contains(key(40), engine)).unwrap());
 }
+
+#[test]
+fn a_missing_own_pack_does_not_send_every_load_to_the_pool() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(baseline) = baseline_engine() else {
+        eprintln!("skipped: no CPU level below this host's to compile for");
+        return;
+    };
+    let host = engine();
+    let writer = PackCache::new(dir.path());
+    for n in [43, 44] {
+        poll_ready(writer.save(key(n), baseline, &compiled_by(baseline, n))).unwrap();
+    }
+    let cache = PackCache::new(dir.path());
+    let runtime = runtime();
+    // The first load finds no pack of the host's own level and lists the directory.
+    runtime.block_on(cache.load(key(43), host)).unwrap();
+    // The next, inside the runtime, finishes on its first poll from the baseline pack.
+    let _inside = runtime.enter();
+    let loaded = poll_ready(cache.load(key(44), host)).unwrap();
+    assert_eq!(answer(&loaded, host), 44);
+    assert!(!cache.pack_path(host).unwrap().exists());
+}
