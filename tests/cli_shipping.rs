@@ -388,7 +388,7 @@ fn list_and_verify_name_the_same_offset() {
     let entry = entry_labelled(&pack, "imports.wat");
     let offset = entry["offset"].as_u64().unwrap();
     let value_offset = entry["value_offset"].as_u64().unwrap();
-    assert!(value_offset > offset && value_offset % 64 == 0, "{entry}");
+    assert!(value_offset > offset && value_offset.is_multiple_of(64), "{entry}");
     let human = wasmpak(args(&[&"list", &pack])).ok();
     let line = human
         .stdout
