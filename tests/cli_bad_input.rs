@@ -363,10 +363,6 @@ fn a_directory_where_a_file_is_expected() {
             "{command}: {line}"
         );
     }
-    let line = wasmpak(args(&[&"build", &dir, &s.path("answer.wat")]))
-        .fails(1)
-        .to_string();
-    assert!(line.contains("directory"), "{line}");
     let line = wasmpak(args(&[&"run", &dir, &s.path("answer.wat")]))
         .fails(1)
         .to_string();
@@ -377,6 +373,19 @@ fn a_directory_where_a_file_is_expected() {
     let line = fails_unchanged(&pack, 1, &[&"extract", &pack, &"answer.wat", &"-o", &dir]);
     assert!(line.contains("directory"), "{line}");
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+    // `build` (and `import`) given a directory write the pack named for the engine there.
+    wasmpak(args(&[&"build", &dir, &s.path("answer.wat")])).ok();
+    let written: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    let expected = wasmpak::EngineIdentity::of(&wasmer::Engine::default()).pack_file_name();
+    assert_eq!(written, [std::ffi::OsString::from(expected)]);
+    let missing = s.path("no-such-dir/");
+    let line = wasmpak(args(&[&"build", &missing, &s.path("answer.wat")]))
+        .fails(1)
+        .to_string();
+    assert!(line.contains("does not exist"), "{line}");
 }
 
 /// Runs `wasmpak build PACK INPUT` with the file size limit at `limit` bytes (Linux: prlimit
@@ -468,7 +477,7 @@ fn usage_errors_exit_2() {
         ],
         vec![&"build", &"-j", &"0", &pack, &s.path("answer.wat")],
         vec![&"compact", &"--max-bytes", &"lots", &pack],
-        vec![&"extract", &pack, &"answer.wat"],
+        vec![&"rm", &pack],
     ] {
         let before = std::fs::read(&pack).unwrap();
         let run = wasmpak(args(&parts));

@@ -323,7 +323,7 @@ fn build_replaces_damaged_entries_and_force_recompiles() {
         run.stdout
     );
     assert!(
-        run.stdout.contains("added 0, replaced 1") && run.stdout.contains("skipped 1"),
+        run.stdout.contains("added 0 (0 B), replaced 1") && run.stdout.contains("skipped 1"),
         "{}",
         run.stdout
     );
@@ -331,7 +331,7 @@ fn build_replaces_damaged_entries_and_force_recompiles() {
 
     let forced = wasmpak(args(&[&"build", &"--force", &pack, &s.path("answer.wat")])).ok();
     assert!(
-        forced.stdout.contains("added 0, replaced 1"),
+        forced.stdout.contains("added 0 (0 B), replaced 1"),
         "{}",
         forced.stdout
     );
@@ -388,7 +388,10 @@ fn list_and_verify_name_the_same_offset() {
     let entry = entry_labelled(&pack, "imports.wat");
     let offset = entry["offset"].as_u64().unwrap();
     let value_offset = entry["value_offset"].as_u64().unwrap();
-    assert!(value_offset > offset && value_offset.is_multiple_of(64), "{entry}");
+    assert!(
+        value_offset > offset && value_offset.is_multiple_of(64),
+        "{entry}"
+    );
     let human = wasmpak(args(&[&"list", &pack])).ok();
     let line = human
         .stdout

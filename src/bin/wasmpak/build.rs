@@ -134,7 +134,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
     let compiled = compile_all(&engine, &inputs, &todo, jobs)?;
 
     let (mut added, mut replaced) = (0usize, 0usize);
-    let mut added_bytes = 0u64;
+    let (mut added_bytes, mut replaced_bytes) = (0u64, 0u64);
     let mut pack = existing;
     if !compiled.is_empty() {
         let target = open::or_create(&pack_path, &identity, open::Purpose::Build)?;
@@ -150,12 +150,14 @@ pub fn run(args: Args) -> Result<(), CliError> {
                 continue;
             }
             batch.insert_with_label(&input.key, &done.artifact, &input.label)?;
+            let len = done.artifact.len() as u64;
             if replace {
                 replaced += 1;
+                replaced_bytes += len;
             } else {
                 added += 1;
+                added_bytes += len;
             }
-            added_bytes += done.artifact.len() as u64;
         }
         batch.commit()?;
         pack = Some(target);
@@ -163,9 +165,10 @@ pub fn run(args: Args) -> Result<(), CliError> {
 
     let stats = pack.as_ref().map(|p| p.stats()).transpose()?;
     say!(
-        "{}: added {added}, replaced {replaced}, skipped {skipped} ({} written); {}, {} live",
+        "{}: added {added} ({}), replaced {replaced} ({}), skipped {skipped}; {}, {} live",
         pack_path.display(),
         output::bytes(added_bytes),
+        output::bytes(replaced_bytes),
         output::count(stats.map_or(0, |s| s.entries), "entry", "entries"),
         output::bytes(stats.map_or(0, |s| s.live_bytes)),
     )?;

@@ -113,8 +113,8 @@ impl PackSet {
         let mut shipped: Vec<(usize, Arc<PackSlot>)> = Vec::new();
         for path in shipped_packs {
             let slot = cache.slot(path, || PackSlot::shipped(path.clone(), None));
-            let mut stale = None;
-            match slot.for_read(&cache.pack_options, |e| stale = Some(e.to_string())) {
+            let on_stale = |e: &crate::Error| tracing::debug!(error = %e, "unusable shipped pack");
+            match slot.for_read(&cache.pack_options, on_stale) {
                 Ok(Some(pack)) => match EngineIdentity::from_pack_identity(pack.identity()) {
                     Some(theirs) => match self.identity.can_load(&theirs) {
                         Ok(()) => shipped.push((specificity(&theirs), slot)),
@@ -130,7 +130,8 @@ impl PackSet {
                 },
                 Ok(None) => refuse(
                     path,
-                    stale.unwrap_or_else(|| "the file does not exist".to_string()),
+                    slot.stale_reason()
+                        .unwrap_or_else(|| "the file does not exist".to_string()),
                 ),
                 Err(e) => refuse(path, e.to_string()),
             }

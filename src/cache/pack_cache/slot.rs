@@ -9,7 +9,7 @@ use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{OnceLock, PoisonError, RwLock};
+use std::sync::{Mutex, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::cache::{CacheError, EngineIdentity};
@@ -33,6 +33,10 @@ pub(super) struct PackSlot {
     /// When an open last found no file at `path` (from [`millis_since_epoch`], plus one; zero
     /// for never).
     absent_at: AtomicU64,
+    /// Why a shipped pack cannot be used (corrupt, another identity than its name says):
+    /// shipped packs are not expected to change, so the verdict stands and it is reported
+    /// once, not on every lookup.
+    stale: Mutex<Option<String>>,
     /// This process's uses of the pack's entries, for packs in the cache's own directory
     /// (shipped packs are never compacted, and their directory may be read-only).
     pub(super) recency: Option<Recency>,
@@ -69,6 +73,7 @@ impl PackSlot {
             expected,
             pack: RwLock::new(None),
             absent_at: AtomicU64::new(0),
+            stale: Mutex::new(None),
             recency,
             compacting: AtomicBool::new(false),
         }
@@ -89,6 +94,14 @@ impl PackSlot {
         at != 0 && millis_since_epoch().saturating_sub(at - 1) < ABSENT_TRUST.as_millis() as u64
     }
 
+    /// Why this shipped pack was found unusable, if it was.
+    pub(super) fn stale_reason(&self) -> Option<String> {
+        self.stale
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// Keeps `pack` as the open handle unless another thread opened one meanwhile; returns
     /// the one kept.
     fn install(&self, pack: Pack) -> Pack {
@@ -107,6 +120,9 @@ impl PackSlot {
         if let Some(pack) = self.open_pack() {
             return Ok(Some(pack));
         }
+        if self.stale_reason().is_some() {
+            return Ok(None);
+        }
         let opened = match &self.expected {
             Some(identity) => options.open(&self.path, &identity.to_pack_identity()),
             None => options.open_any(&self.path),
@@ -119,6 +135,10 @@ impl PackSlot {
                 Ok(None)
             }
             Err(e) if is_stale(e.kind()) => {
+                if self.recency.is_none() {
+                    *self.stale.lock().unwrap_or_else(PoisonError::into_inner) =
+                        Some(e.to_string());
+                }
                 on_stale(&e);
                 Ok(None)
             }

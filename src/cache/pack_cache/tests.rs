@@ -605,3 +605,32 @@ fn a_missing_own_pack_does_not_send_every_load_to_the_pool() {
     assert_eq!(answer(&loaded, host), 44);
     assert!(!cache.pack_path(host).unwrap().exists());
 }
+
+#[test]
+fn a_damaged_shipped_pack_is_reported_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = engine();
+    let garbage = dir.path().join("modules.wpk");
+    std::fs::write(&garbage, b"not a pack at all").unwrap();
+    let ships = dir.path().join("ship");
+    std::fs::create_dir(&ships).unwrap();
+    let named = ships.join(EngineIdentity::of(host).pack_file_name());
+    std::fs::write(&named, vec![0u8; 20_000]).unwrap();
+    let cache = PackCacheBuilder::new()
+        .shipped_pack(&garbage)
+        .shipped_dir(&ships)
+        .build();
+
+    let (missed, warnings) = warnings_during(|| poll_ready(cache.load(key(50), host)));
+    assert!(missed.unwrap_err().is_not_found());
+    for path in [&garbage, &named] {
+        let shown = path.display().to_string();
+        assert!(
+            warnings.iter().any(|w| w.contains(&shown)),
+            "{shown} in {warnings:?}"
+        );
+    }
+    let (missed, warnings) = warnings_during(|| poll_ready(cache.load(key(51), host)));
+    assert!(missed.unwrap_err().is_not_found());
+    assert!(warnings.is_empty(), "{warnings:?}");
+}
