@@ -20,8 +20,9 @@ use super::Sources;
 ///    packs named by identity (`wasmpak build --cpu-features x86-64-v3 DIR ...` names them), so
 ///    that one directory serves a fleet: every host reads the packs of the highest CPU levels
 ///    it can load.
-/// 3. **The cache's own directory** ([`dir`](Self::dir), or [`PackCache::new`]): the engine's
-///    own pack, where every save goes, then packs of lower CPU levels found there.
+/// 3. **The cache's own directory** ([`dir`](Self::dir), or
+///    [`PackCache::new`](super::PackCache::new)): the engine's own pack, where every save goes,
+///    then packs of lower CPU levels found there.
 ///
 /// # Example
 ///
