@@ -7,7 +7,7 @@ mod cli_support;
 
 use std::ffi::OsStr;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use cli_support::*;
 use wasmpak::{Pack, PackIdentity};
@@ -453,7 +453,7 @@ fn disk_full() {
     let line = run.fails(1);
     assert!(line.contains("new.wpk"), "{line}");
     assert!(!new.exists());
-    let leftovers: Vec<PathBuf> = std::fs::read_dir(s.dir.path())
+    let leftovers: Vec<std::path::PathBuf> = std::fs::read_dir(s.dir.path())
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.to_string_lossy().contains("new.wpk"))
