@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wasmer::Engine;
-use wasmer::sys::{CpuFeature, Cranelift, Features, Target, Triple};
+use wasmer::sys::{CpuFeature, Cranelift, Features, NativeEngineExt, Target, Triple};
 use wasmpak::object_store::path::Path as ObjectPath;
 use wasmpak::object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use wasmpak::{
@@ -18,8 +18,18 @@ use crate::{answer, child, compile, env_path, env_var, key, wait_for};
 
 const PREFIX: &str = "fleet/modules";
 
+/// A runtime without time or I/O drivers, as an application may well use: the cache brings
+/// its own for its requests.
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+}
+
+/// A runtime for the tests' own requests to the store, which need both drivers.
+fn io() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
         .build()
         .unwrap()
 }
@@ -30,7 +40,7 @@ fn store_from_env() -> Arc<dyn ObjectStore> {
 }
 
 fn spawn(entry: &str, moto: &Moto, bucket: &str) -> Command {
-    let mut command = child(entry);
+    let mut command = child(&format!("cache::{entry}"));
     command
         .env("FLEET_PORT", moto.port.to_string())
         .env("FLEET_BUCKET", bucket);
@@ -118,15 +128,22 @@ fn four_processes_saving_one_key_leave_one_good_object() {
         let output = child.wait_with_output().unwrap();
         assert!(output.status.success(), "a saver failed");
         let stdout = String::from_utf8_lossy(&output.stdout);
-        let line = stdout.lines().find(|l| l.starts_with("saved ")).unwrap();
-        let counts: Vec<u64> = line.split(' ').skip(1).map(|n| n.parse().unwrap()).collect();
+        // libtest prints the test's name on the same line, before its output.
+        let (_, counts) = stdout.split_once("saved=").expect("the child reports its counts");
+        let counts: Vec<u64> = counts
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .split(',')
+            .map(|n| n.parse().unwrap())
+            .collect();
         saved += counts[0];
         already += counts[1];
     }
     assert!(saved >= 1, "someone wrote it");
     assert_eq!(saved + already, 4, "every save counted as saved");
     let store = moto.store(&bucket);
-    let objects: Vec<_> = runtime().block_on(async {
+    let objects: Vec<_> = io().block_on(async {
         use futures::TryStreamExt;
         store.list(Some(&ObjectPath::from(PREFIX))).try_collect().await.unwrap()
     });
@@ -153,7 +170,7 @@ fn child_saves_at_once() {
         assert_eq!(answer(&engine, &loaded), 11);
     });
     let stats = cache.stats();
-    println!("saved {} {}", stats.saves, stats.already_saved);
+    println!("saved={},{}", stats.saves, stats.already_saved);
 }
 
 #[test]
@@ -170,13 +187,14 @@ fn damaged_object_is_a_miss_and_the_local_tiers_keep_working() {
     rt.block_on(fleet.save(key(21), &engine, &compile(&engine, 21)))
         .unwrap();
     let path = fleet.object_path(key(21), &engine);
-    let mut bytes = rt
+    let mut bytes = io()
         .block_on(async { store.get(&path).await.unwrap().bytes().await })
         .unwrap()
         .to_vec();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x10;
-    rt.block_on(store.put(&path, PutPayload::from(bytes))).unwrap();
+    io().block_on(store.put(&path, PutPayload::from(bytes)))
+        .unwrap();
 
     let local = PackCache::new(dir.path());
     rt.block_on(local.save(key(22), &engine, &compile(&engine, 22)))
@@ -217,7 +235,7 @@ fn objects_of_another_identity_are_misses() {
     assert!(rt.block_on(cache.load(key(31), &plain)).unwrap_err().is_not_found());
     assert_ne!(cache.object_path(key(31), &plain), cache.object_path(key(31), &host));
     // The host's object copied to where the other engine looks: foreign, so a miss.
-    let copy = rt.block_on(async {
+    let copy = io().block_on(async {
         let from = cache.object_path(key(31), &host);
         let to = cache.object_path(key(31), &plain);
         store.copy(&from, &to).await

@@ -231,6 +231,7 @@ impl Moto {
     fn resume_quietly(&self) {
         let _ = Command::new("kill")
             .args(["-CONT", &self.child.id().to_string()])
+            .stderr(Stdio::null())
             .status();
     }
 }
