@@ -168,7 +168,7 @@ fn pull_throughput(moto: &moto::Moto) {
     let bucket = moto.bucket("bench-pull");
     let store = moto.store(&bucket);
     let dir = tempfile::tempdir().unwrap();
-    for size in [16 * MIB, 128 * MIB] {
+    for size in [16 * MIB, 64 * MIB, 128 * MIB] {
         let source = dir.path().join(format!("p{size}.wpk"));
         pack_with(&source, 0..(size / MIB) as u64, MIB);
         let url = format!("s3://{bucket}/p{size}.wpk");

@@ -5,7 +5,8 @@
 //! destination, synced, verified whole (every checksum, and the signature once packs carry
 //! one), and only then renamed into place. Every request asks for the version of the object
 //! the pull started with (`If-Match` its ETag), so an object replaced during the download is
-//! detected and reported, never mixed with the old one. A pull killed midway leaves only its
+//! detected and reported, never mixed with the old one (and a last look at the ETag after the
+//! download catches a store that ignores the condition). A pull killed midway leaves only its
 //! temporary file, which the next pull into the directory removes.
 //!
 //! Into a directory that already holds a pack of that name and identity, `pull` fetches only
@@ -18,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use wasmpak::format::snapshot::{self, SUPERBLOCK_LEN};
 use wasmpak::object_store::{GetOptions, ObjectMeta, ObjectStoreExt};
 use wasmpak::{ErrorKind, Pack, PackIdentity};
@@ -30,10 +31,11 @@ use crate::output::{self, say};
 use crate::push::header_problem;
 use crate::remote::{self, Remote};
 
-/// The size of each ranged request of a download.
-const PART: u64 = 8 << 20;
-/// Ranged requests in flight at once.
-const CONCURRENT_PARTS: usize = 4;
+/// Downloaded bytes are written to the file in pieces of this size.
+const WRITE_BUFFER: usize = 1 << 20;
+/// After this many bytes written, a sync starts in the background, so that the sync before
+/// the rename finds little left to write and the disk works while the network does.
+const SYNC_EVERY: u64 = 32 << 20;
 
 /// Arguments of `wasmpak pull`.
 #[derive(Debug, clap::Args)]
@@ -109,16 +111,21 @@ impl Source<'_> {
         Ok(bytes)
     }
 
+    /// The object changed since the pull started.
+    pub fn replaced(&self) -> CliError {
+        CliError::new(format!(
+            "the object at {} was replaced during the download (its ETag is no longer {}); \
+             nothing was installed, pull again",
+            self.remote.url,
+            self.meta.e_tag.as_deref().unwrap_or("the one it had")
+        ))
+    }
+
     /// A failed request; a changed object is named as such.
     pub fn failed(&self, error: &wasmpak::object_store::Error) -> CliError {
         use wasmpak::object_store::Error;
         match error {
-            Error::Precondition { .. } | Error::NotModified { .. } => CliError::new(format!(
-                "the object at {} was replaced during the download (its ETag is no longer {}); \
-                 nothing was installed, pull again",
-                self.remote.url,
-                self.meta.e_tag.as_deref().unwrap_or("known")
-            )),
+            Error::Precondition { .. } | Error::NotModified { .. } => self.replaced(),
             Error::NotFound { .. } => CliError::new(format!(
                 "the object at {} was deleted during the download; nothing was installed",
                 self.remote.url
@@ -172,71 +179,69 @@ async fn pull(remote: &Remote, dest: &Path, replace: bool) -> Result<Summary, Cl
     let meta = head(remote).await?;
     let source = Source { remote, meta };
     let size = source.meta.size;
-    let superblock = source.range(0..size.min(SUPERBLOCK_LEN)).await?;
-    let decoded = snapshot::decode_superblock(&superblock, size)
-        .map_err(|e| CliError::new(header_problem(&remote.url, &e)))?;
-    let identity = PackIdentity::decode(&decoded.identity).map_err(|e| {
-        CliError::new(format!("pack {} is corrupt: its identity: {e}", remote.url))
-    })?;
     let mut summary = Summary {
         url: remote.url.clone(),
         path: dest.to_path_buf(),
         mode: "full",
         remote_entries: 0,
         entries_added: 0,
-        bytes_downloaded: superblock.len() as u64,
+        bytes_downloaded: 0,
         object_bytes: size,
-        requests: 2,
+        requests: 1,
         nanos: 0,
     };
-    if !replace {
-        match open::options().open_any(dest) {
-            Ok(local) if *local.identity() == identity => {
-                delta::pull(&source, &decoded.commit, &local, &mut summary).await?;
-                return Ok(summary);
-            }
-            Ok(local) => {
-                return Err(CliError::new(format!(
-                    "pack {} was built for {}, but {} holds a pack for {identity}; nothing was \
-                     changed (pull into another directory, or pass --replace)",
-                    dest.display(),
-                    local.identity(),
-                    remote.url
-                )));
-            }
-            Err(e) if e.kind() == ErrorKind::NotFound && !dest.exists() => {}
-            Err(e) => {
-                return Err(CliError::new(format!(
-                    "{e}; nothing was changed (pass --replace to overwrite it with the download)"
-                )));
-            }
+    let local = match open::options().open_any(dest) {
+        _ if replace => None,
+        Ok(local) => Some(local),
+        Err(e) if e.kind() == ErrorKind::NotFound && !dest.exists() => None,
+        Err(e) => {
+            return Err(CliError::new(format!(
+                "{e}; nothing was changed (pass --replace to overwrite it with the download)"
+            )));
         }
+    };
+    if let Some(local) = local {
+        // Only the superblock says whether a delta is possible: read it alone first.
+        let superblock = source.range(0..size.min(SUPERBLOCK_LEN)).await?;
+        summary.bytes_downloaded += superblock.len() as u64;
+        summary.requests += 1;
+        let (decoded, identity) = decode(&superblock, &source)?;
+        if *local.identity() != identity {
+            return Err(CliError::new(format!(
+                "pack {} was built for {}, but {} holds a pack for {identity}; nothing was \
+                 changed (pull into another directory, or pass --replace)",
+                dest.display(),
+                local.identity(),
+                remote.url
+            )));
+        }
+        delta::pull(&source, &decoded.commit, &local, &mut summary).await?;
+        return Ok(summary);
     }
     let download = Download::create(dest)?;
-    download.write_at(&superblock, 0)?;
-    remote::pause_point().await;
-    let ranges: Vec<_> = (SUPERBLOCK_LEN.min(size)..size)
-        .step_by(PART as usize)
-        .map(|start| start..(start + PART).min(size))
-        .collect();
-    summary.requests += ranges.len() as u64;
-    futures::stream::iter(ranges)
-        .map(|range| {
-            let source = &source;
-            let download = &download;
-            async move {
-                let start = range.start;
-                let bytes = source.range(range).await?;
-                download.write_at(&bytes, start)
-            }
-        })
-        .buffer_unordered(CONCURRENT_PARTS)
-        .try_collect::<()>()
-        .await?;
-    summary.bytes_downloaded = size;
+    summary.requests += 2;
+    let identity = download.stream(&source).await?;
+    // The download asked for the version the pull started with; asking once more catches a
+    // store that ignores the condition, or an upload that landed as the last bytes arrived.
+    let now = head(remote).await?;
+    if now.e_tag != source.meta.e_tag || now.size != size {
+        return Err(source.replaced());
+    }
+    summary.bytes_downloaded += size;
     summary.entries_added = download.verify_and_install(&remote.url, &identity)?;
     summary.remote_entries = summary.entries_added;
     Ok(summary)
+}
+
+/// Decodes the superblock at the start of `bytes` of the object `source`.
+fn decode(bytes: &[u8], source: &Source<'_>) -> Result<(snapshot::Superblock, PackIdentity), CliError> {
+    let url = &source.remote.url;
+    let superblock = &bytes[..bytes.len().min(SUPERBLOCK_LEN as usize)];
+    let decoded = snapshot::decode_superblock(superblock, source.meta.size)
+        .map_err(|e| CliError::new(header_problem(url, &e)))?;
+    let identity = PackIdentity::decode(&decoded.identity)
+        .map_err(|e| CliError::new(format!("pack {url} is corrupt: its identity: {e}")))?;
+    Ok((decoded, identity))
 }
 
 /// The object's size and version; a missing object is told apart from a missing bucket.
@@ -292,6 +297,60 @@ impl Download {
         Ok(download)
     }
 
+    /// Streams the whole object into the file in one request (a plain GET is what stores
+    /// serve fastest), checking first that it starts with a pack's superblock, whose identity
+    /// it returns.
+    async fn stream(&self, source: &Source<'_>) -> Result<PackIdentity, CliError> {
+        let options = GetOptions::new().with_if_match(source.meta.e_tag.clone());
+        let response = source
+            .remote
+            .store
+            .get_opts(&source.remote.path, options)
+            .await
+            .map_err(|e| source.failed(&e))?;
+        let mut body = response.into_stream();
+        let mut offset = 0;
+        let mut identity = None;
+        let mut buffer = Vec::with_capacity(WRITE_BUFFER);
+        let mut synced_to = offset;
+        let mut syncing: Option<tokio::task::JoinHandle<std::io::Result<()>>> = None;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| source.failed(&e))?;
+            buffer.extend_from_slice(&chunk);
+            if buffer.len() >= WRITE_BUFFER {
+                if identity.is_none() {
+                    identity = Some(decode(&buffer, source)?.1);
+                    remote::pause_point().await;
+                }
+                self.write_at(&buffer, offset)?;
+                offset += buffer.len() as u64;
+                buffer.clear();
+                if offset - synced_to >= SYNC_EVERY && syncing.as_ref().is_none_or(|s| s.is_finished()) {
+                    let file = self.file.clone();
+                    syncing = Some(tokio::task::spawn_blocking(move || file.sync_data()));
+                    synced_to = offset;
+                }
+            }
+        }
+        if let Some(sync) = syncing {
+            // Its outcome does not matter: the sync before the rename is the one relied on.
+            let _ = sync.await;
+        }
+        let identity = match identity {
+            Some(identity) => identity,
+            None => decode(&buffer, source)?.1,
+        };
+        self.write_at(&buffer, offset)?;
+        offset += buffer.len() as u64;
+        if offset != source.meta.size {
+            return Err(CliError::new(format!(
+                "cannot download {}: the object ended at byte {offset}, expected {}",
+                source.remote.url, source.meta.size
+            )));
+        }
+        Ok(identity)
+    }
+
     fn write_at(&self, bytes: &[u8], offset: u64) -> Result<(), CliError> {
         self.file.write_all_at(bytes, offset).map_err(|e| {
             CliError::new(format!("cannot write {}: {e}", self.temp.display()))
@@ -302,7 +361,7 @@ impl Download {
     fn verify_and_install(&self, url: &str, identity: &PackIdentity) -> Result<u64, CliError> {
         let shown = self.temp.display();
         self.file
-            .sync_all()
+            .sync_data()
             .map_err(|e| CliError::new(format!("cannot write {shown}: {e}")))?;
         // Signed packs: the trusted keys travel in `open::options()` (like every other
         // command's), so opening and verifying here is where a signature gets checked.

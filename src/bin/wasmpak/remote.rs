@@ -159,19 +159,20 @@ fn has_any(names: &[&str]) -> bool {
     names.iter().any(|name| std::env::var_os(name).is_some())
 }
 
-/// An `object_store` error, with a hint where the cause is usually the environment.
+/// An `object_store` error in a line: the store's own words where they name a well-known
+/// cause (the raw reply of an S3 server is a page of XML), else the whole error.
 pub fn explain(error: &wasmpak::object_store::Error) -> String {
     let text = error.to_string();
-    let lower = text.to_ascii_lowercase();
-    let hint = if lower.contains("nosuchbucket") || lower.contains("bucket does not exist") {
-        " (the bucket does not exist)"
-    } else if lower.contains("credential") || lower.contains("accessdenied") {
-        " (check the credentials in the environment: AWS_ACCESS_KEY_ID and \
-         AWS_SECRET_ACCESS_KEY, GOOGLE_SERVICE_ACCOUNT, AZURE_STORAGE_ACCOUNT_KEY, ...)"
+    let code = |name: &str| text.contains(&format!("<Code>{name}</Code>"));
+    if code("NoSuchBucket") || text.contains("bucket does not exist") {
+        "the bucket does not exist (NoSuchBucket)".to_string()
+    } else if code("AccessDenied") || code("InvalidAccessKeyId") || code("SignatureDoesNotMatch") {
+        "access denied: check the credentials in the environment (AWS_ACCESS_KEY_ID, \
+         AWS_SECRET_ACCESS_KEY, ...)"
+            .to_string()
     } else {
-        ""
-    };
-    format!("{text}{hint}")
+        text
+    }
 }
 
 /// The runtime `push` and `pull` run their requests on.
