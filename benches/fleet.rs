@@ -58,7 +58,9 @@ fn main() {
 
 fn first_load(moto: &moto::Moto) {
     println!("\n1. First load of a module: through the remote tier vs from the local pack");
-    println!("| module | artifact | remote tier (+ promote) | remote tier alone | local pack | remote/local |");
+    println!(
+        "| module | artifact | remote tier (+ promote) | remote tier alone | local pack | remote/local |"
+    );
     println!("|---|---:|---:|---:|---:|---:|");
     let rt = runtime();
     let bucket = moto.bucket("bench-load");
@@ -154,8 +156,16 @@ fn pack_with(path: &Path, range: std::ops::Range<u64>, len: usize) {
 }
 
 fn wasmpak(moto: &moto::Moto, args: &[&str]) -> serde_json::Value {
-    let output = Command::new(BIN).args(args).envs(moto.env()).output().unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let output = Command::new(BIN)
+        .args(args)
+        .envs(moto.env())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null)
 }
 
@@ -197,7 +207,8 @@ fn pull_throughput(moto: &moto::Moto) {
             get.as_secs_f64() / pull.as_secs_f64()
         );
         std::fs::remove_file(&source).unwrap();
-        rt.block_on(store.put(&path, PutPayload::from_static(b""))).unwrap();
+        rt.block_on(store.put(&path, PutPayload::from_static(b"")))
+            .unwrap();
     }
 }
 

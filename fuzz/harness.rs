@@ -24,10 +24,10 @@ use wasmpak::format::index::{
     ROOT_FIXED_LEN, Root,
 };
 use wasmpak::format::record::{HEADER_LEN, MAX_LABEL_LEN, RecordHeader, RecordKind};
-use wasmpak::format::{object, snapshot};
 use wasmpak::format::superblock::{
     self, CommitSlot, DATA_START, HeaderError, PAGE, SLOT_LEN, SLOT_OFFSETS,
 };
+use wasmpak::format::{object, snapshot};
 use wasmpak::{Durability, Error, ErrorKind, Key, Pack, PackIdentity, PackOptions, Verify};
 
 /// The fleet tier's pure decoders, on the same bytes as `decode_record`: module objects, and
@@ -872,7 +872,13 @@ pub fn decode_superblock(data: &[u8]) {
         assert_eq!(decoded.commit, live);
         let page = snapshot::slot_page(&live);
         let again = CommitSlot::decode(&page).expect("a snapshot slot page decodes");
-        assert_eq!(again, CommitSlot { superseded: false, ..live });
+        assert_eq!(
+            again,
+            CommitSlot {
+                superseded: false,
+                ..live
+            }
+        );
     }
     let (header, slots, file_len): (&[u8], [&[u8]; 2], u64) = if data.len() >= DATA_START as usize {
         let slot = |i: usize| &data[SLOT_OFFSETS[i] as usize..SLOT_OFFSETS[i] as usize + SLOT_LEN];

@@ -83,13 +83,13 @@ mod memo;
 mod object_store;
 mod pack_cache;
 
-pub use engine_identity::EngineIdentity;
-pub use fallback::FallbackCache;
-pub use filesystem::FileSystemCache;
 #[cfg(feature = "object-store")]
 pub use self::object_store::{
     ObjectStoreCache, ObjectStoreCacheBuilder, ObjectStoreStats, RemoteError, RemoteErrorKind,
 };
+pub use engine_identity::EngineIdentity;
+pub use fallback::FallbackCache;
+pub use filesystem::FileSystemCache;
 pub use pack_cache::{CacheStats, PackCache, PackCacheBuilder};
 pub use shared::SharedCache;
 pub use thread_local::ThreadLocalCache;

@@ -82,7 +82,9 @@ pub fn decode(bytes: &[u8]) -> Result<ModuleObject<'_>, DecodeError> {
         .get(..HEADER_LEN)
         .ok_or_else(|| DecodeError::new(format!("only {} bytes long", bytes.len())))?;
     if head[..8] != MAGIC {
-        return Err(DecodeError::new("not a wasmpak module object (wrong magic)"));
+        return Err(DecodeError::new(
+            "not a wasmpak module object (wrong magic)",
+        ));
     }
     let version = read_u32(head, 8);
     if version != VERSION {
@@ -173,7 +175,12 @@ mod tests {
         write_u64(&mut bytes, 48, u64::MAX);
         let crc = header_crc(&bytes[..60], IDENTITY);
         write_u32(&mut bytes, 60, crc);
-        assert!(decode(&bytes).unwrap_err().to_string().contains("should be"));
+        assert!(
+            decode(&bytes)
+                .unwrap_err()
+                .to_string()
+                .contains("should be")
+        );
         let mut bytes = encode(IDENTITY, &[3; 32], b"x");
         write_u32(&mut bytes, 12, u32::MAX);
         assert!(decode(&bytes).is_err());

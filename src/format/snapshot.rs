@@ -214,7 +214,8 @@ fn record_payload<'a>(
     kind: RecordKind,
     what: &str,
 ) -> Result<&'a [u8], DecodeError> {
-    let (header, _) = RecordHeader::decode(bytes).map_err(|e| DecodeError::new(format!("{what}: {e}")))?;
+    let (header, _) =
+        RecordHeader::decode(bytes).map_err(|e| DecodeError::new(format!("{what}: {e}")))?;
     if header.kind != kind {
         return Err(DecodeError::new(format!(
             "{what}: found a {:?} record",

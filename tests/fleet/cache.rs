@@ -36,7 +36,10 @@ fn io() -> tokio::runtime::Runtime {
 
 /// The store a child process builds from the environment its parent gave it.
 fn store_from_env() -> Arc<dyn ObjectStore> {
-    crate::moto::store_at(env_var("FLEET_PORT").parse().unwrap(), &env_var("FLEET_BUCKET"))
+    crate::moto::store_at(
+        env_var("FLEET_PORT").parse().unwrap(),
+        &env_var("FLEET_BUCKET"),
+    )
 }
 
 fn spawn(entry: &str, moto: &Moto, bucket: &str) -> Command {
@@ -79,8 +82,17 @@ fn child_compiles_and_saves() {
     let cache = SharedCache::default()
         .with_fallback(PackCache::new(env_path("FLEET_DIR")).with_fallback(fleet.clone()));
     runtime().block_on(async {
-        assert!(cache.load(key(7), &engine).await.unwrap_err().is_not_found());
-        cache.save(key(7), &engine, &compile(&engine, 7)).await.unwrap();
+        assert!(
+            cache
+                .load(key(7), &engine)
+                .await
+                .unwrap_err()
+                .is_not_found()
+        );
+        cache
+            .save(key(7), &engine, &compile(&engine, 7))
+            .await
+            .unwrap();
         fleet.flush().await;
     });
     assert_eq!(fleet.stats().saves, 1, "{:?}", fleet.stats());
@@ -129,7 +141,9 @@ fn four_processes_saving_one_key_leave_one_good_object() {
         assert!(output.status.success(), "a saver failed");
         let stdout = String::from_utf8_lossy(&output.stdout);
         // libtest prints the test's name on the same line, before its output.
-        let (_, counts) = stdout.split_once("saved=").expect("the child reports its counts");
+        let (_, counts) = stdout
+            .split_once("saved=")
+            .expect("the child reports its counts");
         let counts: Vec<u64> = counts
             .split_whitespace()
             .next()
@@ -145,7 +159,11 @@ fn four_processes_saving_one_key_leave_one_good_object() {
     let store = moto.store(&bucket);
     let objects: Vec<_> = io().block_on(async {
         use futures::TryStreamExt;
-        store.list(Some(&ObjectPath::from(PREFIX))).try_collect().await.unwrap()
+        store
+            .list(Some(&ObjectPath::from(PREFIX)))
+            .try_collect()
+            .await
+            .unwrap()
     });
     assert_eq!(objects.len(), 1, "{objects:?}");
     let engine = Engine::default();
@@ -232,8 +250,15 @@ fn objects_of_another_identity_are_misses() {
     rt.block_on(cache.save(key(31), &host, &compile(&host, 31)))
         .unwrap();
     // Another engine looks under its own identity's prefix and finds nothing.
-    assert!(rt.block_on(cache.load(key(31), &plain)).unwrap_err().is_not_found());
-    assert_ne!(cache.object_path(key(31), &plain), cache.object_path(key(31), &host));
+    assert!(
+        rt.block_on(cache.load(key(31), &plain))
+            .unwrap_err()
+            .is_not_found()
+    );
+    assert_ne!(
+        cache.object_path(key(31), &plain),
+        cache.object_path(key(31), &host)
+    );
     // The host's object copied to where the other engine looks: foreign, so a miss.
     let copy = io().block_on(async {
         let from = cache.object_path(key(31), &host);
@@ -241,9 +266,16 @@ fn objects_of_another_identity_are_misses() {
         store.copy(&from, &to).await
     });
     copy.unwrap();
-    assert!(rt.block_on(cache.load(key(31), &plain)).unwrap_err().is_not_found());
+    assert!(
+        rt.block_on(cache.load(key(31), &plain))
+            .unwrap_err()
+            .is_not_found()
+    );
     assert_eq!(cache.stats().stale, 1);
-    assert_eq!(answer(&host, &rt.block_on(cache.load(key(31), &host)).unwrap()), 31);
+    assert_eq!(
+        answer(&host, &rt.block_on(cache.load(key(31), &host)).unwrap()),
+        31
+    );
 }
 
 #[test]
@@ -270,10 +302,18 @@ fn a_stopped_server_is_a_bounded_miss_and_is_then_skipped() {
     let started = Instant::now();
     let miss = rt.block_on(cache.load(key(41), &engine)).unwrap_err();
     assert!(miss.is_not_found(), "{miss}");
-    assert!(started.elapsed() < timeout * 4, "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < timeout * 4,
+        "took {:?}",
+        started.elapsed()
+    );
     assert_eq!(fleet.stats().failures, 1);
     // While the store is known to be down, it is not asked again.
-    assert!(rt.block_on(cache.load(key(41), &engine)).unwrap_err().is_not_found());
+    assert!(
+        rt.block_on(cache.load(key(41), &engine))
+            .unwrap_err()
+            .is_not_found()
+    );
     assert_eq!((fleet.stats().failures, fleet.stats().skipped), (1, 1));
     // The local tier serves what it has.
     let module = rt.block_on(cache.load(key(42), &engine)).unwrap();
@@ -298,7 +338,11 @@ fn a_stalled_server_never_hangs_a_load_or_a_save() {
     moto.stall();
 
     let started = Instant::now();
-    assert!(rt.block_on(foreground.load(key(51), &engine)).unwrap_err().is_not_found());
+    assert!(
+        rt.block_on(foreground.load(key(51), &engine))
+            .unwrap_err()
+            .is_not_found()
+    );
     assert!(!rt.block_on(foreground.contains(key(51), &engine)).unwrap());
     let error = rt
         .block_on(foreground.save(key(52), &engine, &compile(&engine, 52)))
@@ -309,7 +353,11 @@ fn a_stalled_server_never_hangs_a_load_or_a_save() {
     let remote = error.downcast_ref::<RemoteError>().unwrap();
     assert_eq!(remote.kind(), RemoteErrorKind::Timeout);
     assert!(remote.to_string().contains(PREFIX), "{remote}");
-    assert!(started.elapsed() < timeout * 3 * 4, "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < timeout * 3 * 4,
+        "took {:?}",
+        started.elapsed()
+    );
     assert_eq!(foreground.stats().failures, 3);
 
     // A background save returns at once; its upload times out on its own.
@@ -319,6 +367,9 @@ fn a_stalled_server_never_hangs_a_load_or_a_save() {
         .unwrap();
     assert!(started.elapsed() < timeout, "a background save waited");
     rt.block_on(background.flush());
-    assert_eq!((background.stats().saves, background.stats().failures), (0, 1));
+    assert_eq!(
+        (background.stats().saves, background.stats().failures),
+        (0, 1)
+    );
     moto.resume();
 }

@@ -83,17 +83,33 @@ fn run(mut command: Command) -> Run {
 
 impl Run {
     fn ok(self) -> Run {
-        assert_eq!(self.code, Some(0), "stdout: {}\nstderr: {}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code,
+            Some(0),
+            "stdout: {}\nstderr: {}",
+            self.stdout,
+            self.stderr
+        );
         self
     }
 
     /// Expects failure with `code` and one `error:` line containing each of `words`.
     fn fails(self, code: i32, words: &[&str]) -> Run {
-        assert_eq!(self.code, Some(code), "stdout: {}\nstderr: {}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code,
+            Some(code),
+            "stdout: {}\nstderr: {}",
+            self.stdout,
+            self.stderr
+        );
         assert_eq!(self.stderr.lines().count(), 1, "one line: {}", self.stderr);
         assert!(self.stderr.starts_with("error: "), "{}", self.stderr);
         for word in words {
-            assert!(self.stderr.contains(word), "{word:?} not in {}", self.stderr);
+            assert!(
+                self.stderr.contains(word),
+                "{word:?} not in {}",
+                self.stderr
+            );
         }
         self
     }
@@ -138,7 +154,11 @@ fn push_then_pull_round_trips_and_a_second_pull_is_up_to_date() {
 
     let node = dir.path().join("node");
     let object = format!("s3://{bucket}/packs/app.wpk");
-    let pulled = run(wasmpak(moto, &["pull", &object, node.to_str().unwrap(), "--json"])).ok();
+    let pulled = run(wasmpak(
+        moto,
+        &["pull", &object, node.to_str().unwrap(), "--json"],
+    ))
+    .ok();
     let summary = pulled.json();
     assert_eq!(summary["mode"], "full");
     assert_eq!(summary["entries_added"], 20);
@@ -147,10 +167,18 @@ fn push_then_pull_round_trips_and_a_second_pull_is_up_to_date() {
     assert!(installed.verify().unwrap().is_ok());
     assert_eq!(files_in(&node), ["app.wpk"], "no temporary file left");
 
-    let again = run(wasmpak(moto, &["pull", &object, node.to_str().unwrap(), "--json"])).ok();
+    let again = run(wasmpak(
+        moto,
+        &["pull", &object, node.to_str().unwrap(), "--json"],
+    ))
+    .ok();
     assert_eq!(again.json()["mode"], "up-to-date");
     let text = run(wasmpak(moto, &["pull", &object, node.to_str().unwrap()])).ok();
-    assert!(text.stdout.contains("already up to date"), "{}", text.stdout);
+    assert!(
+        text.stdout.contains("already up to date"),
+        "{}",
+        text.stdout
+    );
 }
 
 #[test]
@@ -162,17 +190,28 @@ fn a_pack_being_written_is_pushed_as_one_whole_commit() {
     let pack = pack_with(&source, "a", 0..5, 1000);
     // An uncommitted tail, as a writer mid-append leaves it: never uploaded.
     let committed = std::fs::metadata(&source).unwrap().len();
-    let mut file = std::fs::OpenOptions::new().append(true).open(&source).unwrap();
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&source)
+        .unwrap();
     std::io::Write::write_all(&mut file, &[0xAB; 4096]).unwrap();
     let url = format!("s3://{bucket}/live.wpk");
     run(wasmpak(moto, &["push", source.to_str().unwrap(), &url])).ok();
     let store = moto.store(&bucket);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let meta = rt.block_on(store.head(&ObjectPath::from("live.wpk"))).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let meta = rt
+        .block_on(store.head(&ObjectPath::from("live.wpk")))
+        .unwrap();
     assert_eq!(meta.size, committed);
     let node = dir.path().join("node");
     run(wasmpak(moto, &["pull", &url, node.to_str().unwrap()])).ok();
-    same_entries(&pack, &Pack::open(node.join("live.wpk"), &identity("a")).unwrap());
+    same_entries(
+        &pack,
+        &Pack::open(node.join("live.wpk"), &identity("a")).unwrap(),
+    );
 }
 
 #[test]
@@ -190,7 +229,11 @@ fn a_delta_pull_fetches_only_the_missing_entries() {
     std::fs::create_dir(&node).unwrap();
     let local = pack_with(&node.join("app.wpk"), "a", 10..100, 20_000);
     local.insert(&key(1000), b"only here").unwrap();
-    let delta = run(wasmpak(moto, &["pull", &url, node.to_str().unwrap(), "--json"])).ok();
+    let delta = run(wasmpak(
+        moto,
+        &["pull", &url, node.to_str().unwrap(), "--json"],
+    ))
+    .ok();
     let summary = delta.json();
     assert_eq!(summary["mode"], "delta");
     assert_eq!(summary["entries_added"], 10);
@@ -204,7 +247,10 @@ fn a_delta_pull_fetches_only_the_missing_entries() {
     for n in 0..100 {
         assert_eq!(local.get(&key(n)).unwrap(), full.get(&key(n)).unwrap());
     }
-    assert_eq!(local.get(&key(1000)).unwrap().as_deref(), Some(&b"only here"[..]));
+    assert_eq!(
+        local.get(&key(1000)).unwrap().as_deref(),
+        Some(&b"only here"[..])
+    );
     assert!(local.verify().unwrap().is_ok());
 }
 
@@ -221,16 +267,25 @@ fn large_packs_go_up_in_parts_and_come_back_whole() {
     let pushed = run(wasmpak(moto, &["push", source.to_str().unwrap(), &url])).ok();
     let expected = format!("multipart upload, {parts} parts");
     assert!(pushed.stdout.contains(&expected), "{}", pushed.stdout);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let meta = rt
         .block_on(moto.store(&bucket).head(&ObjectPath::from("big.wpk")))
         .unwrap();
     let etag = meta.e_tag.unwrap();
     let suffix = format!("-{parts}");
-    assert!(etag.trim_matches('"').ends_with(&suffix), "S3 tags multipart uploads: {etag}");
+    assert!(
+        etag.trim_matches('"').ends_with(&suffix),
+        "S3 tags multipart uploads: {etag}"
+    );
     let node = dir.path().join("node");
     run(wasmpak(moto, &["pull", &url, node.to_str().unwrap()])).ok();
-    same_entries(&pack, &Pack::open(node.join("big.wpk"), &identity("a")).unwrap());
+    same_entries(
+        &pack,
+        &Pack::open(node.join("big.wpk"), &identity("a")).unwrap(),
+    );
 }
 
 /// Starts `wasmpak` stopped at its pause point (after the first part of a transfer).
@@ -277,19 +332,27 @@ fn a_push_to_a_server_that_stops_or_stalls_fails_and_leaves_no_object() {
     let moto = Moto::start();
     let bucket = moto.bucket("stall-push");
     let url = format!("s3://{bucket}/app.wpk");
-    let child = paused(&moto, &gate, &["push", "--timeout", "2", source.to_str().unwrap(), &url]);
+    let child = paused(
+        &moto,
+        &gate,
+        &["push", "--timeout", "2", source.to_str().unwrap(), &url],
+    );
     moto.stall();
     std::fs::remove_file(&gate).unwrap();
     finish(child).fails(1, &[&url]);
     moto.resume();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let found = rt.block_on(moto.store(&bucket).head(&ObjectPath::from("app.wpk")));
     assert!(
         matches!(found, Err(wasmpak::object_store::Error::NotFound { .. })),
         "{found:?}"
     );
     let node = dir.path().join("node");
-    run(wasmpak(&moto, &["pull", &url, node.to_str().unwrap()])).fails(1, &[&url, "does not exist"]);
+    run(wasmpak(&moto, &["pull", &url, node.to_str().unwrap()]))
+        .fails(1, &[&url, "does not exist"]);
     assert!(files_in(&node).is_empty());
 
     // Stopped: the next request fails fast.
@@ -321,8 +384,15 @@ fn a_killed_pull_installs_nothing_and_the_next_pull_succeeds() {
     assert_eq!(left.len(), 1, "the dead pull's temporary file: {left:?}");
     std::fs::remove_file(&gate).unwrap();
     run(wasmpak(moto, &["pull", &url, node.to_str().unwrap()])).ok();
-    assert_eq!(files_in(&node), ["app.wpk"], "the abandoned download was cleaned up");
-    same_entries(&pack, &Pack::open(node.join("app.wpk"), &identity("a")).unwrap());
+    assert_eq!(
+        files_in(&node),
+        ["app.wpk"],
+        "the abandoned download was cleaned up"
+    );
+    same_entries(
+        &pack,
+        &Pack::open(node.join("app.wpk"), &identity("a")).unwrap(),
+    );
 }
 
 #[test]
@@ -379,10 +449,16 @@ fn bad_urls_objects_and_packs_are_one_line_errors_that_install_nothing() {
         .env("AWS_METADATA_ENDPOINT", &metadata);
     run(anonymous).fails(1, &[&missing_object, "credentials"]);
 
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let store = moto.store(&bucket);
-    rt.block_on(store.put(&ObjectPath::from("junk.wpk"), PutPayload::from_static(b"<html>not a pack</html>")))
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
         .unwrap();
+    let store = moto.store(&bucket);
+    rt.block_on(store.put(
+        &ObjectPath::from("junk.wpk"),
+        PutPayload::from_static(b"<html>not a pack</html>"),
+    ))
+    .unwrap();
     let junk = format!("s3://{bucket}/junk.wpk");
     run(wasmpak(moto, &["pull", &junk, node_arg])).fails(1, &[&junk, "not a wasmpak pack"]);
 
@@ -394,8 +470,11 @@ fn bad_urls_objects_and_packs_are_one_line_errors_that_install_nothing() {
     flipped[12288 + 64 + 64 + 100] ^= 1; // inside the first value
     std::fs::write(&damaged, &flipped).unwrap();
     let damaged_url = format!("s3://{bucket}/damaged.wpk");
-    run(wasmpak(moto, &["push", damaged.to_str().unwrap(), &damaged_url]))
-        .fails(1, &["damaged.wpk", "damaged"]);
+    run(wasmpak(
+        moto,
+        &["push", damaged.to_str().unwrap(), &damaged_url],
+    ))
+    .fails(1, &["damaged.wpk", "damaged"]);
     rt.block_on(store.put(&ObjectPath::from("damaged.wpk"), PutPayload::from(flipped)))
         .unwrap();
     run(wasmpak(moto, &["pull", &damaged_url, node_arg])).fails(1, &[&damaged_url, "damaged"]);
@@ -433,5 +512,8 @@ fn file_urls_work_without_any_server() {
     let mut pull = Command::new(BIN);
     pull.args(["pull", &format!("{url}app.wpk"), node.to_str().unwrap()]);
     run(pull).ok();
-    same_entries(&pack, &Pack::open(node.join("app.wpk"), &identity("a")).unwrap());
+    same_entries(
+        &pack,
+        &Pack::open(node.join("app.wpk"), &identity("a")).unwrap(),
+    );
 }

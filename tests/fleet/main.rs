@@ -16,7 +16,13 @@ use wasmpak::ModuleHash;
 /// The test binary itself, running the ignored test `entry` as a child process.
 pub fn child(entry: &str) -> Command {
     let mut command = Command::new(std::env::current_exe().unwrap());
-    command.args([entry, "--exact", "--ignored", "--nocapture", "--test-threads=1"]);
+    command.args([
+        entry,
+        "--exact",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
     command
 }
 

@@ -68,7 +68,14 @@ fn install() -> PathBuf {
         Err(e) => panic!("the S3 tests need python3 (to run moto's S3 server): {e}"),
     }
     let output = Command::new(&python)
-        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", MOTO])
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            MOTO,
+        ])
         .output()
         .expect("run pip");
     assert!(

@@ -53,12 +53,10 @@ pub async fn pull(
     let root = snapshot::decode_root(&root_bytes, commit).map_err(|e| corrupt("index root", &e))?;
     let blocks: Vec<Vec<IndexEntry>> = futures::stream::iter(root.blocks.iter())
         .map(|block| async move {
-            let range = snapshot::block_range(block, commit)
-                .map_err(|e| corrupt("index", &e))?;
+            let range = snapshot::block_range(block, commit).map_err(|e| corrupt("index", &e))?;
             let bytes = source.range(range).await?;
-            let entries = snapshot::decode_block(&bytes, block.count).map_err(|e| {
-                corrupt(&format!("index block at offset {}", block.offset), &e)
-            })?;
+            let entries = snapshot::decode_block(&bytes, block.count)
+                .map_err(|e| corrupt(&format!("index block at offset {}", block.offset), &e))?;
             Ok::<_, CliError>((bytes.len() as u64, entries))
         })
         .buffered(CONCURRENT_REQUESTS)
@@ -73,7 +71,10 @@ pub async fn pull(
     summary.remote_entries = live.len() as u64;
     let mut missing = Vec::new();
     for entry in live {
-        if !local.contains(&entry.key).map_err(|e| local_error(local, e))? {
+        if !local
+            .contains(&entry.key)
+            .map_err(|e| local_error(local, e))?
+        {
             missing.push(entry);
         }
     }
@@ -117,8 +118,7 @@ fn spans(
         let range = snapshot::entry_range(&entry, commit)?;
         match spans.last_mut() {
             Some(last)
-                if last.range.end == range.start
-                    && range.end - last.range.start <= MAX_SPAN =>
+                if last.range.end == range.start && range.end - last.range.start <= MAX_SPAN =>
             {
                 last.range.end = range.end;
                 last.entries.push(entry);
@@ -157,7 +157,10 @@ fn append(
                     entry.key
                 ))
             })?;
-            if batch.contains(&entry.key).map_err(|e| local_error(local, e))? {
+            if batch
+                .contains(&entry.key)
+                .map_err(|e| local_error(local, e))?
+            {
                 continue;
             }
             batch

@@ -143,12 +143,13 @@ pub fn run(args: Args) -> Result<(), CliError> {
         .path
         .filename()
         .filter(|name| !name.starts_with('.'))
-        .ok_or_else(|| {
-            CliError::usage(format!("URL {} does not name a pack file", remote.url))
-        })?
+        .ok_or_else(|| CliError::usage(format!("URL {} does not name a pack file", remote.url)))?
         .to_string();
     std::fs::create_dir_all(&args.dir).map_err(|e| {
-        CliError::new(format!("cannot create directory {}: {e}", args.dir.display()))
+        CliError::new(format!(
+            "cannot create directory {}: {e}",
+            args.dir.display()
+        ))
     })?;
     let dest = args.dir.join(&name);
     let runtime = remote::runtime()?;
@@ -234,7 +235,10 @@ async fn pull(remote: &Remote, dest: &Path, replace: bool) -> Result<Summary, Cl
 }
 
 /// Decodes the superblock at the start of `bytes` of the object `source`.
-fn decode(bytes: &[u8], source: &Source<'_>) -> Result<(snapshot::Superblock, PackIdentity), CliError> {
+fn decode(
+    bytes: &[u8],
+    source: &Source<'_>,
+) -> Result<(snapshot::Superblock, PackIdentity), CliError> {
     let url = &source.remote.url;
     let superblock = &bytes[..bytes.len().min(SUPERBLOCK_LEN as usize)];
     let decoded = snapshot::decode_superblock(superblock, source.meta.size)
@@ -253,7 +257,10 @@ async fn head(remote: &Remote) -> Result<ObjectMeta, CliError> {
             let prefix = remote.path.parent().unwrap_or_default();
             match remote.store.list_with_delimiter(Some(&prefix)).await {
                 Err(e) => Err(remote.error("read", &e)),
-                Ok(_) => Err(CliError::new(format!("no pack at {}: the object does not exist", remote.url))),
+                Ok(_) => Err(CliError::new(format!(
+                    "no pack at {}: the object does not exist",
+                    remote.url
+                ))),
             }
         }
         Err(e) => Err(remote.error("read", &e)),
@@ -275,11 +282,13 @@ impl Download {
         let name = dest.file_name().unwrap_or_default().to_string_lossy();
         let prefix = format!(".{name}.pull-");
         remove_abandoned(dir, &prefix);
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
         let temp = dir.join(format!("{prefix}{}-{nanos}.tmp", std::process::id()));
-        let error = |e: std::io::Error| {
-            CliError::new(format!("cannot write in {}: {e}", dir.display()))
-        };
+        let error =
+            |e: std::io::Error| CliError::new(format!("cannot write in {}: {e}", dir.display()));
         // The mode a pack is created with (umask applies), not a temporary file's 0600.
         let file = OpenOptions::new()
             .read(true)
@@ -325,7 +334,9 @@ impl Download {
                 self.write_at(&buffer, offset)?;
                 offset += buffer.len() as u64;
                 buffer.clear();
-                if offset - synced_to >= SYNC_EVERY && syncing.as_ref().is_none_or(|s| s.is_finished()) {
+                if offset - synced_to >= SYNC_EVERY
+                    && syncing.as_ref().is_none_or(|s| s.is_finished())
+                {
                     let file = self.file.clone();
                     syncing = Some(tokio::task::spawn_blocking(move || file.sync_data()));
                     synced_to = offset;
@@ -352,9 +363,9 @@ impl Download {
     }
 
     fn write_at(&self, bytes: &[u8], offset: u64) -> Result<(), CliError> {
-        self.file.write_all_at(bytes, offset).map_err(|e| {
-            CliError::new(format!("cannot write {}: {e}", self.temp.display()))
-        })
+        self.file
+            .write_all_at(bytes, offset)
+            .map_err(|e| CliError::new(format!("cannot write {}: {e}", self.temp.display())))
     }
 
     /// Syncs, verifies the whole pack, and renames it into place. Returns its entry count.
@@ -377,9 +388,8 @@ impl Download {
             )));
         }
         drop(pack);
-        std::fs::rename(&self.temp, &self.dest).map_err(|e| {
-            CliError::new(format!("cannot install {}: {e}", self.dest.display()))
-        })?;
+        std::fs::rename(&self.temp, &self.dest)
+            .map_err(|e| CliError::new(format!("cannot install {}: {e}", self.dest.display())))?;
         let dir = self.dest.parent().unwrap_or(Path::new("."));
         File::open(dir)
             .and_then(|d| d.sync_all())

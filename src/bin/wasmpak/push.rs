@@ -151,8 +151,12 @@ pub fn header_problem(what: &str, error: &HeaderError) -> String {
 
 /// The snapshot's bytes in order, `chunk` bytes at a time (the superblock first).
 fn chunks(snapshot: &Snapshot, chunk: usize) -> impl Iterator<Item = std::io::Result<Bytes>> + '_ {
-    let superblock = [&snapshot.header_page, &snapshot.slot_page, &snapshot.slot_page]
-        .map(|page| Ok(Bytes::copy_from_slice(page)));
+    let superblock = [
+        &snapshot.header_page,
+        &snapshot.slot_page,
+        &snapshot.slot_page,
+    ]
+    .map(|page| Ok(Bytes::copy_from_slice(page)));
     let mut offset = SUPERBLOCK_LEN;
     let data = std::iter::from_fn(move || {
         if offset >= snapshot.committed_len {
@@ -200,7 +204,10 @@ async fn upload(remote: &Remote, snapshot: &Snapshot) -> Result<usize, CliError>
             Ok(bytes) => {
                 sent += bytes.len();
                 writer.put(bytes);
-                writer.wait_for_capacity(CONCURRENT_PARTS).await.map_err(|e| remote.error("upload to", &e))
+                writer
+                    .wait_for_capacity(CONCURRENT_PARTS)
+                    .await
+                    .map_err(|e| remote.error("upload to", &e))
             }
             Err(e) => Err(read_error(e)),
         };

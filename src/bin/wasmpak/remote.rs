@@ -39,11 +39,7 @@ impl Remote {
     pub fn open(url: &str, file_name: Option<&str>, timeout: Duration) -> Result<Remote, CliError> {
         let parsed = url::Url::parse(url)
             .map_err(|e| CliError::usage(format!("invalid URL {url}: {e}; expected {FORMS}")))?;
-        let unsupported = || {
-            CliError::usage(format!(
-                "unsupported URL {url}: expected {FORMS}"
-            ))
-        };
+        let unsupported = || CliError::usage(format!("unsupported URL {url}: expected {FORMS}"));
         let (scheme, path) = ObjectStoreScheme::parse(&parsed).map_err(|_| unsupported())?;
         let folder = path.as_ref().is_empty() || parsed.path().ends_with('/');
         let path = match (folder, file_name) {
@@ -64,7 +60,9 @@ impl Remote {
             retry_timeout: timeout,
         };
         let built = match scheme {
-            ObjectStoreScheme::Local => Ok(Arc::new(LocalFileSystem::new()) as Arc<dyn ObjectStore>),
+            ObjectStoreScheme::Local => {
+                Ok(Arc::new(LocalFileSystem::new()) as Arc<dyn ObjectStore>)
+            }
             ObjectStoreScheme::AmazonS3 => {
                 let builder = AmazonS3Builder::from_env().with_url(url);
                 // An endpoint the user spelled with http:// (a local MinIO or test server) is
@@ -93,7 +91,8 @@ impl Remote {
                 .map(|s| Arc::new(s) as Arc<dyn ObjectStore>),
             _ => return Err(unsupported()),
         };
-        let store = built.map_err(|e| CliError::new(format!("cannot use {url}: {}", explain(&e))))?;
+        let store =
+            built.map_err(|e| CliError::new(format!("cannot use {url}: {}", explain(&e))))?;
         let credentials_hint = match scheme {
             ObjectStoreScheme::AmazonS3 if !has_any(AWS_CREDENTIALS) => Some(
                 "no credentials in the environment (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) \
@@ -123,7 +122,11 @@ impl Remote {
             Some(hint) => format!(" ({hint})"),
             None => String::new(),
         };
-        CliError::new(format!("cannot {doing} {}: {}{hint}", self.url, explain(error)))
+        CliError::new(format!(
+            "cannot {doing} {}: {}{hint}",
+            self.url,
+            explain(error)
+        ))
     }
 }
 

@@ -112,4 +112,3 @@ impl std::error::Error for RemoteError {
             .map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
-

@@ -16,9 +16,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use ::object_store::path::Path as ObjectPath;
 use ::object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload};
+use bytes::Bytes;
 use wasmer::{Engine, EngineId, Module};
 
 pub use builder::ObjectStoreCacheBuilder;
@@ -221,7 +221,11 @@ impl ObjectStoreCache {
         let tier = Arc::new(Tier {
             // An identity too large to encode matches no object, so every load misses.
             identity: identity.to_pack_identity().encode().unwrap_or_default(),
-            folder: self.inner.prefix.clone().join(identity.file_stem().as_str()),
+            folder: self
+                .inner
+                .prefix
+                .clone()
+                .join(identity.file_stem().as_str()),
         });
         let mut engines = write(&self.inner.engines);
         if engines.len() >= MAX_REMEMBERED_ENGINES {
@@ -487,7 +491,9 @@ crate::cache::wasix::impl_wasix_module_cache!(ObjectStoreCache);
 
 /// The object of `key` in an engine's folder.
 fn object_in(tier: &Tier, key: ModuleHash) -> ObjectPath {
-    tier.folder.clone().join(format!("{key}.{EXTENSION}").as_str())
+    tier.folder
+        .clone()
+        .join(format!("{key}.{EXTENSION}").as_str())
 }
 
 fn key_bytes(key: &ModuleHash) -> [u8; 32] {
@@ -501,8 +507,10 @@ fn key_bytes(key: &ModuleHash) -> [u8; 32] {
 fn check(bytes: &[u8], identity: &[u8], key: &ModuleHash) -> Result<usize, String> {
     let decoded = object::decode(bytes).map_err(|e| format!("damaged object: {e}"))?;
     if decoded.identity != identity {
-        let theirs = crate::PackIdentity::decode(decoded.identity)
-            .map_or_else(|e| format!("an undecodable identity ({e})"), |i| i.to_string());
+        let theirs = crate::PackIdentity::decode(decoded.identity).map_or_else(
+            |e| format!("an undecodable identity ({e})"),
+            |i| i.to_string(),
+        );
         return Err(format!("object for another engine identity: {theirs}"));
     }
     if decoded.key != key_bytes(key) {

@@ -40,4 +40,3 @@ pub(super) fn runtime() -> Result<&'static tokio::runtime::Runtime, String> {
         .as_ref()
         .map_err(Clone::clone)
 }
-

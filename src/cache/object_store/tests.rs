@@ -47,19 +47,29 @@ async fn damaged_foreign_and_misplaced_objects_are_misses_then_replaced() {
     let (engine, cache) = (engine(), cache(&store));
     let path = cache.object_path(key(3), engine);
     let artifact = compiled(3).serialize().unwrap();
-    let identity = EngineIdentity::of(engine).to_pack_identity().encode().unwrap();
+    let identity = EngineIdentity::of(engine)
+        .to_pack_identity()
+        .encode()
+        .unwrap();
     let good = object::encode(&identity, &key_bytes(&key(3)), &artifact);
     let mut flipped = good.clone();
     let last = flipped.len() - 1;
     flipped[last] ^= 1;
-    let foreign_identity = crate::PackIdentity::new().with("engine", "other").encode().unwrap();
+    let foreign_identity = crate::PackIdentity::new()
+        .with("engine", "other")
+        .encode()
+        .unwrap();
     let bad = [
         b"not a module object".to_vec(),
         good[..good.len() - 1].to_vec(),
         flipped,
         object::encode(&foreign_identity, &key_bytes(&key(3)), &artifact),
         object::encode(&identity, &key_bytes(&key(4)), &artifact),
-        object::encode(&identity, &key_bytes(&key(3)), b"checksummed, but not an artifact"),
+        object::encode(
+            &identity,
+            &key_bytes(&key(3)),
+            b"checksummed, but not an artifact",
+        ),
     ];
     for (i, bytes) in bad.into_iter().enumerate() {
         store.put(&path, bytes.into()).await.unwrap();
@@ -84,7 +94,10 @@ async fn background_saves_finish_by_flush() {
     cache.flush().await;
     assert_eq!(cache.stats().saves, 4);
     for n in 10..14 {
-        assert_eq!(answer(&cache.load(key(n), engine).await.unwrap(), engine), n as i32);
+        assert_eq!(
+            answer(&cache.load(key(n), engine).await.unwrap(), engine),
+            n as i32
+        );
     }
 }
 
