@@ -331,7 +331,7 @@ mod tests {
         for at in 0..rec.len() {
             let mut bad = rec.clone();
             bad[at] ^= 0x20;
-            if at >= 64 + 6 && at < 128 || at >= 128 + value.len() {
+            if (64 + 6..128).contains(&at) || at >= 128 + value.len() {
                 continue; // padding
             }
             assert!(decode_entry(&bad, &e).is_err(), "entry flip at {at}");
