@@ -39,8 +39,20 @@ server.stop()
 
 /// The virtual environment's python, installing moto first if needed.
 pub fn python() -> &'static Path {
-    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
-    PYTHON.get_or_init(install)
+    static PYTHON: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    // A failed install is reported by every test that needs the server, not retried by each.
+    match PYTHON.get_or_init(|| std::panic::catch_unwind(install).map_err(panic_text)) {
+        Ok(python) => python,
+        Err(why) => panic!("{why}"),
+    }
+}
+
+fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "installing moto failed".to_string())
 }
 
 fn install() -> PathBuf {

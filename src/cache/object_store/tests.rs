@@ -118,3 +118,16 @@ fn unaligned_downloads_are_realigned() {
     assert_eq!(fixed, odd);
     assert!((fixed.as_ptr() as usize).is_multiple_of(64));
 }
+
+#[tokio::test]
+async fn uploads_beyond_the_pending_limit_are_dropped_not_queued() {
+    let store = Arc::new(InMemory::new());
+    let cache = ObjectStoreCache::builder(store.clone(), "full")
+        .max_pending_uploads(0)
+        .build();
+    let engine = engine();
+    cache.save(key(6), engine, &compiled(6)).await.unwrap();
+    cache.flush().await;
+    assert_eq!((cache.stats().saves, cache.stats().uploads_dropped), (0, 1));
+    assert!(cache.load(key(6), engine).await.unwrap_err().is_not_found());
+}
