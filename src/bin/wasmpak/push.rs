@@ -90,7 +90,8 @@ fn checked_snapshot(path: &Path) -> Result<(Snapshot, u64), CliError> {
         let report = pack.verify()?;
         // Verification looked at the commit current when it ran: if that is still the one
         // read above, it vouched for exactly the bytes about to be uploaded.
-        if pack.stats()?.generation != snapshot.generation {
+        let now = pack.stats()?;
+        if (now.generation, now.committed_len) != (snapshot.generation, snapshot.committed_len) {
             continue;
         }
         if let Some(problem) = report.problems().first() {
