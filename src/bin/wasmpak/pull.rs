@@ -91,16 +91,19 @@ impl Source<'_> {
         let options = GetOptions::new()
             .with_range(Some(range.clone()))
             .with_if_match(self.meta.e_tag.clone());
-        let bytes = async {
+        let request = async {
             self.remote
                 .store
                 .get_opts(&self.remote.path, options)
                 .await?
                 .bytes()
                 .await
-        }
-        .await
-        .map_err(|e| self.failed(&e))?;
+        };
+        let bytes = self
+            .remote
+            .within("download", request)
+            .await?
+            .map_err(|e| self.failed(&e))?;
         if bytes.len() as u64 != range.end - range.start {
             return Err(CliError::new(format!(
                 "cannot download {}: asked for bytes {range:?}, got {}",
@@ -250,12 +253,18 @@ fn decode(
 
 /// The object's size and version; a missing object is told apart from a missing bucket.
 async fn head(remote: &Remote) -> Result<ObjectMeta, CliError> {
-    match remote.store.head(&remote.path).await {
+    match remote
+        .within("read", remote.store.head(&remote.path))
+        .await?
+    {
         Ok(meta) => Ok(meta),
         Err(wasmpak::object_store::Error::NotFound { .. }) => {
             // S3 answers a HEAD in a missing bucket with a bare 404: a listing says which.
             let prefix = remote.path.parent().unwrap_or_default();
-            match remote.store.list_with_delimiter(Some(&prefix)).await {
+            match remote
+                .within("read", remote.store.list_with_delimiter(Some(&prefix)))
+                .await?
+            {
                 Err(e) => Err(remote.error("read", &e)),
                 Ok(_) => Err(CliError::new(format!(
                     "no pack at {}: the object does not exist",
@@ -311,11 +320,10 @@ impl Download {
     /// it returns.
     async fn stream(&self, source: &Source<'_>) -> Result<PackIdentity, CliError> {
         let options = GetOptions::new().with_if_match(source.meta.e_tag.clone());
-        let response = source
-            .remote
-            .store
-            .get_opts(&source.remote.path, options)
-            .await
+        let remote = source.remote;
+        let response = remote
+            .within("download", remote.store.get_opts(&remote.path, options))
+            .await?
             .map_err(|e| source.failed(&e))?;
         let mut body = response.into_stream();
         let mut offset = 0;
@@ -323,7 +331,7 @@ impl Download {
         let mut buffer = Vec::with_capacity(WRITE_BUFFER);
         let mut synced_to = offset;
         let mut syncing: Option<tokio::task::JoinHandle<std::io::Result<()>>> = None;
-        while let Some(chunk) = body.next().await {
+        while let Some(chunk) = remote.within("download", body.next()).await? {
             let chunk = chunk.map_err(|e| source.failed(&e))?;
             buffer.extend_from_slice(&chunk);
             if buffer.len() >= WRITE_BUFFER {

@@ -185,17 +185,21 @@ async fn upload(remote: &Remote, snapshot: &Snapshot) -> Result<usize, CliError>
             .into_iter()
             .collect();
         remote::pause_point().await;
-        remote
+        let put = remote
             .store
-            .put_opts(&remote.path, payload, Default::default())
-            .await
+            .put_opts(&remote.path, payload, Default::default());
+        remote
+            .within("upload to", put)
+            .await?
             .map_err(|e| remote.error("upload to", &e))?;
         return Ok(0);
     }
-    let upload = remote
+    let start = remote
         .store
-        .put_multipart_opts(&remote.path, Default::default())
-        .await
+        .put_multipart_opts(&remote.path, Default::default());
+    let upload = remote
+        .within("start an upload to", start)
+        .await?
         .map_err(|e| remote.error("start an upload to", &e))?;
     let mut writer = WriteMultipart::new_with_chunk_size(upload, PART);
     let mut sent = 0usize;
@@ -205,16 +209,19 @@ async fn upload(remote: &Remote, snapshot: &Snapshot) -> Result<usize, CliError>
             Ok(bytes) => {
                 sent += bytes.len();
                 writer.put(bytes);
-                writer
-                    .wait_for_capacity(CONCURRENT_PARTS)
+                match remote
+                    .within("upload to", writer.wait_for_capacity(CONCURRENT_PARTS))
                     .await
-                    .map_err(|e| remote.error("upload to", &e))
+                {
+                    Ok(done) => done.map_err(|e| remote.error("upload to", &e)),
+                    Err(stalled) => Err(stalled),
+                }
             }
             Err(e) => Err(read_error(e)),
         };
         if let Err(error) = written {
             // The parts sent so far never become an object; aborting frees them.
-            let _ = writer.abort().await;
+            let _ = remote.within("abort the upload to", writer.abort()).await;
             return Err(error);
         }
         if !paused && sent >= PART {
@@ -222,9 +229,9 @@ async fn upload(remote: &Remote, snapshot: &Snapshot) -> Result<usize, CliError>
             remote::pause_point().await;
         }
     }
-    writer
-        .finish()
-        .await
+    remote
+        .within("finish the upload to", writer.finish())
+        .await?
         .map_err(|e| remote.error("finish the upload to", &e))?;
     Ok(snapshot.committed_len.div_ceil(PART as u64) as usize)
 }

@@ -3,6 +3,7 @@
 //! `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT_URL`, `GOOGLE_SERVICE_ACCOUNT`,
 //! `AZURE_STORAGE_ACCOUNT_NAME`, ...), requests bounded by a timeout and retried a few times.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +32,8 @@ pub struct Remote {
     pub path: ObjectPath,
     /// Said after a failure when the environment holds no credentials for the store.
     credentials_hint: Option<&'static str>,
+    /// How long the store may make no progress.
+    timeout: Duration,
 }
 
 impl Remote {
@@ -51,8 +54,10 @@ impl Remote {
                 )));
             }
         };
+        // No limit on a whole request, which would cut a large download short: `within`
+        // bounds each step (an answer, a chunk, a part) instead.
         let options = ClientOptions::new()
-            .with_timeout(timeout)
+            .with_timeout_disabled()
             .with_connect_timeout(timeout.min(Duration::from_secs(5)));
         let retry = RetryConfig {
             backoff: BackoffConfig::default(),
@@ -113,6 +118,23 @@ impl Remote {
             store,
             path,
             credentials_hint,
+            timeout,
+        })
+    }
+
+    /// `step` (a request, a chunk of a download, a part of an upload), or an error naming the
+    /// URL if the store makes no progress for the timeout.
+    pub async fn within<T>(
+        &self,
+        doing: &str,
+        step: impl Future<Output = T>,
+    ) -> Result<T, CliError> {
+        tokio::time::timeout(self.timeout, step).await.map_err(|_| {
+            CliError::new(format!(
+                "cannot {doing} {}: the store made no progress for {} s (--timeout)",
+                self.url,
+                self.timeout.as_secs()
+            ))
         })
     }
 
