@@ -48,7 +48,7 @@ pub struct Args {
     /// entries it lacks (needed when the local file is another identity or not a pack)
     #[arg(long)]
     pub replace: bool,
-    /// Give up on a request that takes longer than this many seconds
+    /// Give up when the store makes no progress for this many seconds
     #[arg(long, default_value_t = 30, value_name = "SECS")]
     pub timeout: u64,
     /// Print a JSON summary (exact byte counts) instead of a line of text

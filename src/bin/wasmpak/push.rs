@@ -38,7 +38,7 @@ pub struct Args {
     /// Where to: s3://BUCKET/PATH, gs://..., az://..., file:///PATH; a URL ending in `/` gets
     /// the pack's file name
     pub url: String,
-    /// Give up on a request that takes longer than this many seconds
+    /// Give up when the store makes no progress for this many seconds
     #[arg(long, default_value_t = 30, value_name = "SECS")]
     pub timeout: u64,
 }

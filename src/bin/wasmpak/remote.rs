@@ -1,7 +1,8 @@
 //! The object store a `push` or `pull` URL names, built the way the cloud's own tools do:
 //! credentials and endpoints from the usual environment variables (`AWS_ACCESS_KEY_ID`,
 //! `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT_URL`, `GOOGLE_SERVICE_ACCOUNT`,
-//! `AZURE_STORAGE_ACCOUNT_NAME`, ...), requests bounded by a timeout and retried a few times.
+//! `AZURE_STORAGE_ACCOUNT_NAME`, ...), every step bounded by a timeout, failed requests
+//! retried a few times.
 
 use std::future::Future;
 use std::sync::Arc;
