@@ -39,7 +39,8 @@ pub struct ObjectStoreCacheBuilder {
 
 impl ObjectStoreCacheBuilder {
     /// How long one request (a load, a check, an upload) may take before it counts as a
-    /// failure (default 2 s). A load that times out is a miss.
+    /// failure (default 2 s). A load that times out is a miss. The limit covers the whole
+    /// transfer: raise it where large modules travel over slow links.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
