@@ -27,7 +27,56 @@ use wasmpak::format::record::{HEADER_LEN, MAX_LABEL_LEN, RecordHeader, RecordKin
 use wasmpak::format::superblock::{
     self, CommitSlot, DATA_START, HeaderError, PAGE, SLOT_LEN, SLOT_OFFSETS,
 };
+use wasmpak::format::{object, snapshot};
 use wasmpak::{Durability, Error, ErrorKind, Key, Pack, PackIdentity, PackOptions, Verify};
+
+/// The fleet tier's pure decoders, on the same bytes as `decode_record`: module objects, and
+/// the root, block and entry records a delta pull reads from ranges of a remote pack.
+fn fleet_decoders(data: &[u8]) {
+    if let Ok(decoded) = object::decode(data) {
+        let again = object::encode(decoded.identity, &decoded.key, decoded.value);
+        assert_eq!(again, data, "a module object re-encodes differently");
+        assert_eq!(decoded.value_offset as u64 % ALIGN, 0);
+    }
+    let Ok((header, _)) = RecordHeader::decode(data) else {
+        return;
+    };
+    let commit = CommitSlot {
+        generation: 1,
+        committed_len: DATA_START + (data.len() as u64).next_multiple_of(ALIGN),
+        root_offset: DATA_START,
+        superseded: false,
+    };
+    if let Ok(root) = snapshot::decode_root(data, &commit) {
+        assert!(root.blocks.len() <= MAX_BLOCKS);
+        for block in &root.blocks {
+            let range = snapshot::block_range(block, &commit).expect("checked by decode_root");
+            assert!(range.end <= commit.committed_len && range.start >= DATA_START);
+        }
+    }
+    let count = header.payload_len / BLOCK_STRIDE as u64;
+    if let Ok(entries) = snapshot::decode_block(data, count) {
+        assert_eq!(entries.len() as u64, count);
+        assert!(entries.windows(2).all(|w| w[0].key < w[1].key));
+        let live = snapshot::live_values(&[entries]);
+        assert!(live.iter().all(|e| e.kind == EntryKind::Value));
+    }
+    let entry = IndexEntry {
+        key: Key::from_bytes(header.key),
+        record_offset: DATA_START,
+        payload_len: header.payload_len,
+        payload_crc: header.payload_crc,
+        label_len: header.label_len,
+        kind: EntryKind::Value,
+    };
+    if let Ok((label, value)) = snapshot::decode_entry(data, &entry) {
+        assert_eq!(label.len(), usize::from(header.label_len));
+        assert_eq!(value.len() as u64, header.payload_len);
+        assert_eq!(crc32fast::hash(value), header.payload_crc);
+        let range = snapshot::entry_range(&entry, &commit).expect("a decoded entry fits");
+        assert!(range.end - range.start <= data.len() as u64 + ALIGN);
+    }
+}
 
 /// A fuzz target: its name and its function.
 pub type Target = (&'static str, fn(&[u8]));
@@ -816,6 +865,21 @@ fn torn_commit(dir: &Path, path: &Path, key: Key, value: &[u8], cut: u16) {
 /// a shorter one is read as `file_len (u64) | slot 0 (64) | slot 1 (64) | header page`, so
 /// that small inputs reach the slot decoder too.
 pub fn decode_superblock(data: &[u8]) {
+    if let Ok(decoded) = snapshot::decode_superblock(data, data.len() as u64) {
+        let slot = |i: usize| &data[SLOT_OFFSETS[i] as usize..SLOT_OFFSETS[i] as usize + SLOT_LEN];
+        let (_, live) = superblock::live_slot([slot(0), slot(1)], data.len() as u64)
+            .expect("a decoded snapshot superblock has a live slot");
+        assert_eq!(decoded.commit, live);
+        let page = snapshot::slot_page(&live);
+        let again = CommitSlot::decode(&page).expect("a snapshot slot page decodes");
+        assert_eq!(
+            again,
+            CommitSlot {
+                superseded: false,
+                ..live
+            }
+        );
+    }
     let (header, slots, file_len): (&[u8], [&[u8]; 2], u64) = if data.len() >= DATA_START as usize {
         let slot = |i: usize| &data[SLOT_OFFSETS[i] as usize..SLOT_OFFSETS[i] as usize + SLOT_LEN];
         (
@@ -908,6 +972,7 @@ pub fn decode_superblock(data: &[u8]) {
 
 /// A record header and its label.
 pub fn decode_record(data: &[u8]) {
+    fleet_decoders(data);
     let Ok((header, label)) = RecordHeader::decode(data) else {
         return;
     };

@@ -81,6 +81,8 @@
 //!   dependency.
 //! - `wasix`: implement `wasmer_wasix::runtime::module_cache::ModuleCache` for our caches.
 //! - `singlepass`: the singlepass compiler for `wasmpak build --compiler singlepass`.
+//! - `object-store`: [`ObjectStoreCache`], the fleet tier over S3 and other object stores, and
+//!   the tool's `push` and `pull`.
 //!
 //! # Safety
 //!
@@ -111,6 +113,9 @@ mod cache;
 pub mod sample;
 #[cfg(feature = "wasmer")]
 pub use cache::*;
+/// Apache Arrow's `object_store`, the version [`ObjectStoreCache`] takes stores from.
+#[cfg(feature = "object-store")]
+pub use object_store;
 
 /// The README's examples, compiled and run as doc tests.
 #[cfg(all(doctest, feature = "wasmer"))]

@@ -20,6 +20,8 @@
 //! - [`ThreadLocalCache`]: in memory, one per thread, no locking.
 //! - [`FileSystemCache`]: one file per module in a directory, wasix-compatible.
 //! - [`FallbackCache`]: chains two caches; built with [`ModuleCache::with_fallback`].
+//! - `ObjectStoreCache` (feature `object-store`): one object per module in S3, GCS, Azure or
+//!   any other `object_store` backend, the tier a fleet of nodes shares.
 //!
 //! None of them needs a tokio runtime: inside one, blocking file work moves to tokio's
 //! blocking pool; outside, it runs inline. With the `wasix` feature each also implements
@@ -79,8 +81,14 @@ mod wasix;
 pub(crate) mod test_support;
 
 mod memo;
+#[cfg(feature = "object-store")]
+mod object_store;
 mod pack_cache;
 
+#[cfg(feature = "object-store")]
+pub use self::object_store::{
+    ObjectStoreCache, ObjectStoreCacheBuilder, ObjectStoreStats, RemoteError, RemoteErrorKind,
+};
 pub use cpu_level::CpuLevel;
 pub use engine_identity::{EngineIdentity, Incompatibility};
 pub use fallback::FallbackCache;

@@ -7,7 +7,9 @@
 
 pub mod identity;
 pub mod index;
+pub mod object;
 pub mod record;
+pub mod snapshot;
 pub mod superblock;
 
 use std::fmt;

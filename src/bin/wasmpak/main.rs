@@ -10,6 +10,8 @@
 mod artifact;
 mod build;
 mod compact;
+#[cfg(feature = "object-store")]
+mod delta;
 mod demo;
 mod engine;
 mod error;
@@ -22,6 +24,12 @@ mod merge;
 mod open;
 mod output;
 mod panics;
+#[cfg(feature = "object-store")]
+mod pull;
+#[cfg(feature = "object-store")]
+mod push;
+#[cfg(feature = "object-store")]
+mod remote;
 mod resolve;
 mod rm;
 mod run;
@@ -220,6 +228,33 @@ enum Command {
         )
     )]
     Run(run::Args),
+    /// Upload a pack to an object store (S3, GCS, Azure, a directory), verified, all at once
+    #[cfg(feature = "object-store")]
+    #[command(
+        after_help = help!(
+            "wasmpak push app.wpk s3://my-bucket/packs/",
+            "AWS_ENDPOINT_URL=http://127.0.0.1:9000 wasmpak push app.wpk s3://local/app.wpk",
+        ),
+        after_long_help = help!(long:
+            "wasmpak push app.wpk s3://my-bucket/packs/",
+            "AWS_ENDPOINT_URL=http://127.0.0.1:9000 wasmpak push app.wpk s3://local/app.wpk",
+        )
+    )]
+    Push(push::Args),
+    /// Download a pack from an object store into a directory, verified before it appears;
+    /// into an existing pack, fetch only the entries it lacks
+    #[cfg(feature = "object-store")]
+    #[command(
+        after_help = help!(
+            "wasmpak pull s3://my-bucket/packs/app.wpk /var/cache/app",
+            "wasmpak pull --replace gs://my-bucket/app.wpk ./packs",
+        ),
+        after_long_help = help!(long:
+            "wasmpak pull s3://my-bucket/packs/app.wpk /var/cache/app",
+            "wasmpak pull --replace gs://my-bucket/app.wpk ./packs",
+        )
+    )]
+    Pull(pull::Args),
     /// Compare compiling, loading from a pack and loading one file per module (no arguments,
     /// no network, no files needed)
     #[command(
@@ -247,6 +282,10 @@ fn main() -> ExitCode {
         Command::Extract(args) => extract::run(args),
         Command::Merge(args) => merge::run(args),
         Command::Run(args) => run::run(args),
+        #[cfg(feature = "object-store")]
+        Command::Push(args) => push::run(args),
+        #[cfg(feature = "object-store")]
+        Command::Pull(args) => pull::run(args),
         Command::Demo => demo::run(),
     };
     match result {

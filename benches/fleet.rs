@@ -1,0 +1,247 @@
+//! The fleet tier on loopback, against a real S3-compatible server (moto, started here):
+//!
+//! 1. a module's first load through the remote tier (an empty local pack in front of an
+//!    `ObjectStoreCache`: download, check, deserialize, promote into the pack) against its
+//!    first load from a local pack;
+//! 2. `wasmpak pull` of a pack against a plain `object_store` GET of the same object into
+//!    memory (goal: pull at least 0.8x the GET's throughput, though it also writes, syncs and
+//!    verifies the file);
+//! 3. a delta pull into a pack that has 90% of the entries, against a full pull (goal: at
+//!    most 0.2x the bytes).
+//!
+//! Run: `cargo bench --features object-store --bench fleet`. Variants are interleaved round
+//! by round and medians reported, so drift in the machine's speed affects all alike.
+
+#[path = "../tests/fleet/moto.rs"]
+mod moto;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use wasmer::{Engine, Module};
+use wasmpak::object_store::path::Path as ObjectPath;
+use wasmpak::object_store::{ObjectStoreExt, PutPayload};
+use wasmpak::sample::{SAMPLES, module_wat};
+use wasmpak::{
+    Durability, Key, ModuleCache, ModuleHash, ObjectStoreCache, PackCache, PackIdentity,
+    PackOptions,
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_wasmpak");
+const ROUNDS: usize = 9;
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` runs benches with no argument
+    // and expects them to be quick.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("fleet: run with `cargo bench --features object-store --bench fleet`");
+        return;
+    }
+    let moto = moto::Moto::start();
+    first_load(&moto);
+    pull_throughput(&moto);
+    delta_bytes(&moto);
+}
+
+fn first_load(moto: &moto::Moto) {
+    println!("\n1. First load of a module: through the remote tier vs from the local pack");
+    println!(
+        "| module | artifact | remote tier (+ promote) | remote tier alone | local pack | remote/local |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    let rt = runtime();
+    let bucket = moto.bucket("bench-load");
+    let store = moto.store(&bucket);
+    for sample in &SAMPLES[1..] {
+        let wat = module_wat(1, sample.functions, sample.ops);
+        let wasm = wasmer::wat2wasm(wat.as_bytes()).unwrap().into_owned();
+        let key = ModuleHash::new(&wasm);
+        let compiler = Engine::default();
+        let module = Module::new(&compiler, &wasm).unwrap();
+        let artifact = module.serialize().unwrap().len();
+        let seed = ObjectStoreCache::builder(store.clone(), "bench")
+            .background_saves(false)
+            .build();
+        rt.block_on(seed.save(key, &compiler, &module)).unwrap();
+        let local = tempfile::tempdir().unwrap();
+        rt.block_on(PackCache::new(local.path()).save(key, &compiler, &module))
+            .unwrap();
+        let (mut chain, mut remote, mut pack) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            let engine = Engine::default();
+            let empty = tempfile::tempdir().unwrap();
+            let cache = PackCache::new(empty.path())
+                .with_fallback(ObjectStoreCache::new(store.clone(), "bench"));
+            let started = Instant::now();
+            rt.block_on(cache.load(key, &engine)).unwrap();
+            chain.push(started.elapsed());
+
+            let engine = Engine::default();
+            let cache = ObjectStoreCache::new(store.clone(), "bench");
+            let started = Instant::now();
+            rt.block_on(cache.load(key, &engine)).unwrap();
+            remote.push(started.elapsed());
+
+            let engine = Engine::default();
+            let cache = PackCache::new(local.path());
+            let started = Instant::now();
+            rt.block_on(cache.load(key, &engine)).unwrap();
+            pack.push(started.elapsed());
+        }
+        let (chain, remote, pack) = (median(chain), median(remote), median(pack));
+        println!(
+            "| {} | {:.1} KiB | {:.2} ms | {:.2} ms | {:.3} ms | {:.1}x |",
+            sample.name,
+            artifact as f64 / 1024.0,
+            ms(chain),
+            ms(remote),
+            ms(pack),
+            remote.as_secs_f64() / pack.as_secs_f64()
+        );
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn key(n: u64) -> Key {
+    let mut state = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    Key::from_bytes(std::array::from_fn(|_| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state as u8
+    }))
+}
+
+fn value(n: u64, len: usize) -> Vec<u8> {
+    let mut state = n | 1;
+    (0..len / 8)
+        .flat_map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()
+        })
+        .collect()
+}
+
+fn pack_with(path: &Path, range: std::ops::Range<u64>, len: usize) {
+    let identity = PackIdentity::new().with("engine", "bench");
+    let pack = PackOptions::new()
+        .durability(Durability::None)
+        .open_or_create(path, &identity)
+        .unwrap();
+    let mut batch = pack.batch();
+    for n in range {
+        batch
+            .insert_with_label(&key(n), &value(n, len), &format!("m{n}"))
+            .unwrap();
+    }
+    batch.commit().unwrap();
+}
+
+fn wasmpak(moto: &moto::Moto, args: &[&str]) -> serde_json::Value {
+    let output = Command::new(BIN)
+        .args(args)
+        .envs(moto.env())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null)
+}
+
+fn pull_throughput(moto: &moto::Moto) {
+    const MIB: usize = 1 << 20;
+    println!("\n2. Pull throughput vs a plain object_store GET of the same object (into memory)");
+    println!("| pack | GET | pull (download, sync, verify, rename) | pull/GET throughput |");
+    println!("|---:|---:|---:|---:|");
+    let rt = runtime();
+    let bucket = moto.bucket("bench-pull");
+    let store = moto.store(&bucket);
+    let dir = tempfile::tempdir().unwrap();
+    for size in [16 * MIB, 64 * MIB, 128 * MIB] {
+        let source = dir.path().join(format!("p{size}.wpk"));
+        pack_with(&source, 0..(size / MIB) as u64, MIB);
+        let url = format!("s3://{bucket}/p{size}.wpk");
+        wasmpak(moto, &["push", source.to_str().unwrap(), &url]);
+        let path = ObjectPath::from(format!("p{size}.wpk"));
+        let (mut get, mut pull) = (Vec::new(), Vec::new());
+        for round in 0..ROUNDS {
+            let started = Instant::now();
+            let bytes = rt
+                .block_on(async { store.get(&path).await?.bytes().await })
+                .unwrap();
+            get.push(started.elapsed());
+            drop(bytes);
+            let node = dir.path().join(format!("node-{size}-{round}"));
+            let started = Instant::now();
+            wasmpak(moto, &["pull", &url, node.to_str().unwrap(), "--json"]);
+            pull.push(started.elapsed());
+            std::fs::remove_dir_all(&node).unwrap();
+        }
+        let (get, pull) = (median(get), median(pull));
+        println!(
+            "| {} MiB | {:.0} MiB/s | {:.0} MiB/s | {:.2}x |",
+            size / MIB,
+            (size / MIB) as f64 / get.as_secs_f64(),
+            (size / MIB) as f64 / pull.as_secs_f64(),
+            get.as_secs_f64() / pull.as_secs_f64()
+        );
+        std::fs::remove_file(&source).unwrap();
+        rt.block_on(store.put(&path, PutPayload::from_static(b"")))
+            .unwrap();
+    }
+}
+
+fn delta_bytes(moto: &moto::Moto) {
+    println!("\n3. Delta pull vs full pull, 100 entries of 256 KiB, 90 already local");
+    let bucket = moto.bucket("bench-delta");
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("app.wpk");
+    pack_with(&source, 0..100, 256 << 10);
+    let url = format!("s3://{bucket}/app.wpk");
+    wasmpak(moto, &["push", source.to_str().unwrap(), &url]);
+    let full_dir = dir.path().join("full");
+    let full = wasmpak(moto, &["pull", &url, full_dir.to_str().unwrap(), "--json"]);
+    let delta_dir = dir.path().join("delta");
+    std::fs::create_dir(&delta_dir).unwrap();
+    // The node's 90 entries, shuffled relative to the remote pack's order.
+    pack_with(&delta_dir.join("app.wpk"), 10..100, 256 << 10);
+    let delta = wasmpak(moto, &["pull", &url, delta_dir.to_str().unwrap(), "--json"]);
+    let bytes = |v: &serde_json::Value| v["bytes_downloaded"].as_u64().unwrap();
+    let requests = |v: &serde_json::Value| v["requests"].as_u64().unwrap();
+    println!("| pull | bytes | requests | entries added | time |");
+    println!("|---|---:|---:|---:|---:|");
+    for (name, v) in [("full", &full), ("delta", &delta)] {
+        println!(
+            "| {name} | {} | {} | {} | {:.1} ms |",
+            bytes(v),
+            requests(v),
+            v["entries_added"],
+            v["nanos"].as_u64().unwrap() as f64 / 1e6
+        );
+    }
+    println!(
+        "delta/full bytes: {:.3}x",
+        bytes(&delta) as f64 / bytes(&full) as f64
+    );
+}
