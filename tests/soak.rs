@@ -41,7 +41,10 @@ fn main() {
         return;
     }
     let args: Vec<String> = std::env::args().collect();
-    if !args.iter().any(|a| a == "--ignored" || a == "--include-ignored") {
+    if !args
+        .iter()
+        .any(|a| a == "--ignored" || a == "--include-ignored")
+    {
         println!("soak: ignored (run with `-- --ignored`; it takes a few minutes)");
         return;
     }
@@ -61,7 +64,11 @@ fn churn_wat(i: usize) -> (u32, String) {
 }
 
 /// The corpus compiled once per target directory: artifact files named by index.
-fn corpus(dir: &Path, count: usize, wat: impl Fn(usize) -> (u32, String)) -> Vec<(u32, ModuleHash)> {
+fn corpus(
+    dir: &Path,
+    count: usize,
+    wat: impl Fn(usize) -> (u32, String),
+) -> Vec<(u32, ModuleHash)> {
     let engine = Engine::default();
     let dir = dir.join(EngineIdentity::of(&engine).file_stem());
     std::fs::create_dir_all(&dir).unwrap();
@@ -93,7 +100,10 @@ fn manifest(name: &str) -> Vec<(u32, ModuleHash)> {
         .map(|line| {
             let (seed, key) = line.split_once(' ').unwrap();
             let key: Key = key.parse().unwrap();
-            (seed.parse().unwrap(), ModuleHash::from_bytes(*key.as_bytes()))
+            (
+                seed.parse().unwrap(),
+                ModuleHash::from_bytes(*key.as_bytes()),
+            )
         })
         .collect()
 }
@@ -129,14 +139,20 @@ fn answer(engine: &Engine, module: &Module) -> i32 {
         .unwrap()
 }
 
-fn rss() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        .unwrap_or(0)
-        * 1024
+/// Resident memory of this process in bytes: (anonymous, file-backed). The file-backed part
+/// is page cache the process has mapped (the pack's pages it read): shared, and reclaimable
+/// by the kernel. The anonymous part is what the process itself holds.
+fn rss() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+            * 1024
+    };
+    (field("RssAnon:"), field("RssFile:"))
 }
 
 struct Worker {
@@ -144,7 +160,12 @@ struct Worker {
     child: Child,
 }
 
-fn spawn(role: &'static str, dir: &Path, seed: u64, lines: &mpsc::Sender<(String, String)>) -> Worker {
+fn spawn(
+    role: &'static str,
+    dir: &Path,
+    seed: u64,
+    lines: &mpsc::Sender<(String, String)>,
+) -> Worker {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .env("SOAK_CHILD", format!("{role}\n{}\n{seed}", dir.display()))
         .stdout(Stdio::piped())
@@ -164,7 +185,13 @@ fn spawn(role: &'static str, dir: &Path, seed: u64, lines: &mpsc::Sender<(String
 
 fn churn(length: Duration) {
     let started = Instant::now();
-    let modules = corpus(Path::new(env!("CARGO_TARGET_TMPDIR")).join("soak-churn").as_path(), MODULES, churn_wat);
+    let modules = corpus(
+        Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join("soak-churn")
+            .as_path(),
+        MODULES,
+        churn_wat,
+    );
     let corpus_bytes: u64 = sys_files_len(&artifact_dir("soak-churn"));
     let scratch = tempfile::tempdir().unwrap();
     let dir = scratch.path().to_path_buf();
@@ -189,7 +216,8 @@ fn churn(length: Duration) {
     let mut compactor = None;
 
     let (mut saved, mut evicted) = (BTreeSet::new(), BTreeSet::new());
-    let (mut loads, mut misses, mut wrong, mut kills, mut compactions) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    let (mut loads, mut misses, mut wrong, mut kills, mut compactions) =
+        (0u64, 0u64, 0u64, 0u64, 0u64);
     let mut rss_samples: Vec<(u64, u64)> = Vec::new();
     let mut max_size = 0u64;
     let pack_path = PackCache::new(&dir).pack_path(&Engine::default());
@@ -208,10 +236,9 @@ fn churn(length: Duration) {
                     evicted.insert(by_key[&key.parse::<Key>().unwrap()]);
                 }
                 (Some("compacted"), _) => compactions += 1,
-                (Some("rss"), Some(bytes)) => rss_samples.push((
-                    started.elapsed().as_secs(),
-                    bytes.parse().unwrap(),
-                )),
+                (Some("rss"), Some(bytes)) => {
+                    rss_samples.push((started.elapsed().as_secs(), bytes.parse().unwrap()))
+                }
                 _ => panic!("unexpected line from a child: {line}"),
             }
         }
@@ -232,7 +259,11 @@ fn churn(length: Duration) {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    for worker in workers.iter_mut().chain([&mut long_reader]).chain(compactor.as_mut().map(|c| &mut *c)) {
+    for worker in workers
+        .iter_mut()
+        .chain([&mut long_reader])
+        .chain(compactor.as_mut().map(|c| &mut *c))
+    {
         let _ = worker.child.kill();
         let _ = worker.child.wait();
     }
@@ -258,12 +289,18 @@ fn churn(length: Duration) {
     let report = pack.verify().unwrap();
     assert!(report.problems().is_empty(), "{:?}", report.problems());
     let cache = PackCache::new(&dir);
-    let tokio = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let mut present = BTreeSet::new();
     for (i, (seed, key)) in modules.iter().enumerate() {
         match tokio.block_on(cache.load(*key, &engine)) {
             Ok(module) => {
-                assert_eq!(answer(&engine, &module), *seed as i32, "module {i} is wrong");
+                assert_eq!(
+                    answer(&engine, &module),
+                    *seed as i32,
+                    "module {i} is wrong"
+                );
                 present.insert(i);
             }
             Err(e) if e.is_not_found() => {}
@@ -291,7 +328,10 @@ fn churn(length: Duration) {
     println!("soak churn: long-running reader resident memory (seconds, bytes): {rss_samples:?}");
     assert_eq!(wrong, 0, "a load returned another module");
     assert!(lost.is_empty(), "saved, never evicted, gone: {lost:?}");
-    assert!(loads > 0 && !saved.is_empty() && compactions > 0, "the soak did too little");
+    assert!(
+        loads > 0 && !saved.is_empty() && compactions > 0,
+        "the soak did too little"
+    );
     assert!(max_size <= size_bound, "the pack grew to {max_size}");
 }
 
@@ -307,7 +347,9 @@ fn sys_files_len(dir: &Path) -> u64 {
 /// Loads 2,000 distinct modules in one process with one engine, then recycling engines.
 fn recycling() {
     let modules = corpus(
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join("soak-recycle").as_path(),
+        Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join("soak-recycle")
+            .as_path(),
         RECYCLE_MODULES,
         |i| {
             let seed = 90_000 + i as u32;
@@ -322,7 +364,9 @@ fn recycling() {
             .durability(wasmpak::Durability::None)
             .auto_compact(false)
             .build();
-        let tokio = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let tokio = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         for (_, key) in &modules {
             let bytes = std::fs::read(dir.join(format!("{key}.bin"))).unwrap();
             // SAFETY: `Module::serialize` output of this engine configuration, written by
@@ -334,33 +378,59 @@ fn recycling() {
     let mut results = BTreeMap::new();
     for mode in ["one-engine", "recycled"] {
         let output = Command::new(std::env::current_exe().unwrap())
-            .env("SOAK_CHILD", format!("{mode}\n{}\n0", scratch.path().display()))
+            .env(
+                "SOAK_CHILD",
+                format!("{mode}\n{}\n0", scratch.path().display()),
+            )
             .output()
             .unwrap();
         assert!(output.status.success(), "{mode} failed");
-        let samples: Vec<(usize, u64)> = String::from_utf8_lossy(&output.stdout)
+        let samples: Vec<(usize, u64, u64)> = String::from_utf8_lossy(&output.stdout)
             .lines()
             .filter_map(|l| {
                 let mut w = l.split_whitespace();
                 (w.next()? == "rss").then_some(())?;
-                Some((w.next()?.parse().ok()?, w.next()?.parse().ok()?))
+                Some((
+                    w.next()?.parse().ok()?,
+                    w.next()?.parse().ok()?,
+                    w.next()?.parse().ok()?,
+                ))
             })
             .collect();
         results.insert(mode, samples);
     }
-    println!("soak recycling: resident memory after N distinct loads (MiB):");
-    println!("| loads | one engine | a new engine every {RECYCLE_EVERY} loads |");
-    println!("|---:|---:|---:|");
-    for ((n, one), (_, recycled)) in results["one-engine"].iter().zip(&results["recycled"]) {
+    println!(
+        "soak recycling: resident memory after N distinct loads, anonymous (the process's own) \
+         and file-backed (pack pages read, shared page cache), MiB:"
+    );
+    println!("| loads | one engine: anon | file | new engine every {RECYCLE_EVERY}: anon | file |");
+    println!("|---:|---:|---:|---:|---:|");
+    let mib = |b: u64| b as f64 / 1048576.0;
+    for ((n, one, one_file), (_, rec, rec_file)) in
+        results["one-engine"].iter().zip(&results["recycled"])
+    {
         println!(
-            "| {n} | {:.1} | {:.1} |",
-            *one as f64 / 1048576.0,
-            *recycled as f64 / 1048576.0
+            "| {n} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            mib(*one),
+            mib(*one_file),
+            mib(*rec),
+            mib(*rec_file)
         );
     }
-    let last = |mode: &str| results[mode].last().unwrap().1;
+    // Growth of the process's own memory over the second half of the loads.
+    let growth = |mode: &str| {
+        let s = &results[mode];
+        s.last().unwrap().1 as i64 - s[s.len() / 2].1 as i64
+    };
+    println!(
+        "soak recycling: anonymous growth over the last {} loads: one engine {:.1} MiB, \
+         recycled {:.1} MiB",
+        RECYCLE_MODULES / 2,
+        growth("one-engine") as f64 / 1048576.0,
+        growth("recycled") as f64 / 1048576.0
+    );
     assert!(
-        last("recycled") < last("one-engine"),
+        growth("recycled") < growth("one-engine") / 2,
         "recycling engines must bound the growth"
     );
 }
@@ -373,7 +443,9 @@ fn child(spec: &str) {
     let seed: u64 = lines.next().unwrap().parse().unwrap();
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut out = std::io::stdout().lock();
-    let tokio = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     match role {
         "writer" | "reader" | "long-reader" => {
             let modules = manifest("soak-churn");
@@ -404,7 +476,7 @@ fn child(spec: &str) {
                     std::thread::sleep(Duration::from_millis(rng.random_range(1..10)));
                 }
                 if role == "long-reader" && last_rss.elapsed() >= Duration::from_secs(5) {
-                    writeln!(out, "rss {}", rss()).unwrap();
+                    writeln!(out, "rss {}", rss().0).unwrap();
                     last_rss = Instant::now();
                     let _ = started;
                 }
@@ -447,7 +519,8 @@ fn child(spec: &str) {
                 let module = tokio.block_on(cache.load(*key, &engine)).unwrap();
                 assert_eq!(answer(&engine, &module), *seed as i32);
                 if (n + 1) % RECYCLE_EVERY == 0 {
-                    writeln!(out, "rss {} {}", n + 1, rss()).unwrap();
+                    let (anon, file) = rss();
+                    writeln!(out, "rss {} {anon} {file}", n + 1).unwrap();
                 }
             }
             out.flush().unwrap();

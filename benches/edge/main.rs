@@ -40,6 +40,14 @@ fn main() {
     }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
+    let value = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    // `--only cold` (or warm, threads, memory, disk, saves) runs one workload.
+    let only = value("--only");
     let chart_path = args
         .iter()
         .position(|a| a == "--chart")
@@ -58,7 +66,9 @@ fn main() {
         root,
         manifest,
         zipf: stats::Zipf::new(corpus.len(), 1.0, 42),
-        rounds: if quick { 2 } else { 7 },
+        rounds: value("--rounds")
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(if quick { 2 } else { 7 }),
         draws: 40,
         processes: vec![1, 2, 8],
         corpus,
@@ -81,6 +91,18 @@ fn main() {
     );
 
     workloads::populate(&ctx);
+    if let Some(only) = &only {
+        match only.as_str() {
+            "warm" => drop(workloads::process_start(&ctx, false)),
+            "cold" => drop(workloads::process_start(&ctx, true)),
+            "threads" => drop(workloads::threads(&ctx)),
+            "memory" => drop(workloads::memory(&ctx)),
+            "disk" => workloads::disk(&ctx),
+            "saves" => workloads::saves(&ctx),
+            other => panic!("unknown workload {other}"),
+        }
+        return;
+    }
     let warm = workloads::process_start(&ctx, false);
     let evicted_before = sys::resident_bytes(&ctx.root.join("pack"));
     sys::evict(&ctx.root.join("pack"));
