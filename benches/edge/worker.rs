@@ -44,6 +44,8 @@ pub struct Report {
     pub ops: Vec<(usize, Duration)>,
     pub total: Duration,
     pub stats: Option<String>,
+    /// A pack worker's fixed costs: engine identity, opening the pack, starting a thread.
+    pub fixed: Vec<Duration>,
 }
 
 pub struct Worker {
@@ -120,6 +122,11 @@ impl Worker {
                     report.total = Duration::from_nanos(words.next().unwrap().parse().unwrap())
                 }
                 Some("stats") => report.stats = Some(words.collect::<Vec<_>>().join(" ")),
+                Some("fixed") => {
+                    report.fixed = words
+                        .map(|w| Duration::from_nanos(w.parse().unwrap()))
+                        .collect()
+                }
                 Some("done") | Some("held") => return report,
                 _ => panic!("worker failed (said {line:?})"),
             }
@@ -299,6 +306,29 @@ pub fn main(spec: &str) -> ! {
     }
     for (i, module) in &loaded {
         corpus::check(&engine, module, &corpus[*i]);
+    }
+    if mode == "load" && variant == Variant::Pack {
+        // What a fresh process pays once, measured apart (after the timed loads).
+        let other = Engine::default();
+        let t = Instant::now();
+        let identity = wasmpak::EngineIdentity::of(&other);
+        let identity_took = t.elapsed();
+        let path = wasmpak::PackCache::new(&dir).pack_path(&other);
+        let t = Instant::now();
+        let pack = wasmpak::Pack::open(&path, &identity.to_pack_identity()).unwrap();
+        let open_took = t.elapsed();
+        drop(pack);
+        let t = Instant::now();
+        std::thread::spawn(|| ()).join().unwrap();
+        let thread_took = t.elapsed();
+        writeln!(
+            out,
+            "fixed {} {} {}",
+            identity_took.as_nanos(),
+            open_took.as_nanos(),
+            thread_took.as_nanos()
+        )
+        .unwrap();
     }
     writeln!(out, "done").unwrap();
     out.flush().unwrap();

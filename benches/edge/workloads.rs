@@ -65,6 +65,7 @@ pub type Latencies = BTreeMap<(usize, &'static str), Vec<Duration>>;
 pub fn process_start(ctx: &Ctx, cold_page_cache: bool) -> Latencies {
     let mut latencies = Latencies::new();
     let mut totals: BTreeMap<(usize, &'static str), Vec<Duration>> = BTreeMap::new();
+    let mut fixed: Vec<Vec<Duration>> = Vec::new();
     let variants: Vec<Variant> = LOADERS
         .into_iter()
         .filter(|v| !(cold_page_cache && *v == Variant::Compile))
@@ -94,6 +95,9 @@ pub fn process_start(ctx: &Ctx, cold_page_cache: bool) -> Latencies {
                     })
                     .collect();
                 for report in worker::batch(&specs) {
+                    if report.fixed.len() == 3 {
+                        fixed.push(report.fixed.clone());
+                    }
                     if let Some(stats) = &report.stats {
                         assert!(stats.contains("misses=0"), "{variant:?} compiled: {stats}");
                     }
@@ -162,6 +166,20 @@ pub fn process_start(ctx: &Ctx, cold_page_cache: bool) -> Latencies {
             &rows
         )
     );
+    if !fixed.is_empty() {
+        let med = |k: usize| {
+            let v: Vec<f64> = fixed.iter().map(|f| f[k].as_secs_f64()).collect();
+            stats::time(Duration::from_secs_f64(stats::median(&v)))
+        };
+        println!(
+            "Fixed costs of a fresh pack process (medians of {} workers, measured apart): engine \
+             identity {}, opening the pack {}, starting a thread {}\n",
+            fixed.len(),
+            med(0),
+            med(1),
+            med(2)
+        );
+    }
     latencies
 }
 
@@ -172,50 +190,61 @@ fn warm(dir: &Path) {
     }
 }
 
-/// One process, 1 and 2 threads loading the whole corpus (distinct modules) concurrently
-/// through one cache and one engine: throughput in artifact bytes per second.
+/// One process, 1 and 2 threads loading distinct modules concurrently through one cache and
+/// one engine: throughput in artifact bytes per second. Twice: the whole corpus, and only the
+/// modules under 1 MiB (whose checksum the pack computes on one thread; from 1 MiB it already
+/// uses two, which a second loading thread then competes with).
 pub fn threads(ctx: &Ctx) -> BTreeMap<&'static str, f64> {
     let all: Vec<usize> = (0..ctx.corpus.len()).collect();
-    let bytes: u64 = ctx.corpus.iter().map(|m| m.artifact_len).sum();
-    let mut throughput: BTreeMap<(&'static str, usize), Vec<f64>> = BTreeMap::new();
-    for round in 0..ctx.rounds {
-        let mut order: Vec<(Variant, usize)> =
-            CACHES.iter().flat_map(|&v| [(v, 1), (v, 2)]).collect();
-        let n = order.len();
-        order.rotate_left(round % n);
-        for (variant, threads) in order {
-            warm(&variant.dir(&ctx.root));
-            let mut spec = ctx.spec(Mode::Threads, variant, all.clone());
-            spec.threads = threads;
-            let report = worker::batch(&[spec]).remove(0);
-            throughput
-                .entry((variant.name(), threads))
-                .or_default()
-                .push(bytes as f64 / report.total.as_secs_f64());
-        }
-    }
-    println!(
-        "\n## Threads: one process loads all {} modules ({}) on 1 and 2 threads\n",
-        ctx.corpus.len(),
-        stats::bytes(bytes)
-    );
-    let mut rows = Vec::new();
+    let small: Vec<usize> = all
+        .iter()
+        .copied()
+        .filter(|&i| ctx.corpus[i].artifact_len < 1 << 20)
+        .collect();
     let mut scaling = BTreeMap::new();
-    for variant in CACHES {
-        let one = stats::median(&throughput[&(variant.name(), 1)]);
-        let two = stats::median(&throughput[&(variant.name(), 2)]);
-        scaling.insert(variant.name(), two / one);
-        rows.push(vec![
-            variant.name().to_string(),
-            format!("{}/s", stats::bytes(one as u64)),
-            format!("{}/s", stats::bytes(two as u64)),
-            format!("{:.2}", two / one),
-        ]);
+    for (set, indices) in [("all", all), ("under 1 MiB", small)] {
+        let bytes: u64 = indices.iter().map(|&i| ctx.corpus[i].artifact_len).sum();
+        let mut throughput: BTreeMap<(&'static str, usize), Vec<f64>> = BTreeMap::new();
+        for round in 0..ctx.rounds {
+            let mut order: Vec<(Variant, usize)> =
+                CACHES.iter().flat_map(|&v| [(v, 1), (v, 2)]).collect();
+            let n = order.len();
+            order.rotate_left(round % n);
+            for (variant, threads) in order {
+                warm(&variant.dir(&ctx.root));
+                let mut spec = ctx.spec(Mode::Threads, variant, indices.clone());
+                spec.threads = threads;
+                let report = worker::batch(&[spec]).remove(0);
+                throughput
+                    .entry((variant.name(), threads))
+                    .or_default()
+                    .push(bytes as f64 / report.total.as_secs_f64());
+            }
+        }
+        println!(
+            "\n## Threads: one process loads {} modules ({set}, {}) on 1 and 2 threads\n",
+            indices.len(),
+            stats::bytes(bytes)
+        );
+        let mut rows = Vec::new();
+        for variant in CACHES {
+            let one = stats::median(&throughput[&(variant.name(), 1)]);
+            let two = stats::median(&throughput[&(variant.name(), 2)]);
+            if set == "all" {
+                scaling.insert(variant.name(), two / one);
+            }
+            rows.push(vec![
+                variant.name().to_string(),
+                format!("{}/s", stats::bytes(one as u64)),
+                format!("{}/s", stats::bytes(two as u64)),
+                format!("{:.2}", two / one),
+            ]);
+        }
+        println!(
+            "{}",
+            stats::table(&["cache", "1 thread", "2 threads", "2 / 1"], &rows)
+        );
     }
-    println!(
-        "{}",
-        stats::table(&["cache", "1 thread", "2 threads", "2 / 1"], &rows)
-    );
     scaling
 }
 
