@@ -2,8 +2,8 @@
 //! `--dir HOST[:GUEST]`, arguments after `--`), checked before anything runs, and the run
 //! itself in a wasix runtime (`wasmpak::WasixHost`, with the `wasix` cargo feature).
 //!
-//! Building wasmer-wasix into the tool is optional: it more than doubles what
-//! `cargo run --release -- demo` compiles from scratch (see docs/CLI.md for the figure). A
+//! Building wasmer-wasix into the tool is optional (the `wasix` feature): it adds well over a
+//! minute to a from-scratch `cargo run --release -- demo` (see docs/CLI.md for the figure). A
 //! tool built without it says how to get it when handed a WASI program.
 
 use std::path::{Path, PathBuf};
