@@ -2,7 +2,7 @@
 //! on one corpus, in one run, in fresh worker processes.
 //!
 //! ```sh
-//! cargo bench --features wasix --bench edge                       # about 10 minutes here
+//! cargo bench --features wasix --bench edge -- --rounds 3         # about 25 minutes here
 //! cargo bench --features wasix --bench edge -- --quick            # fewer rounds, a smoke test
 //! cargo bench --features wasix --bench edge -- --chart docs/edge-latency.svg
 //! ```

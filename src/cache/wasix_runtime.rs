@@ -104,7 +104,9 @@ impl WasixHost {
     /// the program's exit code, zero or not. A program that cannot start (not a WASI command,
     /// a missing import) is an error. A trap ends the program the way wasix ends it, as
     /// `wasmer run` shows: wasix prints the trap and its wasm backtrace on the process's
-    /// stderr and the exit code is 45 (WASI's `ENOEXEC`).
+    /// stderr and the exit code is 45 (WASI's `ENOEXEC`). wasix records a module hash for the
+    /// process; a `Module` does not know its wasm's hash, so a random one is used: programs
+    /// that re-spawn their own module by hash need `runtime()` and wasix's runners directly.
     pub fn run(
         &self,
         runner: &WasiRunner,
