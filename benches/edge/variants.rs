@@ -86,7 +86,7 @@ impl Variant {
 }
 
 /// A cache as a worker holds it.
-pub enum Cache {
+pub enum Opened {
     Pack(PackCache),
     SharedPack(wasmpak::FallbackCache<SharedCache, PackCache>),
     WasixFs(WasixFileSystemCache),
@@ -94,26 +94,26 @@ pub enum Cache {
     Compile,
 }
 
-impl Cache {
+impl Opened {
     /// Opens the variant's cache in `dir` the way its users do (nothing is read yet).
-    pub fn new(variant: Variant, dir: &Path, tokio: &tokio::runtime::Runtime) -> Cache {
+    pub fn new(variant: Variant, dir: &Path, tokio: &tokio::runtime::Runtime) -> Opened {
         match variant {
-            Variant::Pack => Cache::Pack(PackCache::new(dir)),
+            Variant::Pack => Opened::Pack(PackCache::new(dir)),
             Variant::PackNoSync => {
-                Cache::Pack(PackCache::builder(dir).durability(Durability::None).build())
+                Opened::Pack(PackCache::builder(dir).durability(Durability::None).build())
             }
-            Variant::SharedPack => Cache::SharedPack(ModuleCache::with_fallback(
+            Variant::SharedPack => Opened::SharedPack(ModuleCache::with_fallback(
                 SharedCache::default(),
                 PackCache::new(dir),
             )),
-            Variant::WasixFs => Cache::WasixFs(WasixFileSystemCache::new(
+            Variant::WasixFs => Opened::WasixFs(WasixFileSystemCache::new(
                 dir,
                 Arc::new(TokioTaskManager::new(tokio.handle().clone())),
             )),
             Variant::WasmerCache => {
-                Cache::WasmerCache(wasmer_cache::FileSystemCache::new(dir).unwrap())
+                Opened::WasmerCache(wasmer_cache::FileSystemCache::new(dir).unwrap())
             }
-            Variant::Compile => Cache::Compile,
+            Variant::Compile => Opened::Compile,
         }
     }
 
@@ -126,15 +126,15 @@ impl Cache {
         wasm: Option<&[u8]>,
     ) -> Module {
         match self {
-            Cache::Pack(cache) => tokio.block_on(ModuleCache::load(cache, m.key, engine)),
-            Cache::SharedPack(cache) => tokio.block_on(ModuleCache::load(cache, m.key, engine)),
-            Cache::WasixFs(cache) => tokio
+            Opened::Pack(cache) => tokio.block_on(ModuleCache::load(cache, m.key, engine)),
+            Opened::SharedPack(cache) => tokio.block_on(ModuleCache::load(cache, m.key, engine)),
+            Opened::WasixFs(cache) => tokio
                 .block_on(WasixModuleCache::load(cache, m.key, engine))
-                .map_err(|e| wasmpak::CacheError::other(e)),
+                .map_err(wasmpak::CacheError::other),
             // SAFETY: the directory holds only what `save` below stored: `Module::serialize`
             // output of an engine with this configuration.
-            Cache::WasmerCache(cache) => Ok(unsafe { cache.load(engine, m.blake3) }.unwrap()),
-            Cache::Compile => Ok(Module::new(engine, wasm.unwrap()).unwrap()),
+            Opened::WasmerCache(cache) => Ok(unsafe { cache.load(engine, m.blake3) }.unwrap()),
+            Opened::Compile => Ok(Module::new(engine, wasm.unwrap()).unwrap()),
         }
         .unwrap_or_else(|e| panic!("loading module {}: {e}", m.index))
     }
@@ -148,25 +148,25 @@ impl Cache {
         module: &Module,
     ) {
         match self {
-            Cache::Pack(cache) => tokio
+            Opened::Pack(cache) => tokio
                 .block_on(ModuleCache::save(cache, m.key, engine, module))
                 .unwrap(),
-            Cache::SharedPack(cache) => tokio
+            Opened::SharedPack(cache) => tokio
                 .block_on(ModuleCache::save(cache, m.key, engine, module))
                 .unwrap(),
-            Cache::WasixFs(cache) => tokio
+            Opened::WasixFs(cache) => tokio
                 .block_on(WasixModuleCache::save(cache, m.key, engine, module))
                 .unwrap(),
-            Cache::WasmerCache(cache) => cache.store(m.blake3, module).unwrap(),
-            Cache::Compile => {}
+            Opened::WasmerCache(cache) => cache.store(m.blake3, module).unwrap(),
+            Opened::Compile => {}
         }
     }
 
     /// The pack cache's counters, where there is one.
     pub fn pack_stats(&self) -> Option<wasmpak::CacheStats> {
         match self {
-            Cache::Pack(cache) => Some(cache.stats()),
-            Cache::SharedPack(cache) => Some(cache.fallback().stats()),
+            Opened::Pack(cache) => Some(cache.stats()),
+            Opened::SharedPack(cache) => Some(cache.fallback().stats()),
             _ => None,
         }
     }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use wasmer::Engine;
 
 use crate::corpus::{self, CorpusModule};
-use crate::variants::{Cache, Variant};
+use crate::variants::{Opened, Variant};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -220,7 +220,7 @@ pub fn main(spec: &str) -> ! {
         .build()
         .unwrap();
     let handle = tokio.handle().clone();
-    let mut cache = Cache::new(variant, &dir, &tokio);
+    let mut cache = Opened::new(variant, &dir, &tokio);
     let wasm: Vec<Option<Vec<u8>>> = indices
         .iter()
         .map(|&i| (variant == Variant::Compile).then(|| std::fs::read(&corpus[i].wasm).unwrap()))

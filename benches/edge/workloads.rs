@@ -12,7 +12,7 @@ use wasmer::Engine;
 use crate::corpus::{self, CorpusModule};
 use crate::stats::{self, Summary, Zipf, summarize};
 use crate::sys;
-use crate::variants::{CACHES, Cache, LOADERS, Variant};
+use crate::variants::{CACHES, LOADERS, Opened, Variant};
 use crate::worker::{self, Mode, Spec};
 
 pub struct Ctx {
@@ -49,7 +49,7 @@ pub fn populate(ctx: &Ctx) {
             std::fs::remove_dir_all(&dir).unwrap();
         }
         std::fs::create_dir_all(&dir).unwrap();
-        let mut cache = Cache::new(variant, &dir, &tokio);
+        let mut cache = Opened::new(variant, &dir, &tokio);
         for m in &ctx.corpus {
             let module = corpus::deserialize(&engine, m);
             cache.save(tokio.handle(), &engine, m, &module);
