@@ -6,9 +6,7 @@
 mod cli_support;
 
 use std::ffi::OsStr;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::OnceLock;
 
 use cli_support::*;
@@ -39,7 +37,10 @@ fn scratch_with_tool() -> (Scratch, PathBuf) {
 }
 
 /// Runs with `stdin` piped in.
+#[cfg(feature = "wasix")]
 fn run_with_stdin(parts: &[&dyn AsRef<OsStr>], stdin: &[u8]) -> Run {
+    use std::io::Write;
+    use std::process::Stdio;
     let mut child = command(args(parts))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
