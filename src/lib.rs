@@ -79,7 +79,8 @@
 //! - `cli` (default): the `wasmpak` command-line tool, and everything below.
 //! - `wasmer`: the module caches. Without it the crate is the pack store alone, with no wasmer
 //!   dependency.
-//! - `wasix`: implement `wasmer_wasix::runtime::module_cache::ModuleCache` for our caches.
+//! - `wasix`: implement `wasmer_wasix::runtime::module_cache::ModuleCache` for our caches, and
+//!   run WASI programs from a cache with `WasixHost` (also `wasmpak run PROGRAM.wasm -- ARGS`).
 //! - `singlepass`: the singlepass compiler for `wasmpak build --compiler singlepass`.
 //! - `object-store`: [`ObjectStoreCache`], the fleet tier over S3 and other object stores, and
 //!   the tool's `push` and `pull`.

@@ -559,15 +559,26 @@ fn usage_errors_exit_2() {
 fn runtime_failures_are_one_line() {
     let s = Scratch::new();
     let pack = s.pack("app.wpk");
-    let line = wasmpak(args(&[
+    // `run` puts its status line on stderr before the error.
+    let run = wasmpak(args(&[
         &"run",
         &pack,
         &s.path("trap.wat"),
         &"--invoke",
         &"boom",
-    ]))
-    .fails(1)
-    .to_string();
+    ]));
+    let status = run.stderr.lines().next().unwrap_or_default().to_string();
+    assert!(status.starts_with("miss  trap.wat"), "{run:#?}");
+    let without_status = Run {
+        stderr: run
+            .stderr
+            .lines()
+            .skip(1)
+            .map(|l| format!("{l}\n"))
+            .collect(),
+        ..run
+    };
+    let line = without_status.fails(1).to_string();
     assert!(
         line.contains("boom trapped") && line.contains("unreachable"),
         "{line}"
@@ -617,5 +628,5 @@ fn a_pack_other_users_can_write_needs_allow_shared_write() {
         OsStr::new("--allow-shared-write"),
     ])
     .ok();
-    assert!(run.stdout.starts_with("hit   answer.wat"), "{run:#?}");
+    assert!(run.stderr.starts_with("hit   answer.wat"), "{run:#?}");
 }

@@ -76,6 +76,8 @@ mod thread_local;
 mod types;
 #[cfg(feature = "wasix")]
 mod wasix;
+#[cfg(feature = "wasix")]
+mod wasix_runtime;
 
 #[cfg(test)]
 pub(crate) mod test_support;
@@ -97,3 +99,5 @@ pub use pack_cache::{CacheStats, PackCache, PackCacheBuilder};
 pub use shared::SharedCache;
 pub use thread_local::ThreadLocalCache;
 pub use types::{CacheError, ModuleCache, ModuleHash};
+#[cfg(feature = "wasix")]
+pub use wasix_runtime::{WasiRunError, WasiRunErrorKind, WasixHost};

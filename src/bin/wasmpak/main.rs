@@ -13,12 +13,14 @@ mod compact;
 #[cfg(feature = "object-store")]
 mod delta;
 mod demo;
+mod demo_caches;
 mod engine;
 mod error;
 mod extract;
 mod import;
 mod info;
 mod input;
+mod invoke;
 mod list;
 mod merge;
 mod open;
@@ -34,6 +36,7 @@ mod resolve;
 mod rm;
 mod run;
 mod verify;
+mod wasi;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -85,7 +88,7 @@ macro_rules! help {
         "wasmpak build --cpu-features x86-64-v3 packs/ modules/*.wasm",
         "wasmpak list app.wpk",
         "wasmpak verify --deep app.wpk",
-        "wasmpak run app.wpk modules/math.wasm --invoke add 2 3",
+        "wasmpak run app.wpk modules/tool.wasm -- ARGS...",
     ),
     after_long_help = help!(long:
         "wasmpak demo",
@@ -93,7 +96,7 @@ macro_rules! help {
         "wasmpak build --cpu-features x86-64-v3 packs/ modules/*.wasm",
         "wasmpak list app.wpk",
         "wasmpak verify --deep app.wpk",
-        "wasmpak run app.wpk modules/math.wasm --invoke add 2 3",
+        "wasmpak run app.wpk modules/tool.wasm -- ARGS...",
     ),
 )]
 struct Cli {
@@ -215,16 +218,23 @@ enum Command {
         after_long_help = help!(long: "wasmpak merge all.wpk job1.wpk job2.wpk")
     )]
     Merge(merge::Args),
-    /// Load a module as a runtime would (pack hit, or compile and save), instantiate it and
-    /// optionally call a function
+    /// Load a module as a runtime would (pack hit, or compile and save), then run it as a WASI
+    /// program (its exit code becomes wasmpak's) or call one of its functions
     #[command(
         after_help = help!(
-            "wasmpak run app.wpk hello.wasm",
+            "wasmpak run app.wpk tool.wasm -- --verbose input.txt",
+            "wasmpak run app.wpk tool.wasm --env LANG=C --dir ./data:/data -- /data/in.txt",
             "wasmpak run app.wpk math.wat --invoke add 2 -3",
         ),
-        after_long_help = help!(long:
-            "wasmpak run app.wpk hello.wasm",
-            "wasmpak run app.wpk math.wat --invoke add 2 -3",
+        after_long_help = concat!(
+            help!(long:
+                "wasmpak run app.wpk tool.wasm -- --verbose input.txt",
+                "wasmpak run app.wpk tool.wasm --env LANG=C --dir ./data:/data -- /data/in.txt",
+                "wasmpak run app.wpk math.wat --invoke add 2 -3",
+            ),
+            "\n\nA WASI program's own exit code is wasmpak's, as with `wasmer run`; the codes \
+            above are wasmpak's own failures; a trap is 45, as in wasix. Status lines (hit, \
+            miss) go to stderr. Running WASI programs needs the `wasix` cargo feature."
         )
     )]
     Run(run::Args),
@@ -281,11 +291,17 @@ fn main() -> ExitCode {
         Command::Rm(args) => rm::run(args),
         Command::Extract(args) => extract::run(args),
         Command::Merge(args) => merge::run(args),
-        Command::Run(args) => run::run(args),
         #[cfg(feature = "object-store")]
         Command::Push(args) => push::run(args),
         #[cfg(feature = "object-store")]
         Command::Pull(args) => pull::run(args),
+        Command::Run(args) => {
+            return match run::run(args) {
+                // Like a shell, keep the low 8 bits of a WASI exit code.
+                Ok(code) => ExitCode::from(code as u8),
+                Err(error) => report(&error, json),
+            };
+        }
         Command::Demo => demo::run(),
     };
     match result {

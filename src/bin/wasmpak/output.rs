@@ -18,6 +18,16 @@ macro_rules! say {
 }
 pub(crate) use say;
 
+/// Prints a status line on stderr, where it stays out of the results and a program's own
+/// output. A closed stderr is ignored: the status is a courtesy, the work is what counts.
+macro_rules! tell {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+pub(crate) use tell;
+
 /// Writes to stdout. A closed pipe (`wasmpak list p.wpk | head -1`) is not an error: the
 /// reader has what it wanted, and a half-done `build` must still commit. Any other write
 /// failure (stdout redirected to a full disk) is.

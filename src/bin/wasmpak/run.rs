@@ -1,26 +1,27 @@
-//! `wasmpak run`: the path a runtime takes, shown step by step.
+//! `wasmpak run`: the path a runtime takes, then the program itself.
 //!
 //! Key the input's bytes, look the key up in the pack and deserialize (a hit), or compile and
 //! save (a miss, or an entry that is damaged or refused by wasmer: the runtime must never be
-//! stuck on a bad entry), then instantiate and optionally call a function. Imports are stubbed
-//! so that most modules instantiate: functions return zeros, memories, tables and globals are
-//! created empty or zero.
+//! stuck on a bad entry). Then, like `wasmer run`: a WASI command runs with its arguments,
+//! environment, directories and the tool's own standard streams, and its exit code becomes
+//! the tool's; `--invoke FUNC` calls an exported function instead (see `invoke.rs`); a module
+//! that is neither gets its exported functions listed.
+//!
+//! Status lines (hit or miss, what was stubbed) go to stderr: stdout belongs to the results and
+//! to the program. Everything the command line gets wrong is found before the pack is touched.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use wasmer::{
-    Engine, ExternType, Function, FunctionType, Global, Imports, Instance, Memory, Module,
-    Mutability, Store, Table, Type, Value,
-};
+use wasmer::{Engine, ExternType, Module};
 use wasmpak::{EngineIdentity, ErrorKind, Pack};
 
 use crate::artifact::{self, LoadError};
 use crate::engine::{self, EngineArgs};
 use crate::error::{CliError, one_line};
 use crate::input::Input;
-use crate::open;
-use crate::output::{self, say};
+use crate::output::{self, tell};
+use crate::{invoke, open, wasi};
 
 /// Arguments of `wasmpak run`.
 #[derive(Debug, clap::Args)]
@@ -29,12 +30,20 @@ pub struct Args {
     pub pack: PathBuf,
     /// The module: .wasm or .wat, keyed by its bytes as a runtime would
     pub input: PathBuf,
-    /// An exported function to call after instantiating
+    /// Call this exported function (imports stubbed) instead of running a WASI program
     #[arg(long, value_name = "FUNC")]
     pub invoke: Option<String>,
+    /// Set an environment variable for the WASI program (repeatable)
+    #[arg(long = "env", value_name = "NAME=VALUE")]
+    pub env: Vec<String>,
+    /// Give the WASI program a host directory, at GUEST (an absolute path; default: the host
+    /// directory's absolute path) (repeatable)
+    #[arg(long = "dir", value_name = "HOST[:GUEST]")]
+    pub dirs: Vec<String>,
     #[command(flatten)]
     pub engine: EngineArgs,
-    /// Arguments for FUNC, converted to its parameter types (i32, i64, f32, f64)
+    /// The WASI program's arguments (after `--` if they start with `-`), or FUNC's arguments,
+    /// converted to its parameter types (i32, i64, f32, f64)
     #[arg(value_name = "ARGS", allow_negative_numbers = true)]
     pub args: Vec<String>,
 }
@@ -47,17 +56,19 @@ enum Lookup {
     Unusable(String),
 }
 
-/// Runs `wasmpak run`.
-pub fn run(args: Args) -> Result<(), CliError> {
-    if !args.args.is_empty() && args.invoke.is_none() {
-        return Err(CliError::usage(format!(
-            "arguments given ({}) but no --invoke FUNC to pass them to",
-            args.args.join(" ")
-        )));
-    }
+/// What to do with the module once it is loaded.
+enum Action<'a> {
+    Invoke(&'a str, Vec<wasmer::Value>),
+    Wasi,
+    ListExports,
+}
+
+/// Runs `wasmpak run`; returns the exit code (the WASI program's, else 0).
+pub fn run(args: Args) -> Result<u32, CliError> {
     let engine = engine::build(&args.engine, None)?;
     let identity = EngineIdentity::of(&engine).to_pack_identity();
     let input = Input::read(&args.input)?;
+    let wasi_options = wasi::Options::parse(&args.env, &args.dirs)?;
     let pack_shown = args.pack.display();
 
     let started = Instant::now();
@@ -68,15 +79,8 @@ pub fn run(args: Args) -> Result<(), CliError> {
     };
     let lookup_took = started.elapsed();
 
-    let module = match lookup {
-        Lookup::Hit(module) => {
-            say!(
-                "hit   {}: loaded from {pack_shown} in {}",
-                input.label,
-                output::duration(lookup_took)
-            )?;
-            module
-        }
+    let (module, compiled) = match lookup {
+        Lookup::Hit(module) => (module, None),
         Lookup::Miss | Lookup::Unusable(_) => {
             let why = match &lookup {
                 Lookup::Unusable(why) => format!("its entry is unusable ({why})"),
@@ -84,77 +88,85 @@ pub fn run(args: Args) -> Result<(), CliError> {
             };
             let compile_started = Instant::now();
             let module = input.compile(&engine)?;
-            let compiled = compile_started.elapsed();
+            (module, Some((why, compile_started.elapsed())))
+        }
+    };
+    // Refuse a command line that does not fit the module before the pack is written.
+    let action = action(&args, &module, &input.label, &wasi_options)?;
+    match compiled {
+        None => tell!(
+            "hit   {}: loaded from {pack_shown} in {}",
+            input.label,
+            output::duration(lookup_took)
+        ),
+        Some((why, compile_took)) => {
             let saved = save(&args.pack, &identity, &input, &module);
-            say!(
+            tell!(
                 "miss  {}: {why}; looked up in {}, compiled in {}, {saved}",
                 input.label,
                 output::duration(lookup_took),
-                output::duration(compiled),
-            )?;
-            module
+                output::duration(compile_took),
+            );
         }
-    };
-
-    let mut store = Store::new(engine.clone());
-    let (imports, stubbed) = stub_imports(&mut store, &module)?;
-    if !stubbed.is_empty() {
-        say!(
-            "stubbed {}: {}",
-            output::count(stubbed.len() as u64, "import", "imports"),
-            stubbed.join(", ")
-        )?;
     }
-    let instance = Instance::new(&mut store, &module, &imports).map_err(|e| {
-        CliError::new(format!(
-            "cannot instantiate {}: {}",
-            input.path.display(),
-            one_line(&e.to_string())
-        ))
-    })?;
 
-    let Some(name) = &args.invoke else {
-        let exports: Vec<String> = module
-            .exports()
-            .filter_map(|export| match export.ty() {
-                ExternType::Function(ty) => Some(format!("{}{}", export.name(), signature(ty))),
-                _ => None,
-            })
-            .collect();
-        return say!(
-            "exported functions: {}",
-            if exports.is_empty() {
-                "none".to_string()
-            } else {
-                exports.join(", ")
-            }
-        );
-    };
-    let function = instance.exports.get_function(name).map_err(|_| {
-        let functions: Vec<String> = module
-            .exports()
-            .filter(|e| matches!(e.ty(), ExternType::Function(_)))
-            .map(|e| e.name().to_string())
-            .collect();
-        CliError::usage(format!(
-            "{} exports no function {name:?} (it exports: {})",
-            input.label,
-            if functions.is_empty() {
-                "no functions".to_string()
-            } else {
-                functions.join(", ")
-            }
-        ))
-    })?;
-    let ty = function.ty(&store);
-    let values = parse_args(name, &ty, &args.args)?;
-    let results = function
-        .call(&mut store, &values)
-        .map_err(|e| CliError::new(format!("{name} trapped: {}", one_line(&e.message()))))?;
-    for value in results.iter() {
-        say!("{}", show(value))?;
+    match action {
+        Action::Invoke(name, values) => {
+            invoke::call(&engine, &module, &input.label, name, &values)?;
+            Ok(0)
+        }
+        Action::Wasi => wasi::run(&engine, module, &input.label, &args.args, wasi_options),
+        Action::ListExports => {
+            invoke::list(&engine, &module, &input.label)?;
+            Ok(0)
+        }
     }
-    Ok(())
+}
+
+/// Decides what to do with `module`, or says why the command line does not fit it.
+fn action<'a>(
+    args: &'a Args,
+    module: &Module,
+    label: &str,
+    wasi_options: &wasi::Options,
+) -> Result<Action<'a>, CliError> {
+    if let Some(name) = &args.invoke {
+        if !wasi_options.is_empty() {
+            return Err(CliError::usage(
+                "--env and --dir are for WASI programs; --invoke calls a function with stubbed \
+                 imports",
+            ));
+        }
+        let values = invoke::prepare(module, label, name, &args.args)?;
+        return Ok(Action::Invoke(name, values));
+    }
+    if is_wasi_command(module) {
+        wasi::check_available(label)?;
+        return Ok(Action::Wasi);
+    }
+    if !args.args.is_empty() || !wasi_options.is_empty() {
+        let given = if args.args.is_empty() {
+            "--env or --dir given".to_string()
+        } else {
+            format!("arguments given ({})", args.args.join(" "))
+        };
+        return Err(CliError::usage(format!(
+            "{given}, but {label} is not a WASI program (no _start export, no WASI imports): \
+             call one of its functions with --invoke FUNC"
+        )));
+    }
+    Ok(Action::ListExports)
+}
+
+/// Whether `module` is a WASI command: it exports `_start` or imports a WASI namespace.
+fn is_wasi_command(module: &Module) -> bool {
+    let starts = module
+        .exports()
+        .any(|e| e.name() == "_start" && matches!(e.ty(), ExternType::Function(_)));
+    starts
+        || module
+            .imports()
+            .any(|i| i.module().starts_with("wasi_") || i.module().starts_with("wasix_"))
 }
 
 /// Looks the input up in the pack and deserializes it.
@@ -193,161 +205,5 @@ fn save(
     match result {
         Ok(len) => format!("saved to {} ({})", path.display(), output::bytes(len)),
         Err(e) => format!("not saved: {e}"),
-    }
-}
-
-/// Imports for every import of `module`: zero-returning functions, fresh memories and tables,
-/// zero globals. Returns them with the names stubbed (`module.name`).
-fn stub_imports(store: &mut Store, module: &Module) -> Result<(Imports, Vec<String>), CliError> {
-    let mut imports = Imports::new();
-    let mut names = Vec::new();
-    for import in module.imports() {
-        let name = format!("{}.{}", import.module(), import.name());
-        let cannot = |what: &str, why: String| {
-            CliError::new(format!(
-                "cannot stub import {name} ({what}): {}",
-                one_line(&why)
-            ))
-        };
-        let stub: wasmer::Extern = match import.ty() {
-            ExternType::Function(ty) => {
-                let results: Vec<Value> = ty.results().iter().map(|t| zero(*t)).collect();
-                Function::new(store, ty.clone(), move |_| Ok(results.clone())).into()
-            }
-            ExternType::Memory(ty) => Memory::new(store, *ty)
-                .map_err(|e| cannot("memory", e.to_string()))?
-                .into(),
-            ExternType::Table(ty) => Table::new(store, *ty, zero(ty.ty))
-                .map_err(|e| cannot("table", e.message()))?
-                .into(),
-            ExternType::Global(ty) => match ty.mutability {
-                Mutability::Var => Global::new_mut(store, zero(ty.ty)).into(),
-                Mutability::Const => Global::new(store, zero(ty.ty)).into(),
-            },
-            ExternType::Tag(_) => {
-                return Err(cannot(
-                    "tag",
-                    "exception tags cannot be stubbed".to_string(),
-                ));
-            }
-        };
-        imports.define(import.module(), import.name(), stub);
-        names.push(name);
-    }
-    Ok((imports, names))
-}
-
-/// The zero (or null) value of a type.
-fn zero(ty: Type) -> Value {
-    match ty {
-        Type::I32 => Value::I32(0),
-        Type::I64 => Value::I64(0),
-        Type::F32 => Value::F32(0.0),
-        Type::F64 => Value::F64(0.0),
-        Type::V128 => Value::V128(0),
-        Type::ExternRef => Value::ExternRef(None),
-        Type::FuncRef => Value::FuncRef(None),
-        Type::ExceptionRef => Value::ExceptionRef(None),
-    }
-}
-
-/// Converts the command-line arguments to `ty`'s parameters.
-fn parse_args(name: &str, ty: &FunctionType, args: &[String]) -> Result<Vec<Value>, CliError> {
-    let params = ty.params();
-    if params.len() != args.len() {
-        return Err(CliError::usage(format!(
-            "{name}{} takes {}, {} given",
-            signature(ty),
-            output::count(params.len() as u64, "argument", "arguments"),
-            args.len()
-        )));
-    }
-    params
-        .iter()
-        .zip(args)
-        .enumerate()
-        .map(|(i, (ty, text))| {
-            parse_value(*ty, text).ok_or_else(|| {
-                CliError::usage(format!(
-                    "argument {} of {name} must be {}, got {text:?}",
-                    i + 1,
-                    type_name(*ty)
-                ))
-            })
-        })
-        .collect()
-}
-
-/// Parses one argument: decimal (signed or unsigned) or `0x` hex for integers.
-fn parse_value(ty: Type, text: &str) -> Option<Value> {
-    let hex = |t: &str| {
-        t.strip_prefix("0x")
-            .or_else(|| t.strip_prefix("0X"))
-            .and_then(|h| u64::from_str_radix(h, 16).ok())
-    };
-    match ty {
-        Type::I32 => text
-            .parse::<i32>()
-            .ok()
-            .or_else(|| text.parse::<u32>().ok().map(|v| v as i32))
-            .or_else(|| {
-                hex(text)
-                    .and_then(|v| u32::try_from(v).ok())
-                    .map(|v| v as i32)
-            })
-            .map(Value::I32),
-        Type::I64 => text
-            .parse::<i64>()
-            .ok()
-            .or_else(|| text.parse::<u64>().ok().map(|v| v as i64))
-            .or_else(|| hex(text).map(|v| v as i64))
-            .map(Value::I64),
-        Type::F32 => text.parse::<f32>().ok().map(Value::F32),
-        Type::F64 => text.parse::<f64>().ok().map(Value::F64),
-        _ => None,
-    }
-}
-
-/// A result value as text.
-fn show(value: &Value) -> String {
-    match value {
-        Value::I32(v) => v.to_string(),
-        Value::I64(v) => v.to_string(),
-        Value::F32(v) => v.to_string(),
-        Value::F64(v) => v.to_string(),
-        Value::V128(v) => format!("0x{v:032x}"),
-        Value::ExternRef(r) => if r.is_some() { "externref" } else { "null" }.to_string(),
-        Value::FuncRef(r) => if r.is_some() { "funcref" } else { "null" }.to_string(),
-        Value::ExceptionRef(r) => if r.is_some() { "exnref" } else { "null" }.to_string(),
-    }
-}
-
-/// `(i32, i64) -> f32`, the way people write signatures.
-fn signature(ty: &FunctionType) -> String {
-    let list = |types: &[Type]| {
-        types
-            .iter()
-            .map(|t| type_name(*t))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    match ty.results() {
-        [] => format!("({})", list(ty.params())),
-        [one] => format!("({}) -> {}", list(ty.params()), type_name(*one)),
-        many => format!("({}) -> ({})", list(ty.params()), list(many)),
-    }
-}
-
-/// A value type as WAT spells it.
-fn type_name(ty: Type) -> &'static str {
-    match ty {
-        Type::I32 => "i32",
-        Type::I64 => "i64",
-        Type::F32 => "f32",
-        Type::F64 => "f64",
-        Type::V128 => "v128",
-        Type::ExternRef => "externref",
-        Type::FuncRef => "funcref",
-        Type::ExceptionRef => "exnref",
     }
 }
