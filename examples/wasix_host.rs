@@ -57,9 +57,12 @@ fn main() -> Result<(), Box<dyn Error>> {
     }
 
     let stats = pack.stats();
+    let pack_path = pack
+        .pack_path(&Engine::default())
+        .ok_or("the cache has no directory of its own")?;
     eprintln!(
         "pack {}: {} loaded from the pack, {} compiled and saved",
-        pack.pack_path(&Engine::default()).display(),
+        pack_path.display(),
         stats.hits,
         stats.saves
     );

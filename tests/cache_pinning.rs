@@ -79,7 +79,11 @@ fn superseded_packs_stay_mapped_until_the_engine_that_loaded_from_them_is_droppe
         block_on(reader.load(module.key, &engine)).unwrap();
         writer.compact().unwrap();
         // Every file this engine loaded from and that has since been replaced stays mapped.
-        assert_eq!(settled_mappings(&needle, round + 1), round + 1, "round {round}");
+        assert_eq!(
+            settled_mappings(&needle, round + 1),
+            round + 1,
+            "round {round}"
+        );
     }
     // Dropping modules and caches is not enough: the engine holds the artifacts.
     drop(reader);

@@ -221,7 +221,9 @@ fn churn(length: Duration) {
         (0u64, 0u64, 0u64, 0u64, 0u64);
     let mut rss_samples: Vec<(u64, u64)> = Vec::new();
     let mut max_size = 0u64;
-    let pack_path = PackCache::new(&dir).pack_path(&Engine::default());
+    let pack_path = PackCache::new(&dir)
+        .pack_path(&Engine::default())
+        .expect("a cache with a directory has a pack path");
     let mut next_kill = Instant::now() + Duration::from_millis(500);
     while started.elapsed() < length {
         while let Ok((at, line)) = rx.try_recv() {
@@ -506,7 +508,9 @@ fn child(spec: &str) {
         }
         "compactor" => {
             let engine = Engine::default();
-            let path = PackCache::new(&dir).pack_path(&engine);
+            let path = PackCache::new(&dir)
+                .pack_path(&engine)
+                .expect("a cache with a directory has a pack path");
             let pack = Pack::open(&path, &EngineIdentity::of(&engine).to_pack_identity()).unwrap();
             loop {
                 std::thread::sleep(Duration::from_secs(1));

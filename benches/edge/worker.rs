@@ -313,7 +313,9 @@ pub fn main(spec: &str) -> ! {
         let t = Instant::now();
         let identity = wasmpak::EngineIdentity::of(&other);
         let identity_took = t.elapsed();
-        let path = wasmpak::PackCache::new(&dir).pack_path(&other);
+        let path = wasmpak::PackCache::new(&dir)
+            .pack_path(&other)
+            .expect("a cache with a directory has a pack path");
         let t = Instant::now();
         let pack = wasmpak::Pack::open(&path, &identity.to_pack_identity()).unwrap();
         let open_took = t.elapsed();
