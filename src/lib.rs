@@ -86,6 +86,15 @@
 //! process that loads from it, so packs writable by other users are refused unless
 //! [`PackOptions::allow_shared_write`] says otherwise.
 
+#![deny(unsafe_code)]
+
+#[cfg(not(unix))]
+compile_error!(
+    "wasmpak supports Unix-like systems only (Linux, macOS, the BSDs): it relies on memory \
+     mapping a file while another process appends to it and renames a new file over it, which \
+     Windows does not allow for a mapped file"
+);
+
 mod error;
 pub mod format;
 mod key;
@@ -106,6 +115,15 @@ mod cache;
 pub mod sample;
 #[cfg(feature = "wasmer")]
 pub use cache::*;
+
+/// The storage seam's test hooks (feature `fault-injection` only): recording the operations a
+/// workload performs, for the power-loss simulator, and failing chosen ones.
+#[cfg(feature = "fault-injection")]
+#[doc(hidden)]
+pub mod storage_sim {
+    pub use crate::pack::storage::faults::{Fault, OpKind, fail_nth};
+    pub use crate::pack::storage::trace::{FileId, Recording, TraceOp};
+}
 
 /// The README's examples, compiled and run as doc tests.
 #[cfg(all(doctest, feature = "wasmer"))]

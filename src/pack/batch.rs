@@ -3,7 +3,7 @@
 use crate::format::index::EntryKind;
 use crate::{Key, Pack, Result};
 
-use super::writer::Session;
+use super::session::Session;
 
 /// A write transaction: values appended to it become visible to readers, all at once, when it
 /// commits. Dropping a batch without committing discards it.

@@ -3,17 +3,21 @@
 //! The store knows nothing of wasmer: keys are 32 bytes, values are byte strings. See
 //! docs/FORMAT.md for the bytes and the crash-safety argument.
 
+mod append;
 mod batch;
+mod commit;
 mod compact;
 mod file;
 mod mapping;
 mod merge;
 mod options;
+mod publish;
 pub(crate) mod recency;
+mod session;
 mod stats;
+pub(crate) mod storage;
 mod verify;
 mod view;
-mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,7 +37,7 @@ pub use verify::{Problem, VerifyReport};
 
 use file::PackFile;
 use view::{Found, View};
-use writer::Session;
+use session::Session;
 
 /// A pack file of compiled artifacts (or any values) under 32-byte keys.
 ///
