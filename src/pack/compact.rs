@@ -243,23 +243,49 @@ fn compact_locked(
 /// The suffix of a compaction's temporary file.
 const COMPACT_SUFFIX: &str = ".compact.tmp";
 
-/// Keys a damaged index entry may hold: those strictly between the verified entries around it
-/// in its sorted block (`None`: no bound on that side).
+/// Keys a damaged index entry may hold.
 #[derive(Debug, Clone, Copy)]
-struct Hole {
-    after: Option<Key>,
-    before: Option<Key>,
+enum Hole {
+    /// The entry's key bytes, its neighbours and the record it points at agree on its key.
+    Key(Key),
+    /// Any key strictly between the verified entries around it in its sorted block (`None`:
+    /// no bound on that side).
+    Between {
+        after: Option<Key>,
+        before: Option<Key>,
+    },
 }
 
 impl Hole {
-    const EVERY_KEY: Hole = Hole {
+    const EVERY_KEY: Hole = Hole::Between {
         after: None,
         before: None,
     };
 
     fn covers(&self, key: &Key) -> bool {
-        self.after.is_none_or(|after| *key > after) && self.before.is_none_or(|before| *key < before)
+        match self {
+            Hole::Key(k) => k == key,
+            Hole::Between { after, before } => {
+                after.is_none_or(|after| *key > after) && before.is_none_or(|before| *key < before)
+            }
+        }
     }
+}
+
+/// The key of a damaged index entry, if the evidence agrees: its key bytes lie between its
+/// verified neighbours, and the record its offset field points at is an entry or tombstone
+/// with a valid header for that key. (Damage to the key bytes or to the offset breaks the
+/// agreement, and then only the neighbours bound the key.)
+fn identify(view: &View, chunk: &[u8], between: Hole) -> Option<Key> {
+    let mut key = [0u8; 32];
+    key.copy_from_slice(chunk.get(..32)?);
+    let key = Key::from_bytes(key);
+    let mut offset = [0u8; 8];
+    offset.copy_from_slice(chunk.get(32..40)?);
+    let (header, _) = view.record_header(u64::from_le_bytes(offset)).ok()?;
+    let names_it = matches!(header.kind, RecordKind::Entry | RecordKind::Tombstone)
+        && header.key == *key.as_bytes();
+    (names_it && between.covers(&key)).then_some(key)
 }
 
 /// A block's verified entries, the holes its damaged entries leave, and how many are damaged.
@@ -267,8 +293,9 @@ fn scan_block(view: &View, block: &Block) -> (Vec<IndexEntry>, Vec<Hole>, u64) {
     let Ok(bytes) = view.block_bytes(block) else {
         return (Vec::new(), vec![Hole::EVERY_KEY], block.count);
     };
-    let decoded: Vec<Option<IndexEntry>> = bytes
-        .chunks_exact(index::ENTRY_LEN)
+    let chunks: Vec<&[u8]> = bytes.chunks_exact(index::ENTRY_LEN).collect();
+    let decoded: Vec<Option<IndexEntry>> = chunks
+        .iter()
         .map(|chunk| IndexEntry::decode(chunk).ok())
         .collect();
     let entries: Vec<IndexEntry> = decoded.iter().flatten().copied().collect();
@@ -281,27 +308,16 @@ fn scan_block(view: &View, block: &Block) -> (Vec<IndexEntry>, Vec<Hole>, u64) {
         return (entries, vec![Hole::EVERY_KEY], damaged);
     }
     let mut holes = Vec::new();
-    let mut after = None;
-    let mut open = false;
-    for entry in &decoded {
-        match entry {
-            Some(entry) => {
-                if open {
-                    holes.push(Hole {
-                        after,
-                        before: Some(entry.key),
-                    });
-                    open = false;
-                }
-                after = Some(entry.key);
-            }
-            None => open = true,
+    for (i, entry) in decoded.iter().enumerate() {
+        if entry.is_some() {
+            continue;
         }
-    }
-    if open {
-        holes.push(Hole {
-            after,
-            before: None,
+        let after = decoded[..i].iter().rev().flatten().next().map(|e| e.key);
+        let before = decoded[i + 1..].iter().flatten().next().map(|e| e.key);
+        let between = Hole::Between { after, before };
+        holes.push(match identify(view, chunks[i], between) {
+            Some(key) => Hole::Key(key),
+            None => between,
         });
     }
     (entries, holes, damaged)

@@ -174,3 +174,35 @@ impl AsRef<[u8]> for MappedRange {
             .unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::superblock::CommitSlot;
+
+    /// Found in review: `committed` trusted callers to stay below the committed length, which
+    /// it could not check. The bound is now an argument, and only a commit slot provides one.
+    #[test]
+    fn committed_ranges_stop_at_the_committed_length() {
+        let file = tempfile::tempfile().unwrap();
+        file.set_len(DATA_START + 4096).unwrap();
+        let map = Mapping::new(&file, DATA_START + 4096).unwrap();
+        let within = CommittedLen::of(&CommitSlot {
+            committed_len: DATA_START + 128,
+            ..CommitSlot::empty()
+        });
+        assert_eq!(map.committed(within, DATA_START, 128).map(<[u8]>::len), Some(128));
+        assert_eq!(map.committed(within, DATA_START + 64, 64).map(<[u8]>::len), Some(64));
+        // Mapped, but past the commit: the bytes a writer may be writing right now.
+        assert!(map.committed(within, DATA_START, 129).is_none());
+        assert!(map.committed(within, DATA_START + 128, 1).is_none());
+        // The commit slots and header, and overflowing ranges.
+        assert!(map.committed(within, DATA_START - 1, 1).is_none());
+        assert!(map.committed(within, u64::MAX, 2).is_none());
+        let past_the_map = CommittedLen::of(&CommitSlot {
+            committed_len: DATA_START + 8192,
+            ..CommitSlot::empty()
+        });
+        assert!(map.committed(past_the_map, DATA_START, 4097).is_none());
+    }
+}
