@@ -112,10 +112,7 @@ fn opened_commit(bytes: &[u8], newest: CommitSlot, generation: u64) -> CommitSlo
         return newest;
     }
     assert!(
-        matches!(
-            newest.publication,
-            superblock::Publication::Unsynced { .. }
-        ),
+        matches!(newest.publication, superblock::Publication::Unsynced { .. }),
         "the pack opened at generation {generation}, not at its newest synced commit {newest:?}"
     );
     decoded_slots(bytes)
@@ -828,7 +825,11 @@ fn run_ops(dir: &Path, ops: &[Op]) {
                 };
                 let before = model.len();
                 let report = pack.compact_with(&retention).expect("compact");
-                assert_eq!(report.dropped_unreadable(), 0, "{context}: nothing is damaged");
+                assert_eq!(
+                    report.dropped_unreadable(),
+                    0,
+                    "{context}: nothing is damaged"
+                );
                 for key in report.evicted() {
                     assert!(
                         model.remove(key).is_some(),

@@ -61,7 +61,10 @@
 //!   per process by default, see [`Verify`]). Every structure in the file has its own checksum,
 //!   and a damaged structure yields an error or a miss, never a wrong value.
 //! - **Durability.** A commit `fdatasync`s its records before publishing them, and its commit
-//!   slot after ([`Durability::Full`]); two mirrored commit slots survive a torn slot write.
+//!   slot after ([`Durability::Full`]): once it returned, it survives power loss. Two commit
+//!   slots survive a torn slot write; unsynced commits ([`Durability::None`]) never overwrite
+//!   the slot of the last synced one, so after a power loss the pack opens at a consistent
+//!   commit. A simulator replays every power loss a workload could suffer to prove both.
 //! - **Maintenance.** Values are never rewritten in place: replaced and removed values become
 //!   dead bytes, which [`Pack::compact`] (or [`PackCache`]'s background compaction) reclaims by
 //!   writing a new file and renaming it over the old one, optionally evicting the least
@@ -76,6 +79,16 @@
 //!   dependency.
 //! - `wasix`: implement `wasmer_wasix::runtime::module_cache::ModuleCache` for our caches.
 //! - `singlepass`: the singlepass compiler for `wasmpak build --compiler singlepass`.
+//! - `fault-injection`: testing only (crash points, the storage seam's recorder and fault
+//!   injection, `WASMPAK_PORTABLE_IO=1`).
+//!
+//! # Platforms
+//!
+//! Linux, macOS and the BSDs, from the same code; Windows is refused at compile time (a mapped
+//! file cannot be renamed over there, which compaction relies on). Linux-only calls have
+//! portable fallbacks: `copy_file_range` (compaction) falls back to a buffered copy,
+//! `fdatasync` to `fsync`, which on macOS is `fcntl(F_FULLFSYNC)`, the only call that flushes
+//! the drive's cache there.
 //!
 //! # Safety
 //!
@@ -122,6 +135,7 @@ pub use cache::*;
 #[doc(hidden)]
 pub mod storage_sim {
     pub use crate::pack::storage::faults::{Fault, OpKind, fail_nth};
+    pub use crate::pack::storage::os::portable_io;
     pub use crate::pack::storage::trace::{FileId, Recording, TraceOp};
 }
 

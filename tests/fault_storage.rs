@@ -89,7 +89,10 @@ fn a_failed_mirror_write_leaves_the_commit_standing() {
     pack.insert(&key(2), &value(2, 100)).unwrap();
     assert!(!fault.pending());
     let fresh = Pack::open(&path, &identity()).unwrap();
-    assert_eq!(fresh.get(&key(2)).unwrap().as_deref(), Some(&value(2, 100)[..]));
+    assert_eq!(
+        fresh.get(&key(2)).unwrap().as_deref(),
+        Some(&value(2, 100)[..])
+    );
     assert!(fresh.verify().unwrap().is_ok());
 }
 
@@ -114,7 +117,10 @@ fn unsynced_commits_sync_once_and_then_not_at_all() {
     for i in 2..10 {
         pack.insert(&key(i), b"more").unwrap();
     }
-    assert!(never.pending(), "no unsynced commit after the first one synced");
+    assert!(
+        never.pending(),
+        "no unsynced commit after the first one synced"
+    );
 }
 
 #[test]
@@ -126,10 +132,17 @@ fn a_failed_rename_leaves_the_pack_as_it_was() {
     let err = pack.compact().unwrap_err();
     assert!(!fault.pending());
     assert_eq!(err.kind(), ErrorKind::Io, "{err}");
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no leftovers");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "no leftovers"
+    );
     let fresh = Pack::open(&path, &identity()).unwrap();
     assert!(fresh.stats().unwrap().dead_bytes > 0, "not compacted");
-    assert_eq!(fresh.get(&key(1)).unwrap().as_deref(), Some(&value(2, 300)[..]));
+    assert_eq!(
+        fresh.get(&key(1)).unwrap().as_deref(),
+        Some(&value(2, 300)[..])
+    );
 }
 
 /// A compaction whose directory sync fails after the rename landed: the new file is in place
@@ -146,12 +159,46 @@ fn a_failed_directory_sync_after_the_rename_says_the_compaction_landed() {
     let err = pack.compact().unwrap_err();
     assert!(!fault.pending());
     assert_eq!(err.kind(), ErrorKind::NotDurable, "{err}");
-    assert_eq!(pack.stats().unwrap().dead_bytes, 0, "this handle uses the new file");
+    assert_eq!(
+        pack.stats().unwrap().dead_bytes,
+        0,
+        "this handle uses the new file"
+    );
     let fresh = Pack::open(&path, &identity()).unwrap();
-    assert_eq!(fresh.stats().unwrap().dead_bytes, 0, "the path names the new file");
+    assert_eq!(
+        fresh.stats().unwrap().dead_bytes,
+        0,
+        "the path names the new file"
+    );
     // The watcher still maps the old file, which is not marked: it keeps reading it, and
     // finds the new file when it writes.
-    assert_eq!(watcher.get(&key(1)).unwrap().as_deref(), Some(&value(2, 300)[..]));
+    assert_eq!(
+        watcher.get(&key(1)).unwrap().as_deref(),
+        Some(&value(2, 300)[..])
+    );
     watcher.insert(&key(5), b"five").unwrap();
     assert_eq!(fresh.get(&key(5)).unwrap().as_deref(), Some(&b"five"[..]));
+}
+
+/// `.ci/run` runs the suite a second time with `WASMPAK_PORTABLE_IO=1`, so that every portable
+/// fallback (buffered copies, `fsync` for `fdatasync`) runs on Linux too: the switch works.
+#[test]
+fn the_portable_io_switch_follows_the_environment() {
+    let wanted = std::env::var_os("WASMPAK_PORTABLE_IO").is_some_and(|v| v == "1");
+    assert_eq!(wasmpak::storage_sim::portable_io(), wanted);
+    // And a compaction, which copies, works either way.
+    let (_dir, path) = scratch();
+    let pack = pack_with_one_entry(&path);
+    pack.insert(&key(2), &value(2, 5000)).unwrap();
+    pack.insert(&key(1), &value(3, 5000)).unwrap();
+    pack.compact().unwrap();
+    assert_eq!(
+        pack.get(&key(2)).unwrap().as_deref(),
+        Some(&value(2, 5000)[..])
+    );
+    assert_eq!(
+        pack.get(&key(1)).unwrap().as_deref(),
+        Some(&value(3, 5000)[..])
+    );
+    assert!(pack.verify().unwrap().is_ok());
 }

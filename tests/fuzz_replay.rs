@@ -721,8 +721,11 @@ fn pack_seeds() -> Vec<(&'static str, Vec<u8>)> {
     // one, whose index blocks a reader checks before trusting it.
     let unsynced = build_pack_with(dir, "unsynced", Durability::None, |pack| {
         for i in 0..6 {
-            pack.insert(&seed_key(20 + i), &harness::op_value(i as u8, 30 + 7 * i as u16))
-                .unwrap();
+            pack.insert(
+                &seed_key(20 + i),
+                &harness::op_value(i as u8, 30 + 7 * i as u16),
+            )
+            .unwrap();
         }
         pack.remove(&seed_key(22)).unwrap();
     });

@@ -331,7 +331,10 @@ fn a_damaged_index_entry_never_brings_back_an_older_value_through_compaction() {
         );
         assert!(report.dropped_unreadable() >= 1, "{report:?}");
         for i in 1..20 {
-            assert_eq!(pack.get(&key(i)).unwrap().as_deref(), Some(&value(i, 100)[..]));
+            assert_eq!(
+                pack.get(&key(i)).unwrap().as_deref(),
+                Some(&value(i, 100)[..])
+            );
         }
         assert!(pack.verify().unwrap().is_ok());
     }
@@ -351,7 +354,10 @@ fn a_damaged_index_entry_never_brings_back_an_older_value_through_a_merge() {
                 pack.get(&key(0)).is_err(),
                 "removed: {removed}: after inserting {i}, the damage is still an error"
             );
-            assert_eq!(pack.get(&key(i)).unwrap().as_deref(), Some(&value(i, 10)[..]));
+            assert_eq!(
+                pack.get(&key(i)).unwrap().as_deref(),
+                Some(&value(i, 10)[..])
+            );
         }
         assert_eq!(pack.get(&key(50)).unwrap().as_deref(), Some(&b"other"[..]));
     }

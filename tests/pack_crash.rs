@@ -156,7 +156,10 @@ fn an_unsynced_commit_that_did_not_survive_gives_way_to_the_synced_one() {
         "the synced commit keeps its slot: {slots:?}"
     );
     assert!(matches!(newest.publication, Publication::Unsynced { .. }));
-    assert_eq!(Pack::open(&path, &identity()).unwrap().len().unwrap(), model.len() as u64 + 6);
+    assert_eq!(
+        Pack::open(&path, &identity()).unwrap().len().unwrap(),
+        model.len() as u64 + 6
+    );
 
     // A power loss kept the newest slot but not its index root: the records past the synced
     // commit read back as zeros.

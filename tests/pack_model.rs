@@ -168,14 +168,19 @@ fn run(ops: Vec<Op>) {
                 // What can never fit (a value over the byte limit on its own) goes first; of
                 // the rest, LRU eviction keeps the longest tail of that order within both
                 // limits.
-                let mut untouched: Vec<Key> =
-                    model.keys().filter(|k| !stamps.contains_key(k)).copied().collect();
+                let mut untouched: Vec<Key> = model
+                    .keys()
+                    .filter(|k| !stamps.contains_key(k))
+                    .copied()
+                    .collect();
                 untouched.sort_by_key(|k| written[k]);
-                let mut touched: Vec<Key> =
-                    model.keys().filter(|k| stamps.contains_key(k)).copied().collect();
+                let mut touched: Vec<Key> = model
+                    .keys()
+                    .filter(|k| stamps.contains_key(k))
+                    .copied()
+                    .collect();
                 touched.sort_by_key(|k| stamps[k]);
-                let never_fits =
-                    |k: &Key| max_bytes.is_some_and(|max| model[k].len() as u64 > max);
+                let never_fits = |k: &Key| max_bytes.is_some_and(|max| model[k].len() as u64 > max);
                 let (mut evicted, rest): (Vec<Key>, Vec<Key>) = untouched
                     .into_iter()
                     .chain(touched)

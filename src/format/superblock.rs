@@ -392,7 +392,11 @@ mod tests {
         assert_eq!(CommitSlot::decode(&encoded).unwrap(), unsynced);
         // A slot written before the field existed has zeros there: synced.
         let old = slot(9).encode();
-        assert!(old[SLOT_DURABLE_LEN_AT..SLOT_DURABLE_LEN_AT + 8].iter().all(|&b| b == 0));
+        assert!(
+            old[SLOT_DURABLE_LEN_AT..SLOT_DURABLE_LEN_AT + 8]
+                .iter()
+                .all(|&b| b == 0)
+        );
         assert_eq!(
             CommitSlot::decode(&old).unwrap().publication,
             Publication::Synced

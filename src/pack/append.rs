@@ -6,9 +6,7 @@ use std::fs::File;
 use std::path::Path;
 
 use crate::format::index::{self, BlockRef, EntryKind, IndexEntry, Root};
-use crate::format::record::{
-    self, MAX_LABEL_LEN, RecordHeader, RecordKind, payload_padding,
-};
+use crate::format::record::{self, MAX_LABEL_LEN, RecordHeader, RecordKind, payload_padding};
 use crate::{Error, Key, Result};
 
 use super::storage::{Io, Storage};
@@ -86,7 +84,8 @@ impl<'f> Appender<'f> {
     /// Appends an index block of `entries`, sorted by key without duplicates; returns its
     /// reference and record length.
     pub(crate) fn index_block(&mut self, entries: &[IndexEntry]) -> Result<(BlockRef, u64)> {
-        let bytes = record::encode_index_record(RecordKind::IndexBlock, &index::encode_block(entries));
+        let bytes =
+            record::encode_index_record(RecordKind::IndexBlock, &index::encode_block(entries));
         let offset = self.append_whole(&bytes)?;
         let block = BlockRef {
             offset,

@@ -411,7 +411,10 @@ fn evict(live: &mut Vec<IndexEntry>, retention: &Retention) -> Vec<Key> {
     // `live` is in record order, so the stable sort breaks ties by age.
     order.sort_by_key(|&i| {
         let stamp = retention.last_used.get(&live[i].key);
-        (!never_fits(&live[i]), stamp.map_or(0, |s| s.saturating_add(1)))
+        (
+            !never_fits(&live[i]),
+            stamp.map_or(0, |s| s.saturating_add(1)),
+        )
     });
     let mut evicted = Vec::new();
     let mut drop = vec![false; live.len()];
@@ -500,7 +503,11 @@ fn write_compacted(
             run += 1;
         }
         let at = appender.tail();
-        appender.copy(&view.file.file, first.record_offset, end - first.record_offset)?;
+        appender.copy(
+            &view.file.file,
+            first.record_offset,
+            end - first.record_offset,
+        )?;
         entries.extend(rest[..run].iter().map(|entry| IndexEntry {
             record_offset: at + (entry.record_offset - first.record_offset),
             ..*entry

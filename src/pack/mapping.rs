@@ -191,8 +191,14 @@ mod tests {
             committed_len: DATA_START + 128,
             ..CommitSlot::empty()
         });
-        assert_eq!(map.committed(within, DATA_START, 128).map(<[u8]>::len), Some(128));
-        assert_eq!(map.committed(within, DATA_START + 64, 64).map(<[u8]>::len), Some(64));
+        assert_eq!(
+            map.committed(within, DATA_START, 128).map(<[u8]>::len),
+            Some(128)
+        );
+        assert_eq!(
+            map.committed(within, DATA_START + 64, 64).map(<[u8]>::len),
+            Some(64)
+        );
         // Mapped, but past the commit: the bytes a writer may be writing right now.
         assert!(map.committed(within, DATA_START, 129).is_none());
         assert!(map.committed(within, DATA_START + 128, 1).is_none());

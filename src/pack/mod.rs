@@ -36,8 +36,8 @@ pub use stats::{Entry, Stats};
 pub use verify::{Problem, VerifyReport};
 
 use file::PackFile;
-use view::{Found, View};
 use session::Session;
+use view::{Found, View};
 
 /// A pack file of compiled artifacts (or any values) under 32-byte keys.
 ///

@@ -164,7 +164,10 @@ impl<'a> Session<'a> {
     }
 
     /// Runs `f` with an appender at this session's tail, and keeps the tail it leaves.
-    pub(super) fn appending<T>(&mut self, f: impl FnOnce(&mut Appender<'_>) -> Result<T>) -> Result<T> {
+    pub(super) fn appending<T>(
+        &mut self,
+        f: impl FnOnce(&mut Appender<'_>) -> Result<T>,
+    ) -> Result<T> {
         let base = self.base.clone();
         let mut appender = Appender::new(&base.file.file, &base.file.path, self.tail);
         let result = f(&mut appender);

@@ -165,9 +165,7 @@ impl View {
             }
         };
         let seen = [0, 1].map(|i| valid[i].map(|_| slot_words(&slots[i])));
-        let load = |live: usize| {
-            View::build(file.clone(), previous, live, valid, seen, file_len)
-        };
+        let load = |live: usize| View::build(file.clone(), previous, live, valid, seen, file_len);
         match load(newest) {
             Ok(view) => Ok(view),
             Err(e) => {
@@ -203,7 +201,8 @@ impl View {
         file_len: u64,
     ) -> Result<View> {
         let path = &file.path;
-        let commit = slots[live].ok_or_else(|| Error::corrupt(path, "the commit slot is invalid"))?;
+        let commit =
+            slots[live].ok_or_else(|| Error::corrupt(path, "the commit slot is invalid"))?;
         let same_file = previous.filter(|p| Arc::ptr_eq(&p.file, &file));
         let map = match same_file {
             Some(p) if p.map.len() >= commit.committed_len => p.map.clone(),

@@ -41,7 +41,10 @@ pub fn window(steps: &[Step], k: usize) -> (Option<usize>, usize) {
     (lo, hi)
 }
 
-fn observe(pack: &Pack, universe: &BTreeSet<Key>) -> Result<(Vec<Key>, Vec<(Key, Seen)>), String> {
+/// The keys a pack lists, and what reading each key of interest gave.
+type Observed = (Vec<Key>, Vec<(Key, Seen)>);
+
+fn observe(pack: &Pack, universe: &BTreeSet<Key>) -> Result<Observed, String> {
     let keys = pack.keys().map_err(|e| format!("keys failed: {e}"))?;
     let mut seen = Vec::new();
     for k in universe.iter().chain(&keys) {
@@ -85,7 +88,8 @@ pub fn check(
 ) -> Result<Verdict, String> {
     let (lo, hi) = window(steps, k);
     for entry in std::fs::read_dir(dir).map_err(|e| e.to_string())? {
-        std::fs::remove_file(entry.map_err(|e| e.to_string())?.path()).map_err(|e| e.to_string())?;
+        std::fs::remove_file(entry.map_err(|e| e.to_string())?.path())
+            .map_err(|e| e.to_string())?;
     }
     for (file, bytes) in image {
         std::fs::write(dir.join(file), bytes).map_err(|e| e.to_string())?;
@@ -122,7 +126,13 @@ pub fn check(
         .find(|&j| matches(&keys, &seen, &steps[j].contents, &damage_ok(j)))
         .ok_or_else(|| {
             let candidates: Vec<String> = (floor..=hi)
-                .map(|j| format!("step {j} ({}): {} keys", steps[j].what, steps[j].contents.len()))
+                .map(|j| {
+                    format!(
+                        "step {j} ({}): {} keys",
+                        steps[j].what,
+                        steps[j].contents.len()
+                    )
+                })
                 .collect();
             format!(
                 "the pack holds none of the states it may: it lists {} keys, {} damaged; \
@@ -180,7 +190,9 @@ pub fn check(
                 "compaction dropped {k}, which a durable commit wrote"
             ));
         }
-        if damaged.iter().any(|k| !dropped.contains(k)) || report.dropped_unreadable() != dropped.len() as u64 {
+        if damaged.iter().any(|k| !dropped.contains(k))
+            || report.dropped_unreadable() != dropped.len() as u64
+        {
             return Err(format!(
                 "compaction dropped {} entries and reported {} unreadable; {} were damaged",
                 dropped.len(),

@@ -80,7 +80,11 @@ pub fn enumerate(
                 (0..n)
                     .map(|_| {
                         unit += 1;
-                        if bits(unit - 1) { Fate::Whole } else { Fate::Lost }
+                        if bits(unit - 1) {
+                            Fate::Whole
+                        } else {
+                            Fate::Lost
+                        }
                     })
                     .collect()
             })
@@ -269,8 +273,18 @@ mod tests {
     #[test]
     fn sectors_hold_the_content_after_the_last_write_that_reached_them() {
         let o = object();
-        assert_eq!(crashed(&o, &[Fate::Lost, Fate::Lost, Fate::Lost], Tail::Persisted), o.durable);
-        assert_eq!(crashed(&o, &[Fate::Whole, Fate::Whole, Fate::Whole], Tail::Persisted), o.volatile());
+        assert_eq!(
+            crashed(&o, &[Fate::Lost, Fate::Lost, Fate::Lost], Tail::Persisted),
+            o.durable
+        );
+        assert_eq!(
+            crashed(
+                &o,
+                &[Fate::Whole, Fate::Whole, Fate::Whole],
+                Tail::Persisted
+            ),
+            o.volatile()
+        );
         // Only the last write's sector: it holds what the page cache held then, which
         // includes the first write's bytes in that sector, but not its other sector.
         let out = crashed(&o, &[Fate::Lost, Fate::Lost, Fate::Whole], Tail::Persisted);
@@ -278,9 +292,16 @@ mod tests {
         assert_eq!(out[..1000], o.durable[..]);
         assert!(out[1024..1100].iter().all(|&b| b == 2));
         assert!(out[1100..1110].iter().all(|&b| b == 4));
-        assert!(out[1000..1024].iter().all(|&b| b == 0), "sector 1 never reached the disk");
+        assert!(
+            out[1000..1024].iter().all(|&b| b == 0),
+            "sector 1 never reached the disk"
+        );
         // Torn: only the second sector of the first write.
-        let out = crashed(&o, &[Fate::Torn(vec![false, true]), Fate::Lost, Fate::Lost], Tail::Zeros);
+        let out = crashed(
+            &o,
+            &[Fate::Torn(vec![false, true]), Fate::Lost, Fate::Lost],
+            Tail::Zeros,
+        );
         assert_eq!(out.len(), 1200);
         assert!(out[900..1000].iter().all(|&b| b == 1));
         assert!(out[1024..1200].iter().all(|&b| b == 2));

@@ -116,8 +116,14 @@ pub struct ModelFs {
 }
 
 fn split(path: &Path) -> (PathBuf, OsString) {
-    let dir = path.parent().expect("a path with a directory").to_path_buf();
-    let name = path.file_name().expect("a path with a file name").to_os_string();
+    let dir = path
+        .parent()
+        .expect("a path with a directory")
+        .to_path_buf();
+    let name = path
+        .file_name()
+        .expect("a path with a file name")
+        .to_os_string();
     (dir, name)
 }
 

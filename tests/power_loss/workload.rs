@@ -156,7 +156,9 @@ pub fn run(seed: u64, mode: Mode, actions: usize) -> Workload {
                 durable = true;
                 unsynced = false;
                 let retention = Retention::new().max_entries(rng.below(4) + 2);
-                let report = full.compact_with(&retention).expect("compact with retention");
+                let report = full
+                    .compact_with(&retention)
+                    .expect("compact with retention");
                 for k in report.evicted() {
                     contents.remove(k);
                     written_by.remove(k);

@@ -12,7 +12,7 @@
 
 #[cfg(feature = "fault-injection")]
 pub mod faults;
-pub(crate) mod os;
+pub mod os;
 #[cfg(feature = "fault-injection")]
 pub mod trace;
 

@@ -80,11 +80,7 @@ impl Storage for Os {
 /// Whether to take the portable fallbacks although the platform has the faster call:
 /// `WASMPAK_PORTABLE_IO=1` in a build with the `fault-injection` feature (read once).
 #[cfg(feature = "fault-injection")]
-#[cfg_attr(
-    not(any(target_os = "linux", target_os = "android", target_os = "freebsd")),
-    allow(dead_code)
-)]
-pub(crate) fn portable_io() -> bool {
+pub fn portable_io() -> bool {
     static PORTABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *PORTABLE.get_or_init(|| std::env::var_os("WASMPAK_PORTABLE_IO").is_some_and(|v| v == "1"))
 }

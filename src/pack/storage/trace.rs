@@ -114,7 +114,10 @@ impl Recording {
     pub fn start() -> Recording {
         TRACE.with(|trace| {
             let mut trace = trace.borrow_mut();
-            assert!(trace.is_none(), "a recording is already active on this thread");
+            assert!(
+                trace.is_none(),
+                "a recording is already active on this thread"
+            );
             *trace = Some(Vec::new());
         });
         Recording {
