@@ -1161,3 +1161,47 @@ fn write_unsorted_block_regression() {
     let target = corpus_dir("open_pack").join("regression-unsorted-block");
     std::fs::copy(&path, target).unwrap();
 }
+
+/// Packs written before commit slots recorded whether they were synced (`durable_len`, in bytes
+/// version 1 reserved as zero) still open, read the same, and take both kinds of commits.
+/// `fuzz/corpus/open_pack/regression-v1-unsynced-mirrored` is `seed-three` as that code wrote
+/// it, with `Durability::None`: both slots mirrored.
+#[test]
+fn packs_written_before_durable_len_open_and_take_commits() {
+    let bytes =
+        std::fs::read(corpus_dir("open_pack").join("regression-v1-unsynced-mirrored")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.wpk");
+    std::fs::write(&path, &bytes).unwrap();
+    let slots =
+        [0, 1].map(|i| CommitSlot::decode(&bytes[SLOT_OFFSETS[i] as usize..][..SLOT_LEN]).unwrap());
+    assert_eq!(slots[0], slots[1], "mirrored");
+    assert_eq!(slots[0].publication, superblock::Publication::Synced);
+    let expect = |pack: &Pack| {
+        assert_eq!(
+            pack.get(&seed_key(0)).unwrap().as_deref(),
+            Some(&harness::op_value(0, 40)[..])
+        );
+        assert_eq!(pack.get(&seed_key(1)).unwrap(), None);
+        assert_eq!(
+            pack.get(&seed_key(3)).unwrap().as_deref(),
+            Some(&b"single"[..])
+        );
+    };
+    for durability in [Durability::None, Durability::Full] {
+        let pack = PackOptions::new()
+            .durability(durability)
+            .open(&path, &seed_identity())
+            .unwrap();
+        expect(&pack);
+        pack.insert(&seed_key(50), format!("{durability:?}").as_bytes())
+            .unwrap();
+        let fresh = Pack::open(&path, &seed_identity()).unwrap();
+        expect(&fresh);
+        assert_eq!(
+            fresh.get(&seed_key(50)).unwrap().as_deref(),
+            Some(format!("{durability:?}").as_bytes())
+        );
+        assert!(fresh.verify().unwrap().is_ok());
+    }
+}
