@@ -84,10 +84,6 @@ pub(crate) struct View {
     data: Bytes,
 }
 
-fn valid_generation(slot: Option<CommitSlot>) -> u64 {
-    slot.map_or(0, |s| s.generation)
-}
-
 /// The slots as `read`, or read again while one fails to decode and keeps changing: a writer
 /// publishing an unsynced commit rewrites the live slot in place, and a read racing that
 /// write can see it half written. A slot that reads the same twice is damaged, not in flight.
@@ -174,8 +170,9 @@ impl View {
                     valid[newest].map(|s| s.publication),
                     Some(Publication::Unsynced { .. })
                 );
+                let newest_generation = valid[newest].map_or(0, |s| s.generation);
                 match valid[older] {
-                    Some(slot) if unsynced && slot.generation < valid_generation(valid[newest]) => {
+                    Some(slot) if unsynced && slot.generation < newest_generation => {
                         tracing::warn!(
                             path = %file.path.display(),
                             error = %e,

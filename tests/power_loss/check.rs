@@ -76,6 +76,45 @@ fn matches(
         })
 }
 
+/// How what was seen differs from step `j`'s contents, for a failure message.
+fn describe_difference(
+    keys: &[Key],
+    seen: &[(Key, Seen)],
+    step: &Step,
+    j: usize,
+    damage_ok: &dyn Fn(&Key) -> bool,
+) -> String {
+    let read = |k: &Key| seen.iter().find(|(s, _)| s == k).map(|(_, v)| v);
+    let all: BTreeSet<&Key> = step.contents.keys().chain(keys).collect();
+    let differing: Vec<String> = all
+        .into_iter()
+        .filter(|k| match (read(k), step.contents.get(*k)) {
+            (Some(Seen::Value(v)), Some(want)) => v != want,
+            (Some(Seen::Damaged), Some(_)) => !damage_ok(k),
+            (None, None) => false,
+            _ => true,
+        })
+        .map(|k| {
+            let got = read(k).map(|v| match v {
+                Seen::Value(v) => format!("{} bytes", v.len()),
+                Seen::Damaged => "damaged".to_string(),
+            });
+            format!(
+                "{k}: read {got:?}, listed {}, step wrote {:?} bytes (at step {:?})",
+                keys.contains(k),
+                step.contents.get(k).map(Vec::len),
+                step.written_by.get(k)
+            )
+        })
+        .collect();
+    format!(
+        "step {j} ({}): {} keys, differing: [{}]",
+        step.what,
+        step.contents.len(),
+        differing.join("; ")
+    )
+}
+
 /// Checks the image of a crash at trace position `k`, materialized in `dir` with the pack
 /// named `name`; then writes to it, and if `compact`, compacts it.
 pub fn check(
@@ -126,13 +165,7 @@ pub fn check(
         .find(|&j| matches(&keys, &seen, &steps[j].contents, &damage_ok(j)))
         .ok_or_else(|| {
             let candidates: Vec<String> = (floor..=hi)
-                .map(|j| {
-                    format!(
-                        "step {j} ({}): {} keys",
-                        steps[j].what,
-                        steps[j].contents.len()
-                    )
-                })
+                .map(|j| describe_difference(&keys, &seen, &steps[j], j, &damage_ok(j)))
                 .collect();
             format!(
                 "the pack holds none of the states it may: it lists {} keys, {} damaged; \

@@ -171,3 +171,25 @@ fn no_durability_keeps_a_consistent_commit() {
 fn mixed_durability() {
     simulate(Mode::Mixed, 24);
 }
+
+/// Prints a workload's steps and the start of its trace (`WASMPAK_SIM_SEED` picks it).
+#[test]
+#[ignore = "a debugging aid: cargo test --test power_loss -- --ignored --nocapture print_workload"]
+fn print_workload() {
+    let seed = env_number("WASMPAK_SIM_SEED", 1);
+    let mode = match std::env::var("WASMPAK_SIM_MODE").as_deref() {
+        Ok("None") => Mode::None,
+        Ok("Mixed") => Mode::Mixed,
+        _ => Mode::Full,
+    };
+    let recorded = workload::run(seed, mode, ACTIONS);
+    for (i, step) in recorded.steps.iter().enumerate() {
+        println!(
+            "step {i}: {} [{}, {}) durable {} unsynced {}",
+            step.what, step.start, step.end, step.durable, step.unsynced
+        );
+    }
+    for (i, op) in recorded.trace.iter().enumerate() {
+        println!("{i}: {}", short(op));
+    }
+}

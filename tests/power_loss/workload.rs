@@ -166,10 +166,16 @@ pub fn run(seed: u64, mode: Mode, actions: usize) -> Workload {
                 format!("compact evicting {}", report.evicted().len())
             }
         };
+        let end = recording.len();
+        if end == start {
+            // Nothing to commit (a removal of an absent key): no commit, nothing made durable.
+            durable = false;
+            unsynced = false;
+        }
         steps.push(Step {
             what,
             start,
-            end: recording.len(),
+            end,
             durable,
             unsynced,
             contents: contents.clone(),
