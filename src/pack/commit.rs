@@ -50,10 +50,9 @@ impl Session<'_> {
         let mut root = totals(&base, &batch);
         let (merged, kept) = merge_policy(&base, batch)?;
         // The blocks merged away are the newest ones, the ones not kept.
-        let merged_away: u64 = base.blocks[..base.blocks.len() - kept.len()]
+        let merged_away = base.blocks[..base.blocks.len() - kept.len()]
             .iter()
-            .map(|b| b.record_len)
-            .sum();
+            .fold(0u64, |sum, b| sum.saturating_add(b.record_len));
         let mut index_bytes = base
             .root
             .index_bytes

@@ -149,8 +149,11 @@ impl CompactReport {
 const STALE_CREATING_AGE: Duration = Duration::from_secs(600);
 
 impl Pack {
-    /// Rewrites the pack without dead bytes: superseded values, tombstones, old index blocks.
-    /// Waits for other writers; readers are never blocked and keep their data.
+    /// Rewrites the pack without dead bytes: superseded values, tombstones, old index blocks,
+    /// and damaged entries (see [`CompactReport::dropped_unreadable`]). Waits for other
+    /// writers; readers are never blocked and keep their data. An error means the pack at the
+    /// path is unchanged, except [`ErrorKind::NotDurable`](crate::ErrorKind::NotDurable): the
+    /// compacted pack is in place but may not survive a power loss.
     pub fn compact(&self) -> Result<CompactReport> {
         self.compact_with(&Retention::new())
     }

@@ -319,7 +319,8 @@ impl Pack {
         Ok(self.lookup(key)?.1.is_some())
     }
 
-    /// Stores `value` under `key` in one commit, replacing any earlier value.
+    /// Stores `value` under `key` in one commit, replacing any earlier value. Errors as
+    /// [`Batch::commit`]'s.
     pub fn insert(&self, key: &Key, value: &[u8]) -> Result<()> {
         self.insert_with_label(key, value, "")
     }
