@@ -25,10 +25,12 @@ use wasmpak::format::index::{
 };
 use wasmpak::format::record::{HEADER_LEN, MAX_LABEL_LEN, RecordHeader, RecordKind};
 use wasmpak::format::superblock::{
-    self, CommitSlot, DATA_START, HeaderError, PAGE, SLOT_LEN, SLOT_OFFSETS,
+    self, CommitSlot, DATA_START, HeaderError, PAGE, Publication, SLOT_LEN, SLOT_OFFSETS,
 };
 use wasmpak::format::{object, snapshot};
-use wasmpak::{Durability, Error, ErrorKind, Key, Pack, PackIdentity, PackOptions, Verify};
+use wasmpak::{
+    Durability, Error, ErrorKind, Key, Pack, PackIdentity, PackOptions, Retention, Verify,
+};
 
 /// The fleet tier's pure decoders, on the same bytes as `decode_record`: module objects, and
 /// the root, block and entry records a delta pull reads from ranges of a remote pack.
@@ -46,6 +48,7 @@ fn fleet_decoders(data: &[u8]) {
         committed_len: DATA_START + (data.len() as u64).next_multiple_of(ALIGN),
         root_offset: DATA_START,
         superseded: false,
+        publication: Publication::Synced,
     };
     if let Ok(root) = snapshot::decode_root(data, &commit) {
         assert!(root.blocks.len() <= MAX_BLOCKS);
@@ -99,11 +102,16 @@ const PACK_NAME: &str = "input.wpk";
 
 thread_local! {
     /// One scratch directory per thread, reused for every input: creating a directory per
-    /// input would dominate the cost of small inputs.
-    static SCRATCH: tempfile::TempDir = tempfile::Builder::new()
-        .prefix("wasmpak-fuzz-")
-        .tempdir()
-        .expect("a scratch directory");
+    /// input would dominate the cost of small inputs. In memory where the system has one
+    /// (`/dev/shm`), where the packs' syncs cost nothing.
+    static SCRATCH: tempfile::TempDir = {
+        let builder = tempfile::Builder::new().prefix("wasmpak-fuzz-").clone();
+        let shm = Path::new("/dev/shm");
+        match shm.is_dir().then(|| builder.tempdir_in(shm)) {
+            Some(Ok(dir)) => dir,
+            _ => builder.tempdir().expect("a scratch directory"),
+        }
+    };
 }
 
 /// Runs `f` with this thread's scratch directory, emptied first.
@@ -127,6 +135,15 @@ fn options(verify: Verify) -> PackOptions {
         .durability(Durability::None)
 }
 
+/// Both commit slots of a file's bytes, decoded independently of the store.
+fn decoded_slots(bytes: &[u8]) -> [Option<CommitSlot>; 2] {
+    let slot = |i: usize| {
+        let at = SLOT_OFFSETS[i] as usize;
+        bytes.get(at..at + SLOT_LEN).unwrap_or_default()
+    };
+    superblock::decode_slots([slot(0), slot(1)], bytes.len() as u64).map(Result::ok)
+}
+
 /// The live commit of a file's bytes, decoded independently of the store.
 fn live_commit(bytes: &[u8]) -> Option<CommitSlot> {
     let slot = |i: usize| {
@@ -136,6 +153,23 @@ fn live_commit(bytes: &[u8]) -> Option<CommitSlot> {
     superblock::live_slot([slot(0), slot(1)], bytes.len() as u64)
         .ok()
         .map(|(_, slot)| slot)
+}
+
+/// The commit a pack that opened reads: the newest valid slot, or the older one when the
+/// newest was published unsynced and did not check out (FORMAT.md 4.3).
+fn opened_commit(bytes: &[u8], newest: CommitSlot, generation: u64) -> CommitSlot {
+    if generation == newest.generation {
+        return newest;
+    }
+    assert!(
+        matches!(newest.publication, superblock::Publication::Unsynced { .. }),
+        "the pack opened at generation {generation}, not at its newest synced commit {newest:?}"
+    );
+    decoded_slots(bytes)
+        .into_iter()
+        .flatten()
+        .find(|slot| slot.generation == generation && slot.generation < newest.generation)
+        .unwrap_or_else(|| panic!("the pack opened at generation {generation}, in no slot"))
 }
 
 fn assert_names_pack(err: &Error, context: &str) {
@@ -262,7 +296,7 @@ fn check_pack_file(path: &Path, data: &[u8]) {
         }
     };
     let header = header.expect("the pack opened, so its header decodes");
-    let commit = commit.expect("the pack opened, so it has a live commit");
+    let newest = commit.expect("the pack opened, so it has a live commit");
     assert!(data.len() as u64 >= DATA_START);
     assert_eq!(
         always.identity(),
@@ -276,6 +310,7 @@ fn check_pack_file(path: &Path, data: &[u8]) {
         .expect("a third handle opens the same file");
 
     let stats = always.stats().expect("stats of an open pack");
+    let commit = opened_commit(data, newest, stats.generation);
     assert_eq!(stats.generation, commit.generation);
     assert_eq!(stats.committed_len, commit.committed_len);
     assert_eq!(stats.file_size, data.len() as u64);
@@ -517,6 +552,8 @@ pub enum Op {
     /// A crashed writer that wrote every record of a commit but not its slot, torn after
     /// `cut` bytes (clamped): exactly what a kill before the slot write leaves behind.
     CrashTornCommit { k: u8, len: u16, seed: u8, cut: u16 },
+    /// Compact through the active handle, keeping at most `max_entries` if given.
+    Compact { max_entries: Option<u8> },
 }
 
 /// The most operations one input runs.
@@ -569,6 +606,10 @@ pub fn encode_ops(ops: &[Op]) -> Vec<u8> {
                 out.push(*seed);
                 out.extend_from_slice(&cut.to_le_bytes());
             }
+            Op::Compact { max_entries } => {
+                out.push(10);
+                out.push(max_entries.map_or(0, |n| n + 1));
+            }
         }
     }
     out
@@ -602,7 +643,7 @@ pub fn decode_ops(data: &[u8]) -> Vec<Op> {
 fn decode_op(r: &mut Reader<'_>) -> Option<Op> {
     let k = |b: u8| b % OP_KEYS;
     let len = |l: u16| l % (MAX_VALUE + 1);
-    Some(match r.u8()? % 10 {
+    Some(match r.u8()? % 11 {
         0 | 1 => Op::Insert {
             k: k(r.u8()?),
             len: len(r.u16()?),
@@ -634,11 +675,17 @@ fn decode_op(r: &mut Reader<'_>) -> Option<Op> {
             seed: r.u8()?,
         },
         8 => Op::CrashTruncate { extra: r.u16()? },
-        _ => Op::CrashTornCommit {
+        9 => Op::CrashTornCommit {
             k: k(r.u8()?),
             len: len(r.u16()?),
             seed: r.u8()?,
             cut: r.u16()?,
+        },
+        _ => Op::Compact {
+            max_entries: match r.u8()? % (OP_KEYS + 2) {
+                0 => None,
+                n => Some(n - 1),
+            },
         },
     })
 }
@@ -820,6 +867,33 @@ fn run_ops(dir: &Path, ops: &[Op]) {
             }
             Op::CrashTornCommit { k, len, seed, cut } => {
                 torn_commit(dir, &path, op_key(*k), &op_value(*seed, *len), *cut);
+            }
+            Op::Compact { max_entries } => {
+                let retention = match max_entries {
+                    Some(n) => Retention::new().max_entries(u64::from(*n)),
+                    None => Retention::new(),
+                };
+                let before = model.len();
+                let report = pack.compact_with(&retention).expect("compact");
+                assert_eq!(
+                    report.dropped_unreadable(),
+                    0,
+                    "{context}: nothing is damaged"
+                );
+                for key in report.evicted() {
+                    assert!(
+                        model.remove(key).is_some(),
+                        "{context}: evicted a key the pack did not hold"
+                    );
+                }
+                let limit = max_entries.map_or(usize::MAX, usize::from);
+                assert_eq!(
+                    report.evicted().len(),
+                    before.saturating_sub(limit),
+                    "{context}: evicted more than the limit asks"
+                );
+                assert_eq!(report.kept(), model.len() as u64, "{context}: kept");
+                assert_eq!(pack.stats().expect("stats").dead_bytes, 0, "{context}");
             }
         }
         check_model(&handles[active], &model, &context);

@@ -65,6 +65,20 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// The commit landed (readers see it, and retrying would write it again), but syncing it
+    /// failed, so it may not survive a power loss.
+    #[error(
+        "commit to pack {} landed, but syncing it failed, so it may not survive a power loss: \
+         {source}",
+        path.display()
+    )]
+    NotDurable {
+        /// The pack's path.
+        path: PathBuf,
+        /// The error of the failed sync.
+        #[source]
+        source: io::Error,
+    },
     /// Taking or releasing the writer lock failed.
     #[error("failed to lock pack {}: {source}", path.display())]
     Lock {
@@ -163,6 +177,9 @@ pub enum ErrorKind {
     ReadOnly,
     /// Any other I/O failure.
     Io,
+    /// A commit (or compaction) landed and is visible, but could not be made durable: it may
+    /// be lost on power loss. Do not retry the writes.
+    NotDurable,
     /// The file is not a pack.
     NotAPack,
     /// The pack is from a newer format version.
@@ -188,6 +205,7 @@ impl Error {
             | Error::Read { source, .. }
             | Error::Write { source, .. }
             | Error::Lock { source, .. } => io_kind(source),
+            Error::NotDurable { .. } => ErrorKind::NotDurable,
             Error::NotAPack { .. } => ErrorKind::NotAPack,
             Error::UnsupportedVersion { .. } => ErrorKind::UnsupportedVersion,
             Error::IdentityMismatch { .. } => ErrorKind::IdentityMismatch,
@@ -206,6 +224,7 @@ impl Error {
             | Error::Create { path, .. }
             | Error::Read { path, .. }
             | Error::Write { path, .. }
+            | Error::NotDurable { path, .. }
             | Error::Lock { path, .. }
             | Error::NotAPack { path, .. }
             | Error::UnsupportedVersion { path, .. }
@@ -225,6 +244,7 @@ impl Error {
             | Error::Create { source, .. }
             | Error::Read { source, .. }
             | Error::Write { source, .. }
+            | Error::NotDurable { source, .. }
             | Error::Lock { source, .. } => Some(source),
             _ => None,
         }
@@ -264,6 +284,13 @@ impl Error {
             source,
         }
     }
+
+    pub(crate) fn not_durable(path: &Path, source: io::Error) -> Error {
+        Error::NotDurable {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
 }
 
 fn io_kind(error: &io::Error) -> ErrorKind {
@@ -293,6 +320,10 @@ mod tests {
         assert_eq!(denied.kind(), ErrorKind::PermissionDenied);
         assert_eq!(denied.path(), path);
         assert!(denied.io_error().is_some());
+        let landed = Error::not_durable(path, io::Error::from(io::ErrorKind::StorageFull));
+        assert_eq!(landed.kind(), ErrorKind::NotDurable);
+        assert!(landed.io_error().is_some());
+        assert!(!landed.to_string().contains('\n'));
     }
 
     #[test]

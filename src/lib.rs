@@ -66,7 +66,10 @@
 //!   per process by default, see [`Verify`]). Every structure in the file has its own checksum,
 //!   and a damaged structure yields an error or a miss, never a wrong value.
 //! - **Durability.** A commit `fdatasync`s its records before publishing them, and its commit
-//!   slot after ([`Durability::Full`]); two mirrored commit slots survive a torn slot write.
+//!   slot after ([`Durability::Full`]): once it returned, it survives power loss. Two commit
+//!   slots survive a torn slot write; unsynced commits ([`Durability::None`]) never overwrite
+//!   the slot of the last synced one, so after a power loss the pack opens at a consistent
+//!   commit. A simulator replays every power loss a workload could suffer to prove both.
 //! - **Maintenance.** Values are never rewritten in place: replaced and removed values become
 //!   dead bytes, which [`Pack::compact`] (or [`PackCache`]'s background compaction) reclaims by
 //!   writing a new file and renaming it over the old one, optionally evicting the least
@@ -84,6 +87,16 @@
 //! - `singlepass`: the singlepass compiler for `wasmpak build --compiler singlepass`.
 //! - `object-store`: [`ObjectStoreCache`], the fleet tier over S3 and other object stores, and
 //!   the tool's `push` and `pull`.
+//! - `fault-injection`: testing only (crash points, the storage seam's recorder and fault
+//!   injection, `WASMPAK_PORTABLE_IO=1`).
+//!
+//! # Platforms
+//!
+//! Linux, macOS and the BSDs, from the same code; Windows is refused at compile time (a mapped
+//! file cannot be renamed over there, which compaction relies on). Linux-only calls have
+//! portable fallbacks: `copy_file_range` (compaction) falls back to a buffered copy,
+//! `fdatasync` to `fsync`, which on macOS is `fcntl(F_FULLFSYNC)`, the only call that flushes
+//! the drive's cache there.
 //!
 //! # Safety
 //!
@@ -93,6 +106,15 @@
 //! value's checksum matched, see [`PackCache`]). Whoever can write a pack can run code in every
 //! process that loads from it, so packs writable by other users are refused unless
 //! [`PackOptions::allow_shared_write`] says otherwise.
+
+#![deny(unsafe_code)]
+
+#[cfg(not(unix))]
+compile_error!(
+    "wasmpak supports Unix-like systems only (Linux, macOS, the BSDs): it relies on memory \
+     mapping a file while another process appends to it and renames a new file over it, which \
+     Windows does not allow for a mapped file"
+);
 
 mod error;
 pub mod format;
@@ -117,6 +139,16 @@ pub use cache::*;
 /// Apache Arrow's `object_store`, the version [`ObjectStoreCache`] takes stores from.
 #[cfg(feature = "object-store")]
 pub use object_store;
+
+/// The storage seam's test hooks (feature `fault-injection` only): recording the operations a
+/// workload performs, for the power-loss simulator, and failing chosen ones.
+#[cfg(feature = "fault-injection")]
+#[doc(hidden)]
+pub mod storage_sim {
+    pub use crate::pack::storage::faults::{Fault, OpKind, fail_nth};
+    pub use crate::pack::storage::os::portable_io;
+    pub use crate::pack::storage::trace::{FileId, Recording, TraceOp};
+}
 
 /// The README's examples, compiled and run as doc tests.
 #[cfg(all(doctest, feature = "wasmer"))]

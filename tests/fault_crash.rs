@@ -6,7 +6,10 @@
 //! inserts and batches), printing each unit's number on its own line once its commit returned.
 //! The parent reads a random number of those lines, waits a random moment and kills it. The
 //! random choices come from a seed printed at the start; set `WASMPAK_TEST_SEED` to replay
-//! them (the kill points also depend on timing, so a replay is close, not exact).
+//! them (the kill points also depend on timing, so a replay is close, not exact). The test
+//! also checks that it tested something: enough kills must land in the middle of a commit,
+//! with the unit in flight partly written past the committed length, or committed but not yet
+//! reported.
 
 mod support;
 
@@ -16,10 +19,14 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
 use std::time::Duration;
 
-use support::{child, identity, key, scratch, value};
+use support::{child, identity, key, raw, scratch, value};
+use wasmpak::format::record::RecordHeader;
 use wasmpak::{Durability, Key, Pack, PackOptions};
 
 const ITERATIONS: u64 = 40;
+/// Kills that must land mid-commit for the run to count: most do (a writer spends nearly all
+/// its time writing and syncing), so a run with fewer did not test what it claims.
+const MIN_MID_COMMIT: u64 = ITERATIONS / 4;
 /// Unit numbers of one writer start at `iteration * UNITS_PER_WRITER`.
 const UNITS_PER_WRITER: u64 = 100_000;
 
@@ -65,7 +72,7 @@ fn writers_killed_at_random_points_lose_nothing_committed() {
     let (_dir, path) = scratch();
     Pack::create(&path, &identity()).unwrap();
     let mut model: BTreeMap<Key, Vec<u8>> = BTreeMap::new();
-    let mut killed_mid_stream = 0;
+    let mut mid_commit = 0;
     for iteration in 0..ITERATIONS {
         let first_unit = iteration * UNITS_PER_WRITER;
         let durable = rng.below(2) == 0;
@@ -117,9 +124,6 @@ fn writers_killed_at_random_points_lose_nothing_committed() {
         for (i, unit) in committed.iter().enumerate() {
             assert_eq!(*unit, first_unit + i as u64, "seed {seed}: units in order");
         }
-        if committed.len() as u64 > wait_for {
-            killed_mid_stream += 1;
-        }
         for unit in &committed {
             for n in unit_keys(*unit) {
                 model.insert(key(n), unit_value(n));
@@ -130,6 +134,16 @@ fn writers_killed_at_random_points_lose_nothing_committed() {
             "seed {seed}, iteration {iteration}: {} units committed",
             committed.len()
         );
+
+        // Where the kill landed: the in-flight unit's first record past the committed length
+        // means it was writing its commit.
+        let bytes = std::fs::read(&path).unwrap();
+        let committed_len = raw::live(&path).committed_len as usize;
+        let first_in_flight = key(unit_keys(in_flight)[0]);
+        let writing = bytes
+            .get(committed_len..)
+            .and_then(|tail| RecordHeader::decode(tail).ok())
+            .is_some_and(|(header, _)| header.key == *first_in_flight.as_bytes());
 
         let pack = Pack::open(&path, &identity()).unwrap_or_else(|e| panic!("{context}: {e}"));
         let keys = pack.keys().unwrap();
@@ -145,6 +159,9 @@ fn writers_killed_at_random_points_lose_nothing_committed() {
             for n in unit_keys(in_flight) {
                 model.insert(key(n), unit_value(n));
             }
+        }
+        if writing || landed > 0 {
+            mid_commit += 1;
         }
         assert_eq!(
             keys,
@@ -174,11 +191,15 @@ fn writers_killed_at_random_points_lose_nothing_committed() {
         );
     }
     println!(
-        "{} keys committed; {killed_mid_stream} of {ITERATIONS} writers were killed after \
-         committing more than the parent waited for",
+        "{} keys committed; {mid_commit} of {ITERATIONS} writers were killed in the middle of a \
+         commit",
         model.len()
     );
     assert!(pack_is_clean(&path, &model));
+    assert!(
+        mid_commit >= MIN_MID_COMMIT,
+        "seed {seed}: only {mid_commit} of {ITERATIONS} kills landed in the middle of a commit"
+    );
 }
 
 /// The writer's lines so far that report a commit (libtest prints its own lines too).

@@ -290,3 +290,149 @@ fn the_replaced_file_is_released_once_nothing_reads_it() {
     }
     assert_eq!(reader.len().unwrap(), model.len() as u64);
 }
+
+/// A pack whose newest value of key 0 sits in a small index block above the block holding an
+/// older value, with that newest entry damaged (its checksum no longer matches).
+fn damaged_newest_entry(removed: bool) -> (tempfile::TempDir, std::path::PathBuf, Pack) {
+    let (dir, path) = scratch();
+    let pack = Pack::create(&path, &identity()).unwrap();
+    let mut batch = pack.batch();
+    for i in 0..20 {
+        batch.insert(&key(i), &value(i, 100)).unwrap();
+    }
+    batch.commit().unwrap();
+    // A commit of two keys stays a block of its own above the block of twenty.
+    let mut batch = pack.batch();
+    if removed {
+        batch.remove(&key(0)).unwrap();
+    } else {
+        batch.insert(&key(0), b"newest").unwrap();
+    }
+    batch.insert(&key(50), b"other").unwrap();
+    batch.commit().unwrap();
+    assert_eq!(pack.stats().unwrap().index_blocks, 2);
+    let entries = support::raw::index_entries_of(&path, &key(0));
+    assert_eq!(entries.len(), 2, "key 0 is in both blocks");
+    // Damage the newest entry outside its key: the key still reads right, the CRC fails.
+    support::flip(&path, entries[0] + 40, 0x01);
+    (dir, path, pack)
+}
+
+/// Found in review: compaction skipped a damaged index entry, so the older value of its key
+/// in an older block took its place (a removed key came back, a replaced value went back).
+#[test]
+fn a_damaged_index_entry_never_brings_back_an_older_value_through_compaction() {
+    for removed in [false, true] {
+        let (_dir, path, _) = damaged_newest_entry(removed);
+        let pack = Pack::open(&path, &identity()).unwrap();
+        assert!(pack.get(&key(0)).is_err(), "the damage is an error");
+        let report = pack.compact().unwrap();
+        assert_eq!(
+            pack.get(&key(0)).unwrap(),
+            None,
+            "removed: {removed}: the key is dropped, not its older value restored"
+        );
+        assert!(report.dropped_unreadable() >= 1, "{report:?}");
+        for i in 1..20 {
+            assert_eq!(
+                pack.get(&key(i)).unwrap().as_deref(),
+                Some(&value(i, 100)[..])
+            );
+        }
+        assert!(pack.verify().unwrap().is_ok());
+    }
+}
+
+/// Found in review: merging an index block dropped its damaged entries, so lookups fell
+/// through to an older block and returned the key's older value.
+#[test]
+fn a_damaged_index_entry_never_brings_back_an_older_value_through_a_merge() {
+    for removed in [false, true] {
+        let (_dir, path, _) = damaged_newest_entry(removed);
+        let pack = Pack::open(&path, &identity()).unwrap();
+        // Commits small enough to merge with the damaged two-entry block.
+        for i in 60..70 {
+            pack.insert(&key(i), &value(i, 10)).unwrap();
+            assert!(
+                pack.get(&key(0)).is_err(),
+                "removed: {removed}: after inserting {i}, the damage is still an error"
+            );
+            assert_eq!(
+                pack.get(&key(i)).unwrap().as_deref(),
+                Some(&value(i, 10)[..])
+            );
+        }
+        assert_eq!(pack.get(&key(50)).unwrap().as_deref(), Some(&b"other"[..]));
+    }
+}
+
+/// Found in review (issue 9): compaction copied values whose payload failed its checksum, so
+/// `compact` reported nothing dropped while `verify` still found the damage.
+#[test]
+fn compaction_drops_values_that_fail_their_checksum() {
+    let (_dir, path) = scratch();
+    let pack = Pack::create(&path, &identity()).unwrap();
+    let model = fill(&pack);
+    let entry = pack.iter().unwrap().find(|e| *e.key() == key(12)).unwrap();
+    support::flip(&path, entry.offset() + 7, 0x10);
+    let fresh = Pack::open(&path, &identity()).unwrap();
+    assert!(!fresh.verify().unwrap().is_ok());
+    let report = fresh.compact().unwrap();
+    assert_eq!(report.dropped_unreadable(), 1);
+    assert_eq!(report.kept(), model.len() as u64 - 1);
+    let mut model = model;
+    model.remove(&key(12));
+    assert_holds(&fresh, &model);
+}
+
+/// Found in review (issue 9): with a byte limit smaller than the newest entry, eviction went
+/// through the older entries first, which all fit, and dropped them before the one that never
+/// could.
+#[test]
+fn eviction_drops_what_can_never_fit_first() {
+    let (_dir, path) = scratch();
+    let pack = Pack::create(&path, &identity()).unwrap();
+    for i in 0..5 {
+        pack.insert(&key(i), &value(i, 1000)).unwrap();
+    }
+    pack.insert(&key(9), &value(9, 50_000)).unwrap();
+    let mut retention = Retention::new().max_live_bytes(10_000);
+    retention.touch(key(9), 10); // The most recently used, too.
+    let report = pack.compact_with(&retention).unwrap();
+    assert_eq!(report.evicted(), &[key(9)]);
+    for i in 0..5 {
+        assert!(pack.contains(&key(i)).unwrap(), "key {i} fits and stays");
+    }
+}
+
+/// Found in review: compaction computed the next generation with an unchecked `+ 1`; at the
+/// limit it wrapped to 0 (or panicked), and a file with no valid slot replaced a good pack.
+#[test]
+fn compaction_refuses_to_wrap_the_generation() {
+    use wasmpak::ErrorKind;
+    use wasmpak::format::superblock::CommitSlot;
+    let (dir, path) = scratch();
+    let pack = Pack::create(&path, &identity()).unwrap();
+    pack.insert(&key(1), b"kept").unwrap();
+    pack.insert(&key(1), b"kept again").unwrap();
+    drop(pack);
+    let live = support::raw::live(&path);
+    support::raw::write_slots(
+        &path,
+        &CommitSlot {
+            generation: u64::MAX,
+            ..live
+        },
+    );
+    let pack = Pack::open(&path, &identity()).unwrap();
+    let err = pack.compact().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    let reopened = Pack::open(&path, &identity()).unwrap();
+    assert_eq!(
+        reopened.get(&key(1)).unwrap().as_deref(),
+        Some(&b"kept again"[..])
+    );
+    assert_eq!(reopened.stats().unwrap().generation, u64::MAX);
+    let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
+    assert_eq!(leftovers, 1, "no temporary file is left behind");
+}

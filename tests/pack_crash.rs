@@ -1,5 +1,6 @@
 //! Crash sweep: every torn tail and every damaged commit slot leaves exactly the committed
-//! entries, byte-identical.
+//! entries, byte-identical; an unsynced commit whose records did not survive gives way to the
+//! durable commit before it. (`tests/power_loss/` simulates the power losses themselves.)
 
 mod support;
 
@@ -127,5 +128,50 @@ fn a_torn_slot_write_mid_commit_keeps_the_last_good_commit() {
             );
         }
     }
-    let _ = raw::live(&path);
+}
+
+/// Unsynced commits (`Durability::None`) never overwrite the slot of the last synced commit;
+/// when the newest one's index did not reach the disk, readers and the next writer use the
+/// synced commit in the other slot, exactly as it was.
+#[test]
+fn an_unsynced_commit_that_did_not_survive_gives_way_to_the_synced_one() {
+    use wasmpak::format::superblock::{self, Publication};
+    use wasmpak::{Durability, PackOptions};
+
+    let (dir, path) = scratch();
+    let (_, _, _, model) = before_and_after(&path);
+    let synced = raw::live(&path);
+    let lazy = PackOptions::new()
+        .durability(Durability::None)
+        .open(&path, &identity())
+        .unwrap();
+    for i in 20..26 {
+        lazy.insert(&key(i), &value(i, 500)).unwrap();
+    }
+    let bytes = std::fs::read(&path).unwrap();
+    let slots = [0, 1].map(|i| superblock::CommitSlot::decode(&bytes[slot_range(i)]).unwrap());
+    let newest = raw::live(&path);
+    assert!(
+        slots.contains(&synced) || slots.iter().any(|s| s.generation == synced.generation),
+        "the synced commit keeps its slot: {slots:?}"
+    );
+    assert!(matches!(newest.publication, Publication::Unsynced { .. }));
+    assert_eq!(
+        Pack::open(&path, &identity()).unwrap().len().unwrap(),
+        model.len() as u64 + 6
+    );
+
+    // A power loss kept the newest slot but not its index root: the records past the synced
+    // commit read back as zeros.
+    let mut lost = bytes.clone();
+    lost[synced.committed_len as usize..].fill(0);
+    let crashed = dir.path().join("crashed.wpk");
+    std::fs::write(&crashed, &lost).unwrap();
+    assert_holds_exactly(&crashed, &model, "fell back to the synced commit");
+    let pack = Pack::open(&crashed, &identity()).unwrap();
+    assert_eq!(pack.stats().unwrap().generation, synced.generation);
+    pack.insert(&key(40), b"after").unwrap();
+    let mut model = model;
+    model.insert(key(40), b"after".to_vec());
+    assert_holds_exactly(&crashed, &model, "the next commit builds on it");
 }

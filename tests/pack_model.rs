@@ -162,18 +162,40 @@ fn run(ops: Vec<Op>) {
                     retention.touch(*k, *stamp);
                 }
                 let report = pack.compact_with(&retention).unwrap();
-                // The model evicts the same entries: unstamped first, then by stamp, ties by
-                // write order; until both limits hold.
-                let mut order: Vec<Key> = model.keys().copied().collect();
-                order.sort_by_key(|k| (stamps.get(k).map_or(0, |s| s + 1), written[k]));
-                let mut evicted = Vec::new();
-                for k in order {
-                    let bytes: u64 = model.values().map(|v| v.len() as u64).sum();
-                    if !retention.exceeded(model.len() as u64, bytes) {
-                        break;
-                    }
-                    model.remove(&k);
-                    evicted.push(k);
+                // The oracle, from the model's own history rather than the implementation's
+                // sort key: the keys in the order they were last used (never touched first,
+                // by when their value was written; then touched ones, by their last touch).
+                // What can never fit (a value over the byte limit on its own) goes first; of
+                // the rest, LRU eviction keeps the longest tail of that order within both
+                // limits.
+                let mut untouched: Vec<Key> = model
+                    .keys()
+                    .filter(|k| !stamps.contains_key(k))
+                    .copied()
+                    .collect();
+                untouched.sort_by_key(|k| written[k]);
+                let mut touched: Vec<Key> = model
+                    .keys()
+                    .filter(|k| stamps.contains_key(k))
+                    .copied()
+                    .collect();
+                touched.sort_by_key(|k| stamps[k]);
+                let never_fits = |k: &Key| max_bytes.is_some_and(|max| model[k].len() as u64 > max);
+                let (mut evicted, rest): (Vec<Key>, Vec<Key>) = untouched
+                    .into_iter()
+                    .chain(touched)
+                    .partition(|k| never_fits(k));
+                let fits = |keys: &[Key]| {
+                    let bytes: u64 = keys.iter().map(|k| model[k].len() as u64).sum();
+                    max_entries.is_none_or(|max| keys.len() as u64 <= max)
+                        && max_bytes.is_none_or(|max| bytes <= max)
+                };
+                let kept_from = (0..=rest.len())
+                    .find(|&start| fits(&rest[start..]))
+                    .expect("the empty tail fits");
+                evicted.extend_from_slice(&rest[..kept_from]);
+                for k in &evicted {
+                    model.remove(k);
                 }
                 assert_eq!(report.evicted(), &evicted[..]);
                 assert_eq!(pack.stats().unwrap().dead_bytes, 0);

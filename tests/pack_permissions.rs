@@ -154,3 +154,37 @@ fn child_read_only_fs() {
     let err = Pack::open_or_create(path.with_file_name("new.wpk"), &identity()).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ReadOnly, "{err}");
 }
+
+/// Found in review: packs were created with mode `0o666 & !umask`, so under umask 0 the
+/// creator refused its own pack as writable by every user. They are created `0o644 & !umask`.
+#[test]
+fn a_pack_created_under_umask_zero_opens() {
+    let (_dir, path) = scratch();
+    let output = child("child_umask_zero")
+        .env("WASMPAK_TEST_PACK", &path)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o644, "mode {mode:o}");
+    Pack::open(&path, &identity()).unwrap();
+}
+
+#[test]
+#[ignore = "entry point for a child process"]
+fn child_umask_zero() {
+    // The umask is per process: this child's alone.
+    rustix::process::umask(rustix::fs::Mode::empty());
+    let path = pack_from_env();
+    let pack = Pack::create(&path, &identity()).unwrap();
+    pack.insert(&key(1), b"v").unwrap();
+    // Compaction writes a new file with the old one's mode.
+    pack.compact().unwrap();
+    let reopened = Pack::open(&path, &identity()).unwrap();
+    assert_eq!(reopened.get(&key(1)).unwrap().as_deref(), Some(&b"v"[..]));
+}

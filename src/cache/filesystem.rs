@@ -100,6 +100,7 @@ impl ModuleCache for FileSystemCache {
     }
 }
 
+#[allow(unsafe_code)] // The one `unsafe` call of this cache; its contract is below.
 fn load_file(path: &Path, engine: &Engine) -> Result<Module, CacheError> {
     // SAFETY: `deserialize_from_file` maps the file and runs the machine code in it, so the
     // file must hold an artifact wasmer wrote for this engine and must not change while

@@ -240,6 +240,12 @@ pub fn search_block(payload: &[u8], key: &Key) -> Result<Option<(usize, IndexEnt
     Ok(None)
 }
 
+/// The length of an index root record listing `block_count` blocks.
+pub fn root_record_len(block_count: usize) -> u64 {
+    let payload = (ROOT_FIXED_LEN + BLOCK_REF_LEN * block_count) as u64;
+    HEADER_LEN + align_up(payload).unwrap_or(payload)
+}
+
 /// A reference from the root to one index block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BlockRef {

@@ -147,6 +147,16 @@ fn header_crc(head: &[u8], label: &[u8]) -> u32 {
     hasher.finalize()
 }
 
+/// A whole record (header, label, payload, padding) with no key and no label, as index blocks
+/// and roots are written.
+pub fn encode_index_record(kind: RecordKind, payload: &[u8]) -> Vec<u8> {
+    let header = RecordHeader::for_payload(kind, [0; 32], 0, payload);
+    let mut bytes = header.encode_with_label(b"");
+    bytes.extend_from_slice(payload);
+    bytes.resize(bytes.len() + payload_padding(header.payload_len), 0);
+    bytes
+}
+
 /// The zero bytes that pad a payload of `payload_len` bytes to the next record boundary.
 pub fn payload_padding(payload_len: u64) -> usize {
     (align_up(payload_len).unwrap_or(payload_len) - payload_len) as usize

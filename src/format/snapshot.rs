@@ -16,7 +16,7 @@ use super::index::{
     PREFIX_LEN, ROOT_FIXED_LEN, Root,
 };
 use super::record::{self, RecordHeader, RecordKind};
-use super::superblock::{self, CommitSlot, DATA_START, HeaderError, PAGE, SLOT_LEN};
+use super::superblock::{self, CommitSlot, DATA_START, HeaderError, PAGE, Publication, SLOT_LEN};
 use super::{ALIGN, DecodeError, align_up};
 use crate::Key;
 
@@ -27,12 +27,14 @@ pub const SUPERBLOCK_LEN: u64 = DATA_START;
 pub const MAX_ROOT_RECORD_LEN: u64 =
     record::HEADER_LEN + (ROOT_FIXED_LEN + MAX_BLOCKS * BLOCK_REF_LEN) as u64;
 
-/// A slot page for a snapshot of `commit`: the slot, not superseded, then zeros to a page.
-/// A snapshot has it at both slot offsets.
+/// A slot page for a snapshot of `commit`: the slot, not superseded and synced (a snapshot is
+/// written whole and synced before anyone opens it), then zeros to a page. A snapshot has it
+/// at both slot offsets.
 pub fn slot_page(commit: &CommitSlot) -> Vec<u8> {
     let mut page = vec![0u8; PAGE as usize];
     let slot = CommitSlot {
         superseded: false,
+        publication: Publication::Synced,
         ..*commit
     };
     page[..SLOT_LEN].copy_from_slice(&slot.encode());
@@ -251,6 +253,9 @@ mod tests {
             committed_len: len,
             root_offset: root,
             superseded: false,
+            publication: Publication::Unsynced {
+                durable_len: DATA_START,
+            },
         }
     }
 
@@ -285,6 +290,11 @@ mod tests {
         let decoded = decode_superblock(&bytes, DATA_START + 128).unwrap();
         assert_eq!(decoded.identity, b"\x01a\x00\x01\x00b");
         assert!(!decoded.commit.superseded, "a snapshot is never superseded");
+        assert_eq!(
+            decoded.commit.publication,
+            Publication::Synced,
+            "a snapshot is synced"
+        );
         assert_eq!(decoded.commit.committed_len, DATA_START + 128);
         // A commit longer than the object, a short superblock, no pack at all.
         assert!(decode_superblock(&bytes, DATA_START + 64).is_err());

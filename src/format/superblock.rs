@@ -21,6 +21,8 @@ pub const SLOT_GENERATION_AT: usize = 8;
 /// Where a slot's last 8 bytes (reserved + CRC) sit: with the generation, the words a reader
 /// compares to notice a new commit without a system call.
 pub const SLOT_CRC_WORD_AT: usize = 56;
+/// Where a slot's durable length sits (0 for a synced commit, see [`Publication`]).
+pub const SLOT_DURABLE_LEN_AT: usize = 32;
 
 const SLOT_MAGIC: [u8; 4] = *b"WPKS";
 const SUPERSEDED: u32 = 1;
@@ -123,6 +125,24 @@ pub fn decode_header(bytes: &[u8]) -> Result<Header, HeaderError> {
     })
 }
 
+/// How a commit was published, which decides what survives a power loss (docs/FORMAT.md,
+/// section 4.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Publication {
+    /// The commit's records were synced before its slot was written and the slot after: once
+    /// the commit returned, it survives power loss. Creation, compaction and
+    /// `Durability::Full` commits, and every slot written before this field existed.
+    Synced,
+    /// The slot was written without the sync that follows it (`Durability::None`): after a
+    /// power loss it may be lost or torn, and of the bytes it commits only those below
+    /// `durable_len` were known to be durable when it was written. The other slot then holds
+    /// an older commit that was durable, to fall back to.
+    Unsynced {
+        /// Bytes below this offset were durable when the slot was written.
+        durable_len: u64,
+    },
+}
+
 /// One commit: what a slot says is the current state of the pack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CommitSlot {
@@ -134,6 +154,8 @@ pub struct CommitSlot {
     pub root_offset: u64,
     /// Compaction replaced this file: reopen the path.
     pub superseded: bool,
+    /// Whether the commit was synced, and if not, how much of it was durable.
+    pub publication: Publication,
 }
 
 impl CommitSlot {
@@ -145,6 +167,9 @@ impl CommitSlot {
         write_u64(&mut b, 8, self.generation);
         write_u64(&mut b, 16, self.committed_len);
         write_u64(&mut b, 24, self.root_offset);
+        if let Publication::Unsynced { durable_len } = self.publication {
+            write_u64(&mut b, SLOT_DURABLE_LEN_AT, durable_len);
+        }
         let crc = crc32fast::hash(&b[..60]);
         write_u32(&mut b, 60, crc);
         b
@@ -168,11 +193,16 @@ impl CommitSlot {
                 "commit slot has unknown flags {flags:#x}"
             )));
         }
+        let durable_len = read_u64(b, SLOT_DURABLE_LEN_AT);
         let slot = CommitSlot {
             generation: read_u64(b, 8),
             committed_len: read_u64(b, 16),
             root_offset: read_u64(b, 24),
             superseded: flags & SUPERSEDED != 0,
+            publication: match durable_len {
+                0 => Publication::Synced,
+                durable_len => Publication::Unsynced { durable_len },
+            },
         };
         if slot.generation == 0 {
             return Err(DecodeError::new("commit slot generation is 0"));
@@ -193,7 +223,27 @@ impl CommitSlot {
                 slot.root_offset
             )));
         }
+        if let Publication::Unsynced { durable_len } = slot.publication
+            && (durable_len < DATA_START
+                || durable_len > slot.committed_len
+                || !durable_len.is_multiple_of(super::ALIGN))
+        {
+            return Err(DecodeError::new(format!(
+                "commit slot durable length {durable_len} is invalid"
+            )));
+        }
         Ok(slot)
+    }
+
+    /// The commit of a new, empty pack: generation 1, no records, synced.
+    pub fn empty() -> CommitSlot {
+        CommitSlot {
+            generation: 1,
+            committed_len: DATA_START,
+            root_offset: 0,
+            superseded: false,
+            publication: Publication::Synced,
+        }
     }
 
     /// Whether the commit lies within a file of `file_len` bytes.
@@ -202,10 +252,23 @@ impl CommitSlot {
     }
 }
 
-/// Picks the live commit from the two slots as read from a file of `file_len` bytes: the
-/// valid slot with the highest generation, slot 0 on a tie. Returns its index and contents.
-pub fn live_slot(slots: [&[u8]; 2], file_len: u64) -> Result<(usize, CommitSlot), DecodeError> {
-    let decoded = slots.map(|bytes| {
+/// The first [`DATA_START`] bytes of a pack: the header page for `identity` and both commit
+/// slots holding `slot`. `identity` must be at most [`super::identity::MAX_IDENTITY_LEN`]
+/// bytes.
+pub fn encode_superblock(identity: &[u8], slot: &CommitSlot) -> Vec<u8> {
+    let mut bytes = encode_header(identity);
+    bytes.resize(DATA_START as usize, 0);
+    let slot = slot.encode();
+    for offset in SLOT_OFFSETS {
+        bytes[offset as usize..offset as usize + SLOT_LEN].copy_from_slice(&slot);
+    }
+    bytes
+}
+
+/// Decodes both slots as read from a file of `file_len` bytes: each slot that is valid and
+/// whose commit lies within the file.
+pub fn decode_slots(slots: [&[u8]; 2], file_len: u64) -> [Result<CommitSlot, DecodeError>; 2] {
+    slots.map(|bytes| {
         CommitSlot::decode(bytes).and_then(|slot| {
             if slot.fits(file_len) {
                 Ok(slot)
@@ -216,8 +279,13 @@ pub fn live_slot(slots: [&[u8]; 2], file_len: u64) -> Result<(usize, CommitSlot)
                 )))
             }
         })
-    });
-    match decoded {
+    })
+}
+
+/// Picks the live commit from the two slots as read from a file of `file_len` bytes: the
+/// valid slot with the highest generation, slot 0 on a tie. Returns its index and contents.
+pub fn live_slot(slots: [&[u8]; 2], file_len: u64) -> Result<(usize, CommitSlot), DecodeError> {
+    match decode_slots(slots, file_len) {
         [Ok(a), Ok(b)] => Ok(if b.generation > a.generation {
             (1, b)
         } else {
@@ -241,6 +309,7 @@ mod tests {
             committed_len: DATA_START + 128,
             root_offset: DATA_START + 64,
             superseded: false,
+            publication: Publication::Synced,
         }
     }
 
@@ -309,6 +378,48 @@ mod tests {
         assert!(live_slot([&zero, &zero], len).is_err());
         // A slot whose commit runs past the end of the file is not live.
         assert_eq!(live_slot([&a, &b], DATA_START + 64).ok().map(|s| s.0), None);
+    }
+
+    #[test]
+    fn unsynced_slots_round_trip_and_old_slots_read_as_synced() {
+        let unsynced = CommitSlot {
+            publication: Publication::Unsynced {
+                durable_len: DATA_START + 64,
+            },
+            ..slot(9)
+        };
+        let encoded = unsynced.encode();
+        assert_eq!(CommitSlot::decode(&encoded).unwrap(), unsynced);
+        // A slot written before the field existed has zeros there: synced.
+        let old = slot(9).encode();
+        assert!(
+            old[SLOT_DURABLE_LEN_AT..SLOT_DURABLE_LEN_AT + 8]
+                .iter()
+                .all(|&b| b == 0)
+        );
+        assert_eq!(
+            CommitSlot::decode(&old).unwrap().publication,
+            Publication::Synced
+        );
+        for durable_len in [64, DATA_START + 1, DATA_START + 192] {
+            let bad = CommitSlot {
+                publication: Publication::Unsynced { durable_len },
+                ..slot(9)
+            };
+            assert!(CommitSlot::decode(&bad.encode()).is_err(), "{durable_len}");
+        }
+    }
+
+    #[test]
+    fn superblock_holds_the_header_and_both_slots() {
+        let bytes = encode_superblock(b"", &CommitSlot::empty());
+        assert_eq!(bytes.len(), DATA_START as usize);
+        assert!(decode_header(&bytes).is_ok());
+        let slot = |i: usize| &bytes[SLOT_OFFSETS[i] as usize..SLOT_OFFSETS[i] as usize + SLOT_LEN];
+        assert_eq!(
+            live_slot([slot(0), slot(1)], DATA_START).unwrap(),
+            (0, CommitSlot::empty())
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use crate::format::index::EntryKind;
 use crate::{Key, Pack, Result};
 
-use super::writer::Session;
+use super::session::Session;
 
 /// A write transaction: values appended to it become visible to readers, all at once, when it
 /// commits. Dropping a batch without committing discards it.
@@ -85,6 +85,10 @@ impl<'a> Batch<'a> {
     }
 
     /// Publishes every append in one commit and releases the writer lock.
+    ///
+    /// An error means nothing was published, except
+    /// [`ErrorKind::NotDurable`](crate::ErrorKind::NotDurable): the commit landed and readers
+    /// see it, but syncing it failed, so it may not survive a power loss (do not redo it).
     pub fn commit(self) -> Result<()> {
         match self.session {
             Some(session) => session.commit().map(|_| ()),

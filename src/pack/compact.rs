@@ -6,21 +6,23 @@
 //! compaction); a crash after it leaves the new pack complete. See docs/FORMAT.md, section 9.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::path::Path;
+use std::time::Duration;
 
-use crate::format::align_up;
-use crate::format::index::{self, BlockRef, EntryKind, IndexEntry, Root};
-use crate::format::record::{HEADER_LEN, RecordHeader, RecordKind, payload_padding};
-use crate::format::superblock::{self, CommitSlot, DATA_START, SLOT_OFFSETS};
+use crate::format::index::{self, EntryKind, IndexEntry, Root};
+use crate::format::record::RecordKind;
+use crate::format::superblock::{self, CommitSlot, DATA_START, Publication};
 use crate::{Error, Key, Pack, Result};
 
-use super::file::{self, parent_dir, sync_dir};
-use super::view::View;
-use super::writer::Session;
+use super::append::Appender;
+use super::file::{parent_dir, temp_path};
+use super::publish::mark_superseded;
+use super::session::Session;
+use super::storage::{Io, Storage};
+use super::view::{Block, View};
 
 /// Which live entries compaction keeps when a pack has grown past its soft limits.
 ///
@@ -119,12 +121,15 @@ impl CompactReport {
         self.kept
     }
 
-    /// Entries dropped by the retention limits, least recently used first.
+    /// Entries dropped by the retention limits, in the order they went: first those larger
+    /// than the byte limit on their own (which could never fit), then the least recently used.
     pub fn evicted(&self) -> &[Key] {
         &self.evicted
     }
 
-    /// Entries dropped because their index entry or record header was damaged.
+    /// Entries dropped because of damage: index entries that fail their checksum, values such
+    /// an entry may have replaced or removed (kept, they could bring back an outdated value),
+    /// and values whose record header or payload fails its checksum.
     pub fn dropped_unreadable(&self) -> u64 {
         self.dropped_unreadable
     }
@@ -144,8 +149,11 @@ impl CompactReport {
 const STALE_CREATING_AGE: Duration = Duration::from_secs(600);
 
 impl Pack {
-    /// Rewrites the pack without dead bytes: superseded values, tombstones, old index blocks.
-    /// Waits for other writers; readers are never blocked and keep their data.
+    /// Rewrites the pack without dead bytes: superseded values, tombstones, old index blocks,
+    /// and damaged entries (see [`CompactReport::dropped_unreadable`]). Waits for other
+    /// writers; readers are never blocked and keep their data. An error means the pack at the
+    /// path is unchanged, except [`ErrorKind::NotDurable`](crate::ErrorKind::NotDurable): the
+    /// compacted pack is in place but may not survive a power loss.
     pub fn compact(&self) -> Result<CompactReport> {
         self.compact_with(&Retention::new())
     }
@@ -167,48 +175,67 @@ impl Pack {
 
 fn compact_locked(
     pack: &Pack,
-    mut session: Session<'_>,
+    session: Session<'_>,
     retention: &Retention,
 ) -> Result<CompactReport> {
     let view = session.base_arc().clone();
     let path = view.file.path.clone();
+    // The new file continues the old one's generations, and the old file's superseded mark
+    // must be newer than its live commit: at the limit, refuse rather than wrap to 0 (a slot
+    // no reader accepts, renamed over a good pack).
+    let generation = view.commit.generation.checked_add(1).ok_or_else(|| {
+        Error::corrupt(
+            &path,
+            format!("commit generation {} cannot grow", view.commit.generation),
+        )
+    })?;
     remove_stale_temporaries(&path);
     let (mut live, dropped_unreadable) = live_records(&view);
     let evicted = evict(&mut live, retention);
     crash_point("compact:before-write");
 
-    let temp = temp_path(&path);
-    let result = write_compacted(&view, &live, &temp);
-    let (size_after, kept) = match result {
+    let temp = temp_path(&path, COMPACT_SUFFIX);
+    let (size_after, kept) = match write_compacted(&view, &live, &temp, generation) {
         Ok(done) => done,
         Err(e) => {
-            let _ = std::fs::remove_file(&temp);
+            let _ = Io::remove(&temp);
             return Err(e);
         }
     };
     crash_point("compact:before-rename");
-    if let Err(e) = std::fs::rename(&temp, &path) {
-        let _ = std::fs::remove_file(&temp);
+    if let Err(e) = Io::rename(&temp, &path) {
+        let _ = Io::remove(&temp);
         return Err(Error::write(&path, e));
     }
-    sync_dir(parent_dir(&path)).map_err(|e| Error::write(&path, e))?;
+    // The new file is at the path: from here on the compaction stands, and what fails is
+    // reported as such, never as a compaction to retry.
+    let synced = Io::sync_dir(parent_dir(&path));
     crash_point("compact:after-rename");
-
+    if let Err(e) = synced {
+        // Not durable: a power loss may bring the old file back, so it must not say it was
+        // replaced (readers would follow the path back to it forever). This handle moves on.
+        drop(session);
+        if let Err(reopen) = pack.reopen(view) {
+            tracing::warn!(error = %reopen, "could not open the compacted pack");
+        }
+        return Err(Error::not_durable(&path, e));
+    }
     // Tell every process still mapping the old file to follow the path.
     let superseded = CommitSlot {
-        generation: view.commit.generation + 1,
+        generation,
         superseded: true,
+        publication: Publication::Synced,
         ..view.commit
     };
-    // Advisory (writers and missing readers also check the path), so no sync: a lost mark
-    // costs a reader one `stat` later, not correctness.
-    if let Err(e) = session.publish_with(&superseded, false) {
+    if let Err(e) = mark_superseded(&view, superseded) {
         // The new pack is in place; readers of the old one find it on their next miss.
         tracing::warn!(error = %e, "could not mark the compacted-away pack as superseded");
     }
     drop(session);
     let size_before = view.commit.committed_len;
-    pack.reopen(view)?;
+    if let Err(e) = pack.reopen(view) {
+        tracing::warn!(error = %e, "could not open the compacted pack; the next access retries");
+    }
     Ok(CompactReport {
         kept,
         evicted,
@@ -218,42 +245,127 @@ fn compact_locked(
     })
 }
 
-/// The newest value entry of every key, skipping entries whose index entry or record header
-/// does not check out; sorted by record offset.
-fn live_records(view: &View) -> (Vec<IndexEntry>, u64) {
-    let mut newest: BTreeMap<Key, IndexEntry> = BTreeMap::new();
-    let mut unreadable = 0;
-    for block in view.blocks.iter().rev() {
-        let Ok(bytes) = view.block_bytes(block) else {
-            unreadable += block.count;
-            continue;
-        };
-        for chunk in bytes.chunks_exact(index::ENTRY_LEN) {
-            match IndexEntry::decode(chunk) {
-                Ok(entry) => {
-                    newest.insert(entry.key, entry);
-                }
-                Err(_) => unreadable += 1,
+/// The suffix of a compaction's temporary file.
+const COMPACT_SUFFIX: &str = ".compact.tmp";
+
+/// Keys a damaged index entry may hold.
+#[derive(Debug, Clone, Copy)]
+enum Hole {
+    /// The entry's key bytes, its neighbours and the record it points at agree on its key.
+    Key(Key),
+    /// Any key strictly between the verified entries around it in its sorted block (`None`:
+    /// no bound on that side).
+    Between {
+        after: Option<Key>,
+        before: Option<Key>,
+    },
+}
+
+impl Hole {
+    const EVERY_KEY: Hole = Hole::Between {
+        after: None,
+        before: None,
+    };
+
+    fn covers(&self, key: &Key) -> bool {
+        match self {
+            Hole::Key(k) => k == key,
+            Hole::Between { after, before } => {
+                after.is_none_or(|after| *key > after) && before.is_none_or(|before| *key < before)
             }
         }
     }
+}
+
+/// The key of a damaged index entry, if the evidence agrees: its key bytes lie between its
+/// verified neighbours, and the record its offset field points at is an entry or tombstone
+/// with a valid header for that key. (Damage to the key bytes or to the offset breaks the
+/// agreement, and then only the neighbours bound the key.)
+fn identify(view: &View, chunk: &[u8], between: Hole) -> Option<Key> {
+    let mut key = [0u8; 32];
+    key.copy_from_slice(chunk.get(..32)?);
+    let key = Key::from_bytes(key);
+    let mut offset = [0u8; 8];
+    offset.copy_from_slice(chunk.get(32..40)?);
+    let (header, _) = view.record_header(u64::from_le_bytes(offset)).ok()?;
+    let names_it = matches!(header.kind, RecordKind::Entry | RecordKind::Tombstone)
+        && header.key == *key.as_bytes();
+    (names_it && between.covers(&key)).then_some(key)
+}
+
+/// A block's verified entries, the holes its damaged entries leave, and how many are damaged.
+fn scan_block(view: &View, block: &Block) -> (Vec<IndexEntry>, Vec<Hole>, u64) {
+    let Ok(bytes) = view.block_bytes(block) else {
+        return (Vec::new(), vec![Hole::EVERY_KEY], block.count);
+    };
+    let chunks: Vec<&[u8]> = bytes.chunks_exact(index::ENTRY_LEN).collect();
+    let decoded: Vec<Option<IndexEntry>> = chunks
+        .iter()
+        .map(|chunk| IndexEntry::decode(chunk).ok())
+        .collect();
+    let entries: Vec<IndexEntry> = decoded.iter().flatten().copied().collect();
+    let damaged = (decoded.len() - entries.len()) as u64;
+    if damaged == 0 {
+        return (entries, Vec::new(), 0);
+    }
+    if !entries.windows(2).all(|w| w[0].key < w[1].key) {
+        // Out of order, the neighbours say nothing about the damaged keys.
+        return (entries, vec![Hole::EVERY_KEY], damaged);
+    }
+    let mut holes = Vec::new();
+    for (i, entry) in decoded.iter().enumerate() {
+        if entry.is_some() {
+            continue;
+        }
+        let after = decoded[..i].iter().rev().flatten().next().map(|e| e.key);
+        let before = decoded[i + 1..].iter().flatten().next().map(|e| e.key);
+        let between = Hole::Between { after, before };
+        holes.push(match identify(view, chunks[i], between) {
+            Some(key) => Hole::Key(key),
+            None => between,
+        });
+    }
+    (entries, holes, damaged)
+}
+
+/// The newest value entry of every key whose value checks out (index entry, record header,
+/// bounds and payload checksum), sorted by record offset, and the number of entries dropped
+/// because of damage. A key that a damaged index entry may hold is dropped entirely: the
+/// damaged entry may be its newest version, so an older one must not take its place.
+fn live_records(view: &View) -> (Vec<IndexEntry>, u64) {
+    // Blocks newest first: the first to say anything about a key decides it.
+    let mut newest: BTreeMap<Key, Option<IndexEntry>> = BTreeMap::new();
+    let mut holes: Vec<Hole> = Vec::new();
+    let mut unreadable = 0u64;
+    for block in &view.blocks {
+        let (entries, block_holes, damaged) = scan_block(view, block);
+        unreadable += damaged;
+        for entry in entries {
+            if newest.contains_key(&entry.key) {
+                continue;
+            }
+            if holes.iter().any(|hole| hole.covers(&entry.key)) {
+                if entry.kind == EntryKind::Value {
+                    tracing::warn!(
+                        key = %entry.key,
+                        "dropping a value a damaged index entry may have replaced"
+                    );
+                    unreadable += 1;
+                }
+                newest.insert(entry.key, None);
+                continue;
+            }
+            newest.insert(entry.key, Some(entry));
+        }
+        holes.extend(block_holes);
+    }
     let mut live: Vec<IndexEntry> = Vec::with_capacity(newest.len());
-    for entry in newest.into_values() {
+    let mut buf = Vec::new();
+    for entry in newest.into_values().flatten() {
         if entry.kind != EntryKind::Value {
             continue;
         }
-        let header_ok = view.record_header(entry.record_offset).is_ok_and(|(h, _)| {
-            h.kind == RecordKind::Entry
-                && h.key == *entry.key.as_bytes()
-                && h.payload_len == entry.payload_len
-                && h.payload_crc == entry.payload_crc
-                && h.label_len == entry.label_len
-        });
-        let in_bounds = entry
-            .record_offset
-            .checked_add(entry.record_len().unwrap_or(u64::MAX))
-            .is_some_and(|end| end <= view.commit.committed_len);
-        if header_ok && in_bounds {
+        if value_checks_out(view, &entry, &mut buf) {
             live.push(entry);
         } else {
             tracing::warn!(key = %entry.key, "dropping an unreadable entry while compacting");
@@ -264,16 +376,72 @@ fn live_records(view: &View) -> (Vec<IndexEntry>, u64) {
     (live, unreadable)
 }
 
-/// Removes least recently used entries until `retention`'s limits hold; returns them.
+/// Whether the record an index entry points at is the one it describes, lies within the
+/// commit, and holds a payload that matches its checksum.
+fn value_checks_out(view: &View, entry: &IndexEntry, buf: &mut Vec<u8>) -> bool {
+    let header_ok = view.record_header(entry.record_offset).is_ok_and(|(h, _)| {
+        h.kind == RecordKind::Entry
+            && h.key == *entry.key.as_bytes()
+            && h.payload_len == entry.payload_len
+            && h.payload_crc == entry.payload_crc
+            && h.label_len == entry.label_len
+    });
+    let in_bounds = entry
+        .record_offset
+        .checked_add(entry.record_len().unwrap_or(u64::MAX))
+        .is_some_and(|end| end <= view.commit.committed_len);
+    header_ok
+        && in_bounds
+        && entry.payload_offset().is_some_and(|offset| {
+            checksum_read(&view.file.file, offset, entry.payload_len, buf)
+                .is_ok_and(|crc| crc == entry.payload_crc)
+        })
+}
+
+/// The CRC-32 of `len` bytes of `file` at `offset`, read through `buf` rather than the
+/// mapping: checking every live value through the mapping faults in every page of the pack,
+/// which measured slower than reading it.
+fn checksum_read(file: &File, mut offset: u64, len: u64, buf: &mut Vec<u8>) -> io::Result<u32> {
+    const CHUNK: u64 = 1 << 20;
+    buf.resize(len.min(CHUNK) as usize, 0);
+    let mut hasher = crc32fast::Hasher::new();
+    let end = offset
+        .checked_add(len)
+        .ok_or_else(|| io::Error::other("the value's offsets overflow"))?;
+    while offset < end {
+        let chunk = &mut buf[..(end - offset).min(CHUNK) as usize];
+        file.read_exact_at(chunk, offset)?;
+        hasher.update(chunk);
+        offset += chunk.len() as u64;
+    }
+    Ok(hasher.finalize())
+}
+
+/// Removes entries until `retention`'s limits hold; returns them. Entries larger than the
+/// byte limit go first, whatever their recency: they can never fit, and evicting the ones that
+/// do in their place would not help. Then the least recently used.
 fn evict(live: &mut Vec<IndexEntry>, retention: &Retention) -> Vec<Key> {
     let mut entries = live.len() as u64;
-    let mut bytes: u64 = live.iter().map(|e| e.payload_len).sum();
+    let mut bytes = live
+        .iter()
+        .fold(0u64, |sum, e| sum.saturating_add(e.payload_len));
     if !retention.exceeded(entries, bytes) {
         return Vec::new();
     }
+    let never_fits = |e: &IndexEntry| {
+        retention
+            .max_live_bytes
+            .is_some_and(|max| e.payload_len > max)
+    };
     let mut order: Vec<usize> = (0..live.len()).collect();
     // `live` is in record order, so the stable sort breaks ties by age.
-    order.sort_by_key(|&i| retention.last_used.get(&live[i].key).map_or(0, |s| s + 1));
+    order.sort_by_key(|&i| {
+        let stamp = retention.last_used.get(&live[i].key);
+        (
+            !never_fits(&live[i]),
+            stamp.map_or(0, |s| s.saturating_add(1)),
+        )
+    });
     let mut evicted = Vec::new();
     let mut drop = vec![false; live.len()];
     for i in order {
@@ -282,7 +450,7 @@ fn evict(live: &mut Vec<IndexEntry>, retention: &Retention) -> Vec<Key> {
         }
         drop[i] = true;
         entries -= 1;
-        bytes -= live[i].payload_len;
+        bytes = bytes.saturating_sub(live[i].payload_len);
         evicted.push(live[i].key);
     }
     let mut i = 0;
@@ -293,19 +461,9 @@ fn evict(live: &mut Vec<IndexEntry>, retention: &Retention) -> Vec<Key> {
     evicted
 }
 
-fn temp_path(path: &Path) -> PathBuf {
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    parent_dir(path).join(format!(
-        ".{name}.compact-{}-{nanos}.tmp",
-        std::process::id()
-    ))
-}
-
-/// Deletes temporary files left by crashed compactions of this pack. Safe because compaction
-/// only runs under the pack's writer lock, which the caller holds.
+/// Deletes temporary files left by crashed compactions and creations of this pack. Safe
+/// because compaction only runs under the pack's writer lock, which the caller holds, and a
+/// creation in progress is at most seconds old.
 fn remove_stale_temporaries(path: &Path) {
     let name = path
         .file_name()
@@ -320,7 +478,9 @@ fn remove_stale_temporaries(path: &Path) {
         let Some(rest) = file_name.strip_prefix(&format!(".{name}.")) else {
             continue;
         };
-        let compacting = rest.starts_with("compact-") && rest.ends_with(".tmp");
+        // Also the names earlier versions used: `compact-{pid}-{nanos}.tmp`.
+        let compacting = rest.ends_with(COMPACT_SUFFIX)
+            || (rest.starts_with("compact-") && rest.ends_with(".tmp"));
         let old_creation = rest.ends_with(".creating")
             && entry
                 .metadata()
@@ -330,20 +490,21 @@ fn remove_stale_temporaries(path: &Path) {
                 .is_some_and(|age| age > STALE_CREATING_AGE);
         if compacting || old_creation {
             tracing::info!(file = %file_name, "removing a leftover temporary file");
-            let _ = std::fs::remove_file(entry.path());
+            let _ = Io::remove(&entry.path());
         }
     }
 }
 
-/// Writes the compacted pack to `temp`; returns its committed length and entry count.
-fn write_compacted(view: &View, live: &[IndexEntry], temp: &Path) -> Result<(u64, u64)> {
+/// Writes the compacted pack to `temp` as commit `generation`, synced; returns its committed
+/// length and entry count.
+fn write_compacted(
+    view: &View,
+    live: &[IndexEntry],
+    temp: &Path,
+    generation: u64,
+) -> Result<(u64, u64)> {
     let write_err = |e| Error::write(temp, e);
-    let out = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(temp)
-        .map_err(write_err)?;
+    let out = Io::create_new(temp).map_err(write_err)?;
     if let Ok(meta) = view.file.file.metadata() {
         let _ = out.set_permissions(meta.permissions());
     }
@@ -352,137 +513,60 @@ fn write_compacted(view: &View, live: &[IndexEntry], temp: &Path) -> Result<(u64
         .identity
         .encode()
         .map_err(|detail| Error::invalid_input(temp, detail))?;
-    out.write_all_at(&file::empty_pack_bytes(&identity), 0)
-        .map_err(write_err)?;
 
-    // Copy records in file order, coalescing neighbours into one range each.
+    // Copy records in file order, each run of neighbours as one range.
+    let mut appender = Appender::new(&out, temp, DATA_START);
     let mut entries = Vec::with_capacity(live.len());
-    let mut tail = DATA_START;
-    let mut run: Option<(u64, u64)> = None; // (source start, length)
-    for entry in live {
-        let len = entry.record_len().unwrap_or(0);
-        run = match run {
-            Some((start, run_len)) if start + run_len == entry.record_offset => {
-                Some((start, run_len + len))
+    let mut rest = live;
+    while let Some(first) = rest.first() {
+        let mut end = first.record_offset;
+        let mut run = 0;
+        for entry in rest {
+            if entry.record_offset != end {
+                break;
             }
-            Some((start, run_len)) => {
-                copy_range(&view.file.file, start, &out, tail - run_len, run_len)
-                    .map_err(write_err)?;
-                Some((entry.record_offset, len))
-            }
-            None => Some((entry.record_offset, len)),
-        };
-        entries.push(IndexEntry {
-            record_offset: tail,
+            end = end.saturating_add(entry.record_len().unwrap_or(0));
+            run += 1;
+        }
+        let at = appender.tail();
+        appender.copy(
+            &view.file.file,
+            first.record_offset,
+            end - first.record_offset,
+        )?;
+        entries.extend(rest[..run].iter().map(|entry| IndexEntry {
+            record_offset: at + (entry.record_offset - first.record_offset),
             ..*entry
-        });
-        tail += len;
-    }
-    if let Some((start, run_len)) = run {
-        copy_range(&view.file.file, start, &out, tail - run_len, run_len).map_err(write_err)?;
+        }));
+        rest = &rest[run..];
     }
 
     entries.sort_by_key(|e| e.key);
-    let live_payload_bytes = entries.iter().map(|e| e.payload_len).sum();
-    let live_record_bytes = tail - DATA_START;
     let mut root = Root {
         live_entries: entries.len() as u64,
-        live_payload_bytes,
-        live_record_bytes,
+        live_payload_bytes: entries
+            .iter()
+            .fold(0u64, |sum, e| sum.saturating_add(e.payload_len)),
+        live_record_bytes: appender.tail() - DATA_START,
         index_bytes: 0,
         blocks: Vec::new(),
     };
     if !entries.is_empty() {
-        let payload = index::encode_block(&entries);
-        let len = append(&out, &mut tail, RecordKind::IndexBlock, &payload).map_err(write_err)?;
-        root.index_bytes += len;
-        root.blocks.push(BlockRef {
-            offset: tail - len,
-            count: entries.len() as u64,
-        });
+        let (block, len) = appender.index_block(&entries)?;
+        root.index_bytes = len;
+        root.blocks.push(block);
     }
-    let root_payload_len =
-        (index::ROOT_FIXED_LEN + index::BLOCK_REF_LEN * root.blocks.len()) as u64;
-    root.index_bytes += HEADER_LEN + align_up(root_payload_len).unwrap_or(0);
-    let root_offset = tail;
-    append(&out, &mut tail, RecordKind::IndexRoot, &root.encode()).map_err(write_err)?;
+    let root_offset = appender.root(root)?;
     let slot = CommitSlot {
-        generation: view.commit.generation + 1,
-        committed_len: tail,
+        generation,
+        committed_len: appender.tail(),
         root_offset,
         superseded: false,
-    }
-    .encode();
-    for offset in SLOT_OFFSETS {
-        out.write_all_at(&slot, offset).map_err(write_err)?;
-    }
-    out.sync_all().map_err(write_err)?;
-    debug_assert!(superblock::decode_header(&file::empty_pack_bytes(&identity)).is_ok());
-    Ok((tail, entries.len() as u64))
-}
-
-/// Appends an index record at `tail`; returns its length.
-fn append(out: &File, tail: &mut u64, kind: RecordKind, payload: &[u8]) -> io::Result<u64> {
-    let header = RecordHeader::for_payload(kind, [0; 32], 0, payload);
-    let mut bytes = header.encode_with_label(b"");
-    bytes.extend_from_slice(payload);
-    bytes.resize(bytes.len() + payload_padding(payload.len() as u64), 0);
-    out.write_all_at(&bytes, *tail)?;
-    *tail += bytes.len() as u64;
-    Ok(bytes.len() as u64)
-}
-
-/// Copies `len` bytes between files at explicit offsets: in the kernel with
-/// `copy_file_range` where the file system allows, else through a buffer.
-fn copy_range(
-    from: &File,
-    mut from_at: u64,
-    to: &File,
-    mut to_at: u64,
-    mut len: u64,
-) -> io::Result<()> {
-    while len > 0 {
-        let chunk = len.min(1 << 30) as usize;
-        match rustix::fs::copy_file_range(from, Some(&mut from_at), to, Some(&mut to_at), chunk) {
-            Ok(0) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the pack ended early",
-                ));
-            }
-            Ok(n) => len -= n as u64,
-            Err(rustix::io::Errno::INTR) => {}
-            Err(
-                rustix::io::Errno::XDEV
-                | rustix::io::Errno::NOSYS
-                | rustix::io::Errno::INVAL
-                | rustix::io::Errno::OPNOTSUPP,
-            ) => {
-                return copy_buffered(from, from_at, to, to_at, len);
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
-}
-
-fn copy_buffered(
-    from: &File,
-    mut from_at: u64,
-    to: &File,
-    mut to_at: u64,
-    mut len: u64,
-) -> io::Result<()> {
-    let mut buf = vec![0u8; (1 << 20).min(len as usize)];
-    while len > 0 {
-        let chunk = (len as usize).min(buf.len());
-        from.read_exact_at(&mut buf[..chunk], from_at)?;
-        to.write_all_at(&buf[..chunk], to_at)?;
-        from_at += chunk as u64;
-        to_at += chunk as u64;
-        len -= chunk as u64;
-    }
-    Ok(())
+        publication: Publication::Synced,
+    };
+    Io::write_at(&out, &superblock::encode_superblock(&identity, &slot), 0).map_err(write_err)?;
+    Io::sync_all(&out).map_err(write_err)?;
+    Ok((slot.committed_len, entries.len() as u64))
 }
 
 /// A place where the fault-injection tests can kill the process (feature `fault-injection`,

@@ -1,14 +1,18 @@
 //! Opening, creating and checking pack files on disk.
 
-use std::fs::{File, OpenOptions, Permissions};
-use std::io::{self, Write};
-use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
 
 use crate::format::superblock::{
     self, CommitSlot, DATA_START, HeaderError, PAGE, SLOT_LEN, SLOT_OFFSETS,
 };
 use crate::{Error, PackIdentity, Result};
+
+use super::storage::{Io, Storage};
 
 /// An open pack file and what we know about it.
 #[derive(Debug)]
@@ -79,11 +83,7 @@ impl PackFile {
 
     /// The file's current length.
     pub(crate) fn len(&self) -> Result<u64> {
-        Ok(self
-            .file
-            .metadata()
-            .map_err(|e| Error::read(&self.path, e))?
-            .len())
+        Io::len(&self.file).map_err(|e| Error::read(&self.path, e))
     }
 
     /// Reads both commit slots with `pread`.
@@ -198,30 +198,25 @@ pub(crate) fn parent_dir(path: &Path) -> &Path {
     }
 }
 
-/// Syncs a directory so that a rename or link inside it is durable.
-pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+/// A name for a temporary file beside `path`, unique in this process and unlikely to clash
+/// with another's: `.{file name}.{pid}-{nanoseconds}-{counter}{suffix}`. Crashed processes'
+/// leftovers keep the `.{file name}.` prefix, by which compaction finds and removes them.
+pub(crate) fn temp_path(path: &Path, suffix: &str) -> PathBuf {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    parent_dir(path).join(format!(
+        ".{name}.{}-{nanos}-{count}{suffix}",
+        std::process::id()
+    ))
 }
 
-/// The bytes of a new, empty pack: header page and both slots at generation 1.
-pub(crate) fn empty_pack_bytes(identity: &[u8]) -> Vec<u8> {
-    let mut bytes = superblock::encode_header(identity);
-    bytes.resize(DATA_START as usize, 0);
-    let slot = CommitSlot {
-        generation: 1,
-        committed_len: DATA_START,
-        root_offset: 0,
-        superseded: false,
-    }
-    .encode();
-    for offset in SLOT_OFFSETS {
-        bytes[offset as usize..offset as usize + SLOT_LEN].copy_from_slice(&slot);
-    }
-    bytes
-}
-
-/// Creates a new empty pack at `path`, atomically: written in full to a temporary file, then
-/// hard-linked into place. Returns `Ok(false)` if a file already exists at `path`.
+/// Creates a new empty pack at `path`, atomically: written in full to a temporary file,
+/// synced, then hard-linked into place (which fails if a file exists there) and the directory
+/// synced. Returns `Ok(false)` if a file already exists at `path`.
 pub(crate) fn create(path: &Path, identity: &PackIdentity) -> Result<bool> {
     let create_err = |source| Error::Create {
         path: path.to_path_buf(),
@@ -230,24 +225,26 @@ pub(crate) fn create(path: &Path, identity: &PackIdentity) -> Result<bool> {
     let encoded = identity
         .encode()
         .map_err(|detail| Error::invalid_input(path, detail))?;
-    let dir = parent_dir(path);
-    let name = path
-        .file_name()
-        .ok_or_else(|| Error::invalid_input(path, "the path has no file name"))?;
-    let mut temp = tempfile::Builder::new()
-        .prefix(&format!(".{}.", name.to_string_lossy()))
-        .suffix(".creating")
-        .permissions(Permissions::from_mode(0o666))
-        .tempfile_in(dir)
-        .map_err(create_err)?;
-    temp.write_all(&empty_pack_bytes(&encoded))
-        .and_then(|()| temp.as_file().sync_all())
-        .map_err(create_err)?;
-    match std::fs::hard_link(temp.path(), path) {
+    if path.file_name().is_none() {
+        return Err(Error::invalid_input(path, "the path has no file name"));
+    }
+    let temp = temp_path(path, ".creating");
+    let file = Io::create_new(&temp).map_err(create_err)?;
+    let linked = Io::write_at(
+        &file,
+        &superblock::encode_superblock(&encoded, &CommitSlot::empty()),
+        0,
+    )
+    .and_then(|()| Io::sync_all(&file))
+    .and_then(|()| Io::hard_link(&temp, path));
+    // Whatever happened, the temporary name goes (a leftover is harmless: compaction removes
+    // old ones).
+    let _ = Io::remove(&temp);
+    match linked {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
         Err(e) => return Err(create_err(e)),
     }
-    sync_dir(dir).map_err(create_err)?;
+    Io::sync_dir(parent_dir(path)).map_err(create_err)?;
     Ok(true)
 }

@@ -4,7 +4,9 @@
 //! (docs/FORMAT.md, section 2): bytes below the committed length are never modified and the
 //! file is never truncated, so a slice of committed bytes stays valid and unchanged for as
 //! long as the mapping exists. The commit slots are the one place written in place; they are
-//! read here only with atomic loads, never through a slice.
+//! read here only with atomic loads, never through a slice. A slice is handed out only below
+//! a [`CommittedLen`], which only a commit slot read from the file provides: the precondition
+//! is part of the signature, not a comment callers have to honour.
 
 use std::fs::File;
 use std::io;
@@ -13,7 +15,26 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use memmap2::{MmapOptions, MmapRaw};
 
-use crate::format::superblock::{DATA_START, SLOT_CRC_WORD_AT, SLOT_GENERATION_AT, SLOT_OFFSETS};
+use crate::format::superblock::{
+    CommitSlot, DATA_START, SLOT_CRC_WORD_AT, SLOT_GENERATION_AT, SLOT_OFFSETS,
+};
+
+/// The committed length of a commit slot read from the mapped file: every byte below it was
+/// written before that slot and is never written again while the file exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CommittedLen(u64);
+
+impl CommittedLen {
+    /// The committed length of `slot`, which must have been read from the file that is mapped.
+    pub(crate) fn of(slot: &CommitSlot) -> CommittedLen {
+        CommittedLen(slot.committed_len)
+    }
+
+    /// The length in bytes.
+    pub(crate) fn get(self) -> u64 {
+        self.0
+    }
+}
 
 /// A read-only shared mapping of the first `len` bytes of a pack file.
 #[derive(Debug)]
@@ -55,6 +76,7 @@ impl Mapping {
         })
     }
 
+    #[allow(unsafe_code)]
     fn load_word(&self, offset: usize) -> u64 {
         debug_assert!(offset.is_multiple_of(8) && offset + 8 <= DATA_START as usize);
         let ptr = self.raw.as_ptr().wrapping_add(offset) as *mut u64;
@@ -68,19 +90,20 @@ impl Mapping {
         unsafe { AtomicU64::from_ptr(ptr).load(Ordering::Relaxed) }
     }
 
-    /// The committed bytes `[offset, offset + len)`, or `None` if the range is not inside the
-    /// data area of this mapping. Callers pass only ranges below a commit's `committed_len`.
-    pub(crate) fn committed(&self, offset: u64, len: u64) -> Option<&[u8]> {
+    /// The committed bytes `[offset, offset + len)`, or `None` unless the range lies in the
+    /// data area of this mapping and below `within`.
+    #[allow(unsafe_code)]
+    pub(crate) fn committed(&self, within: CommittedLen, offset: u64, len: u64) -> Option<&[u8]> {
         let end = offset.checked_add(len)?;
-        if offset < DATA_START || end > self.len() {
+        if offset < DATA_START || end > within.get() || end > self.len() {
             return None;
         }
         // SAFETY: `[offset, end)` lies inside the mapping (checked above) and at or after
-        // DATA_START, so it excludes the commit slots. Callers only ask for ranges below the
-        // committed length of a commit they read, and by the format's invariant those bytes
-        // are never written again while any mapping of the file exists; nothing truncates the
-        // file (assumption 5 of docs/FORMAT.md), so the pages stay mapped and unchanged for
-        // the lifetime of `&self`, which the mapping outlives.
+        // DATA_START, so it excludes the commit slots; it lies below `within`, the committed
+        // length of a commit slot read from this file, and by the format's invariant those
+        // bytes are never written again while any mapping of the file exists. Nothing
+        // truncates the file (assumption 5 of docs/FORMAT.md), so the pages stay mapped and
+        // unchanged for the lifetime of `&self`, which the mapping outlives.
         Some(unsafe {
             std::slice::from_raw_parts(self.raw.as_ptr().add(offset as usize), len as usize)
         })
@@ -120,15 +143,26 @@ pub(crate) fn checksum(payload: &[u8]) -> u32 {
 /// mapping, which stays mapped for as long as any clone of the `Bytes` lives.
 pub(crate) struct MappedRange {
     map: Arc<Mapping>,
+    within: CommittedLen,
     offset: u64,
     len: u64,
 }
 
 impl MappedRange {
     /// Wraps a range that [`Mapping::committed`] accepts; `None` otherwise.
-    pub(crate) fn new(map: Arc<Mapping>, offset: u64, len: u64) -> Option<MappedRange> {
-        map.committed(offset, len)?;
-        Some(MappedRange { map, offset, len })
+    pub(crate) fn new(
+        map: Arc<Mapping>,
+        within: CommittedLen,
+        offset: u64,
+        len: u64,
+    ) -> Option<MappedRange> {
+        map.committed(within, offset, len)?;
+        Some(MappedRange {
+            map,
+            within,
+            offset,
+            len,
+        })
     }
 }
 
@@ -136,7 +170,45 @@ impl AsRef<[u8]> for MappedRange {
     fn as_ref(&self) -> &[u8] {
         // The range was checked in `new` and the mapping never shrinks.
         self.map
-            .committed(self.offset, self.len)
+            .committed(self.within, self.offset, self.len)
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::superblock::CommitSlot;
+
+    /// Found in review: `committed` trusted callers to stay below the committed length, which
+    /// it could not check. The bound is now an argument, and only a commit slot provides one.
+    #[test]
+    fn committed_ranges_stop_at_the_committed_length() {
+        let file = tempfile::tempfile().unwrap();
+        file.set_len(DATA_START + 4096).unwrap();
+        let map = Mapping::new(&file, DATA_START + 4096).unwrap();
+        let within = CommittedLen::of(&CommitSlot {
+            committed_len: DATA_START + 128,
+            ..CommitSlot::empty()
+        });
+        assert_eq!(
+            map.committed(within, DATA_START, 128).map(<[u8]>::len),
+            Some(128)
+        );
+        assert_eq!(
+            map.committed(within, DATA_START + 64, 64).map(<[u8]>::len),
+            Some(64)
+        );
+        // Mapped, but past the commit: the bytes a writer may be writing right now.
+        assert!(map.committed(within, DATA_START, 129).is_none());
+        assert!(map.committed(within, DATA_START + 128, 1).is_none());
+        // The commit slots and header, and overflowing ranges.
+        assert!(map.committed(within, DATA_START - 1, 1).is_none());
+        assert!(map.committed(within, u64::MAX, 2).is_none());
+        let past_the_map = CommittedLen::of(&CommitSlot {
+            committed_len: DATA_START + 8192,
+            ..CommitSlot::empty()
+        });
+        assert!(map.committed(past_the_map, DATA_START, 4097).is_none());
     }
 }

@@ -3,17 +3,21 @@
 //! The store knows nothing of wasmer: keys are 32 bytes, values are byte strings. See
 //! docs/FORMAT.md for the bytes and the crash-safety argument.
 
+mod append;
 mod batch;
+mod commit;
 mod compact;
 mod file;
 mod mapping;
 mod merge;
 mod options;
+mod publish;
 pub(crate) mod recency;
+mod session;
 mod stats;
+pub(crate) mod storage;
 mod verify;
 mod view;
-mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,8 +36,8 @@ pub use stats::{Entry, Stats};
 pub use verify::{Problem, VerifyReport};
 
 use file::PackFile;
+use session::Session;
 use view::{Found, View};
-use writer::Session;
 
 /// A pack file of compiled artifacts (or any values) under 32-byte keys.
 ///
@@ -323,7 +327,8 @@ impl Pack {
         Ok(self.lookup(key)?.1.map(|found| found.entry.payload_len))
     }
 
-    /// Stores `value` under `key` in one commit, replacing any earlier value.
+    /// Stores `value` under `key` in one commit, replacing any earlier value. Errors as
+    /// [`Batch::commit`]'s.
     pub fn insert(&self, key: &Key, value: &[u8]) -> Result<()> {
         self.insert_with_label(key, value, "")
     }

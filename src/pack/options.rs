@@ -18,15 +18,21 @@ pub enum Verify {
     Never,
 }
 
-/// How hard a commit works to survive power loss.
+/// How hard a commit works to survive power loss. A process crash loses nothing committed
+/// either way: the page cache survives it. docs/FORMAT.md, section 4.3, states both exactly;
+/// `tests/power_loss/` proves them by simulation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Durability {
-    /// `fdatasync` the appended records before writing the commit slot, and the slot after.
-    /// A commit that returned survives power loss.
+    /// Sync the appended records before writing the commit slot, and the slot after (two
+    /// `fdatasync`s; `F_FULLFSYNC` on macOS). A commit that returned survives power loss, byte
+    /// for byte; one in flight is there whole or not at all.
     #[default]
     Full,
-    /// No syncs. A process crash still loses nothing committed (the page cache survives it),
-    /// but a power loss may lose recent commits. For throwaway caches.
+    /// No sync per commit (only the first one after a synced commit syncs, once). After a
+    /// power loss the pack still opens, at a commit no older than the last synced one (the
+    /// last `Full` commit, the creation or the last compaction); values committed since then
+    /// may fail their checksum, which reads report as corruption (unless [`Verify::Never`])
+    /// and compaction drops. For caches that can recompute what they lose.
     None,
 }
 

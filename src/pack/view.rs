@@ -8,12 +8,12 @@ use bytes::Bytes;
 use crate::format::index::{self, BLOCK_STRIDE, BlockRef, ENTRY_LEN, IndexEntry, Root};
 use crate::format::record::{RecordHeader, RecordKind};
 use crate::format::superblock::{
-    self, CommitSlot, DATA_START, SLOT_CRC_WORD_AT, SLOT_GENERATION_AT,
+    self, CommitSlot, DATA_START, Publication, SLOT_CRC_WORD_AT, SLOT_GENERATION_AT, SLOT_LEN,
 };
 use crate::{Error, Key, Result};
 
 use super::file::PackFile;
-use super::mapping::{MappedRange, Mapping, SlotWords};
+use super::mapping::{CommittedLen, MappedRange, Mapping, SlotWords};
 
 /// Which entries of an index block this process has verified the values of (the
 /// `Verify::Once` policy): one bit per entry position, set once and never cleared. Carried
@@ -48,6 +48,9 @@ pub(crate) struct Block {
     pub(crate) count: u64,
     pub(crate) record_len: u64,
     pub(crate) verified: Arc<VerifiedBits>,
+    /// Whether this process checked the block's payload checksum (done for blocks an unsynced
+    /// commit wrote, which a power loss may have torn; carried from view to view).
+    payload_checked: bool,
 }
 
 /// Where a lookup found its entry.
@@ -64,8 +67,11 @@ pub(crate) struct View {
     pub(crate) file: Arc<PackFile>,
     pub(crate) map: Arc<Mapping>,
     pub(crate) commit: CommitSlot,
-    /// The generation of each slot that decoded as valid.
-    pub(crate) slot_generations: [Option<u64>; 2],
+    /// Which slot `commit` was read from.
+    pub(crate) live: usize,
+    /// Each slot that decoded as valid (one may hold a newer commit that failed its checks:
+    /// see [`View::load_from`]).
+    pub(crate) slots: [Option<CommitSlot>; 2],
     /// The raw slot words read with `pread`; `None` for a slot that did not decode, which
     /// keeps readers re-checking it until a writer repairs it.
     seen: [Option<SlotWords>; 2],
@@ -76,6 +82,23 @@ pub(crate) struct View {
     /// The committed data area `[DATA_START, committed_len)` as one `Bytes`, so that values
     /// are handed out as slices of it: a reference count, no allocation.
     data: Bytes,
+}
+
+/// The slots as `read`, or read again while one fails to decode and keeps changing: a writer
+/// publishing an unsynced commit rewrites the live slot in place, and a read racing that
+/// write can see it half written. A slot that reads the same twice is damaged, not in flight.
+fn settle(file: &PackFile, mut read: [[u8; SLOT_LEN]; 2]) -> Result<[[u8; SLOT_LEN]; 2]> {
+    for _ in 0..4 {
+        if read.iter().all(|slot| CommitSlot::decode(slot).is_ok()) {
+            break;
+        }
+        let again = file.read_slots()?;
+        if again == read {
+            break;
+        }
+        read = again;
+    }
+    Ok(read)
 }
 
 fn slot_words(slot: &[u8]) -> SlotWords {
@@ -91,7 +114,7 @@ impl View {
     /// Reads the live commit of `file`. Reuses `previous`'s mapping if it is long enough and
     /// its verification record if it is of the same file.
     pub(crate) fn load(file: Arc<PackFile>, previous: Option<&View>) -> Result<View> {
-        let slots = file.read_slots()?;
+        let slots = settle(&file, file.read_slots()?)?;
         let file_len = file.len()?;
         View::load_from(file, previous, slots, file_len)
     }
@@ -99,34 +122,104 @@ impl View {
     /// The first view of a file just opened, from the slots read while opening it.
     pub(crate) fn first(file: Arc<PackFile>) -> Result<View> {
         let (slots, file_len) = file.opened_with;
+        let settled = settle(&file, slots)?;
+        if settled != slots {
+            // A writer was rewriting a slot while we opened: measure the file again, after.
+            return View::load(file, None);
+        }
         View::load_from(file, None, slots, file_len)
     }
 
+    /// The view of the newest valid commit, or of the older one when the newest was published
+    /// unsynced and does not check out (docs/FORMAT.md, section 4.3): after a power loss, the
+    /// records of an unsynced commit may be missing or torn while its slot is whole.
     fn load_from(
         file: Arc<PackFile>,
         previous: Option<&View>,
-        slots: [[u8; superblock::SLOT_LEN]; 2],
+        slots: [[u8; SLOT_LEN]; 2],
+        file_len: u64,
+    ) -> Result<View> {
+        let decoded = superblock::decode_slots([&slots[0], &slots[1]], file_len);
+        let valid = [0, 1].map(|i| decoded[i].as_ref().ok().copied());
+        let newest = match valid {
+            [Some(a), Some(b)] if b.generation > a.generation => 1,
+            [Some(_), _] => 0,
+            [None, Some(_)] => 1,
+            [None, None] => {
+                let reason = |i: usize| match &decoded[i] {
+                    Err(e) => e.to_string(),
+                    Ok(_) => String::new(),
+                };
+                return Err(Error::corrupt(
+                    &file.path,
+                    format!(
+                        "no valid commit slot (slot 0: {}; slot 1: {})",
+                        reason(0),
+                        reason(1)
+                    ),
+                ));
+            }
+        };
+        let seen = [0, 1].map(|i| valid[i].map(|_| slot_words(&slots[i])));
+        let load = |live: usize| View::build(file.clone(), previous, live, valid, seen, file_len);
+        match load(newest) {
+            Ok(view) => Ok(view),
+            Err(e) => {
+                let older = 1 - newest;
+                let unsynced = matches!(
+                    valid[newest].map(|s| s.publication),
+                    Some(Publication::Unsynced { .. })
+                );
+                let newest_generation = valid[newest].map_or(0, |s| s.generation);
+                match valid[older] {
+                    Some(slot) if unsynced && slot.generation < newest_generation => {
+                        tracing::warn!(
+                            path = %file.path.display(),
+                            error = %e,
+                            generation = slot.generation,
+                            "the newest commit was not synced and did not survive; using the \
+                             commit before it"
+                        );
+                        load(older)
+                    }
+                    _ => Err(e),
+                }
+            }
+        }
+    }
+
+    /// The view of the commit in slot `live`.
+    fn build(
+        file: Arc<PackFile>,
+        previous: Option<&View>,
+        live: usize,
+        slots: [Option<CommitSlot>; 2],
+        seen: [Option<SlotWords>; 2],
         file_len: u64,
     ) -> Result<View> {
         let path = &file.path;
-        let (_, commit) = superblock::live_slot([&slots[0], &slots[1]], file_len)
-            .map_err(|e| Error::corrupt(path, e.to_string()))?;
-        let decoded = slots.map(|s| CommitSlot::decode(&s).ok());
-        let slot_generations = decoded.map(|s| s.map(|s| s.generation));
-        let seen = [0, 1].map(|i| decoded[i].map(|_| slot_words(&slots[i])));
+        let commit =
+            slots[live].ok_or_else(|| Error::corrupt(path, "the commit slot is invalid"))?;
         let same_file = previous.filter(|p| Arc::ptr_eq(&p.file, &file));
         let map = match same_file {
             Some(p) if p.map.len() >= commit.committed_len => p.map.clone(),
             _ => Arc::new(Mapping::new(&file.file, file_len).map_err(|e| Error::read(path, e))?),
         };
-        let data = MappedRange::new(map.clone(), DATA_START, commit.committed_len - DATA_START)
-            .map(Bytes::from_owner)
-            .ok_or_else(|| Error::corrupt(path, "the commit is longer than the mapping"))?;
+        let committed = CommittedLen::of(&commit);
+        let data = MappedRange::new(
+            map.clone(),
+            committed,
+            DATA_START,
+            commit.committed_len - DATA_START,
+        )
+        .map(Bytes::from_owner)
+        .ok_or_else(|| Error::corrupt(path, "the commit is longer than the mapping"))?;
         let mut view = View {
             file,
             map,
             commit,
-            slot_generations,
+            live,
+            slots,
             seen,
             root: Root::default(),
             root_record_len: 0,
@@ -160,12 +253,8 @@ impl View {
 
     /// The committed bytes `[offset, offset + len)`, or a corruption error.
     pub(crate) fn bytes(&self, offset: u64, len: u64, what: &str) -> Result<&[u8]> {
-        let inside = offset
-            .checked_add(len)
-            .is_some_and(|end| end <= self.commit.committed_len);
-        inside
-            .then(|| self.map.committed(offset, len))
-            .flatten()
+        self.map
+            .committed(CommittedLen::of(&self.commit), offset, len)
             .ok_or_else(|| {
                 self.corrupt(format!(
                     "{what} at offset {offset} ({len} bytes) is outside the committed {} bytes",
@@ -235,18 +324,30 @@ impl View {
             .payload_offset(block.offset)
             .ok_or_else(|| self.corrupt("index block offset overflows"))?;
         self.bytes(payload_offset, header.payload_len, "index block")?;
-        let verified = previous
-            .and_then(|p| p.blocks.iter().find(|b| b.offset == block.offset))
-            .map_or_else(
-                || Arc::new(VerifiedBits::new(block.count)),
-                |b| b.verified.clone(),
-            );
+        let known = previous.and_then(|p| p.blocks.iter().find(|b| b.offset == block.offset));
+        let verified = known.map_or_else(
+            || Arc::new(VerifiedBits::new(block.count)),
+            |b| b.verified.clone(),
+        );
+        let record_len = header.record_len().unwrap_or(0);
+        // A block an unsynced commit wrote may have been torn by a power loss while the slot
+        // survived: check it whole, once per process, so that such a commit is refused at
+        // load (and the older one used) rather than found broken one lookup at a time.
+        let mut payload_checked = known.is_some_and(|b| b.payload_checked);
+        if let Publication::Unsynced { durable_len } = self.commit.publication
+            && block.offset.saturating_add(record_len) > durable_len
+            && !payload_checked
+        {
+            self.record_payload(block.offset, &header)?;
+            payload_checked = true;
+        }
         Ok(Block {
             offset: block.offset,
             payload_offset,
             count: block.count,
-            record_len: header.record_len().unwrap_or(0),
+            record_len,
             verified,
+            payload_checked,
         })
     }
 

@@ -105,6 +105,7 @@ pub mod raw {
             committed_len: base.committed_len + bytes.len() as u64,
             root_offset,
             superseded: false,
+            publication: superblock::Publication::Synced,
         };
         write_slots(path, &slot);
     }
@@ -115,6 +116,30 @@ pub mod raw {
         Relative(u64),
         /// A file offset.
         Absolute(u64),
+    }
+
+    /// The file offsets of `key`'s index entries in the live index, newest block first.
+    pub fn index_entries_of(path: &Path, key: &wasmpak::Key) -> Vec<u64> {
+        use wasmpak::format::index::{ENTRY_LEN, Root};
+        let bytes = std::fs::read(path).unwrap();
+        let payload_at = |offset: u64| {
+            let (header, _) = RecordHeader::decode(&bytes[offset as usize..]).unwrap();
+            let start = header.payload_offset(offset).unwrap();
+            (start, header.payload_len)
+        };
+        let (root_at, root_len) = payload_at(live(path).root_offset);
+        let root = Root::decode(&bytes[root_at as usize..(root_at + root_len) as usize]).unwrap();
+        let mut found = Vec::new();
+        for block in root.blocks {
+            let (at, _) = payload_at(block.offset);
+            for i in 0..block.count {
+                let entry = at + i * ENTRY_LEN as u64;
+                if bytes[entry as usize..entry as usize + 32] == key.as_bytes()[..] {
+                    found.push(entry);
+                }
+            }
+        }
+        found
     }
 
     /// Writes `slot` into both commit slots.

@@ -53,6 +53,7 @@ pub(super) fn aligned(bytes: Bytes) -> Bytes {
 }
 
 /// Deserializes an artifact downloaded from the store.
+#[allow(unsafe_code)] // The one `unsafe` call of this tier; its contract is below.
 pub(super) fn deserialize(
     engine: &Engine,
     artifact: Bytes,

@@ -216,6 +216,7 @@ impl PackCache {
 }
 
 /// Deserializes an artifact read from a pack.
+#[allow(unsafe_code)] // The one `unsafe` call of this cache; its contract is below.
 fn deserialize(engine: &Engine, bytes: Bytes) -> Result<Module, wasmer::DeserializeError> {
     // SAFETY: `Module::deserialize_unchecked` requires bytes that `Module::serialize`
     // produced for a compatible engine, and that stay valid and unchanged while the module
