@@ -89,14 +89,16 @@
 mod error;
 pub mod format;
 mod key;
+mod keys;
 mod pack;
 
 pub use error::{Error, ErrorKind, Result};
 pub use format::identity::{IdentityValue, PackIdentity};
 pub use key::{Key, ParseKeyError};
+pub use keys::{KeyError, KeyErrorKind, PublicKey, SecretKey};
 pub use pack::{
-    Batch, CompactReport, Durability, Entry, Pack, PackOptions, Problem, Retention, Stats, Verify,
-    VerifyReport,
+    Batch, CompactReport, Durability, Entry, Pack, PackOptions, Problem, Retention,
+    SignatureInfo, SignatureReport, SignatureStatus, SignedEntry, Stats, Verify, VerifyReport,
 };
 
 #[cfg(feature = "wasmer")]

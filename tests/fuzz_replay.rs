@@ -832,6 +832,7 @@ fn superblock_seeds(three: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
         committed_len,
         root_offset,
         superseded,
+        signature_offset: 0,
     };
     vec![
         ("seed-pack", three.to_vec()),

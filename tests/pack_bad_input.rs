@@ -159,6 +159,7 @@ fn commit_slots_pointing_past_the_end_or_into_the_superblock() {
             committed_len,
             root_offset,
             superseded: false,
+            signature_offset: 0,
         };
         raw::write_slots(&path, &slot);
         let err = read_everything(&path, &entries).unwrap_err();

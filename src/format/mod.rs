@@ -8,6 +8,7 @@
 pub mod identity;
 pub mod index;
 pub mod record;
+pub mod signature;
 pub mod superblock;
 
 use std::fmt;

@@ -24,6 +24,8 @@ pub const SLOT_CRC_WORD_AT: usize = 56;
 
 const SLOT_MAGIC: [u8; 4] = *b"WPKS";
 const SUPERSEDED: u32 = 1;
+/// Header flag: the pack is sealed (installed): no writer may append to it again.
+const SEALED: u32 = 1;
 
 /// Why a header page is unusable, in the order a reader checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,18 +43,25 @@ pub enum HeaderError {
 pub struct Header {
     /// The encoded identity (see [`super::identity`]).
     pub identity: Vec<u8>,
+    /// Sealed by `install`: writers refuse the pack (header flag bit 0).
+    pub sealed: bool,
 }
 
 /// Encodes the header page for a new pack. `identity` must be at most
 /// [`super::identity::MAX_IDENTITY_LEN`] bytes.
 pub fn encode_header(identity: &[u8]) -> Vec<u8> {
+    encode_header_with(identity, false)
+}
+
+/// Encodes the header page, sealed or not.
+pub fn encode_header_with(identity: &[u8], sealed: bool) -> Vec<u8> {
     assert!(identity.len() <= super::identity::MAX_IDENTITY_LEN);
     let mut page = vec![0u8; PAGE as usize];
     page[..8].copy_from_slice(&MAGIC);
     write_u32(&mut page, 8, FORMAT_VERSION);
     write_u32(&mut page, 12, DATA_START as u32);
     write_u32(&mut page, 16, identity.len() as u32);
-    write_u32(&mut page, 20, 0);
+    write_u32(&mut page, 20, if sealed { SEALED } else { 0 });
     page[HEADER_FIXED_LEN..HEADER_FIXED_LEN + identity.len()].copy_from_slice(identity);
     let crc = header_crc(&page[..24], identity);
     write_u32(&mut page, 24, crc);
@@ -113,13 +122,14 @@ pub fn decode_header(bytes: &[u8]) -> Result<Header, HeaderError> {
         ));
     }
     let flags = read_u32(bytes, 20);
-    if flags != 0 {
+    if flags & !SEALED != 0 {
         return Err(HeaderError::Corrupt(format!(
             "unknown header flags {flags:#x}"
         )));
     }
     Ok(Header {
         identity: identity.to_vec(),
+        sealed: flags & SEALED != 0,
     })
 }
 
@@ -134,6 +144,8 @@ pub struct CommitSlot {
     pub root_offset: u64,
     /// Compaction replaced this file: reopen the path.
     pub superseded: bool,
+    /// The newest signature record of this commit (the head of its chain), or 0 if unsigned.
+    pub signature_offset: u64,
 }
 
 impl CommitSlot {
@@ -145,6 +157,7 @@ impl CommitSlot {
         write_u64(&mut b, 8, self.generation);
         write_u64(&mut b, 16, self.committed_len);
         write_u64(&mut b, 24, self.root_offset);
+        write_u64(&mut b, 32, self.signature_offset);
         let crc = crc32fast::hash(&b[..60]);
         write_u32(&mut b, 60, crc);
         b
@@ -173,6 +186,7 @@ impl CommitSlot {
             committed_len: read_u64(b, 16),
             root_offset: read_u64(b, 24),
             superseded: flags & SUPERSEDED != 0,
+            signature_offset: read_u64(b, 32),
         };
         if slot.generation == 0 {
             return Err(DecodeError::new("commit slot generation is 0"));
@@ -191,6 +205,16 @@ impl CommitSlot {
             return Err(DecodeError::new(format!(
                 "commit slot root offset {} is invalid",
                 slot.root_offset
+            )));
+        }
+        if slot.signature_offset != 0
+            && (slot.signature_offset < DATA_START
+                || !slot.signature_offset.is_multiple_of(super::ALIGN)
+                || slot.signature_offset >= slot.committed_len)
+        {
+            return Err(DecodeError::new(format!(
+                "commit slot signature offset {} is invalid",
+                slot.signature_offset
             )));
         }
         Ok(slot)
@@ -241,6 +265,7 @@ mod tests {
             committed_len: DATA_START + 128,
             root_offset: DATA_START + 64,
             superseded: false,
+            signature_offset: 0,
         }
     }
 
@@ -309,6 +334,33 @@ mod tests {
         assert!(live_slot([&zero, &zero], len).is_err());
         // A slot whose commit runs past the end of the file is not live.
         assert_eq!(live_slot([&a, &b], DATA_START + 64).ok().map(|s| s.0), None);
+    }
+
+    #[test]
+    fn signature_offset_and_sealed_flag_round_trip() {
+        let signed = CommitSlot {
+            signature_offset: DATA_START,
+            ..slot(2)
+        };
+        assert_eq!(CommitSlot::decode(&signed.encode()).unwrap(), signed);
+        for bad in [DATA_START + 1, DATA_START + 128, 64] {
+            let slot = CommitSlot {
+                signature_offset: bad,
+                ..slot(2)
+            };
+            assert!(CommitSlot::decode(&slot.encode()).is_err(), "offset {bad}");
+        }
+        let page = encode_header_with(b"", true);
+        assert!(decode_header(&page).unwrap().sealed);
+        assert!(!decode_header(&encode_header(b"")).unwrap().sealed);
+        let mut unknown = page.clone();
+        unknown[20] = 2;
+        let crc = header_crc(&unknown[..24], b"");
+        unknown[24..28].copy_from_slice(&crc.to_le_bytes());
+        assert!(matches!(
+            decode_header(&unknown),
+            Err(HeaderError::Corrupt(_))
+        ));
     }
 
     #[test]

@@ -385,6 +385,11 @@ fn write_compacted(view: &View, live: &[IndexEntry], temp: &Path) -> Result<(u64
     entries.sort_by_key(|e| e.key);
     let live_payload_bytes = entries.iter().map(|e| e.payload_len).sum();
     let live_record_bytes = tail - DATA_START;
+    // Signatures survive compaction: they vouch for keys and bytes, not offsets.
+    let (signatures, signature_head) =
+        super::signature::encode_chain(&super::signature::chain_to_copy(view), tail);
+    out.write_all_at(&signatures, tail).map_err(write_err)?;
+    tail += signatures.len() as u64;
     let mut root = Root {
         live_entries: entries.len() as u64,
         live_payload_bytes,
@@ -411,6 +416,7 @@ fn write_compacted(view: &View, live: &[IndexEntry], temp: &Path) -> Result<(u64
         committed_len: tail,
         root_offset,
         superseded: false,
+        signature_offset: signature_head,
     }
     .encode();
     for offset in SLOT_OFFSETS {

@@ -333,6 +333,8 @@ impl<'a> Session<'a> {
             committed_len: self.tail,
             root_offset,
             superseded: false,
+            // Appends keep the signatures: they cover the entries they list, no others.
+            signature_offset: base.commit.signature_offset,
         };
         self.publish(&slot)?;
         let fresh = Arc::new(View::load(base.file.clone(), Some(&base))?);
@@ -415,6 +417,49 @@ fn salvage_entries(view: &View, block: &super::view::Block) -> Vec<IndexEntry> {
         entries.dedup_by_key(|e| e.key);
     }
     entries
+}
+
+/// Signing: records that are not entries, and a commit that changes only the signature chain.
+impl Session<'_> {
+    /// Appends already encoded records (a signature chain, see `signature.rs`) at the tail,
+    /// which must be where they were encoded for; returns the offset they start at.
+    pub(crate) fn append_encoded(&mut self, bytes: &[u8]) -> Result<u64> {
+        self.check_failed()?;
+        let offset = self.tail;
+        let result = self.write_at(bytes, offset);
+        if let Err(e) = &result {
+            self.remember_failure(e);
+        }
+        result?;
+        self.tail += bytes.len() as u64;
+        Ok(offset)
+    }
+
+    /// The offset the next append lands at.
+    pub(crate) fn tail(&self) -> u64 {
+        self.tail
+    }
+
+    /// Commits what `append_encoded` wrote with `signature_offset` as the head of the chain;
+    /// the index is unchanged. Returns the new generation.
+    pub(crate) fn commit_signatures(mut self, signature_offset: u64) -> Result<u64> {
+        self.check_failed()?;
+        let base = self.base.clone();
+        let generation = base.commit.generation.checked_add(1).ok_or_else(|| {
+            Error::corrupt(&base.file.path, "commit generation cannot grow")
+        })?;
+        let slot = CommitSlot {
+            generation,
+            committed_len: self.tail,
+            signature_offset,
+            ..base.commit
+        };
+        self.publish(&slot)?;
+        let fresh = Arc::new(View::load(base.file.clone(), Some(&base))?);
+        self.pack.install(fresh.clone());
+        self.base = fresh;
+        Ok(generation)
+    }
 }
 
 fn unreachable_busy(pack: &Pack) -> Error {

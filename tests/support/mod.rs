@@ -105,6 +105,7 @@ pub mod raw {
             committed_len: base.committed_len + bytes.len() as u64,
             root_offset,
             superseded: false,
+            signature_offset: 0,
         };
         write_slots(path, &slot);
     }

@@ -41,6 +41,9 @@ pub struct Args {
     /// Modules compiled at once [default: the number of CPUs]
     #[arg(short = 'j', long = "jobs", value_name = "N")]
     pub jobs: Option<NonZeroUsize>,
+    /// Sign every entry of the pack afterwards with this secret key (PKCS#8 PEM)
+    #[arg(long, value_name = "SECRET.pem")]
+    pub sign: Option<PathBuf>,
 }
 
 /// One compiled module, waiting for the commit.
@@ -51,6 +54,12 @@ struct Compiled {
 
 /// Runs `wasmpak build`.
 pub fn run(args: Args) -> Result<(), CliError> {
+    // A bad key fails before minutes of compiling, not after.
+    let signing_key = args
+        .sign
+        .as_deref()
+        .map(crate::sign::read_secret)
+        .transpose()?;
     let engine = engine::build(&args.engine, args.target.as_deref())?;
     let identity = EngineIdentity::of(&engine).to_pack_identity();
 
@@ -127,6 +136,14 @@ pub fn run(args: Args) -> Result<(), CliError> {
         pack = Some(target);
     }
 
+    if let Some(key) = &signing_key {
+        let target = match pack {
+            Some(pack) => pack,
+            None => open::or_create(&args.pack, &identity, open::Purpose::Build)?,
+        };
+        crate::sign::sign(&target, key)?;
+        pack = Some(target);
+    }
     let stats = pack.as_ref().map(|p| p.stats()).transpose()?;
     say!(
         "{}: added {added} ({}), skipped {skipped}; {}, {} live",

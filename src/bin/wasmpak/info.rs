@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::Serialize;
-use wasmpak::IdentityValue;
+use wasmpak::{IdentityValue, SignatureInfo, SignatureStatus};
 
 use crate::engine;
 use crate::error::CliError;
@@ -39,6 +39,52 @@ struct Info {
     /// Why not, if not.
     #[serde(skip_serializing_if = "Option::is_none")]
     not_loadable_because: Option<String>,
+    /// Whether the pack is sealed (installed).
+    sealed: bool,
+    /// Its signatures, newest first.
+    signatures: Vec<SignatureJson>,
+}
+
+/// One signature in `info --json`.
+#[derive(Serialize)]
+pub struct SignatureJson {
+    key_id: String,
+    /// The signer's public key, raw, as 64 hex digits.
+    public_key: String,
+    generation: u64,
+    /// Seconds since the Unix epoch, by the signer's clock.
+    signed_at: u64,
+    entries: u64,
+    /// "valid" (checks out against the key it names), or "invalid: why".
+    status: String,
+}
+
+/// A signature's status as text: whether it checks out against the key it names.
+pub fn status_text(status: &SignatureStatus) -> String {
+    match status {
+        SignatureStatus::Invalid(why) => format!("invalid: {why}"),
+        _ => "valid".to_string(),
+    }
+}
+
+fn signature_json(s: &SignatureInfo) -> SignatureJson {
+    SignatureJson {
+        key_id: s.signer_id(),
+        public_key: s
+            .signer()
+            .map(|k| k.to_bytes().iter().map(|b| format!("{b:02x}")).collect())
+            .unwrap_or_default(),
+        generation: s.generation(),
+        signed_at: seconds(s),
+        entries: s.entries(),
+        status: status_text(s.status()),
+    }
+}
+
+fn seconds(s: &SignatureInfo) -> u64 {
+    s.signed_at()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Runs `wasmpak info`.
@@ -47,6 +93,8 @@ pub fn run(args: Args) -> Result<(), CliError> {
     let stats = pack.stats()?;
     let identity = pack.identity();
     let loadable = engine::host_can_load(identity);
+    let signatures = pack.signatures()?;
+    let sealed = pack.is_sealed()?;
     if args.json {
         return output::print_json(&Info {
             pack: args.pack.display().to_string(),
@@ -70,6 +118,8 @@ pub fn run(args: Args) -> Result<(), CliError> {
             file_size: stats.file_size,
             loadable_here: loadable.is_ok(),
             not_loadable_because: loadable.err(),
+            sealed,
+            signatures: signatures.iter().map(signature_json).collect(),
         });
     }
     let sized = |n: u64| format!("{} ({n} bytes)", output::bytes(n));
@@ -89,6 +139,28 @@ pub fn run(args: Args) -> Result<(), CliError> {
         if stats.index_blocks == 1 { "" } else { "s" }
     )?;
     say!("file size    {}", sized(stats.file_size))?;
+    say!(
+        "sealed       {}",
+        if sealed {
+            "yes (installed, read-only)"
+        } else {
+            "no"
+        }
+    )?;
+    if signatures.is_empty() {
+        say!("signatures   none")?;
+    }
+    for (i, s) in signatures.iter().enumerate() {
+        say!(
+            "{}key {}: {} entries, generation {}, signed at {} (unix), {}",
+            if i == 0 { "signatures   " } else { "             " },
+            s.signer_id(),
+            s.entries(),
+            s.generation(),
+            seconds(s),
+            status_text(s.status())
+        )?;
+    }
     match loadable {
         Ok(()) => say!("loadable     yes, on this host"),
         Err(why) => say!("loadable     no, not on this host: {why}"),

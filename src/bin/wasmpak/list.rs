@@ -13,7 +13,8 @@ use crate::output::{self, Align, Table, say};
 pub struct Args {
     /// The pack to list
     pub pack: PathBuf,
-    /// Print one JSON document: {"pack", "identity", "entries": [{"key", "label", "size", "offset"}]}
+    /// Print one JSON document: {"pack", "identity", "entries": [{"key", "label", "size",
+    /// "offset", "signed_by"}]}
     #[arg(long)]
     pub json: bool,
 }
@@ -33,12 +34,28 @@ struct EntryJson {
     label: String,
     size: u64,
     offset: u64,
+    /// Key ids of the valid signatures that list this entry with its size and label.
+    signed_by: Vec<String>,
 }
 
 /// Runs `wasmpak list`.
 pub fn run(args: Args) -> Result<(), CliError> {
     let pack = open::any(&args.pack)?;
     let entries: Vec<_> = pack.iter()?.collect();
+    let signatures = pack.signatures()?;
+    // Who vouches for an entry: a valid signature listing it as it is. Whether its bytes still
+    // hash to what was signed is `verify --key`'s question.
+    let signed_by = |e: &wasmpak::Entry| -> Vec<String> {
+        signatures
+            .iter()
+            .filter(|s| !matches!(s.status(), wasmpak::SignatureStatus::Invalid(_)))
+            .filter(|s| {
+                s.find(e.key())
+                    .is_some_and(|signed| signed.len == e.size() && signed.label == e.label())
+            })
+            .map(|s| s.signer_id())
+            .collect()
+    };
     if args.json {
         return output::print_json(&Listing {
             pack: args.pack.display().to_string(),
@@ -50,6 +67,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
                     label: e.label().to_string(),
                     size: e.size(),
                     offset: e.offset(),
+                    signed_by: signed_by(e),
                 })
                 .collect(),
         });
@@ -59,6 +77,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
         ("LABEL", Align::Left),
         ("SIZE", Align::Right),
         ("OFFSET", Align::Right),
+        ("SIGNED BY", Align::Left),
     ]);
     let mut total = 0u64;
     for e in &entries {
@@ -68,6 +87,10 @@ pub fn run(args: Args) -> Result<(), CliError> {
             e.label().to_string(),
             output::bytes(e.size()),
             e.offset().to_string(),
+            match signed_by(e) {
+                ids if ids.is_empty() => "-".to_string(),
+                ids => ids.join(","),
+            },
         ]);
     }
     if !entries.is_empty() {

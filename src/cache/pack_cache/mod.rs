@@ -108,6 +108,7 @@ struct Counters {
     stale: AtomicU64,
     saves: AtomicU64,
     compactions: AtomicU64,
+    untrusted: AtomicU64,
 }
 
 /// What a [`PackCache`] has done so far in this process.
@@ -126,6 +127,9 @@ pub struct CacheStats {
     pub saves: u64,
     /// Compactions this process ran.
     pub compactions: u64,
+    /// Loads refused because no trusted signature covers the entry or its bytes differ from
+    /// what was signed (only with [`PackCacheBuilder::trusted_keys`]); each is also a miss.
+    pub untrusted: u64,
     /// Modules held by the memo.
     pub memo_entries: u64,
     /// Bytes of pack files currently mapped by this cache.
@@ -189,6 +193,7 @@ impl PackCache {
             stale: c.stale.load(Ordering::Relaxed),
             saves: c.saves.load(Ordering::Relaxed),
             compactions: c.compactions.load(Ordering::Relaxed),
+            untrusted: c.untrusted.load(Ordering::Relaxed),
             memo_entries: self.inner.memo.len() as u64,
             bytes_mapped,
         }
@@ -257,6 +262,11 @@ impl PackCache {
         let bytes = match pack.get(key) {
             Ok(Some(bytes)) => bytes,
             Ok(None) => return Err(CacheError::NotFound),
+            Err(e) if e.kind() == crate::ErrorKind::Untrusted => {
+                self.inner.counters.untrusted.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "refusing an untrusted module; treating it as a cache miss");
+                return Err(CacheError::NotFound);
+            }
             Err(e) if is_stale(e.kind()) => {
                 self.stale("unusable module entry", &e);
                 return Err(CacheError::NotFound);
@@ -386,6 +396,14 @@ impl ModuleCache for PackCache {
     ) -> Result<(), CacheError> {
         let key = key_of(&key);
         let slot = self.slot(engine);
+        if self.inner.pack_options.checks_signatures() || self.inner.pack_options.trust_installed
+        {
+            // Shipped packs: a module saved here would be unsigned, so no load could use it,
+            // and an installed pack is sealed against writers. Memo only.
+            let len = module.serialize().map_or(0, |b| b.len() as u64);
+            self.inner.memo.insert(engine.id(), key, module.clone(), len);
+            return Ok(());
+        }
         let cache = self.clone();
         let writer_slot = slot.clone();
         let to_save = module.clone();

@@ -79,7 +79,8 @@ impl PackSlot {
                 Ok(Some(pack))
             }
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(e) if is_stale(e.kind()) => {
+            // A pack refused for the trusted load path is a miss, never set aside.
+            Err(e) if is_stale(e.kind()) || e.kind() == ErrorKind::NotSealed => {
                 on_stale(&e);
                 Ok(None)
             }
