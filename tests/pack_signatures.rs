@@ -145,7 +145,8 @@ fn a_signed_pack_loads_for_the_trusting_reader() {
 
 #[test]
 fn every_forged_entry_is_refused() {
-    let (dir, original) = scratch();
+    let (dir, _) = scratch();
+    let original = dir.path().join("pristine.wpk");
     let ci = SecretKey::generate().unwrap();
     signed_pack(&original, &ci);
     for n in 0..ENTRIES {
@@ -371,12 +372,14 @@ fn truncated_and_swapped_signature_records_are_refused() {
     let other_identity = PackIdentity::new().with("engine", "other");
     let other_path = dir.path().join("other.wpk");
     let other = Pack::create(&other_path, &other_identity).unwrap();
+    let mut batch = other.batch();
     for n in 0..ENTRIES {
         let len = if n == 2 { 3 << 19 } else { 1000 + n as usize * 77 };
-        other
+        batch
             .insert_with_label(&key(n), &value(n, len), &format!("m{n}.wasm"))
             .unwrap();
     }
+    batch.commit().unwrap();
     other.sign(&ci).unwrap();
     let path = fresh("e");
     graft_signature(&path, &head_signature_payload(&other_path));

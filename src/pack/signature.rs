@@ -47,6 +47,8 @@ pub struct SignatureInfo {
     header: SignatureHeader,
     manifest: Bytes,
     status: SignatureStatus,
+    /// Whether the signer is one of the keys it was judged against.
+    by_trusted_key: bool,
 }
 
 /// What a signature says about one entry.
@@ -270,6 +272,7 @@ fn judge_chain(view: &View, trusted: &[PublicKey], check_all: bool) -> Result<Ch
                 header,
                 manifest,
                 status,
+                by_trusted_key: is_trusted,
             }
         })
         .collect();
@@ -307,20 +310,24 @@ fn judge_entry(
     let mut hash: Option<[u8; 32]> = None;
     let mut other_signers = Vec::new();
     for record in &chain.records {
-        let Some(signed) = record.record().and_then(|r| r.find(key)) else {
-            continue;
-        };
         match &record.status {
-            SignatureStatus::Trusted => {}
-            SignatureStatus::Invalid(why) => {
+            // A trusted key's signature that does not check out vouches for nothing, and its
+            // manifest cannot even be searched: say so for every entry.
+            SignatureStatus::Invalid(why) if record.by_trusted_key => {
                 reasons.push(format!("the signature by {} is invalid: {why}", record.signer_id()));
                 continue;
             }
-            SignatureStatus::Valid => {
-                other_signers.push(record.signer_id());
+            SignatureStatus::Trusted => {}
+            _ => {
+                if record.record().and_then(|r| r.find(key)).is_some() {
+                    other_signers.push(record.signer_id());
+                }
                 continue;
             }
         }
+        let Some(signed) = record.record().and_then(|r| r.find(key)) else {
+            continue;
+        };
         if signed.value_len != len || signed.label != label {
             reasons.push(format!(
                 "its length or label differs from what {} signed ({} bytes, label {:?})",
