@@ -288,9 +288,15 @@ impl SecretKey {
         SecretKey::from_pem(&text).map_err(|e| e.at(path))
     }
 
-    /// The key as PKCS#8 PEM text.
+    /// The key as PKCS#8 PEM text: version 1 without the public key, the form
+    /// `openssl genpkey` writes and every OpenSSL 3 reads (it refuses ed25519-dalek's default
+    /// version 2).
     pub fn to_pem(&self) -> String {
-        self.0
+        let bytes = ed25519_dalek::pkcs8::KeypairBytes {
+            secret_key: self.0.to_bytes(),
+            public_key: None,
+        };
+        bytes
             .to_pkcs8_pem(LineEnding::LF)
             .expect("an Ed25519 secret key always encodes")
             .to_string()
@@ -359,7 +365,12 @@ fn decode_pem(text: &str) -> Result<(String, Vec<u8>), KeyError> {
         ));
     }
     let label = pem::decode_label(trimmed.as_bytes())
-        .map_err(|e| KeyError::new(KeyErrorKind::Malformed, format!("damaged PEM header: {e}")))?
+        .map_err(|e| {
+            KeyError::new(
+                KeyErrorKind::Malformed,
+                format!("truncated or damaged PEM: {e}"),
+            )
+        })?
         .to_string();
     let (_, der) = pem::decode_vec(trimmed.as_bytes()).map_err(|e| {
         KeyError::new(
