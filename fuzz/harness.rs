@@ -24,13 +24,13 @@ use wasmpak::format::index::{
     ROOT_FIXED_LEN, Root,
 };
 use wasmpak::format::record::{HEADER_LEN, MAX_LABEL_LEN, RecordHeader, RecordKind};
+use wasmpak::format::signature::{self as signature_format, ManifestEntry, SignatureRecord};
 use wasmpak::format::superblock::{
     self, CommitSlot, DATA_START, HeaderError, PAGE, SLOT_LEN, SLOT_OFFSETS,
 };
-use wasmpak::format::signature::{self as signature_format, ManifestEntry, SignatureRecord};
 use wasmpak::{
-    Durability, Error, ErrorKind, Key, Pack, PackIdentity, PackOptions, SecretKey,
-    SignatureStatus, Verify,
+    Durability, Error, ErrorKind, Key, Pack, PackIdentity, PackOptions, SecretKey, SignatureStatus,
+    Verify,
 };
 
 /// A fuzz target: its name and its function.
@@ -135,10 +135,7 @@ pub fn open_pack(data: &[u8]) {
 /// out, and is what a plain, always-checking handle reads too.
 fn check_signed_reads(path: &Path) {
     let public = seed_signing_key().public_key();
-    let Ok(signed) = options(Verify::Once)
-        .trusted_keys([public])
-        .open_any(path)
-    else {
+    let Ok(signed) = options(Verify::Once).trusted_keys([public]).open_any(path) else {
         return;
     };
     let Ok(plain) = options(Verify::Always).open_any(path) else {

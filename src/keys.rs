@@ -152,12 +152,14 @@ impl PublicKey {
         }
         VerifyingKey::from_public_key_der(&der)
             .map(PublicKey)
-            .map_err(|e| match SubjectPublicKeyInfoRef::try_from(der.as_slice()) {
-                Ok(info) if info.algorithm.oid != ed25519_dalek::pkcs8::ALGORITHM_OID => {
-                    not_ed25519(info.algorithm.oid)
-                }
-                _ => KeyError::new(KeyErrorKind::Malformed, format!("damaged public key: {e}")),
-            })
+            .map_err(
+                |e| match SubjectPublicKeyInfoRef::try_from(der.as_slice()) {
+                    Ok(info) if info.algorithm.oid != ed25519_dalek::pkcs8::ALGORITHM_OID => {
+                        not_ed25519(info.algorithm.oid)
+                    }
+                    _ => KeyError::new(KeyErrorKind::Malformed, format!("damaged public key: {e}")),
+                },
+            )
     }
 
     /// Reads an SPKI PEM public key from a file.
@@ -432,15 +434,24 @@ mod tests {
         let secret_pem = secret.to_pem();
         let public_pem = secret.public_key().to_pem();
         let kind = |r: Result<PublicKey, KeyError>| r.unwrap_err().kind();
-        assert_eq!(kind(PublicKey::from_pem(&secret_pem)), KeyErrorKind::WrongKind);
+        assert_eq!(
+            kind(PublicKey::from_pem(&secret_pem)),
+            KeyErrorKind::WrongKind
+        );
         assert_eq!(
             SecretKey::from_pem(&public_pem).unwrap_err().kind(),
             KeyErrorKind::WrongKind
         );
         assert_eq!(kind(PublicKey::from_pem("")), KeyErrorKind::NotPem);
-        assert_eq!(kind(PublicKey::from_pem("ssh-ed25519 AAAA")), KeyErrorKind::NotPem);
+        assert_eq!(
+            kind(PublicKey::from_pem("ssh-ed25519 AAAA")),
+            KeyErrorKind::NotPem
+        );
         let relabeled = public_pem.replace("PUBLIC KEY", "CERTIFICATE");
-        assert_eq!(kind(PublicKey::from_pem(&relabeled)), KeyErrorKind::WrongLabel);
+        assert_eq!(
+            kind(PublicKey::from_pem(&relabeled)),
+            KeyErrorKind::WrongLabel
+        );
         for cut in [30, public_pem.len() / 2, public_pem.len() - 20] {
             let err = PublicKey::from_pem(&public_pem[..cut]).unwrap_err();
             assert_eq!(err.kind(), KeyErrorKind::Malformed, "cut {cut}: {err}");
@@ -461,7 +472,10 @@ mod tests {
         std::fs::write(&path, SecretKey::generate().unwrap().to_pem()).unwrap();
         let err = PublicKey::read(&path).unwrap_err();
         let text = err.to_string();
-        assert!(text.starts_with("key file ") && text.contains("node.pub.pem"), "{text}");
+        assert!(
+            text.starts_with("key file ") && text.contains("node.pub.pem"),
+            "{text}"
+        );
         assert!(!text.contains('\n'));
         let missing = PublicKey::read(dir.path().join("nope.pem")).unwrap_err();
         assert_eq!(missing.kind(), KeyErrorKind::Io);

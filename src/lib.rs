@@ -97,8 +97,8 @@ pub use format::identity::{IdentityValue, PackIdentity};
 pub use key::{Key, ParseKeyError};
 pub use keys::{KeyError, KeyErrorKind, PublicKey, SecretKey};
 pub use pack::{
-    Batch, CompactReport, Durability, Entry, Pack, PackOptions, Problem, Retention,
-    SignatureInfo, SignatureReport, SignatureStatus, SignedEntry, Stats, Verify, VerifyReport,
+    Batch, CompactReport, Durability, Entry, Pack, PackOptions, Problem, Retention, SignatureInfo,
+    SignatureReport, SignatureStatus, SignedEntry, Stats, Verify, VerifyReport,
 };
 
 #[cfg(feature = "wasmer")]

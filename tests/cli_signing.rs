@@ -40,17 +40,37 @@ fn ci_signs_and_nodes_install_and_verify() {
     let s = Scratch::new();
     let (secret, public, id) = keygen(&s, "ci");
     assert_eq!(mode(&secret), 0o600);
-    assert!(std::fs::read_to_string(&public).unwrap().starts_with("-----BEGIN PUBLIC KEY-----"));
+    assert!(
+        std::fs::read_to_string(&public)
+            .unwrap()
+            .starts_with("-----BEGIN PUBLIC KEY-----")
+    );
     // keygen never overwrites a key.
     let line = wasmpak(args(&[&"keygen", &secret])).fails(1).to_string();
     assert!(line.contains("refusing to overwrite"), "{line}");
 
     let pack = s.path("app.wpk");
     let answer = s.path("answer.wat");
-    let run = wasmpak(args(&[&"build", &pack, &answer, &s.path("imports.wat"), &"--sign", &secret])).ok();
-    assert!(run.stdout.contains(&format!("with key {id}")), "{}", run.stdout);
+    let run = wasmpak(args(&[
+        &"build",
+        &pack,
+        &answer,
+        &s.path("imports.wat"),
+        &"--sign",
+        &secret,
+    ]))
+    .ok();
+    assert!(
+        run.stdout.contains(&format!("with key {id}")),
+        "{}",
+        run.stdout
+    );
     let run = wasmpak(args(&[&"verify", &pack, &"--key", &public])).ok();
-    assert!(run.stdout.contains("2 entries, all trusted"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("2 entries, all trusted"),
+        "{}",
+        run.stdout
+    );
 
     // Who signed what.
     let listing = listing(&pack);
@@ -63,7 +83,11 @@ fn ci_signs_and_nodes_install_and_verify() {
     assert_eq!(info["signatures"][0]["status"], "valid");
     assert_eq!(info["sealed"], false);
     let human = wasmpak(args(&[&"list", &pack])).ok();
-    assert!(human.stdout.contains("SIGNED BY") && human.stdout.contains(&id), "{}", human.stdout);
+    assert!(
+        human.stdout.contains("SIGNED BY") && human.stdout.contains(&id),
+        "{}",
+        human.stdout
+    );
 
     // A node installs it, verified against the public key: sealed and read-only.
     let node = s.path("node");
@@ -74,19 +98,37 @@ fn ci_signs_and_nodes_install_and_verify() {
     assert_eq!(mode(&installed), 0o444);
     assert_eq!(info_of(&installed)["sealed"], true);
     wasmpak(args(&[&"verify", &installed, &"--key", &public])).ok();
-    let line = wasmpak(args(&[&"build", &installed, &s.path("trap.wat")])).fails(1).to_string();
-    assert!(line.contains("sealed") || line.contains("read-only"), "{line}");
+    let line = wasmpak(args(&[&"build", &installed, &s.path("trap.wat")]))
+        .fails(1)
+        .to_string();
+    assert!(
+        line.contains("sealed") || line.contains("read-only"),
+        "{line}"
+    );
     let installed_bytes = std::fs::read(&installed).unwrap();
 
     // An entry appended without signing: verify names it, install refuses the pack.
     wasmpak(args(&[&"build", &pack, &s.path("trap.wat")])).ok();
     let run = wasmpak(args(&[&"verify", &pack, &"--key", &public]));
     let line = run.fails(3).to_string();
-    assert!(line.contains("trap.wat") && line.contains("no signature covers it"), "{line}");
-    assert!(run.stdout.contains("bad  entry") && run.stdout.contains("(trap.wat)"), "{}", run.stdout);
-    let line = wasmpak(args(&[&"install", &pack, &node, &"--key", &public])).fails(3).to_string();
+    assert!(
+        line.contains("trap.wat") && line.contains("no signature covers it"),
+        "{line}"
+    );
+    assert!(
+        run.stdout.contains("bad  entry") && run.stdout.contains("(trap.wat)"),
+        "{}",
+        run.stdout
+    );
+    let line = wasmpak(args(&[&"install", &pack, &node, &"--key", &public]))
+        .fails(3)
+        .to_string();
     assert!(line.contains("not trusted"), "{line}");
-    assert_eq!(std::fs::read(&installed).unwrap(), installed_bytes, "the installed pack is intact");
+    assert_eq!(
+        std::fs::read(&installed).unwrap(),
+        installed_bytes,
+        "the installed pack is intact"
+    );
     assert_eq!(std::fs::read_dir(&node).unwrap().count(), 1, "no leftovers");
 
     // Signed by another key: refused by name.
@@ -94,12 +136,18 @@ fn ci_signs_and_nodes_install_and_verify() {
     wasmpak(args(&[&"sign", &pack, &"--key", &other_secret])).ok();
     let run = wasmpak(args(&[&"verify", &pack, &"--key", &public]));
     let line = run.fails(3).to_string();
-    assert!(line.contains(&other_id) && line.contains("not trusted here"), "{line}");
+    assert!(
+        line.contains(&other_id) && line.contains("not trusted here"),
+        "{line}"
+    );
     // Signing again with the CI key covers the new entry.
     wasmpak(args(&[&"sign", &pack, &"--key", &secret])).ok();
     wasmpak(args(&[&"verify", &pack, &"--key", &public])).ok();
     wasmpak(args(&[&"install", &pack, &node, &"--key", &public])).ok();
-    assert_eq!(listing_of(&installed)["entries"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        listing_of(&installed)["entries"].as_array().unwrap().len(),
+        3
+    );
 }
 
 fn info_of(pack: &Path) -> serde_json::Value {
@@ -120,8 +168,14 @@ fn openssl_keys_work_both_ways() {
     let secret = s.path("ossl.pem");
     let public = s.path("ossl.pub.pem");
     let ok = |c: &mut Command| assert!(c.status().unwrap().success(), "{c:?}");
-    ok(Command::new("openssl").args(["genpkey", "-algorithm", "ed25519", "-out"]).arg(&secret));
-    ok(Command::new("openssl").args(["pkey", "-pubout", "-in"]).arg(&secret).arg("-out").arg(&public));
+    ok(Command::new("openssl")
+        .args(["genpkey", "-algorithm", "ed25519", "-out"])
+        .arg(&secret));
+    ok(Command::new("openssl")
+        .args(["pkey", "-pubout", "-in"])
+        .arg(&secret)
+        .arg("-out")
+        .arg(&public));
     let pack = s.pack("app.wpk");
     wasmpak(args(&[&"sign", &pack, &"--key", &secret])).ok();
     wasmpak(args(&[&"verify", &pack, &"--key", &public])).ok();
@@ -142,10 +196,22 @@ fn openssl_keys_work_both_ways() {
     // Keys of other algorithms are named as such.
     let ec = s.path("ec.pem");
     ok(Command::new("openssl")
-        .args(["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out"])
+        .args([
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+        ])
         .arg(&ec));
-    let line = wasmpak(args(&[&"sign", &pack, &"--key", &ec])).fails(1).to_string();
-    assert!(line.contains("ec.pem") && line.contains("ECDSA") && line.contains("Ed25519"), "{line}");
+    let line = wasmpak(args(&[&"sign", &pack, &"--key", &ec]))
+        .fails(1)
+        .to_string();
+    assert!(
+        line.contains("ec.pem") && line.contains("ECDSA") && line.contains("Ed25519"),
+        "{line}"
+    );
 }
 
 #[test]
@@ -157,27 +223,64 @@ fn bad_keys_are_one_line_errors_naming_the_file() {
     let text = std::fs::read_to_string(&public).unwrap();
     let dir = s.dir.path().to_path_buf();
     let cases: Vec<(&str, Vec<&dyn AsRef<OsStr>>, &str)> = vec![
-        ("public-as-secret", vec![&"sign", &pack, &"--key", &public], "public key"),
-        ("secret-as-public", vec![&"verify", &pack, &"--key", &secret], "secret key, where a public key belongs"),
-        ("secret-to-install", vec![&"install", &pack, &dir, &"--key", &secret], "secret key"),
-        ("missing", vec![&"verify", &pack, &"--key", &"nope.pem"], "nope.pem"),
+        (
+            "public-as-secret",
+            vec![&"sign", &pack, &"--key", &public],
+            "public key",
+        ),
+        (
+            "secret-as-public",
+            vec![&"verify", &pack, &"--key", &secret],
+            "secret key, where a public key belongs",
+        ),
+        (
+            "secret-to-install",
+            vec![&"install", &pack, &dir, &"--key", &secret],
+            "secret key",
+        ),
+        (
+            "missing",
+            vec![&"verify", &pack, &"--key", &"nope.pem"],
+            "nope.pem",
+        ),
     ];
     for (name, parts, expected) in cases {
-        let line = wasmpak(parts.iter().map(|p| p.as_ref()).collect::<Vec<_>>()).fails(1).to_string();
-        assert!(line.contains(expected) && line.contains("key file"), "{name}: {line}");
+        let line = wasmpak(parts.iter().map(|p| p.as_ref()).collect::<Vec<_>>())
+            .fails(1)
+            .to_string();
+        assert!(
+            line.contains(expected) && line.contains("key file"),
+            "{name}: {line}"
+        );
     }
     let truncated = s.write("truncated.pem", &text.as_bytes()[..text.len() / 2]);
-    let relabeled = s.write("cert.pem", text.replace("PUBLIC KEY", "CERTIFICATE").as_bytes());
+    let relabeled = s.write(
+        "cert.pem",
+        text.replace("PUBLIC KEY", "CERTIFICATE").as_bytes(),
+    );
     let garbage = s.write("garbage.pem", b"ssh-ed25519 AAAAC3Nza me@host\n");
     for (file, expected) in [
         (&truncated, "truncated or damaged"),
         (&relabeled, "CERTIFICATE"),
         (&garbage, "not a PEM key"),
     ] {
-        let line = wasmpak(args(&[&"verify", &pack, &"--key", file])).fails(1).to_string();
-        assert!(line.contains(expected) && line.contains(&*file.to_string_lossy()), "{line}");
+        let line = wasmpak(args(&[&"verify", &pack, &"--key", file]))
+            .fails(1)
+            .to_string();
+        assert!(
+            line.contains(expected) && line.contains(&*file.to_string_lossy()),
+            "{line}"
+        );
     }
-    let line = wasmpak(args(&[&"build", &pack, &s.path("trap.wat"), &"--sign", &public])).fails(1).to_string();
+    let line = wasmpak(args(&[
+        &"build",
+        &pack,
+        &s.path("trap.wat"),
+        &"--sign",
+        &public,
+    ]))
+    .fails(1)
+    .to_string();
     assert!(line.contains("public key"), "{line}");
     assert_eq!(std::fs::read(&pack).unwrap(), before, "nothing was written");
 }
@@ -208,7 +311,10 @@ fn failed_installs_leave_the_installed_pack_intact() {
     let prlimit = Command::new("prlimit").arg("--version").output();
     if prlimit.is_ok_and(|o| o.status.success()) {
         let output = Command::new("sh")
-            .args(["-c", r#"trap "" XFSZ; exec prlimit --fsize="$LIMIT" "$BIN" install "$PACK" "$DIR""#])
+            .args([
+                "-c",
+                r#"trap "" XFSZ; exec prlimit --fsize="$LIMIT" "$BIN" install "$PACK" "$DIR""#,
+            ])
             .env("LIMIT", (newer_len / 2).to_string())
             .env("BIN", BIN)
             .env("PACK", &pack)
@@ -217,7 +323,10 @@ fn failed_installs_leave_the_installed_pack_intact() {
             .unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(1), "{stderr}");
-        assert!(stderr.contains("app.wpk") && stderr.contains("File too large"), "{stderr}");
+        assert!(
+            stderr.contains("app.wpk") && stderr.contains("File too large"),
+            "{stderr}"
+        );
         assert_eq!(std::fs::read(&installed).unwrap(), before);
         assert_eq!(std::fs::read_dir(&node).unwrap().count(), 1, "no leftovers");
     } else {
@@ -239,6 +348,9 @@ fn failed_installs_leave_the_installed_pack_intact() {
     let output = command.output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("node") && stderr.contains("ermission denied"), "{stderr}");
+    assert!(
+        stderr.contains("node") && stderr.contains("ermission denied"),
+        "{stderr}"
+    );
     assert_eq!(std::fs::read(&installed).unwrap(), before);
 }

@@ -390,8 +390,7 @@ fn seeds_are_well_formed() {
     }
     for (name, bytes) in corpus("decode_signature") {
         if name.starts_with("seed-") {
-            let record =
-                SignatureRecord::decode(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let record = SignatureRecord::decode(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
             record
                 .check_sorted()
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -1002,7 +1001,10 @@ fn signature_seeds(signed_pack: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
     let three = signature_format::encode_manifest(&sorted).unwrap();
     vec![
         ("seed-signed-pack", head_signature(signed_pack)),
-        ("seed-three", signature_format::encode(&header(&three, 3), &three)),
+        (
+            "seed-three",
+            signature_format::encode(&header(&three, 3), &three),
+        ),
         ("seed-empty", signature_format::encode(&header(&[], 0), &[])),
     ]
 }

@@ -27,7 +27,11 @@ fn signed_pack(path: &Path, signer: &SecretKey) -> Pack {
     let pack = Pack::create(path, &identity()).unwrap();
     let mut batch = pack.batch();
     for n in 0..ENTRIES {
-        let len = if n == 2 { 3 << 19 } else { 1000 + n as usize * 77 };
+        let len = if n == 2 {
+            3 << 19
+        } else {
+            1000 + n as usize * 77
+        };
         batch
             .insert_with_label(&key(n), &value(n, len), &format!("m{n}.wasm"))
             .unwrap();
@@ -128,7 +132,11 @@ fn a_signed_pack_loads_for_the_trusting_reader() {
     signed_pack(&path, &ci);
     let pack = trusting(&path, &[ci.public_key()]);
     for n in 0..ENTRIES {
-        let len = if n == 2 { 3 << 19 } else { 1000 + n as usize * 77 };
+        let len = if n == 2 {
+            3 << 19
+        } else {
+            1000 + n as usize * 77
+        };
         assert_eq!(pack.get(&key(n)).unwrap().unwrap(), value(n, len));
         // Again: from the verified bit, without hashing.
         assert!(pack.get(&key(n)).unwrap().is_some());
@@ -150,7 +158,11 @@ fn every_forged_entry_is_refused() {
     let ci = SecretKey::generate().unwrap();
     signed_pack(&original, &ci);
     for n in 0..ENTRIES {
-        let len = if n == 2 { 3 << 19 } else { 1000 + n as usize * 77 };
+        let len = if n == 2 {
+            3 << 19
+        } else {
+            1000 + n as usize * 77
+        };
         for at in [0, len / 2, len - 1] {
             let path = dir.path().join("test.wpk");
             let copy = dir.path().join("forged-from.wpk");
@@ -214,7 +226,10 @@ fn entries_added_after_signing_or_replaced_are_refused() {
     // Signing again covers them all, and replaces the key's earlier signature.
     writer.sign(&ci).unwrap();
     let pack = trusting(&path, &[ci.public_key()]);
-    assert_eq!(pack.get(&key(100)).unwrap().as_deref(), Some(&b"appended"[..]));
+    assert_eq!(
+        pack.get(&key(100)).unwrap().as_deref(),
+        Some(&b"appended"[..])
+    );
     assert_eq!(pack.signatures().unwrap().len(), 1);
 }
 
@@ -241,10 +256,7 @@ fn other_keys_and_unsigned_packs_are_refused() {
         .iter()
         .map(|s| s.signer_id())
         .collect();
-    assert_eq!(
-        signers,
-        [ci.public_key().id(), stranger.public_key().id()]
-    );
+    assert_eq!(signers, [ci.public_key().id(), stranger.public_key().id()]);
 
     let (_dir, unsigned) = scratch();
     let plain = Pack::create(&unsigned, &identity()).unwrap();
@@ -374,7 +386,11 @@ fn truncated_and_swapped_signature_records_are_refused() {
     let other = Pack::create(&other_path, &other_identity).unwrap();
     let mut batch = other.batch();
     for n in 0..ENTRIES {
-        let len = if n == 2 { 3 << 19 } else { 1000 + n as usize * 77 };
+        let len = if n == 2 {
+            3 << 19
+        } else {
+            1000 + n as usize * 77
+        };
         batch
             .insert_with_label(&key(n), &value(n, len), &format!("m{n}.wasm"))
             .unwrap();
@@ -407,9 +423,15 @@ fn compaction_keeps_signatures_and_sealed_packs_refuse_writers() {
     std::fs::create_dir(&target).unwrap();
     let err = pack.install_into(&target).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Untrusted, "{err}");
-    assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0, "no leftovers");
+    assert_eq!(
+        std::fs::read_dir(&target).unwrap().count(),
+        0,
+        "no leftovers"
+    );
     writer.sign(&ci).unwrap();
-    let installed = trusting(&path, &[ci.public_key()]).install_into(&target).unwrap();
+    let installed = trusting(&path, &[ci.public_key()])
+        .install_into(&target)
+        .unwrap();
     assert!(installed.is_sealed().unwrap());
     let err = installed.insert(&key(9), b"x").unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ReadOnly, "{err}");

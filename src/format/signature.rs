@@ -388,7 +388,10 @@ mod tests {
         let manifest = encode_manifest(&[entry(1, "ab"), entry(2, "c")]).unwrap();
         let payload = encode(&header(&manifest, 2, 3), &manifest);
         for cut in 0..payload.len() {
-            assert!(SignatureRecord::decode(&payload[..cut]).is_err(), "cut {cut}");
+            assert!(
+                SignatureRecord::decode(&payload[..cut]).is_err(),
+                "cut {cut}"
+            );
         }
         let mut bad_magic = payload.clone();
         bad_magic[0] ^= 1;

@@ -5,7 +5,9 @@
 //! the root hash, the same bytes `blake3::hash` gives. This is the crate's documented
 //! `hazmat` tree mode; it avoids pulling in rayon for one split per load.
 
-use blake3::hazmat::{HasherExt, Mode, left_subtree_len, merge_subtrees_non_root, merge_subtrees_root};
+use blake3::hazmat::{
+    HasherExt, Mode, left_subtree_len, merge_subtrees_non_root, merge_subtrees_root,
+};
 
 /// Values at least this large are hashed on more than one thread.
 const PARALLEL_FROM: usize = 1 << 20;
@@ -24,8 +26,9 @@ pub(crate) fn value_hash(value: &[u8]) -> [u8; 32] {
     let left_len = left_subtree_len(value.len() as u64) as usize;
     let (left, right) = value.split_at(left_len);
     let (left_cv, right_cv) = std::thread::scope(|scope| {
-        let helper = std::thread::Builder::new()
-            .spawn_scoped(scope, || subtree(right, left_len as u64, depth.saturating_sub(1)));
+        let helper = std::thread::Builder::new().spawn_scoped(scope, || {
+            subtree(right, left_len as u64, depth.saturating_sub(1))
+        });
         let left_cv = subtree(left, 0, depth.saturating_sub(1));
         let right_cv = match helper.ok().and_then(|h| h.join().ok()) {
             Some(cv) => cv,
@@ -47,8 +50,9 @@ fn subtree(bytes: &[u8], offset: u64, depth: u32) -> [u8; 32] {
     let left_len = left_subtree_len(bytes.len() as u64) as usize;
     let (left, right) = bytes.split_at(left_len);
     std::thread::scope(|scope| {
-        let helper = std::thread::Builder::new()
-            .spawn_scoped(scope, || subtree(right, offset + left_len as u64, depth - 1));
+        let helper = std::thread::Builder::new().spawn_scoped(scope, || {
+            subtree(right, offset + left_len as u64, depth - 1)
+        });
         let left_cv = subtree(left, offset, depth - 1);
         let right_cv = match helper.ok().and_then(|h| h.join().ok()) {
             Some(cv) => cv,

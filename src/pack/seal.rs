@@ -105,7 +105,10 @@ impl Pack {
         };
         let copy = check_options.open(temp.path(), &self.inner.identity)?;
         let refuse = |detail: String| {
-            Error::corrupt(&dest, format!("not installed, the copy failed verification: {detail}"))
+            Error::corrupt(
+                &dest,
+                format!("not installed, the copy failed verification: {detail}"),
+            )
         };
         let report = copy.verify()?;
         if let Some(problem) = report.problems().first() {
@@ -145,7 +148,8 @@ pub(crate) fn check_installed(file: &PackFile) -> Result<()> {
     };
     if !file.sealed {
         return Err(refuse(
-            "it is not sealed; install it first (wasmpak install, or Pack::install_into)".to_string(),
+            "it is not sealed; install it first (wasmpak install, or Pack::install_into)"
+                .to_string(),
         ));
     }
     let meta = file

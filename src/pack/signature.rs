@@ -314,7 +314,10 @@ fn judge_entry(
             // A trusted key's signature that does not check out vouches for nothing, and its
             // manifest cannot even be searched: say so for every entry.
             SignatureStatus::Invalid(why) if record.by_trusted_key => {
-                reasons.push(format!("the signature by {} is invalid: {why}", record.signer_id()));
+                reasons.push(format!(
+                    "the signature by {} is invalid: {why}",
+                    record.signer_id()
+                ));
                 continue;
             }
             SignatureStatus::Trusted => {}
@@ -424,7 +427,9 @@ impl Pack {
         let mut session = self.begin()?;
         let view = session.base_arc().clone();
         let old = read_chain(&view).map_err(|damage| {
-            view.corrupt(format!("cannot sign: its signature chain is damaged: {damage}"))
+            view.corrupt(format!(
+                "cannot sign: its signature chain is damaged: {damage}"
+            ))
         })?;
         let mut entries = Vec::new();
         for (entry, label) in live_entries(&view)? {

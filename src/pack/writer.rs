@@ -445,9 +445,11 @@ impl Session<'_> {
     pub(crate) fn commit_signatures(mut self, signature_offset: u64) -> Result<u64> {
         self.check_failed()?;
         let base = self.base.clone();
-        let generation = base.commit.generation.checked_add(1).ok_or_else(|| {
-            Error::corrupt(&base.file.path, "commit generation cannot grow")
-        })?;
+        let generation = base
+            .commit
+            .generation
+            .checked_add(1)
+            .ok_or_else(|| Error::corrupt(&base.file.path, "commit generation cannot grow"))?;
         let slot = CommitSlot {
             generation,
             committed_len: self.tail,

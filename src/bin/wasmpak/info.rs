@@ -153,7 +153,11 @@ pub fn run(args: Args) -> Result<(), CliError> {
     for (i, s) in signatures.iter().enumerate() {
         say!(
             "{}key {}: {} entries, generation {}, signed at {} (unix), {}",
-            if i == 0 { "signatures   " } else { "             " },
+            if i == 0 {
+                "signatures   "
+            } else {
+                "             "
+            },
             s.signer_id(),
             s.entries(),
             s.generation(),

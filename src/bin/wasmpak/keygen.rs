@@ -66,7 +66,10 @@ mod tests {
 
     #[test]
     fn public_path_replaces_the_pem_suffix() {
-        assert_eq!(public_path("k/ci.pem".as_ref()), PathBuf::from("k/ci.pub.pem"));
+        assert_eq!(
+            public_path("k/ci.pem".as_ref()),
+            PathBuf::from("k/ci.pub.pem")
+        );
         assert_eq!(public_path("ci".as_ref()), PathBuf::from("ci.pub.pem"));
     }
 }

@@ -263,7 +263,10 @@ impl PackCache {
             Ok(Some(bytes)) => bytes,
             Ok(None) => return Err(CacheError::NotFound),
             Err(e) if e.kind() == crate::ErrorKind::Untrusted => {
-                self.inner.counters.untrusted.fetch_add(1, Ordering::Relaxed);
+                self.inner
+                    .counters
+                    .untrusted
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, "refusing an untrusted module; treating it as a cache miss");
                 return Err(CacheError::NotFound);
             }
@@ -396,12 +399,13 @@ impl ModuleCache for PackCache {
     ) -> Result<(), CacheError> {
         let key = key_of(&key);
         let slot = self.slot(engine);
-        if self.inner.pack_options.checks_signatures() || self.inner.pack_options.trust_installed
-        {
+        if self.inner.pack_options.checks_signatures() || self.inner.pack_options.trust_installed {
             // Shipped packs: a module saved here would be unsigned, so no load could use it,
             // and an installed pack is sealed against writers. Memo only.
             let len = module.serialize().map_or(0, |b| b.len() as u64);
-            self.inner.memo.insert(engine.id(), key, module.clone(), len);
+            self.inner
+                .memo
+                .insert(engine.id(), key, module.clone(), len);
             return Ok(());
         }
         let cache = self.clone();
