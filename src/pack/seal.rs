@@ -59,6 +59,15 @@ impl Pack {
             .file_name()
             .ok_or_else(|| Error::invalid_input(self.path(), "the path has no file name"))?;
         let dest = dir.join(name);
+        let same = |a: &Path, b: &Path| {
+            std::fs::canonicalize(a).is_ok_and(|a| std::fs::canonicalize(b).is_ok_and(|b| a == b))
+        };
+        if same(self.path(), &dest) {
+            return Err(Error::invalid_input(
+                self.path(),
+                "the pack is already in that directory; install it into another one",
+            ));
+        }
         let create_err = |source| Error::Create {
             path: dest.clone(),
             source,

@@ -43,6 +43,9 @@ struct Info {
     sealed: bool,
     /// Its signatures, newest first.
     signatures: Vec<SignatureJson>,
+    /// Why its signatures cannot be read, if they cannot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signature_damage: Option<String>,
 }
 
 /// One signature in `info --json`.
@@ -93,7 +96,12 @@ pub fn run(args: Args) -> Result<(), CliError> {
     let stats = pack.stats()?;
     let identity = pack.identity();
     let loadable = engine::host_can_load(identity);
-    let signatures = pack.signatures()?;
+    // A damaged signature chain is reported, not fatal: the rest of the pack is still worth
+    // describing.
+    let (signatures, chain_damage) = match pack.signatures() {
+        Ok(signatures) => (signatures, None),
+        Err(e) => (Vec::new(), Some(e.to_string())),
+    };
     let sealed = pack.is_sealed()?;
     if args.json {
         return output::print_json(&Info {
@@ -120,6 +128,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
             not_loadable_because: loadable.err(),
             sealed,
             signatures: signatures.iter().map(signature_json).collect(),
+            signature_damage: chain_damage,
         });
     }
     let sized = |n: u64| format!("{} ({n} bytes)", output::bytes(n));
@@ -147,7 +156,9 @@ pub fn run(args: Args) -> Result<(), CliError> {
             "no"
         }
     )?;
-    if signatures.is_empty() {
+    if let Some(damage) = &chain_damage {
+        say!("signatures   unreadable: {damage}")?;
+    } else if signatures.is_empty() {
         say!("signatures   none")?;
     }
     for (i, s) in signatures.iter().enumerate() {
