@@ -387,7 +387,7 @@ fn write_compacted(view: &View, live: &[IndexEntry], temp: &Path) -> Result<(u64
     let live_record_bytes = tail - DATA_START;
     // Signatures survive compaction: they vouch for keys and bytes, not offsets.
     let (signatures, signature_head) =
-        super::signature::encode_chain(&super::signature::chain_to_copy(view), tail);
+        super::sign::encode_chain(&super::sign::chain_to_copy(view), tail);
     out.write_all_at(&signatures, tail).map_err(write_err)?;
     tail += signatures.len() as u64;
     let mut root = Root {

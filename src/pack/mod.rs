@@ -12,7 +12,9 @@ mod merge;
 mod options;
 pub(crate) mod recency;
 mod seal;
+mod sign;
 mod signature;
+mod signature_report;
 mod stats;
 mod verify;
 mod view;
@@ -31,7 +33,7 @@ use crate::{Error, Key, PackIdentity, Result};
 pub use batch::Batch;
 pub use compact::{CompactReport, Retention};
 pub use options::{Durability, PackOptions, Verify};
-pub use signature::{SignatureInfo, SignatureReport, SignatureStatus, SignedEntry};
+pub use signature_report::{SignatureInfo, SignatureReport, SignatureStatus, SignedEntry};
 pub use stats::{Entry, Stats};
 pub use verify::{Problem, VerifyReport};
 
