@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
-use wasmpak::{Durability, Key, Pack, PackIdentity, PackOptions, PublicKey, SecretKey};
+use wasmpak::{Durability, Key, PackIdentity, PackOptions, PublicKey, SecretKey};
 
 fn identity() -> PackIdentity {
     PackIdentity::new()
@@ -82,7 +82,7 @@ fn bench(c: &mut Criterion) {
     group.finish();
 
     let value: Vec<u8> = (0..8u32 << 20)
-        .map(|i| (i * 2_654_435_761 >> 13) as u8)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
     let mut hashing = c.benchmark_group("hash_8MiB");
     hashing.throughput(Throughput::Bytes(value.len() as u64));
