@@ -10,6 +10,12 @@
 //! `deserialize_from_file`, at most 0.4x `fs::read` + `deserialize` on large modules; a
 //! repeated load under 2 µs.
 //!
+//! Signed and installed packs (issue 12): *signed 1st* is a first load through a `PackCache`
+//! with trusted keys (the artifact's BLAKE3 hash instead of its CRC-32, spread over the
+//! cores, plus the signature chain on the pack's first lookup); goal at most 1.5x the floor
+//! from 1 MB. *installed 1st* is a first load from an installed pack through
+//! `trust_installed` (no hash at all); goal at most 1.05x wasix's `deserialize_from_file`.
+//!
 //! Besides criterion's numbers, the run ends with a ratio table measured by interleaving the
 //! variants round by round (medians of 21 rounds), so that drift in the machine's speed
 //! affects every variant alike. That table is what the README reports.
@@ -18,13 +24,50 @@ use std::future::Future;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::pin::pin;
+use std::sync::OnceLock;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group};
 use wasmer::{Engine, Module};
-use wasmpak::{FileSystemCache, ModuleCache, ModuleHash, PackCache};
+use wasmpak::{FileSystemCache, ModuleCache, ModuleHash, Pack, PackCache, SecretKey};
+
+/// The key the benchmark's packs are signed with.
+fn signer() -> &'static SecretKey {
+    static KEY: OnceLock<SecretKey> = OnceLock::new();
+    KEY.get_or_init(|| SecretKey::generate().unwrap())
+}
+
+/// Where the installed copy of the packs in `packs` goes.
+fn installed_dir(packs: &Path) -> PathBuf {
+    packs.with_file_name("installed")
+}
+
+/// Signs the pack in `packs` and installs it into [`installed_dir`].
+fn sign_and_install(packs: &Path, engine: &Engine) {
+    let path = PackCache::new(packs)
+        .pack_path(engine)
+        .expect("the cache has a directory");
+    let pack = Pack::open_any(&path).unwrap();
+    pack.sign(signer()).unwrap();
+    let installed = installed_dir(packs);
+    std::fs::create_dir_all(&installed).unwrap();
+    pack.install_into(&installed).unwrap();
+}
+
+/// A cache that trusts the benchmark's signing key.
+fn signed_cache(packs: &Path) -> PackCache {
+    PackCache::builder(packs)
+        .trusted_keys([signer().public_key()])
+        .build()
+}
+
+/// A cache on the trusted path over the installed packs.
+fn installed_cache(packs: &Path) -> PackCache {
+    // SAFETY: the installed packs are written once by `sign_and_install` and never modified.
+    unsafe { PackCache::builder(installed_dir(packs)).trust_installed() }.build()
+}
 
 /// One way of loading a module, timed once with fresh state.
 type Variant = (&'static str, fn(&Case, &Path, &Path) -> Duration);
@@ -106,6 +149,7 @@ fn load(c: &mut Criterion) {
             ready(pack_cache.save(case.key, &engine, &module)).unwrap();
             ready(file_cache.save(case.key, &engine, &module)).unwrap();
         }
+        sign_and_install(&packs, &engine);
     }
 
     let mut group = c.benchmark_group("load");
@@ -131,6 +175,26 @@ fn load(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("packcache_first_load", case.name), |b| {
             b.iter_batched(
                 || (Engine::default(), PackCache::new(&packs)),
+                |(engine, cache)| {
+                    let module = ready(cache.load(case.key, &engine)).unwrap();
+                    (engine, cache, black_box(module))
+                },
+                BatchSize::PerIteration,
+            )
+        });
+        group.bench_function(BenchmarkId::new("signed_first_load", case.name), |b| {
+            b.iter_batched(
+                || (Engine::default(), signed_cache(&packs)),
+                |(engine, cache)| {
+                    let module = ready(cache.load(case.key, &engine)).unwrap();
+                    (engine, cache, black_box(module))
+                },
+                BatchSize::PerIteration,
+            )
+        });
+        group.bench_function(BenchmarkId::new("installed_first_load", case.name), |b| {
+            b.iter_batched(
+                || (Engine::default(), installed_cache(&packs)),
                 |(engine, cache)| {
                     let module = ready(cache.load(case.key, &engine)).unwrap();
                     (engine, cache, black_box(module))
@@ -214,7 +278,7 @@ fn time_one<T>(setup: impl FnOnce() -> Engine, run: impl FnOnce(&Engine) -> T) -
     elapsed
 }
 
-const VARIANTS: [Variant; 6] = [
+const VARIANTS: [Variant; 8] = [
     ("floor", |case, _, _| {
         time_one(Engine::default, |engine| {
             // SAFETY: bytes from `Module::serialize` of this configuration.
@@ -267,6 +331,18 @@ const VARIANTS: [Variant; 6] = [
             unsafe { Module::deserialize(engine, bytes) }.unwrap()
         })
     }),
+    ("signed_first", |case, packs, _| {
+        let cache = signed_cache(packs);
+        time_one(Engine::default, |engine| {
+            ready(cache.load(case.key, engine)).unwrap()
+        })
+    }),
+    ("installed_first", |case, packs, _| {
+        let cache = installed_cache(packs);
+        time_one(Engine::default, |engine| {
+            ready(cache.load(case.key, engine)).unwrap()
+        })
+    }),
 ];
 
 /// Medians of interleaved rounds, and the ratios the targets are about.
@@ -289,6 +365,7 @@ fn ratios(dir: &Path, cases: &[Case]) {
         "1st/wsx",
         "1st/rd"
     );
+    let mut signed_rows = Vec::new();
     for case in cases {
         let mut times: Vec<Vec<Duration>> = vec![Vec::new(); VARIANTS.len()];
         for _ in 0..ROUNDS {
@@ -318,6 +395,25 @@ fn ratios(dir: &Path, cases: &[Case]) {
             r(1, 4),
             r(1, 5)
         );
+        signed_rows.push(format!(
+            "{:>7} {:>10.1?} {:>10.1?} {:>10.1?} {:>10.1?} | {:>8.2} {:>8.2} {:>8.2}",
+            case.name,
+            median[0],
+            median[4],
+            median[6],
+            median[7],
+            r(6, 0),
+            r(6, 1),
+            r(7, 4),
+        ));
+    }
+    println!("\nsigned and installed packs (same rounds)");
+    println!(
+        "{:>7} {:>10} {:>10} {:>10} {:>10} | {:>8} {:>8} {:>8}",
+        "module", "floor", "wasix", "signed 1st", "inst 1st", "sgn/flr", "sgn/1st", "inst/wsx"
+    );
+    for row in signed_rows {
+        println!("{row}");
     }
 }
 
@@ -338,6 +434,7 @@ fn main() {
             ready(pack_cache.save(case.key, &engine, &module)).unwrap();
             ready(file_cache.save(case.key, &engine, &module)).unwrap();
         }
+        sign_and_install(&dir.path().join("packs"), &engine);
     }
     ratios(dir.path(), &cases);
 }

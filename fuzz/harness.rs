@@ -24,12 +24,14 @@ use wasmpak::format::index::{
     ROOT_FIXED_LEN, Root,
 };
 use wasmpak::format::record::{HEADER_LEN, MAX_LABEL_LEN, RecordHeader, RecordKind};
+use wasmpak::format::signature::{self as signature_format, ManifestEntry, SignatureRecord};
 use wasmpak::format::superblock::{
     self, CommitSlot, DATA_START, HeaderError, PAGE, Publication, SLOT_LEN, SLOT_OFFSETS,
 };
 use wasmpak::format::{object, snapshot};
 use wasmpak::{
-    Durability, Error, ErrorKind, Key, Pack, PackIdentity, PackOptions, Retention, Verify,
+    Durability, Error, ErrorKind, Key, Pack, PackIdentity, PackOptions, Retention, SecretKey,
+    SignatureStatus, Verify,
 };
 
 /// The fleet tier's pure decoders, on the same bytes as `decode_record`: module objects, and
@@ -49,6 +51,7 @@ fn fleet_decoders(data: &[u8]) {
         root_offset: DATA_START,
         superseded: false,
         publication: Publication::Synced,
+        signature_offset: 0,
     };
     if let Ok(root) = snapshot::decode_root(data, &commit) {
         assert!(root.blocks.len() <= MAX_BLOCKS);
@@ -85,14 +88,27 @@ fn fleet_decoders(data: &[u8]) {
 pub type Target = (&'static str, fn(&[u8]));
 
 /// Every target, by name, as `fuzz/fuzz_targets/<name>.rs` and `fuzz/corpus/<name>/` call it.
-pub const TARGETS: [Target; 6] = [
+pub const TARGETS: [Target; 7] = [
     ("open_pack", open_pack),
     ("pack_ops", pack_ops),
     ("decode_superblock", decode_superblock),
     ("decode_record", decode_record),
     ("decode_index", decode_index),
     ("decode_identity", decode_identity),
+    ("decode_signature", decode_signature),
 ];
+
+/// The key the signed seed packs are signed with, and that `open_pack` trusts: fixed, so that
+/// the fuzzer can reach the trusted path from the committed seeds.
+pub const SEED_SIGNING_KEY: &str = "-----BEGIN PRIVATE KEY-----
+MC4CAQAwBQYDK2VwBCIEIDCMYXEzk5tfFv50Pj9UgR5XF12Ot0p8BtOlf3z0wSE0
+-----END PRIVATE KEY-----
+";
+
+/// The key signed seed packs are signed with.
+pub fn seed_signing_key() -> SecretKey {
+    SecretKey::from_pem(SEED_SIGNING_KEY).expect("the seed signing key parses")
+}
 
 /// Inputs to the pack targets larger than this are skipped, to bound the work per input.
 pub const MAX_PACK_INPUT: usize = 1 << 20;
@@ -191,8 +207,49 @@ pub fn open_pack(data: &[u8]) {
     with_scratch(|dir| {
         let path = dir.join(PACK_NAME);
         std::fs::write(&path, data).expect("write the input pack");
+        check_signed_reads(&path);
         check_pack_file(&path, data);
     });
+}
+
+/// Reads through a handle that trusts the seed signing key: everything it hands out is
+/// listed, with the BLAKE3 hash of exactly those bytes, by a signature of that key that checks
+/// out, and is what a plain, always-checking handle reads too.
+fn check_signed_reads(path: &Path) {
+    let public = seed_signing_key().public_key();
+    let Ok(signed) = options(Verify::Once).trusted_keys([public]).open_any(path) else {
+        return;
+    };
+    let Ok(plain) = options(Verify::Always).open_any(path) else {
+        panic!("a pack opened with trusted keys but not without");
+    };
+    let listed: Vec<Key> = plain
+        .iter()
+        .map(|entries| entries.map(|e| *e.key()).collect())
+        .unwrap_or_default();
+    let signatures = signed.signatures().ok();
+    let _ = signed.verify_signatures(&[public]);
+    for key in candidate_keys(&std::fs::read(path).unwrap_or_default(), &listed) {
+        for _ in 0..2 {
+            match signed.get(&key) {
+                Ok(Some(value)) => {
+                    let hash = *blake3::hash(&value).as_bytes();
+                    let vouched = signatures.as_ref().is_some_and(|all| {
+                        all.iter().any(|s| {
+                            *s.status() == SignatureStatus::Trusted
+                                && s.find(&key).is_some_and(|e| e.hash == hash)
+                        })
+                    });
+                    assert!(vouched, "{key}: a value no trusted signature vouches for");
+                    if let Ok(Some(again)) = plain.get(&key) {
+                        assert_eq!(again, value, "{key}: read differently without keys");
+                    }
+                }
+                Ok(None) => {}
+                Err(err) => assert_names_pack(&err, "signed get"),
+            }
+        }
+    }
 }
 
 /// The index entries found anywhere in the input, by key: an independent scan that every
@@ -1221,4 +1278,55 @@ pub fn decode_identity(data: &[u8]) {
         }
         Err(detail) => assert!(!detail.is_empty()),
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// decode_signature
+
+/// A signature record's payload: decodes to exactly what encodes back to it; a sorted
+/// manifest finds every entry it holds and nothing else.
+pub fn decode_signature(data: &[u8]) {
+    let Ok(record) = SignatureRecord::decode(data) else {
+        return;
+    };
+    assert_eq!(
+        signature_format::encode(&record.header, record.manifest),
+        data,
+        "a signature record re-encodes differently"
+    );
+    assert_eq!(
+        record.manifest.len(),
+        record.len() * signature_format::MANIFEST_ENTRY_LEN + record.header.labels_len as usize
+    );
+    let entries: Vec<ManifestEntry> = (0..record.len()).map(|i| record.entry(i)).collect();
+    for entry in &entries {
+        assert!(entry.label.len() <= signature_format::MAX_LABEL_LEN);
+    }
+    let statement = signature_format::Statement::of(&record.header, [0; 32]).encode();
+    assert_eq!(&statement[..32], &signature_format::STATEMENT_CONTEXT);
+    if record.check_sorted().is_err() {
+        assert!(entries.windows(2).any(|w| w[0].key >= w[1].key));
+        return;
+    }
+    for entry in &entries {
+        assert_eq!(record.find(&entry.key).as_ref(), Some(entry));
+    }
+    for probe in [[0u8; 32], [0xff; 32], [0x80; 32]] {
+        let key = Key::from_bytes(probe);
+        assert_eq!(
+            record.find(&key),
+            entries.iter().find(|e| e.key == key).cloned()
+        );
+    }
+    // The entries encode into a manifest that decodes to them again.
+    let manifest = signature_format::encode_manifest(&entries).expect("sorted entries encode");
+    let header = signature_format::SignatureHeader {
+        entry_count: entries.len() as u32,
+        labels_len: (manifest.len() - entries.len() * signature_format::MANIFEST_ENTRY_LEN) as u32,
+        ..record.header
+    };
+    let payload = signature_format::encode(&header, &manifest);
+    let again = SignatureRecord::decode(&payload).expect("an encoded record decodes");
+    let decoded: Vec<ManifestEntry> = (0..again.len()).map(|i| again.entry(i)).collect();
+    assert_eq!(decoded, entries);
 }

@@ -3,7 +3,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::PackIdentity;
+use crate::{Key, PackIdentity};
 
 /// A specialized `Result` for pack operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -161,6 +161,25 @@ pub enum Error {
         /// Which permission is too open.
         detail: String,
     },
+    /// With trusted keys set: an entry no trusted signature covers, or whose bytes are not the
+    /// ones signed.
+    #[error("entry {key} of pack {} is not trusted: {reason}", path.display())]
+    Untrusted {
+        /// The pack's path.
+        path: PathBuf,
+        /// The entry refused.
+        key: Key,
+        /// Why: unsigned, signed by another key, altered after signing, ...
+        reason: String,
+    },
+    /// The trusted load path of installed packs was asked for a pack that does not qualify.
+    #[error("refusing to trust pack {} without re-hashing: {detail}", path.display())]
+    NotSealed {
+        /// The pack's path.
+        path: PathBuf,
+        /// What disqualifies it: not sealed, writable, owned by another user.
+        detail: String,
+    },
 }
 
 /// The category of an [`Error`], for matching.
@@ -194,6 +213,10 @@ pub enum ErrorKind {
     InvalidInput,
     /// The pack is writable by other users.
     Insecure,
+    /// An entry is not covered by a trusted signature, or its bytes do not match it.
+    Untrusted,
+    /// A pack asked to be trusted as installed is not sealed, read-only and private.
+    NotSealed,
 }
 
 impl Error {
@@ -214,6 +237,8 @@ impl Error {
             Error::AlreadyExists { .. } => ErrorKind::AlreadyExists,
             Error::InvalidInput { .. } => ErrorKind::InvalidInput,
             Error::Insecure { .. } => ErrorKind::Insecure,
+            Error::Untrusted { .. } => ErrorKind::Untrusted,
+            Error::NotSealed { .. } => ErrorKind::NotSealed,
         }
     }
 
@@ -233,7 +258,9 @@ impl Error {
             | Error::ReadOnly { path, .. }
             | Error::AlreadyExists { path }
             | Error::InvalidInput { path, .. }
-            | Error::Insecure { path, .. } => path,
+            | Error::Insecure { path, .. }
+            | Error::Untrusted { path, .. }
+            | Error::NotSealed { path, .. } => path,
         }
     }
 

@@ -65,6 +65,12 @@
 //! - **Integrity.** Every value carries a CRC-32, checked before wasmer sees it (once per value
 //!   per process by default, see [`Verify`]). Every structure in the file has its own checksum,
 //!   and a damaged structure yields an error or a miss, never a wrong value.
+//! - **Signatures.** [`Pack::sign`] vouches for every entry with an Ed25519 [`SecretKey`]
+//!   (PKCS#8 PEM, as openssl writes it); readers given trusted [`PublicKey`]s
+//!   ([`PackOptions::trusted_keys`], [`PackCacheBuilder::trusted_keys`]) refuse any entry no
+//!   trusted signature covers or whose BLAKE3 hash differs from the signed one.
+//!   [`Pack::install_into`] copies a pack into place verified and sealed, and
+//!   [`PackOptions::trust_installed`] then loads it without re-hashing.
 //! - **Durability.** A commit `fdatasync`s its records before publishing them, and its commit
 //!   slot after ([`Durability::Full`]): once it returned, it survives power loss. Two commit
 //!   slots survive a torn slot write; unsynced commits ([`Durability::None`]) never overwrite
@@ -105,7 +111,10 @@
 //! `Module::deserialize_unchecked` (sound because the pack's identity matches the engine and the
 //! value's checksum matched, see [`PackCache`]). Whoever can write a pack can run code in every
 //! process that loads from it, so packs writable by other users are refused unless
-//! [`PackOptions::allow_shared_write`] says otherwise.
+//! [`PackOptions::allow_shared_write`] says otherwise, and signatures narrow "whoever can write
+//! it" to "whoever holds the signing key". One option is `unsafe` to call:
+//! [`PackOptions::trust_installed`], which skips the per-process check for installed packs on
+//! the caller's promise that nothing modifies them.
 
 #![deny(unsafe_code)]
 
@@ -119,14 +128,16 @@ compile_error!(
 mod error;
 pub mod format;
 mod key;
+mod keys;
 mod pack;
 
 pub use error::{Error, ErrorKind, Result};
 pub use format::identity::{IdentityValue, PackIdentity};
 pub use key::{Key, ParseKeyError};
+pub use keys::{KeyError, KeyErrorKind, PublicKey, SecretKey};
 pub use pack::{
-    Batch, CompactReport, Durability, Entry, Pack, PackOptions, Problem, Retention, Stats, Verify,
-    VerifyReport,
+    Batch, CompactReport, Durability, Entry, Pack, PackOptions, Problem, Retention, SignatureInfo,
+    SignatureReport, SignatureStatus, SignedEntry, Stats, Verify, VerifyReport,
 };
 
 #[cfg(feature = "wasmer")]

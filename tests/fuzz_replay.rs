@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 
 use harness::{Op, TARGETS};
 use wasmpak::format::index::{self, BlockRef, ENTRY_LEN, EntryKind, IndexEntry, Root};
-use wasmpak::format::record::{RecordHeader, RecordKind};
+use wasmpak::format::record::{HEADER_LEN, RecordHeader, RecordKind};
+use wasmpak::format::signature::{self as signature_format, SignatureRecord};
 use wasmpak::format::superblock::{self, CommitSlot, DATA_START, SLOT_LEN, SLOT_OFFSETS};
 use wasmpak::{Durability, Key, Pack, PackIdentity, PackOptions};
 
@@ -387,6 +388,14 @@ fn seeds_are_well_formed() {
             RecordHeader::decode(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
         }
     }
+    for (name, bytes) in corpus("decode_signature") {
+        if name.starts_with("seed-") {
+            let record = SignatureRecord::decode(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+            record
+                .check_sorted()
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
     for (name, bytes) in corpus("decode_identity") {
         if name.starts_with("seed-") {
             PackIdentity::decode(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -462,6 +471,11 @@ fn decode_record_random() {
 #[test]
 fn decode_index_random() {
     random_inputs("decode_index", 7, 3000, 2000, 1500);
+}
+
+#[test]
+fn decode_signature_random() {
+    random_inputs("decode_signature", 9, 3000, 1000, 600);
 }
 
 #[test]
@@ -729,7 +743,25 @@ fn pack_seeds() -> Vec<(&'static str, Vec<u8>)> {
         }
         pack.remove(&seed_key(22)).unwrap();
     });
+    // Signed by the key `open_pack` trusts, then one entry appended after signing.
+    let signed = build_pack(dir, "signed", |pack| {
+        let mut batch = pack.batch();
+        for i in 0..4 {
+            batch
+                .insert_with_label(
+                    &seed_key(i),
+                    &harness::op_value(i as u8, 50 + 20 * i as u16),
+                    &format!("m{i}.wasm"),
+                )
+                .unwrap();
+        }
+        batch.commit().unwrap();
+        pack.sign(&harness::seed_signing_key()).unwrap();
+        pack.insert_with_label(&seed_key(7), b"unsigned", "late.wasm")
+            .unwrap();
+    });
     vec![
+        ("seed-signed", signed),
         ("seed-empty", empty),
         ("seed-three", three),
         ("seed-blocks", blocks),
@@ -892,6 +924,7 @@ fn superblock_seeds(three: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
         root_offset,
         superseded,
         publication: superblock::Publication::Synced,
+        signature_offset: 0,
     };
     vec![
         ("seed-pack", three.to_vec()),
@@ -996,6 +1029,46 @@ fn index_seeds() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
+/// The payload of the newest signature record of a pack's bytes.
+fn head_signature(pack: &[u8]) -> Vec<u8> {
+    let offset = live(pack).signature_offset as usize;
+    let (header, _) = RecordHeader::decode(&pack[offset..]).unwrap();
+    let start = offset + HEADER_LEN as usize;
+    pack[start..start + header.payload_len as usize].to_vec()
+}
+
+fn signature_seeds(signed_pack: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
+    let entries: Vec<_> = (0..3)
+        .map(|i| signature_format::ManifestEntry {
+            key: seed_key(i),
+            value_hash: [i as u8; 32],
+            value_len: 100 * i,
+            label: format!("module-{i}.wasm").into_bytes(),
+        })
+        .collect();
+    let mut sorted = entries.clone();
+    sorted.sort_by_key(|e| e.key);
+    let header = |manifest: &[u8], count: usize| signature_format::SignatureHeader {
+        signer: [3; 32],
+        signature: [4; 64],
+        generation: 7,
+        signed_at: 1_700_000_000,
+        previous: DATA_START,
+        entry_count: count as u32,
+        labels_len: (manifest.len() - count * signature_format::MANIFEST_ENTRY_LEN) as u32,
+        manifest_hash: *blake3::hash(manifest).as_bytes(),
+    };
+    let three = signature_format::encode_manifest(&sorted).unwrap();
+    vec![
+        ("seed-signed-pack", head_signature(signed_pack)),
+        (
+            "seed-three",
+            signature_format::encode(&header(&three, 3), &three),
+        ),
+        ("seed-empty", signature_format::encode(&header(&[], 0), &[])),
+    ]
+}
+
 fn identity_seeds() -> Vec<(&'static str, Vec<u8>)> {
     let wasmer = PackIdentity::new()
         .with("engine", "cranelift-opts-3a7c1f")
@@ -1031,7 +1104,14 @@ fn regenerate_seed_corpora() {
         .unwrap()
         .1
         .clone();
+    let signed = packs
+        .iter()
+        .find(|(n, _)| *n == "seed-signed")
+        .unwrap()
+        .1
+        .clone();
     let all = [
+        ("decode_signature", signature_seeds(&signed)),
         ("open_pack", packs),
         ("pack_ops", ops_seeds()),
         ("decode_superblock", superblock_seeds(&three)),

@@ -160,6 +160,7 @@ fn commit_slots_pointing_past_the_end_or_into_the_superblock() {
             root_offset,
             superseded: false,
             publication: wasmpak::format::superblock::Publication::Synced,
+            signature_offset: 0,
         };
         raw::write_slots(&path, &slot);
         let err = read_everything(&path, &entries).unwrap_err();

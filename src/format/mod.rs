@@ -9,6 +9,7 @@ pub mod identity;
 pub mod index;
 pub mod object;
 pub mod record;
+pub mod signature;
 pub mod snapshot;
 pub mod superblock;
 

@@ -20,6 +20,8 @@ pub enum RecordKind {
     IndexBlock = 3,
     /// The list of live index blocks and the pack's totals.
     IndexRoot = 4,
+    /// A signature over a manifest of entries (see [`super::signature`]).
+    Signature = 5,
 }
 
 impl RecordKind {
@@ -30,6 +32,7 @@ impl RecordKind {
             2 => Some(RecordKind::Tombstone),
             3 => Some(RecordKind::IndexBlock),
             4 => Some(RecordKind::IndexRoot),
+            5 => Some(RecordKind::Signature),
             _ => None,
         }
     }

@@ -256,6 +256,7 @@ mod tests {
             publication: Publication::Unsynced {
                 durable_len: DATA_START,
             },
+            signature_offset: 0,
         }
     }
 

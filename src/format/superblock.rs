@@ -23,9 +23,13 @@ pub const SLOT_GENERATION_AT: usize = 8;
 pub const SLOT_CRC_WORD_AT: usize = 56;
 /// Where a slot's durable length sits (0 for a synced commit, see [`Publication`]).
 pub const SLOT_DURABLE_LEN_AT: usize = 32;
+/// Where a slot's signature chain head sits (0 for an unsigned commit).
+pub const SLOT_SIGNATURE_AT: usize = 40;
 
 const SLOT_MAGIC: [u8; 4] = *b"WPKS";
 const SUPERSEDED: u32 = 1;
+/// Header flag: the pack is sealed (installed): no writer may append to it again.
+const SEALED: u32 = 1;
 
 /// Why a header page is unusable, in the order a reader checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,18 +47,25 @@ pub enum HeaderError {
 pub struct Header {
     /// The encoded identity (see [`super::identity`]).
     pub identity: Vec<u8>,
+    /// Sealed by `install`: writers refuse the pack (header flag bit 0).
+    pub sealed: bool,
 }
 
 /// Encodes the header page for a new pack. `identity` must be at most
 /// [`super::identity::MAX_IDENTITY_LEN`] bytes.
 pub fn encode_header(identity: &[u8]) -> Vec<u8> {
+    encode_header_with(identity, false)
+}
+
+/// Encodes the header page, sealed or not.
+pub fn encode_header_with(identity: &[u8], sealed: bool) -> Vec<u8> {
     assert!(identity.len() <= super::identity::MAX_IDENTITY_LEN);
     let mut page = vec![0u8; PAGE as usize];
     page[..8].copy_from_slice(&MAGIC);
     write_u32(&mut page, 8, FORMAT_VERSION);
     write_u32(&mut page, 12, DATA_START as u32);
     write_u32(&mut page, 16, identity.len() as u32);
-    write_u32(&mut page, 20, 0);
+    write_u32(&mut page, 20, if sealed { SEALED } else { 0 });
     page[HEADER_FIXED_LEN..HEADER_FIXED_LEN + identity.len()].copy_from_slice(identity);
     let crc = header_crc(&page[..24], identity);
     write_u32(&mut page, 24, crc);
@@ -115,13 +126,14 @@ pub fn decode_header(bytes: &[u8]) -> Result<Header, HeaderError> {
         ));
     }
     let flags = read_u32(bytes, 20);
-    if flags != 0 {
+    if flags & !SEALED != 0 {
         return Err(HeaderError::Corrupt(format!(
             "unknown header flags {flags:#x}"
         )));
     }
     Ok(Header {
         identity: identity.to_vec(),
+        sealed: flags & SEALED != 0,
     })
 }
 
@@ -156,6 +168,8 @@ pub struct CommitSlot {
     pub superseded: bool,
     /// Whether the commit was synced, and if not, how much of it was durable.
     pub publication: Publication,
+    /// The newest signature record of this commit (the head of its chain), or 0 if unsigned.
+    pub signature_offset: u64,
 }
 
 impl CommitSlot {
@@ -170,6 +184,7 @@ impl CommitSlot {
         if let Publication::Unsynced { durable_len } = self.publication {
             write_u64(&mut b, SLOT_DURABLE_LEN_AT, durable_len);
         }
+        write_u64(&mut b, SLOT_SIGNATURE_AT, self.signature_offset);
         let crc = crc32fast::hash(&b[..60]);
         write_u32(&mut b, 60, crc);
         b
@@ -203,6 +218,7 @@ impl CommitSlot {
                 0 => Publication::Synced,
                 durable_len => Publication::Unsynced { durable_len },
             },
+            signature_offset: read_u64(b, SLOT_SIGNATURE_AT),
         };
         if slot.generation == 0 {
             return Err(DecodeError::new("commit slot generation is 0"));
@@ -232,6 +248,16 @@ impl CommitSlot {
                 "commit slot durable length {durable_len} is invalid"
             )));
         }
+        if slot.signature_offset != 0
+            && (slot.signature_offset < DATA_START
+                || !slot.signature_offset.is_multiple_of(super::ALIGN)
+                || slot.signature_offset >= slot.committed_len)
+        {
+            return Err(DecodeError::new(format!(
+                "commit slot signature offset {} is invalid",
+                slot.signature_offset
+            )));
+        }
         Ok(slot)
     }
 
@@ -243,6 +269,7 @@ impl CommitSlot {
             root_offset: 0,
             superseded: false,
             publication: Publication::Synced,
+            signature_offset: 0,
         }
     }
 
@@ -310,6 +337,7 @@ mod tests {
             root_offset: DATA_START + 64,
             superseded: false,
             publication: Publication::Synced,
+            signature_offset: 0,
         }
     }
 
@@ -420,6 +448,33 @@ mod tests {
             live_slot([slot(0), slot(1)], DATA_START).unwrap(),
             (0, CommitSlot::empty())
         );
+    }
+
+    #[test]
+    fn signature_offset_and_sealed_flag_round_trip() {
+        let signed = CommitSlot {
+            signature_offset: DATA_START,
+            ..slot(2)
+        };
+        assert_eq!(CommitSlot::decode(&signed.encode()).unwrap(), signed);
+        for bad in [DATA_START + 1, DATA_START + 128, 64] {
+            let slot = CommitSlot {
+                signature_offset: bad,
+                ..slot(2)
+            };
+            assert!(CommitSlot::decode(&slot.encode()).is_err(), "offset {bad}");
+        }
+        let page = encode_header_with(b"", true);
+        assert!(decode_header(&page).unwrap().sealed);
+        assert!(!decode_header(&encode_header(b"")).unwrap().sealed);
+        let mut unknown = page.clone();
+        unknown[20] = 2;
+        let crc = header_crc(&unknown[..24], b"");
+        unknown[24..28].copy_from_slice(&crc.to_le_bytes());
+        assert!(matches!(
+            decode_header(&unknown),
+            Err(HeaderError::Corrupt(_))
+        ));
     }
 
     #[test]

@@ -73,7 +73,36 @@ impl Session<'_> {
             root_offset,
             superseded: false,
             publication: Publication::Synced,
+            // Appends keep the signatures: they cover the entries they list, no others.
+            signature_offset: base.commit.signature_offset,
         })
+    }
+
+    /// Commits the records [`Session::append_encoded`] wrote, with `signature_offset` as the
+    /// head of the signature chain; the index is unchanged. Returns the new generation.
+    pub(crate) fn commit_signatures(self, signature_offset: u64) -> Result<u64> {
+        self.check_failed()?;
+        let base = self.base.clone();
+        let generation = base.commit.generation.checked_add(1).ok_or_else(|| {
+            Error::corrupt(
+                &base.file.path,
+                format!("commit generation {} cannot grow", base.commit.generation),
+            )
+        })?;
+        let slot = CommitSlot {
+            generation,
+            committed_len: self.tail,
+            superseded: false,
+            publication: Publication::Synced,
+            signature_offset,
+            ..base.commit
+        };
+        publish(&base, slot, self.pack.inner.options.durability)?;
+        match View::load(base.file.clone(), Some(&base)) {
+            Ok(fresh) => self.pack.install(Arc::new(fresh)),
+            Err(e) => tracing::warn!(error = %e, "could not read back a commit that landed"),
+        }
+        Ok(generation)
     }
 }
 

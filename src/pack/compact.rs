@@ -542,12 +542,17 @@ fn write_compacted(
     }
 
     entries.sort_by_key(|e| e.key);
+    let live_record_bytes = appender.tail() - DATA_START;
+    // Signatures survive compaction: they vouch for keys and bytes, not offsets.
+    let (signatures, signature_head) =
+        super::sign::encode_chain(&super::sign::chain_to_copy(view), appender.tail());
+    appender.encoded(&signatures)?;
     let mut root = Root {
         live_entries: entries.len() as u64,
         live_payload_bytes: entries
             .iter()
             .fold(0u64, |sum, e| sum.saturating_add(e.payload_len)),
-        live_record_bytes: appender.tail() - DATA_START,
+        live_record_bytes,
         index_bytes: 0,
         blocks: Vec::new(),
     };
@@ -563,6 +568,7 @@ fn write_compacted(
         root_offset,
         superseded: false,
         publication: Publication::Synced,
+        signature_offset: signature_head,
     };
     Io::write_at(&out, &superblock::encode_superblock(&identity, &slot), 0).map_err(write_err)?;
     Io::sync_all(&out).map_err(write_err)?;

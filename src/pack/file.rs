@@ -24,6 +24,8 @@ pub(crate) struct PackFile {
     /// Device and inode, to notice that the path now names another file.
     pub(crate) id: (u64, u64),
     pub(crate) identity: PackIdentity,
+    /// Sealed by an install: writers refuse it.
+    pub(crate) sealed: bool,
     /// The commit slots and file length as read while opening, for the first view.
     pub(crate) opened_with: ([[u8; SLOT_LEN]; 2], u64),
 }
@@ -66,7 +68,8 @@ impl PackFile {
             check_permissions(path, &meta)?;
         }
         let len = meta.len();
-        let identity = decode_identity(&superblock[..len.min(DATA_START) as usize], len, path)?;
+        let (identity, sealed) =
+            decode_identity(&superblock[..len.min(DATA_START) as usize], len, path)?;
         let mut slots = [[0u8; SLOT_LEN]; 2];
         for (slot, offset) in slots.iter_mut().zip(SLOT_OFFSETS) {
             slot.copy_from_slice(&superblock[offset as usize..offset as usize + SLOT_LEN]);
@@ -77,6 +80,7 @@ impl PackFile {
             read_only,
             id: (meta.dev(), meta.ino()),
             identity,
+            sealed,
             opened_with: (slots, len),
         })
     }
@@ -107,6 +111,13 @@ impl PackFile {
 
     /// Fails unless the file was opened for writing.
     pub(crate) fn check_writable(&self) -> Result<()> {
+        if self.sealed {
+            return Err(Error::ReadOnly {
+                path: self.path.clone(),
+                reason: "it is sealed (installed): install a new pack instead of changing this one"
+                    .to_string(),
+            });
+        }
         match &self.read_only {
             None => Ok(()),
             Some(reason) => Err(Error::ReadOnly {
@@ -134,8 +145,8 @@ fn read_exact_or_zero(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()
     Ok(())
 }
 
-/// Decodes the identity from the first bytes of a file of `len` bytes.
-fn decode_identity(superblock: &[u8], len: u64, path: &Path) -> Result<PackIdentity> {
+/// Decodes the identity and the sealed flag from the first bytes of a file of `len` bytes.
+fn decode_identity(superblock: &[u8], len: u64, path: &Path) -> Result<(PackIdentity, bool)> {
     let page = &superblock[..superblock.len().min(PAGE as usize)];
     let header = superblock::decode_header(page).map_err(|e| match e {
         HeaderError::NotAPack(reason) => Error::not_a_pack(path, reason),
@@ -152,8 +163,9 @@ fn decode_identity(superblock: &[u8], len: u64, path: &Path) -> Result<PackIdent
             format!("the file is {len} bytes, shorter than its {DATA_START}-byte superblock"),
         ));
     }
-    PackIdentity::decode(&header.identity)
-        .map_err(|detail| Error::corrupt(path, format!("bad identity: {detail}")))
+    let identity = PackIdentity::decode(&header.identity)
+        .map_err(|detail| Error::corrupt(path, format!("bad identity: {detail}")))?;
+    Ok((identity, header.sealed))
 }
 
 /// Refuses packs that users other than the owner (or root) could have written: whoever can

@@ -7,13 +7,18 @@ mod append;
 mod batch;
 mod commit;
 mod compact;
+mod digest;
 mod file;
 mod mapping;
 mod merge;
 mod options;
 mod publish;
 pub(crate) mod recency;
+mod seal;
 mod session;
+mod sign;
+mod signature;
+mod signature_report;
 mod stats;
 pub(crate) mod storage;
 mod verify;
@@ -32,6 +37,7 @@ use crate::{Error, Key, PackIdentity, Result};
 pub use batch::Batch;
 pub use compact::{CompactReport, Retention};
 pub use options::{Durability, PackOptions, Verify};
+pub use signature_report::{SignatureInfo, SignatureReport, SignatureStatus, SignedEntry};
 pub use stats::{Entry, Stats};
 pub use verify::{Problem, VerifyReport};
 
@@ -80,6 +86,8 @@ struct Inner {
     /// When a miss last checked whether the path names a new file (milliseconds since open).
     last_path_check: AtomicU64,
     opened: Instant,
+    /// The signature chain of the latest commit, judged against `options.trusted_keys`.
+    signatures: signature::ChainCache,
 }
 
 /// How often a miss may `stat` the path to notice a replaced file.
@@ -121,6 +129,9 @@ impl Pack {
         options: PackOptions,
     ) -> Result<Pack> {
         let file = PackFile::open(path, options.allow_shared_write)?;
+        if options.trust_installed {
+            seal::check_installed(&file)?;
+        }
         if let Some(expected) = identity
             && *expected != file.identity
         {
@@ -141,6 +152,7 @@ impl Pack {
                 writer: Mutex::new(()),
                 last_path_check: AtomicU64::new(0),
                 opened: Instant::now(),
+                signatures: signature::ChainCache::default(),
             }),
         })
     }
@@ -222,6 +234,9 @@ impl Pack {
     /// [`retire`], so the caller never pays for unmapping the old file.
     pub(crate) fn reopen(&self, previous: Arc<View>) -> Result<Arc<View>> {
         let file = PackFile::open(&self.inner.path, self.inner.options.allow_shared_write)?;
+        if self.inner.options.trust_installed {
+            seal::check_installed(&file)?;
+        }
         if file.identity != self.inner.identity {
             return Err(Error::IdentityMismatch {
                 path: self.inner.path.clone(),
@@ -255,12 +270,18 @@ impl Pack {
         let entry = found.entry;
         let (offset, payload) = view.payload(&entry)?;
         let first_time = !view.is_verified(&found);
-        let check = match self.inner.options.verify {
-            Verify::Always => true,
-            Verify::Once => first_time,
-            Verify::Never => false,
-        };
-        if check && mapping::checksum(payload) != entry.payload_crc {
+        let options = &self.inner.options;
+        let check = !options.trust_installed
+            && match options.verify {
+                Verify::Always => true,
+                Verify::Once => first_time,
+                Verify::Never => false,
+            };
+        if options.checks_signatures() {
+            // The signed BLAKE3 hash stands in for the CRC-32: it catches everything the CRC
+            // would, and forgeries.
+            self.check_signed(&view, &entry, payload, check)?;
+        } else if check && mapping::checksum(payload) != entry.payload_crc {
             return Err(view.corrupt(format!(
                 "value of {key} at offset {offset}: checksum mismatch"
             )));

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::{Pack, PackIdentity, Result};
+use crate::{Pack, PackIdentity, PublicKey, Result};
 
 /// When [`Pack::get`] checks a value's CRC-32 before handing it out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -57,6 +57,10 @@ pub struct PackOptions {
     pub(crate) verify: Verify,
     pub(crate) durability: Durability,
     pub(crate) allow_shared_write: bool,
+    /// Signing keys whose signatures entries must carry (empty: signatures are not checked).
+    pub(crate) trusted_keys: Vec<PublicKey>,
+    /// Skip value hashing for installed packs (see [`PackOptions::trust_installed`]).
+    pub(crate) trust_installed: bool,
 }
 
 impl PackOptions {
@@ -83,6 +87,87 @@ impl PackOptions {
     pub fn allow_shared_write(mut self, allow: bool) -> Self {
         self.allow_shared_write = allow;
         self
+    }
+
+    /// Accept only entries signed by one of `keys`: [`Pack::get`] refuses an entry that no
+    /// signature by a trusted key covers, or whose length, label or bytes differ from what was
+    /// signed, with an [`ErrorKind::Untrusted`](crate::ErrorKind::Untrusted) error naming the
+    /// entry and the reason. The value's BLAKE3 hash replaces its CRC-32 check, on the same
+    /// [`Verify`] schedule (once per entry per process by default). An empty list (the
+    /// default) checks no signatures and costs nothing.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use wasmpak::{ErrorKind, Key, Pack, PackIdentity, PackOptions, SecretKey};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("app.wpk");
+    /// let identity = PackIdentity::new().with("engine", "demo");
+    /// let ci = SecretKey::generate()?;
+    /// let pack = Pack::create(&path, &identity)?;
+    /// pack.insert(&Key::from_bytes([1; 32]), b"signed")?;
+    /// pack.sign(&ci)?;
+    /// pack.insert(&Key::from_bytes([2; 32]), b"appended later")?;
+    ///
+    /// let node = PackOptions::new().trusted_keys([ci.public_key()]).open(&path, &identity)?;
+    /// assert_eq!(node.get(&Key::from_bytes([1; 32]))?.as_deref(), Some(&b"signed"[..]));
+    /// let err = node.get(&Key::from_bytes([2; 32])).unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::Untrusted);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn trusted_keys(mut self, keys: impl IntoIterator<Item = PublicKey>) -> Self {
+        self.trusted_keys = keys.into_iter().collect();
+        self
+    }
+
+    /// Loads from an installed pack without hashing its values in every process: the check
+    /// was made once, when [`Pack::install_into`] (or `wasmpak install`) copied and verified it.
+    /// Opening refuses ([`ErrorKind::NotSealed`](crate::ErrorKind::NotSealed)) a pack that is
+    /// not sealed by an install, whose file has any write permission bit set, that is owned by
+    /// a user other than this one or root, or whose directory users other than its owner can
+    /// write. Trusted keys, if set, are still checked against the signed manifest (lengths and
+    /// labels), just not against the bytes.
+    ///
+    /// # Safety
+    ///
+    /// The values of a pack go to `Module::deserialize_unchecked`, which trusts its input
+    /// completely. With this option nothing checks them any more, so the caller promises that
+    /// **the file's bytes are exactly the ones the install verified, for as long as any process
+    /// loads from it**: no one with write access (the owner or root) changes, truncates or
+    /// replaces it in place, the storage below does not corrupt it silently, and the directory
+    /// stays writable by its owner alone. If that promise is broken, damaged bytes may reach
+    /// deserialization, which is undefined behaviour. A new version is installed beside the
+    /// old one and renamed over it, as `install` does, never written into it.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use wasmpak::{Key, Pack, PackIdentity, PackOptions};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let identity = PackIdentity::new().with("engine", "demo");
+    /// let built = Pack::create(dir.path().join("app.wpk"), &identity)?;
+    /// built.insert(&Key::from_bytes([1; 32]), b"value")?;
+    /// let installed_dir = dir.path().join("installed");
+    /// std::fs::create_dir(&installed_dir)?;
+    /// let installed = built.install_into(&installed_dir)?;
+    ///
+    /// // SAFETY: the installed file is never modified; it is replaced only by another install.
+    /// let options = unsafe { PackOptions::new().trust_installed() };
+    /// let pack = options.open(installed.path(), &identity)?;
+    /// assert_eq!(pack.get(&Key::from_bytes([1; 32]))?.as_deref(), Some(&b"value"[..]));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[allow(unsafe_code)] // An unsafe option: its contract is the Safety section above.
+    pub unsafe fn trust_installed(mut self) -> Self {
+        self.trust_installed = true;
+        self
+    }
+
+    /// Whether signatures are checked.
+    pub(crate) fn checks_signatures(&self) -> bool {
+        !self.trusted_keys.is_empty()
     }
 
     /// Opens an existing pack, which must have `identity`.

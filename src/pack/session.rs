@@ -194,6 +194,19 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
+    /// Appends records already encoded for the tail (a signature chain, see `sign.rs`), which
+    /// must be where they were encoded for; returns the offset they start at.
+    pub(crate) fn append_encoded(&mut self, bytes: &[u8]) -> Result<u64> {
+        self.check_failed()?;
+        let result = self.appending(|appender| appender.encoded(bytes));
+        self.remember(result)
+    }
+
+    /// The offset the next append lands at.
+    pub(crate) fn tail(&self) -> u64 {
+        self.tail
+    }
+
     /// The locked file's current view (for compaction).
     pub(crate) fn base_arc(&self) -> &Arc<View> {
         &self.base

@@ -18,6 +18,14 @@ pub struct Problem {
 }
 
 impl Problem {
+    pub(crate) fn new(key: Option<Key>, offset: u64, detail: String) -> Problem {
+        Problem {
+            key,
+            offset,
+            detail,
+        }
+    }
+
     /// The key concerned, if it is known.
     pub fn key(&self) -> Option<&Key> {
         self.key.as_ref()

@@ -106,6 +106,7 @@ pub mod raw {
             root_offset,
             superseded: false,
             publication: superblock::Publication::Synced,
+            signature_offset: 0,
         };
         write_slots(path, &slot);
     }

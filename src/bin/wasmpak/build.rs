@@ -48,6 +48,9 @@ pub struct Args {
     /// Modules compiled at once [default: the number of CPUs]
     #[arg(short = 'j', long = "jobs", value_name = "N")]
     pub jobs: Option<NonZeroUsize>,
+    /// Sign every entry of the pack afterwards with this secret key (PKCS#8 PEM)
+    #[arg(long, value_name = "SECRET.pem")]
+    pub sign: Option<PathBuf>,
     /// Compile every input and replace its entry, even if the pack has an intact one
     #[arg(long)]
     pub force: bool,
@@ -69,6 +72,12 @@ struct Compiled {
 
 /// Runs `wasmpak build`.
 pub fn run(args: Args) -> Result<(), CliError> {
+    // A bad key fails before minutes of compiling, not after.
+    let signing_key = args
+        .sign
+        .as_deref()
+        .map(crate::sign::read_secret)
+        .transpose()?;
     let engine = engine::build(&args.engine, args.target.as_deref())?;
     let engine_identity = EngineIdentity::of(&engine);
     let identity = engine_identity.to_pack_identity();
@@ -163,6 +172,14 @@ pub fn run(args: Args) -> Result<(), CliError> {
         pack = Some(target);
     }
 
+    if let Some(key) = &signing_key {
+        let target = match pack {
+            Some(pack) => pack,
+            None => open::or_create(&args.pack, &identity, open::Purpose::Build)?,
+        };
+        crate::sign::sign(&target, key)?;
+        pack = Some(target);
+    }
     let stats = pack.as_ref().map(|p| p.stats()).transpose()?;
     say!(
         "{}: added {added} ({}), replaced {replaced} ({}), skipped {skipped}; {}, {} live",

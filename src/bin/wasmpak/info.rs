@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::Serialize;
-use wasmpak::{EngineIdentity, IdentityValue};
+use wasmpak::{EngineIdentity, IdentityValue, SignatureInfo, SignatureStatus};
 
 use crate::engine;
 use crate::error::CliError;
@@ -52,6 +52,55 @@ struct Info {
     cache_file_name: Option<String>,
     /// The file name of the pack this host's `PackCache` (default engine) writes.
     host_cache_file_name: String,
+    /// Whether the pack is sealed (installed).
+    sealed: bool,
+    /// Its signatures, newest first.
+    signatures: Vec<SignatureJson>,
+    /// Why its signatures cannot be read, if they cannot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signature_damage: Option<String>,
+}
+
+/// One signature in `info --json`.
+#[derive(Serialize)]
+pub struct SignatureJson {
+    key_id: String,
+    /// The signer's public key, raw, as 64 hex digits.
+    public_key: String,
+    generation: u64,
+    /// Seconds since the Unix epoch, by the signer's clock.
+    signed_at: u64,
+    entries: u64,
+    /// "valid" (checks out against the key it names), or "invalid: why".
+    status: String,
+}
+
+/// A signature's status as text: whether it checks out against the key it names.
+pub fn status_text(status: &SignatureStatus) -> String {
+    match status {
+        SignatureStatus::Invalid(why) => format!("invalid: {why}"),
+        _ => "valid".to_string(),
+    }
+}
+
+fn signature_json(s: &SignatureInfo) -> SignatureJson {
+    SignatureJson {
+        key_id: s.signer_id(),
+        public_key: s
+            .signer()
+            .map(|k| k.to_bytes().iter().map(|b| format!("{b:02x}")).collect())
+            .unwrap_or_default(),
+        generation: s.generation(),
+        signed_at: seconds(s),
+        entries: s.entries(),
+        status: status_text(s.status()),
+    }
+}
+
+fn seconds(s: &SignatureInfo) -> u64 {
+    s.signed_at()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Runs `wasmpak info`.
@@ -62,6 +111,13 @@ pub fn run(args: Args) -> Result<(), CliError> {
     let loadable = engine::host_can_load(identity);
     let wasmer = EngineIdentity::from_pack_identity(identity);
     let host = engine::host_identity();
+    // A damaged signature chain is reported, not fatal: the rest of the pack is still worth
+    // describing.
+    let (signatures, chain_damage) = match pack.signatures() {
+        Ok(signatures) => (signatures, None),
+        Err(e) => (Vec::new(), Some(e.to_string())),
+    };
+    let sealed = pack.is_sealed()?;
     if args.json {
         return output::print_json(&Info {
             pack: args.pack.display().to_string(),
@@ -94,6 +150,9 @@ pub fn run(args: Args) -> Result<(), CliError> {
             not_loadable_because: loadable.err(),
             cache_file_name: wasmer.as_ref().map(EngineIdentity::pack_file_name),
             host_cache_file_name: host.pack_file_name(),
+            sealed,
+            signatures: signatures.iter().map(signature_json).collect(),
+            signature_damage: chain_damage,
         });
     }
     let sized = |n: u64| format!("{} ({n} bytes)", output::bytes(n));
@@ -120,6 +179,34 @@ pub fn run(args: Args) -> Result<(), CliError> {
         if stats.index_blocks == 1 { "" } else { "s" }
     )?;
     say!("file size    {}", sized(stats.file_size))?;
+    say!(
+        "sealed       {}",
+        if sealed {
+            "yes (installed, read-only)"
+        } else {
+            "no"
+        }
+    )?;
+    if let Some(damage) = &chain_damage {
+        say!("signatures   unreadable: {damage}")?;
+    } else if signatures.is_empty() {
+        say!("signatures   none")?;
+    }
+    for (i, s) in signatures.iter().enumerate() {
+        say!(
+            "{}key {}: {} entries, generation {}, signed at {} (unix), {}",
+            if i == 0 {
+                "signatures   "
+            } else {
+                "             "
+            },
+            s.signer_id(),
+            s.entries(),
+            s.generation(),
+            seconds(s),
+            status_text(s.status())
+        )?;
+    }
     match loadable {
         Ok(()) => say!("loadable     yes, on this host")?,
         Err(why) => say!("loadable     no, not on this host: {why}")?,

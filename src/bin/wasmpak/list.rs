@@ -14,7 +14,7 @@ pub struct Args {
     /// The pack to list
     pub pack: PathBuf,
     /// Print one JSON document: {"pack", "identity", "entries": [{"key", "label", "size",
-    /// "offset", "value_offset"}]}
+    /// "offset", "value_offset", "signed_by"}]}
     #[arg(long)]
     pub json: bool,
 }
@@ -37,12 +37,29 @@ struct EntryJson {
     offset: u64,
     /// Where the artifact's bytes start (`size` bytes from there).
     value_offset: u64,
+    /// Key ids of the valid signatures that list this entry with its size and label.
+    signed_by: Vec<String>,
 }
 
 /// Runs `wasmpak list`.
 pub fn run(args: Args) -> Result<(), CliError> {
     let pack = open::any(&args.pack)?;
     let entries: Vec<_> = pack.iter()?.collect();
+    // A damaged signature chain vouches for nothing; the listing itself still stands.
+    let signatures = pack.signatures().unwrap_or_default();
+    // Who vouches for an entry: a valid signature listing it as it is. Whether its bytes still
+    // hash to what was signed is `verify --key`'s question.
+    let signed_by = |e: &wasmpak::Entry| -> Vec<String> {
+        signatures
+            .iter()
+            .filter(|s| !matches!(s.status(), wasmpak::SignatureStatus::Invalid(_)))
+            .filter(|s| {
+                s.find(e.key())
+                    .is_some_and(|signed| signed.len == e.size() && signed.label == e.label())
+            })
+            .map(|s| s.signer_id())
+            .collect()
+    };
     if args.json {
         return output::print_json(&Listing {
             pack: args.pack.display().to_string(),
@@ -55,6 +72,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
                     size: e.size(),
                     offset: e.record_offset(),
                     value_offset: e.offset(),
+                    signed_by: signed_by(e),
                 })
                 .collect(),
         });
@@ -64,6 +82,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
         ("LABEL", Align::Left),
         ("SIZE", Align::Right),
         ("OFFSET", Align::Right),
+        ("SIGNED BY", Align::Left),
     ]);
     let mut total = 0u64;
     for e in &entries {
@@ -73,6 +92,10 @@ pub fn run(args: Args) -> Result<(), CliError> {
             e.label().to_string(),
             output::bytes(e.size()),
             e.record_offset().to_string(),
+            match signed_by(e) {
+                ids if ids.is_empty() => "-".to_string(),
+                ids => ids.join(","),
+            },
         ]);
     }
     if !entries.is_empty() {

@@ -20,7 +20,9 @@ mod extract;
 mod import;
 mod info;
 mod input;
+mod install;
 mod invoke;
+mod keygen;
 mod list;
 mod merge;
 mod open;
@@ -35,6 +37,7 @@ mod remote;
 mod resolve;
 mod rm;
 mod run;
+mod sign;
 mod verify;
 mod wasi;
 
@@ -54,7 +57,8 @@ macro_rules! exit_codes {
   1    error: a missing, unreadable or invalid file, a damaged pack, a pack of another engine
        identity, a full disk, ... (one `error:` line on stderr; the pack is left unchanged)
   2    usage: the command line is invalid or asks for something this build cannot do
-  3    verification failed: `verify` found a damaged pack or entry
+  3    verification failed: `verify` found a damaged, unsigned or altered entry, or `install`
+       refused the pack for it
   4    `verify --deep` cannot load the pack's modules on this host (another target or CPU);
        the checksums are intact
   101  internal error (a bug in wasmpak), also reported in one line"
@@ -119,6 +123,7 @@ enum Command {
             "wasmpak build -j 4 app.wpk a.wasm b.wat",
             "wasmpak build --cpu-features x86-64-v2 packs/ modules/*.wasm",
             "wasmpak build --target aarch64-unknown-linux-gnu arm.wpk modules/*.wasm",
+            "wasmpak build app.wpk modules/*.wasm --sign ci.pem",
         ),
         after_long_help = help!(long:
             "wasmpak build app.wpk modules/*.wasm",
@@ -160,18 +165,48 @@ enum Command {
         after_long_help = help!(long: "wasmpak info app.wpk", "wasmpak info --json app.wpk")
     )]
     Info(info::Args),
-    /// Check every entry's checksum; --deep also loads each module with wasmer
+    /// Check every entry's checksum; --key also its signature, --deep loads each module
     #[command(
         after_help = help!(
             "wasmpak verify app.wpk",
+            "wasmpak verify app.wpk --key ci.pub.pem",
             "wasmpak verify --deep app.wpk || echo \"damaged (3) or not loadable here (4)\"",
         ),
         after_long_help = help!(long:
             "wasmpak verify app.wpk",
+            "wasmpak verify app.wpk --key ci.pub.pem",
             "wasmpak verify --deep app.wpk || echo \"damaged (3) or not loadable here (4)\"",
         )
     )]
     Verify(verify::Args),
+    /// Create an Ed25519 key pair for signing packs (PEM, as openssl writes them)
+    #[command(
+        after_help = help!("wasmpak keygen ci.pem", "wasmpak keygen keys/ci.pem --public keys/nodes.pem"),
+        after_long_help = help!(long:
+            "wasmpak keygen ci.pem",
+            "wasmpak keygen keys/ci.pem --public keys/nodes.pem",
+        )
+    )]
+    Keygen(keygen::Args),
+    /// Sign every entry of a pack with a secret key
+    #[command(
+        after_help = help!("wasmpak sign app.wpk --key ci.pem"),
+        after_long_help = help!(long: "wasmpak sign app.wpk --key ci.pem")
+    )]
+    Sign(sign::Args),
+    /// Copy a pack into a directory atomically, verify every byte (and its signatures with
+    /// --key), and leave it sealed and read-only
+    #[command(
+        after_help = help!(
+            "wasmpak install app.wpk /opt/app/modules --key ci.pub.pem",
+            "wasmpak install app.wpk /opt/app/modules",
+        ),
+        after_long_help = help!(long:
+            "wasmpak install app.wpk /opt/app/modules --key ci.pub.pem",
+            "wasmpak install app.wpk /opt/app/modules",
+        )
+    )]
+    Install(install::Args),
     /// Rewrite a pack without dead bytes, optionally evicting least recently used entries
     #[command(
         after_help = help!(
@@ -287,6 +322,9 @@ fn main() -> ExitCode {
         Command::List(args) => list::run(args),
         Command::Info(args) => info::run(args),
         Command::Verify(args) => verify::run(args),
+        Command::Keygen(args) => keygen::run(args),
+        Command::Sign(args) => sign::run(args),
+        Command::Install(args) => install::run(args),
         Command::Compact(args) => compact::run(args),
         Command::Rm(args) => rm::run(args),
         Command::Extract(args) => extract::run(args),

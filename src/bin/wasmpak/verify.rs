@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use wasmpak::{ErrorKind, Key, Pack};
+use wasmpak::{ErrorKind, Key, Pack, PublicKey};
 
 use crate::artifact::{self, LoadError};
 use crate::engine;
@@ -25,10 +25,23 @@ pub struct Args {
     /// target and CPU features)
     #[arg(long)]
     pub deep: bool,
+    /// Also require every entry to be signed by this public key (SPKI PEM) and to hash to what
+    /// it signed; repeat for several trusted keys
+    #[arg(long, value_name = "PUBLIC.pem")]
+    pub key: Vec<PathBuf>,
+}
+
+/// Reads the public keys given with `--key`.
+pub fn read_public_keys(paths: &[PathBuf]) -> Result<Vec<PublicKey>, CliError> {
+    paths
+        .iter()
+        .map(|path| PublicKey::read(path).map_err(CliError::new))
+        .collect()
 }
 
 /// Runs `wasmpak verify`.
 pub fn run(args: Args) -> Result<(), CliError> {
+    let keys = read_public_keys(&args.key)?;
     let pack = crate::open::options()
         .open_any(&args.pack)
         .map_err(damaged)?;
@@ -66,6 +79,32 @@ pub fn run(args: Args) -> Result<(), CliError> {
             output::count(bad.len() as u64, "problem", "problems")
         }
     )?;
+
+    if !keys.is_empty() {
+        let signed = pack.verify_signatures(&keys).map_err(damaged)?;
+        let mut unsigned = 0;
+        for problem in signed.problems() {
+            let line = match problem.key() {
+                Some(key) => format!("entry {}: not trusted: {}", name(key), problem.detail()),
+                None => format!("offset {}: {}", problem.offset(), problem.detail()),
+            };
+            if problem.key().is_some() {
+                unsigned += 1;
+            }
+            say!("bad  {line}")?;
+            bad.push(line);
+        }
+        say!(
+            "signatures: {}, {} trusted by {}",
+            output::count(signed.entries(), "entry", "entries"),
+            if signed.is_ok() {
+                "all".to_string()
+            } else {
+                format!("{} not", unsigned)
+            },
+            keys.iter().map(|k| k.id()).collect::<Vec<_>>().join(", ")
+        )?;
+    }
 
     let mut cannot_load_here = None;
     if args.deep {

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::cache::memo::MemoLimits;
-use crate::{Durability, PackOptions, Retention, Verify};
+use crate::{Durability, PackOptions, PublicKey, Retention, Verify};
 
 use super::Sources;
 
@@ -175,6 +175,43 @@ impl PackCacheBuilder {
     /// [`PackOptions::allow_shared_write`]).
     pub fn allow_shared_write(mut self, allow: bool) -> Self {
         self.pack_options = self.pack_options.allow_shared_write(allow);
+        self
+    }
+
+    /// Load only modules signed by one of `keys` (see [`PackOptions::trusted_keys`]). An
+    /// entry no trusted signature covers, or whose bytes differ from what was signed, is a
+    /// miss, logged as a warning and counted in
+    /// [`CacheStats::untrusted`](super::CacheStats::untrusted). Such a cache does not write to
+    /// its packs: a module saved locally would carry no signature, so `save` only memoizes it.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use wasmpak::{PackCache, SecretKey};
+    ///
+    /// let vendor = SecretKey::generate()?.public_key();
+    /// let cache = PackCache::builder("/opt/my-app/modules").trusted_keys([vendor]).build();
+    /// # let _ = cache;
+    /// # Ok::<(), wasmpak::KeyError>(())
+    /// ```
+    pub fn trusted_keys(mut self, keys: impl IntoIterator<Item = PublicKey>) -> Self {
+        self.pack_options = self.pack_options.trusted_keys(keys);
+        self
+    }
+
+    /// Load from installed packs without hashing each module in every process (see
+    /// [`PackOptions::trust_installed`], whose contract this carries): packs that are not
+    /// sealed, read-only and private are refused, which for a load is a miss counted in
+    /// [`CacheStats::stale`](super::CacheStats::stale).
+    ///
+    /// # Safety
+    ///
+    /// As for [`PackOptions::trust_installed`]: the installed files are never modified while
+    /// any process loads from them, only replaced by another install.
+    #[allow(unsafe_code)] // Carries the contract of `PackOptions::trust_installed`.
+    pub unsafe fn trust_installed(mut self) -> Self {
+        // SAFETY: the caller takes on the same contract.
+        self.pack_options = unsafe { self.pack_options.trust_installed() };
         self
     }
 

@@ -64,9 +64,11 @@ impl PackCache {
         let Some(layers) = set.layers() else {
             return Probe::Blocking;
         };
+        let mut passed_over_own = false;
         for slot in &layers.readable {
             let Some(pack) = slot.open_pack() else {
                 if slot.recently_absent() {
+                    passed_over_own |= slot.may_appear();
                     continue;
                 }
                 return Probe::Blocking;
@@ -78,6 +80,9 @@ impl PackCache {
                 Ok(None) => {}
                 Ok(Some(_)) | Err(_) => return Probe::Blocking,
             }
+        }
+        if passed_over_own {
+            return Probe::Blocking;
         }
         Probe::Missing(layers)
     }
@@ -136,6 +141,14 @@ impl PackCache {
         let bytes = match pack.get(key) {
             Ok(Some(bytes)) => bytes,
             Ok(None) => return Ok(None),
+            Err(e) if e.kind() == crate::ErrorKind::Untrusted => {
+                self.inner
+                    .counters
+                    .untrusted
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "refusing an untrusted module; treating it as a cache miss");
+                return Ok(None);
+            }
             Err(e) if is_stale(e.kind()) => {
                 self.inner.stale("unusable module entry", &e);
                 return Ok(None);
@@ -171,7 +184,7 @@ impl PackCache {
         let layers = set.layers()?;
         for slot in &layers.readable {
             let Some(pack) = slot.open_pack() else {
-                if slot.recently_absent() {
+                if slot.recently_absent() && !slot.may_appear() {
                     continue;
                 }
                 return None;

@@ -136,6 +136,7 @@ struct Counters {
     unusable_packs: AtomicU64,
     saves: AtomicU64,
     compactions: AtomicU64,
+    untrusted: AtomicU64,
 }
 
 /// What a [`PackCache`] has done so far in this process.
@@ -158,6 +159,9 @@ pub struct CacheStats {
     pub saves: u64,
     /// Compactions this process ran.
     pub compactions: u64,
+    /// Loads refused because no trusted signature covers the entry or its bytes differ from
+    /// what was signed (only with [`PackCacheBuilder::trusted_keys`]); each is also a miss.
+    pub untrusted: u64,
     /// Modules held by the memo.
     pub memo_entries: u64,
     /// Bytes of pack files currently mapped by this cache.
@@ -243,6 +247,7 @@ impl PackCache {
             unusable_packs: c.unusable_packs.load(Ordering::Relaxed),
             saves: c.saves.load(Ordering::Relaxed),
             compactions: c.compactions.load(Ordering::Relaxed),
+            untrusted: c.untrusted.load(Ordering::Relaxed),
             memo_entries: self.inner.memo.len() as u64,
             bytes_mapped,
         }
@@ -424,6 +429,15 @@ impl ModuleCache for PackCache {
         module: &Module,
     ) -> Result<(), CacheError> {
         let key = key_of(&key);
+        if self.inner.pack_options.checks_signatures() || self.inner.pack_options.trust_installed {
+            // Signed or installed packs only: a module saved here would be unsigned, so no
+            // load could use it, and an installed pack is sealed against writers. Memo only.
+            let len = module.serialize().map_or(0, |b| b.len() as u64);
+            self.inner
+                .memo
+                .insert(engine.id(), key, module.clone(), len);
+            return Ok(());
+        }
         let set = self.pack_set(engine);
         let Some(own) = set.own.clone() else {
             tracing::debug!(%key, "no cache directory: the module is not saved");

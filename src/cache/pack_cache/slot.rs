@@ -88,10 +88,19 @@ impl PackSlot {
     }
 
     /// Whether the last attempt to open the pack, less than [`ABSENT_TRUST`] ago, found no
-    /// file: a lookup that must not touch the file system may then pass over it.
+    /// file: a lookup that must not touch the file system may then pass over it, to find the
+    /// key in a later pack. (A miss must not trust it when [`PackSlot::may_appear`].)
     pub(super) fn recently_absent(&self) -> bool {
         let at = self.absent_at.load(Ordering::Relaxed);
         at != 0 && millis_since_epoch().saturating_sub(at - 1) < ABSENT_TRUST.as_millis() as u64
+    }
+
+    /// Whether the pack may appear at any moment: one in the cache's own directory, which
+    /// another process's save creates. Shipped packs do not appear while the application
+    /// runs. A miss that passed over such a pack because it was recently absent looks again,
+    /// or it would compile what that process just saved.
+    pub(super) fn may_appear(&self) -> bool {
+        self.recency.is_some()
     }
 
     /// Why this shipped pack was found unusable, if it was.
@@ -134,7 +143,8 @@ impl PackSlot {
                     .store(millis_since_epoch() + 1, Ordering::Relaxed);
                 Ok(None)
             }
-            Err(e) if is_stale(e.kind()) => {
+            // A pack refused for the trusted load path is a miss, never set aside.
+            Err(e) if is_stale(e.kind()) || e.kind() == ErrorKind::NotSealed => {
                 if self.recency.is_none() {
                     *self.stale.lock().unwrap_or_else(PoisonError::into_inner) =
                         Some(e.to_string());

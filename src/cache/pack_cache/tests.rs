@@ -634,3 +634,22 @@ fn a_damaged_shipped_pack_is_reported_once() {
     assert!(missed.unwrap_err().is_not_found());
     assert!(warnings.is_empty(), "{warnings:?}");
 }
+
+#[test]
+fn a_pack_another_handle_creates_is_seen_at_once() {
+    // The own pack was absent a moment ago; another process (here a second handle) saves
+    // and so creates it: the next load must find the module, not trust the absence.
+    let dir = tempfile::tempdir().unwrap();
+    let host = engine();
+    let reader = PackCache::new(dir.path());
+    let writer = PackCache::new(dir.path());
+    assert!(
+        poll_ready(reader.load(key(61), host))
+            .unwrap_err()
+            .is_not_found()
+    );
+    poll_ready(writer.save(key(61), host, &compiled_by(host, 61))).unwrap();
+    let loaded = poll_ready(reader.load(key(61), host)).unwrap();
+    assert_eq!(answer(&loaded, host), 61);
+    assert!(poll_ready(reader.contains(key(61), host)).unwrap());
+}
