@@ -545,3 +545,78 @@ fn extract_defaults_to_stdout_when_piped_and_to_label_bin_on_a_terminal() {
         _ => eprintln!("skipped the terminal case: script(1) is not available"),
     }
 }
+
+#[test]
+fn run_loads_from_a_pack_built_for_a_lower_cpu_level_and_saves_for_that_level() {
+    let host = EngineIdentity::of(&Engine::default());
+    if !host.target_triple().starts_with("x86_64") || host.cpu_level() == "x86-64-v2" {
+        eprintln!("skipped: needs an x86_64 host above x86-64-v2");
+        return;
+    }
+    let s = Scratch::new();
+    let pack = s.path("fleet.wpk");
+    wasmpak(args(&[
+        &"build",
+        &"--cpu-features",
+        &"x86-64-v2",
+        &pack,
+        &s.path("answer.wasm"),
+    ]))
+    .ok();
+    // Without --cpu-features: the v2 artifact loads on this higher host, nothing compiled.
+    let hit = wasmpak(args(&[
+        &"run",
+        &pack,
+        &s.path("answer.wasm"),
+        &"--invoke",
+        &"answer",
+    ]))
+    .ok();
+    assert_eq!(hit.stdout.trim(), "42");
+    assert!(hit.stderr.starts_with("hit "), "{}", hit.stderr);
+    // A miss compiles for the pack's level: the saved artifact is a v2 one, which a v2 host's
+    // PackCache loads; the pack keeps its identity.
+    let add = s.write(
+        "add.wat",
+        br#"(module (func (export "add") (param i32 i32) (result i32)
+            local.get 0 local.get 1 i32.add))"#,
+    );
+    let before = info(&pack);
+    let miss = wasmpak(args(&[
+        &"run",
+        &pack,
+        &add,
+        &"--invoke",
+        &"add",
+        &"2",
+        &"3",
+    ]))
+    .ok();
+    assert!(miss.stderr.starts_with("miss "), "{}", miss.stderr);
+    assert!(miss.stderr.contains("saved"), "{}", miss.stderr);
+    assert_eq!(miss.stdout.trim(), "5");
+    let after = info(&pack);
+    assert_eq!(after["cpu_level"], "x86-64-v2");
+    assert_eq!(after["identity"], before["identity"]);
+    let again = wasmpak(args(&[
+        &"run",
+        &pack,
+        &add,
+        &"--invoke",
+        &"add",
+        &"2",
+        &"3",
+    ]))
+    .ok();
+    assert!(again.stderr.starts_with("hit "), "{}", again.stderr);
+    // Asking for this host's own features explicitly is still an identity mismatch.
+    let host_level = host.cpu_level();
+    let explicit = wasmpak(args(&[
+        &"run",
+        &"--cpu-features",
+        &host_level.as_str(),
+        &pack,
+        &s.path("answer.wasm"),
+    ]));
+    explicit.fails(1);
+}

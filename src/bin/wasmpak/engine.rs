@@ -160,6 +160,36 @@ fn parse_features(list: &str) -> Result<Vec<CpuFeature>, CliError> {
     Ok(features)
 }
 
+/// For `run` without `--cpu-features`: the engine that loads the pack at `path` when the pack
+/// was built for a subset of this engine's CPU features (a pack built in CI for the fleet's
+/// baseline level): the same compiler, compiling for exactly the pack's features. Its artifacts
+/// then load (wasmer's own superset rule, as `PackCache` applies it), and a module compiled on a
+/// miss is saved as one every host the pack serves can load, never as code for this host's
+/// extra features. `None` when there is no readable pack there, it has this engine's identity,
+/// or this engine cannot load it (opening it then explains why).
+pub fn for_compatible_pack(
+    path: &std::path::Path,
+    engine: &Engine,
+    args: &EngineArgs,
+) -> Result<Option<Engine>, CliError> {
+    let Ok(pack) = crate::open::any(path) else {
+        return Ok(None);
+    };
+    let Some(found) = EngineIdentity::from_pack_identity(pack.identity()) else {
+        return Ok(None);
+    };
+    let ours = EngineIdentity::of(engine);
+    if found == ours || ours.can_load(&found).is_err() {
+        return Ok(None);
+    }
+    let theirs = EngineArgs {
+        compiler: args.compiler,
+        cpu_features: Some(found.cpu_features().to_string()),
+    };
+    let adopted = build(&theirs, None)?;
+    Ok((EngineIdentity::of(&adopted) == found).then_some(adopted))
+}
+
 /// The identity of this host's default engine: what a runtime with `Engine::default()` has.
 pub fn host_identity() -> EngineIdentity {
     EngineIdentity::of(&Engine::default())

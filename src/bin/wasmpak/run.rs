@@ -65,7 +65,12 @@ enum Action<'a> {
 
 /// Runs `wasmpak run`; returns the exit code (the WASI program's, else 0).
 pub fn run(args: Args) -> Result<u32, CliError> {
-    let engine = engine::build(&args.engine, None)?;
+    let mut engine = engine::build(&args.engine, None)?;
+    if args.engine.cpu_features.is_none()
+        && let Some(adopted) = engine::for_compatible_pack(&args.pack, &engine, &args.engine)?
+    {
+        engine = adopted;
+    }
     let identity = EngineIdentity::of(&engine).to_pack_identity();
     let input = Input::read(&args.input)?;
     let wasi_options = wasi::Options::parse(&args.env, &args.dirs)?;
