@@ -126,7 +126,7 @@ pub use format::identity::{IdentityValue, PackIdentity};
 pub use key::{Key, ParseKeyError};
 pub use pack::{
     Batch, CompactReport, Durability, Entry, Pack, PackOptions, Problem, Retention, Stats, Verify,
-    VerifyReport,
+    VerifyReport, aligned_bytes,
 };
 
 #[cfg(feature = "wasmer")]

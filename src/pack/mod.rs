@@ -7,6 +7,7 @@ mod append;
 mod batch;
 mod commit;
 mod compact;
+pub(crate) mod embedded;
 mod file;
 mod mapping;
 mod merge;
@@ -31,6 +32,7 @@ use crate::{Error, Key, PackIdentity, Result};
 
 pub use batch::Batch;
 pub use compact::{CompactReport, Retention};
+pub use embedded::aligned_bytes;
 pub use options::{Durability, PackOptions, Verify};
 pub use stats::{Entry, Stats};
 pub use verify::{Problem, VerifyReport};
