@@ -99,3 +99,20 @@ fn an_unusable_embedded_pack_is_a_miss_and_one_warning() {
     assert_eq!(stats.unusable_packs, 3, "each reported once: {stats:?}");
     assert_eq!(stats.hits, 0);
 }
+
+/// `cargo test` builds the examples before it runs the tests: run `examples/embedded.rs`, which
+/// asserts its own outcome. (Skipped, saying so, when only this test target was built.)
+#[test]
+fn the_embedded_example_runs() {
+    let deps = std::env::current_exe().unwrap();
+    let example = deps.parent().unwrap().parent().unwrap().join("examples/embedded");
+    if !example.exists() {
+        eprintln!("{} was not built; not run", example.display());
+        return;
+    }
+    let output = std::process::Command::new(&example).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("loaded from the cache"), "{stdout}");
+    assert!(stdout.contains("is read-only"), "{stdout}");
+}
