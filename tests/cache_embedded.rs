@@ -19,7 +19,10 @@ fn embedded_bytes(count: usize) -> Bytes {
     let cache = PackCache::new(dir.path());
     runtime().block_on(async {
         for module in &pool()[..count] {
-            cache.save(module.key, engine(), &module.module).await.unwrap();
+            cache
+                .save(module.key, engine(), &module.module)
+                .await
+                .unwrap();
         }
     });
     aligned_bytes(&std::fs::read(cache.pack_path(engine()).unwrap()).unwrap())
@@ -46,8 +49,17 @@ fn loads_from_the_embedded_pack_first_and_saves_to_the_directory() {
 
         // What the embedded pack lacks is compiled by the caller and saved to the directory.
         let extra = &pool()[5];
-        assert!(cache.load(extra.key, engine()).await.unwrap_err().is_not_found());
-        cache.save(extra.key, engine(), &extra.module).await.unwrap();
+        assert!(
+            cache
+                .load(extra.key, engine())
+                .await
+                .unwrap_err()
+                .is_not_found()
+        );
+        cache
+            .save(extra.key, engine(), &extra.module)
+            .await
+            .unwrap();
         assert!(own_pack.exists());
         assert_eq!(cache.stats().saves, 1);
         let loaded = cache.load(extra.key, engine()).await.unwrap();
@@ -65,7 +77,10 @@ fn without_a_directory_saves_are_a_no_op() {
         .build();
     runtime().block_on(async {
         let module = &pool()[2];
-        cache.save(module.key, engine(), &module.module).await.unwrap();
+        cache
+            .save(module.key, engine(), &module.module)
+            .await
+            .unwrap();
         assert_eq!(cache.stats().saves, 0);
         let first = &pool()[0];
         assert_same_module(&cache.load(first.key, engine()).await.unwrap(), first);
@@ -92,7 +107,13 @@ fn an_unusable_embedded_pack_is_a_miss_and_one_warning() {
     let module = &pool()[0];
     runtime().block_on(async {
         for _ in 0..3 {
-            assert!(cache.load(module.key, engine()).await.unwrap_err().is_not_found());
+            assert!(
+                cache
+                    .load(module.key, engine())
+                    .await
+                    .unwrap_err()
+                    .is_not_found()
+            );
         }
     });
     let stats = cache.stats();
@@ -105,14 +126,23 @@ fn an_unusable_embedded_pack_is_a_miss_and_one_warning() {
 #[test]
 fn the_embedded_example_runs() {
     let deps = std::env::current_exe().unwrap();
-    let example = deps.parent().unwrap().parent().unwrap().join("examples/embedded");
+    let example = deps
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples/embedded");
     if !example.exists() {
         eprintln!("{} was not built; not run", example.display());
         return;
     }
     let output = std::process::Command::new(&example).output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(stdout.contains("loaded from the cache"), "{stdout}");
     assert!(stdout.contains("is read-only"), "{stdout}");
 }

@@ -64,7 +64,8 @@ fn every_write_is_refused_as_read_only() {
     let pack = Pack::from_bytes(bytes, &identity()).unwrap();
     let refusals = [
         pack.insert(&key(50), b"new").unwrap_err(),
-        pack.insert_with_label(&key(0), b"replaced", "x").unwrap_err(),
+        pack.insert_with_label(&key(0), b"replaced", "x")
+            .unwrap_err(),
         pack.remove(&key(0)).unwrap_err(),
         // A batch refuses its first append, before any work.
         pack.batch().insert(&key(51), b"batched").unwrap_err(),
@@ -205,7 +206,13 @@ fn the_included_demo_pack_is_aligned_and_matches_its_recipe() {
     let entries = |pack: &Pack| -> Vec<(Key, String, Bytes)> {
         pack.iter()
             .unwrap()
-            .map(|e| (*e.key(), e.label().to_string(), pack.get(e.key()).unwrap().unwrap()))
+            .map(|e| {
+                (
+                    *e.key(),
+                    e.label().to_string(),
+                    pack.get(e.key()).unwrap().unwrap(),
+                )
+            })
             .collect()
     };
     assert_eq!(entries(&pack), entries(&recipe));

@@ -100,7 +100,12 @@ impl PackOptions {
     /// [`Verify`](crate::Verify) policy applies as for a file; durability is moot). See
     /// [`Pack::from_bytes`].
     pub fn open_bytes(&self, bytes: Bytes, identity: &PackIdentity) -> Result<Pack> {
-        open_memory(Path::new(EMBEDDED_NAME), bytes, Some(identity), self.clone())
+        open_memory(
+            Path::new(EMBEDDED_NAME),
+            bytes,
+            Some(identity),
+            self.clone(),
+        )
     }
 
     /// Opens a pack of any identity held in `bytes` (for tools that inspect packs).

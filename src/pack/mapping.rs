@@ -129,9 +129,7 @@ impl Mapping {
         // bytes are never written again while any mapping of the file exists. Nothing
         // truncates the file (assumption 5 of docs/FORMAT.md), so the pages stay mapped and
         // unchanged for the lifetime of `&self`, which the mapping outlives.
-        Some(unsafe {
-            std::slice::from_raw_parts(raw.as_ptr().add(offset as usize), len as usize)
-        })
+        Some(unsafe { std::slice::from_raw_parts(raw.as_ptr().add(offset as usize), len as usize) })
     }
 }
 

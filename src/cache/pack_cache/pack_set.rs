@@ -116,9 +116,12 @@ impl PackSet {
             let slot = cache.slot(name, || PackSlot::embedded(name.clone(), bytes.clone()));
             (name, slot)
         });
-        let files = shipped_packs
-            .iter()
-            .map(|path| (path, cache.slot(path, || PackSlot::shipped(path.clone(), None))));
+        let files = shipped_packs.iter().map(|path| {
+            (
+                path,
+                cache.slot(path, || PackSlot::shipped(path.clone(), None)),
+            )
+        });
         for (path, slot) in embedded.chain(files) {
             let on_stale = |e: &crate::Error| tracing::debug!(error = %e, "unusable shipped pack");
             match slot.for_read(&cache.pack_options, on_stale) {
