@@ -1,14 +1,15 @@
 //! Loading a compiled module: PackCache against every alternative, on synthetic modules from
 //! about 7 KB to about 50 MB of artifact.
 //!
-//! Run: `cargo bench --bench load`. Each iteration uses a fresh `Engine` (wasmer keeps every
+//! Run: `cargo bench --bench load` (`WASMPAK_BENCH_SHAPES=46KB,0.9MB` for only some sizes). Each iteration uses a fresh `Engine` (wasmer keeps every
 //! artifact it deserializes alive for the engine's lifetime) and, for "first load", a fresh
 //! `PackCache`, so the pack is mapped anew as in a new process; the page cache is warm.
 //!
 //! Targets, as ratios within one run: PackCache first load (checksum included) at most 1.25x
 //! the floor (`deserialize_unchecked` of bytes already in memory), at most 0.9x wasix's
 //! `deserialize_from_file`, at most 0.4x `fs::read` + `deserialize` on large modules; a
-//! repeated load under 2 µs.
+//! repeated load under 2 µs. `embedded_*` load the same pack held in memory
+//! (`PackCacheBuilder::embedded_pack`), as a binary that `include_pack!`s it would.
 //!
 //! Signed and installed packs (issue 12): *signed 1st* is a first load through a `PackCache`
 //! with trusted keys (the artifact's BLAKE3 hash instead of its CRC-32, spread over the
@@ -31,7 +32,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group};
 use wasmer::{Engine, Module};
-use wasmpak::{FileSystemCache, ModuleCache, ModuleHash, Pack, PackCache, SecretKey};
+use wasmpak::{
+    FileSystemCache, ModuleCache, ModuleHash, Pack, PackCache, PackCacheBuilder, SecretKey,
+};
 
 /// The key the benchmark's packs are signed with.
 fn signer() -> &'static SecretKey {
@@ -104,8 +107,15 @@ fn cases(dir: &Path) -> Vec<Case> {
     std::fs::create_dir_all(&cache_dir).unwrap();
     let engine = Engine::default();
     let identity = wasmpak::EngineIdentity::of(&engine).file_stem();
+    // `WASMPAK_BENCH_SHAPES=46KB,0.9MB` runs only those sizes (the largest takes a minute to
+    // compile the first time).
+    let only = std::env::var("WASMPAK_BENCH_SHAPES").ok();
     SHAPES
         .iter()
+        .filter(|(name, ..)| {
+            only.as_deref()
+                .is_none_or(|o| o.split(',').any(|n| n == *name))
+        })
         .map(|&(name, functions, ops)| {
             let wat = wasmpak::sample::module_wat(1, functions, ops);
             let wasm = wasmer::wat2wasm(wat.as_bytes()).unwrap().into_owned();
@@ -152,6 +162,13 @@ fn load(c: &mut Criterion) {
         sign_and_install(&packs, &engine);
     }
 
+    // The same pack, held in memory as an embedded pack would be.
+    let embedded = {
+        let own = PackCache::new(&packs)
+            .pack_path(&Engine::default())
+            .unwrap();
+        wasmpak::aligned_bytes(&std::fs::read(own).unwrap())
+    };
     let mut group = c.benchmark_group("load");
     group.sample_size(20);
     group.measurement_time(Duration::from_secs(4));
@@ -211,6 +228,29 @@ fn load(c: &mut Criterion) {
                 b.iter(|| black_box(ready(cache.load(case.key, &engine)).unwrap()))
             },
         );
+        group.bench_function(BenchmarkId::new("embedded_first_load", case.name), |b| {
+            b.iter_batched(
+                || {
+                    let cache = PackCacheBuilder::new()
+                        .embedded_pack(embedded.clone())
+                        .build();
+                    (Engine::default(), cache)
+                },
+                |(engine, cache)| {
+                    let module = ready(cache.load(case.key, &engine)).unwrap();
+                    (engine, cache, black_box(module))
+                },
+                BatchSize::PerIteration,
+            )
+        });
+        group.bench_function(BenchmarkId::new("embedded_repeated_load", case.name), |b| {
+            let engine = Engine::default();
+            let cache = PackCacheBuilder::new()
+                .embedded_pack(embedded.clone())
+                .build();
+            ready(cache.load(case.key, &engine)).unwrap();
+            b.iter(|| black_box(ready(cache.load(case.key, &engine)).unwrap()))
+        });
         group.bench_function(BenchmarkId::new("filesystemcache_load", case.name), |b| {
             b.iter_batched(
                 || (Engine::default(), FileSystemCache::new(&files)),

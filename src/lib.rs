@@ -62,6 +62,9 @@
 //! - **Shipping.** [`PackCacheBuilder::shipped_pack`] and [`PackCacheBuilder::shipped_dir`]
 //!   put read-only packs built in CI in front of the cache's own directory; each host reads the
 //!   most specific ones it can load.
+//! - **Embedding.** [`include_pack!`] compiles a pack into the binary, aligned as artifacts
+//!   need; [`Pack::from_static`] / [`Pack::from_bytes`] read a pack held in memory, and
+//!   [`PackCacheBuilder::embedded_pack`] puts one in front of a cache, read-only.
 //! - **Integrity.** Every value carries a CRC-32, checked before wasmer sees it (once per value
 //!   per process by default, see [`Verify`]). Every structure in the file has its own checksum,
 //!   and a damaged structure yields an error or a miss, never a wrong value.
@@ -137,7 +140,7 @@ pub use key::{Key, ParseKeyError};
 pub use keys::{KeyError, KeyErrorKind, PublicKey, SecretKey};
 pub use pack::{
     Batch, CompactReport, Durability, Entry, Pack, PackOptions, Problem, Retention, SignatureInfo,
-    SignatureReport, SignatureStatus, SignedEntry, Stats, Verify, VerifyReport,
+    SignatureReport, SignatureStatus, SignedEntry, Stats, Verify, VerifyReport, aligned_bytes,
 };
 
 #[cfg(feature = "wasmer")]

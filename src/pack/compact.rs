@@ -393,8 +393,10 @@ fn value_checks_out(view: &View, entry: &IndexEntry, buf: &mut Vec<u8>) -> bool 
     header_ok
         && in_bounds
         && entry.payload_offset().is_some_and(|offset| {
-            checksum_read(&view.file.file, offset, entry.payload_len, buf)
-                .is_ok_and(|crc| crc == entry.payload_crc)
+            view.file.os_file().is_ok_and(|file| {
+                checksum_read(file, offset, entry.payload_len, buf)
+                    .is_ok_and(|crc| crc == entry.payload_crc)
+            })
         })
 }
 
@@ -505,7 +507,7 @@ fn write_compacted(
 ) -> Result<(u64, u64)> {
     let write_err = |e| Error::write(temp, e);
     let out = Io::create_new(temp).map_err(write_err)?;
-    if let Ok(meta) = view.file.file.metadata() {
+    if let Some(meta) = view.file.os_file().ok().and_then(|f| f.metadata().ok()) {
         let _ = out.set_permissions(meta.permissions());
     }
     let identity = view
@@ -530,7 +532,7 @@ fn write_compacted(
         }
         let at = appender.tail();
         appender.copy(
-            &view.file.file,
+            view.file.os_file()?,
             first.record_offset,
             end - first.record_offset,
         )?;

@@ -14,10 +14,10 @@ use crate::{Error, PackIdentity, Result};
 
 use super::storage::{Io, Storage};
 
-/// An open pack file and what we know about it.
+/// An open pack file (or a pack held in memory) and what we know about it.
 #[derive(Debug)]
 pub(crate) struct PackFile {
-    pub(crate) file: File,
+    pub(crate) source: Source,
     pub(crate) path: PathBuf,
     /// `None` if the file is open for writing, else why not.
     pub(crate) read_only: Option<String>,
@@ -28,6 +28,14 @@ pub(crate) struct PackFile {
     pub(crate) sealed: bool,
     /// The commit slots and file length as read while opening, for the first view.
     pub(crate) opened_with: ([[u8; SLOT_LEN]; 2], u64),
+}
+
+/// Where a pack's bytes are.
+#[derive(Debug)]
+pub(crate) enum Source {
+    File(File),
+    /// An embedded pack: read-only, never replaced (see `embedded.rs`).
+    Memory(bytes::Bytes),
 }
 
 impl PackFile {
@@ -75,7 +83,7 @@ impl PackFile {
             slot.copy_from_slice(&superblock[offset as usize..offset as usize + SLOT_LEN]);
         }
         Ok(PackFile {
-            file,
+            source: Source::File(file),
             path: path.to_path_buf(),
             read_only,
             id: (meta.dev(), meta.ino()),
@@ -85,16 +93,34 @@ impl PackFile {
         })
     }
 
+    /// The open file, or a read-only error for a pack held in memory: only writers need it.
+    pub(crate) fn os_file(&self) -> Result<&File> {
+        match &self.source {
+            Source::File(file) => Ok(file),
+            Source::Memory(_) => Err(Error::ReadOnly {
+                path: self.path.clone(),
+                reason: super::embedded::READ_ONLY_REASON.to_string(),
+            }),
+        }
+    }
+
     /// The file's current length.
     pub(crate) fn len(&self) -> Result<u64> {
-        Io::len(&self.file).map_err(|e| Error::read(&self.path, e))
+        match &self.source {
+            Source::File(file) => Io::len(file).map_err(|e| Error::read(&self.path, e)),
+            Source::Memory(bytes) => Ok(bytes.len() as u64),
+        }
     }
 
     /// Reads both commit slots with `pread`.
     pub(crate) fn read_slots(&self) -> Result<[[u8; SLOT_LEN]; 2]> {
+        let file = match &self.source {
+            Source::File(file) => file,
+            Source::Memory(_) => return Ok(self.opened_with.0),
+        };
         let mut slots = [[0u8; SLOT_LEN]; 2];
         for (slot, offset) in slots.iter_mut().zip(SLOT_OFFSETS) {
-            read_exact_or_zero(&self.file, slot, offset).map_err(|e| Error::read(&self.path, e))?;
+            read_exact_or_zero(file, slot, offset).map_err(|e| Error::read(&self.path, e))?;
         }
         Ok(slots)
     }
@@ -102,6 +128,9 @@ impl PackFile {
     /// Whether `self.path` still names this file: `Some(true)` if so, `Some(false)` if it names
     /// another file, `None` if nothing is there any more.
     pub(crate) fn path_still_names_me(&self) -> Result<Option<bool>> {
+        if let Source::Memory(_) = self.source {
+            return Ok(Some(true)); // Nothing replaces bytes in memory.
+        }
         match std::fs::metadata(&self.path) {
             Ok(meta) => Ok(Some((meta.dev(), meta.ino()) == self.id)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -146,7 +175,11 @@ fn read_exact_or_zero(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()
 }
 
 /// Decodes the identity and the sealed flag from the first bytes of a file of `len` bytes.
-fn decode_identity(superblock: &[u8], len: u64, path: &Path) -> Result<(PackIdentity, bool)> {
+pub(crate) fn decode_identity(
+    superblock: &[u8],
+    len: u64,
+    path: &Path,
+) -> Result<(PackIdentity, bool)> {
     let page = &superblock[..superblock.len().min(PAGE as usize)];
     let header = superblock::decode_header(page).map_err(|e| match e {
         HeaderError::NotAPack(reason) => Error::not_a_pack(path, reason),

@@ -1,4 +1,5 @@
-//! The read-only memory mapping of a pack file, and the `Bytes` owner that keeps it alive.
+//! The read-only memory mapping of a pack file (or the bytes of a pack the program already
+//! holds in memory), and the `Bytes` owner that keeps it alive.
 //!
 //! This file holds the store's only `unsafe` code. Everything rests on the format's invariant
 //! (docs/FORMAT.md, section 2): bytes below the committed length are never modified and the
@@ -13,6 +14,7 @@ use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use bytes::Bytes;
 use memmap2::{MmapOptions, MmapRaw};
 
 use crate::format::superblock::{
@@ -36,10 +38,14 @@ impl CommittedLen {
     }
 }
 
-/// A read-only shared mapping of the first `len` bytes of a pack file.
+/// A read-only shared mapping of the first `len` bytes of a pack file, or the bytes of an
+/// embedded pack. An enum, not a trait object: a file pack's reads pay one predictable branch.
 #[derive(Debug)]
-pub(crate) struct Mapping {
-    raw: MmapRaw,
+pub(crate) enum Mapping {
+    File(MmapRaw),
+    /// Immutable bytes (`&'static` or owned by a `Bytes`): no commit slot ever changes, and
+    /// every range is checked against their length.
+    Memory(Bytes),
 }
 
 /// The two words of a commit slot a reader compares to notice a new commit.
@@ -57,12 +63,15 @@ impl Mapping {
         let len = usize::try_from(len)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "file too large to map"))?;
         let raw = MmapOptions::new().len(len).map_raw_read_only(file)?;
-        Ok(Mapping { raw })
+        Ok(Mapping::File(raw))
     }
 
     /// The mapped length.
     pub(crate) fn len(&self) -> u64 {
-        self.raw.len() as u64
+        match self {
+            Mapping::File(raw) => raw.len() as u64,
+            Mapping::Memory(bytes) => bytes.len() as u64,
+        }
     }
 
     /// The generation and checksum words of both commit slots, read without a system call.
@@ -79,7 +88,19 @@ impl Mapping {
     #[allow(unsafe_code)]
     fn load_word(&self, offset: usize) -> u64 {
         debug_assert!(offset.is_multiple_of(8) && offset + 8 <= DATA_START as usize);
-        let ptr = self.raw.as_ptr().wrapping_add(offset) as *mut u64;
+        let raw = match self {
+            Mapping::File(raw) => raw,
+            // Nothing writes these bytes: a plain read, bounds-checked (`from_memory` refuses
+            // bytes shorter than DATA_START, so the fallback is never taken).
+            Mapping::Memory(bytes) => {
+                let mut word = [0u8; 8];
+                if let Some(src) = bytes.get(offset..offset + 8) {
+                    word.copy_from_slice(src);
+                }
+                return u64::from_le_bytes(word);
+            }
+        };
+        let ptr = raw.as_ptr().wrapping_add(offset) as *mut u64;
         // SAFETY: `Mapping::new` only maps files at least DATA_START bytes long, and slot words
         // lie below DATA_START, so `ptr` is in bounds; it is 8-byte aligned because the mapping
         // is page-aligned and `offset` is a multiple of 8. The slot pages are written in place
@@ -98,15 +119,44 @@ impl Mapping {
         if offset < DATA_START || end > within.get() || end > self.len() {
             return None;
         }
+        let raw = match self {
+            Mapping::File(raw) => raw,
+            Mapping::Memory(bytes) => return bytes.get(offset as usize..end as usize),
+        };
         // SAFETY: `[offset, end)` lies inside the mapping (checked above) and at or after
         // DATA_START, so it excludes the commit slots; it lies below `within`, the committed
         // length of a commit slot read from this file, and by the format's invariant those
         // bytes are never written again while any mapping of the file exists. Nothing
         // truncates the file (assumption 5 of docs/FORMAT.md), so the pages stay mapped and
         // unchanged for the lifetime of `&self`, which the mapping outlives.
-        Some(unsafe {
-            std::slice::from_raw_parts(self.raw.as_ptr().add(offset as usize), len as usize)
-        })
+        Some(unsafe { std::slice::from_raw_parts(raw.as_ptr().add(offset as usize), len as usize) })
+    }
+}
+
+impl Mapping {
+    /// The bytes of a pack held in memory, which must be at least [`DATA_START`] long.
+    pub(crate) fn from_memory(bytes: Bytes) -> io::Result<Mapping> {
+        if (bytes.len() as u64) < DATA_START {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the bytes are shorter than the superblock",
+            ));
+        }
+        Ok(Mapping::Memory(bytes))
+    }
+}
+
+/// The committed data area `[DATA_START, within)` of `map` as one `Bytes`, so that values are
+/// handed out as slices of it: for a file, an owner keeping the mapping alive; for bytes in
+/// memory, a slice of them (zero-copy either way).
+pub(crate) fn data_area(map: &Arc<Mapping>, within: CommittedLen) -> Option<Bytes> {
+    let len = within.get().checked_sub(DATA_START)?;
+    map.committed(within, DATA_START, len)?;
+    match &**map {
+        Mapping::Memory(bytes) => Some(bytes.slice(DATA_START as usize..within.get() as usize)),
+        Mapping::File(_) => {
+            MappedRange::new(map.clone(), within, DATA_START, len).map(Bytes::from_owner)
+        }
     }
 }
 

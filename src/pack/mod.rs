@@ -8,6 +8,7 @@ mod batch;
 mod commit;
 mod compact;
 mod digest;
+pub(crate) mod embedded;
 mod file;
 mod mapping;
 mod merge;
@@ -36,6 +37,7 @@ use crate::{Error, Key, PackIdentity, Result};
 
 pub use batch::Batch;
 pub use compact::{CompactReport, Retention};
+pub use embedded::aligned_bytes;
 pub use options::{Durability, PackOptions, Verify};
 pub use signature_report::{SignatureInfo, SignatureReport, SignatureStatus, SignedEntry};
 pub use stats::{Entry, Stats};

@@ -28,7 +28,8 @@ pub(crate) fn publish(base: &View, slot: CommitSlot, durability: Durability) -> 
                 ..slot
             };
             write_slot(base, target, &slot)?;
-            Io::sync_data(&base.file.file).map_err(|e| Error::not_durable(&base.file.path, e))?;
+            Io::sync_data(base.file.os_file()?)
+                .map_err(|e| Error::not_durable(&base.file.path, e))?;
             // At rest both slots hold the commit, so damage to either one loses nothing. The
             // commit is already durable: if this write is lost or torn, the other slot has it.
             if let Err(e) = write_slot(base, 1 - target, &slot) {
@@ -81,10 +82,10 @@ fn has_durable_partner(base: &View) -> bool {
 }
 
 fn sync(base: &View) -> Result<()> {
-    Io::sync_data(&base.file.file).map_err(|e| Error::write(&base.file.path, e))
+    Io::sync_data(base.file.os_file()?).map_err(|e| Error::write(&base.file.path, e))
 }
 
 fn write_slot(base: &View, index: usize, slot: &CommitSlot) -> Result<()> {
-    Io::write_at(&base.file.file, &slot.encode(), SLOT_OFFSETS[index])
+    Io::write_at(base.file.os_file()?, &slot.encode(), SLOT_OFFSETS[index])
         .map_err(|e| Error::write(&base.file.path, e))
 }

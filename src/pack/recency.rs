@@ -135,6 +135,11 @@ impl Recency {
             }
             if let Some(keep) = keep {
                 merged.retain(|k, _| keep(k));
+                // And forget them here: the next flush would write an evicted key back.
+                self.stamps
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .retain(|k, _| keep(k));
             }
             write(&mut file, &merged)?;
             Ok(merged)
@@ -221,6 +226,23 @@ fn write(file: &mut File, stamps: &HashMap<Key, u64>) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_evicted_key_is_not_written_back_by_a_later_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let pack = dir.path().join("p.wpk");
+        let recency = Recency::default();
+        let (kept, evicted) = (Key::from_bytes([1; 32]), Key::from_bytes([2; 32]));
+        recency.touch(&kept);
+        recency.touch(&evicted);
+        recency.flush(&pack, None).unwrap();
+        let after_compaction = recency.flush(&pack, Some(&|k: &Key| *k == kept)).unwrap();
+        assert_eq!(after_compaction.len(), 1);
+        recency.touch(&kept);
+        recency.flush(&pack, None).unwrap();
+        let stamps = read_sidecar(&pack);
+        assert!(stamps.contains_key(&kept) && !stamps.contains_key(&evicted));
+    }
 
     #[test]
     fn processes_merge_their_stamps() {

@@ -165,7 +165,7 @@ pub(crate) fn check_installed(file: &PackFile) -> Result<()> {
         ));
     }
     let meta = file
-        .file
+        .os_file()?
         .metadata()
         .map_err(|e| Error::read(&file.path, e))?;
     if meta.mode() & 0o222 != 0 {

@@ -5,6 +5,7 @@
 //! committed length it found under the lock, except the commit slots, written last by
 //! [`super::publish`]: the format's invariant.
 
+use std::fs::File;
 use std::io;
 use std::sync::{Arc, MutexGuard, PoisonError, TryLockError};
 
@@ -66,9 +67,9 @@ impl<'a> Session<'a> {
                 source,
             };
             if wait {
-                view.file.file.lock().map_err(lock_err)?;
+                view.file.os_file()?.lock().map_err(lock_err)?;
             } else {
-                match view.file.file.try_lock() {
+                match view.file.os_file()?.try_lock() {
                     Ok(()) => {}
                     Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
                     Err(std::fs::TryLockError::Error(e)) => return Err(lock_err(e)),
@@ -88,11 +89,11 @@ impl<'a> Session<'a> {
                     }));
                 }
                 Ok(None) => {
-                    let _ = view.file.file.unlock();
+                    let _ = view.file.os_file().map(File::unlock);
                     pack.reopen(view)?;
                 }
                 Err(e) => {
-                    let _ = view.file.file.unlock();
+                    let _ = view.file.os_file().map(File::unlock);
                     return Err(e);
                 }
             }
@@ -169,7 +170,7 @@ impl<'a> Session<'a> {
         f: impl FnOnce(&mut Appender<'_>) -> Result<T>,
     ) -> Result<T> {
         let base = self.base.clone();
-        let mut appender = Appender::new(&base.file.file, &base.file.path, self.tail);
+        let mut appender = Appender::new(base.file.os_file()?, &base.file.path, self.tail);
         let result = f(&mut appender);
         self.tail = appender.tail();
         result
@@ -223,6 +224,6 @@ fn unreachable_busy(pack: &Pack) -> Error {
 impl Drop for Session<'_> {
     fn drop(&mut self) {
         // Releasing an flock cannot meaningfully fail; closing the file would release it too.
-        let _ = self.base.file.file.unlock();
+        let _ = self.base.file.os_file().map(File::unlock);
     }
 }

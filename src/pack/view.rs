@@ -12,8 +12,8 @@ use crate::format::superblock::{
 };
 use crate::{Error, Key, Result};
 
-use super::file::PackFile;
-use super::mapping::{CommittedLen, MappedRange, Mapping, SlotWords};
+use super::file::{PackFile, Source};
+use super::mapping::{CommittedLen, Mapping, SlotWords, data_area};
 
 /// Which entries of an index block this process has verified the values of (the
 /// `Verify::Once` policy): one bit per entry position, set once and never cleared. Carried
@@ -203,17 +203,17 @@ impl View {
         let same_file = previous.filter(|p| Arc::ptr_eq(&p.file, &file));
         let map = match same_file {
             Some(p) if p.map.len() >= commit.committed_len => p.map.clone(),
-            _ => Arc::new(Mapping::new(&file.file, file_len).map_err(|e| Error::read(path, e))?),
+            _ => Arc::new(match &file.source {
+                Source::File(os_file) => {
+                    Mapping::new(os_file, file_len).map_err(|e| Error::read(path, e))?
+                }
+                Source::Memory(bytes) => {
+                    Mapping::from_memory(bytes.clone()).map_err(|e| Error::read(path, e))?
+                }
+            }),
         };
-        let committed = CommittedLen::of(&commit);
-        let data = MappedRange::new(
-            map.clone(),
-            committed,
-            DATA_START,
-            commit.committed_len - DATA_START,
-        )
-        .map(Bytes::from_owner)
-        .ok_or_else(|| Error::corrupt(path, "the commit is longer than the mapping"))?;
+        let data = data_area(&map, CommittedLen::of(&commit))
+            .ok_or_else(|| Error::corrupt(path, "the commit is longer than the mapping"))?;
         let mut view = View {
             file,
             map,
@@ -243,6 +243,9 @@ impl View {
     /// Whether no writer has touched a commit slot since this view was loaded. Two pairs of
     /// word loads from the mapping: no system call, no lock.
     pub(crate) fn is_current(&self) -> bool {
+        if let Mapping::Memory(_) = *self.map {
+            return true; // Bytes in memory are immutable: their first view is their only one.
+        }
         let now = self.map.slot_words();
         self.seen[0] == Some(now[0]) && self.seen[1] == Some(now[1])
     }

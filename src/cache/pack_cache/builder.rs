@@ -9,8 +9,11 @@ use super::Sources;
 
 /// Options for a [`PackCache`](super::PackCache): where its packs are, and how it keeps them.
 ///
-/// A cache reads packs from up to three kinds of places, in this order:
+/// A cache reads packs from up to four kinds of places, in this order:
 ///
+/// 0. **Embedded packs** ([`embedded_pack`](Self::embedded_pack)): packs compiled into the
+///    binary with [`include_pack!`](crate::include_pack), or handed over as bytes. Read like
+///    shipped packs (and ordered with them), never written.
 /// 1. **Shipped packs** ([`shipped_pack`](Self::shipped_pack)): files that come with the
 ///    application, such as `/opt/my-app/modules.wpk` built by `wasmpak build` in CI. Only
 ///    ever read: never written, never compacted, and they may sit on a read-only file
@@ -93,6 +96,40 @@ impl PackCacheBuilder {
     /// another identity: it is then skipped, and named in a warning when a load misses.
     pub fn shipped_pack(mut self, path: impl AsRef<Path>) -> Self {
         self.sources.shipped_packs.push(path.as_ref().to_path_buf());
+        self
+    }
+
+    /// Adds a pack the program holds in memory, typically embedded in the binary with
+    /// [`include_pack!`](crate::include_pack): read before the shipped packs and the cache's
+    /// own directory, never written; saves go to the cache's own directory. Like a shipped
+    /// pack, one this engine cannot load (another identity, or misaligned, truncated or
+    /// corrupt bytes) is skipped with one warning per process and counted in
+    /// [`CacheStats::unusable_packs`](crate::CacheStats::unusable_packs); errors and warnings
+    /// name it `<embedded pack N>`, N counting from 1 in the order added.
+    ///
+    /// Without a [`dir`](Self::dir), a save returns `Ok` and stores nothing, as for any cache
+    /// without a directory of its own: a runtime keeps working, compiling what the embedded
+    /// packs lack (pair it with a [`SharedCache`](crate::SharedCache) to compile each module
+    /// once per process).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use wasmpak::PackCacheBuilder;
+    ///
+    /// static MODULES: &[u8] = wasmpak::include_pack!("../../../examples/demo.wpk");
+    ///
+    /// let cache = PackCacheBuilder::new()
+    ///     .embedded_pack(MODULES)
+    ///     .dir("/var/cache/my-app/modules")
+    ///     .build();
+    /// assert!(cache.dir().is_some());
+    /// ```
+    pub fn embedded_pack(mut self, bytes: impl Into<bytes::Bytes>) -> Self {
+        let name = format!("<embedded pack {}>", self.sources.embedded_packs.len() + 1);
+        self.sources
+            .embedded_packs
+            .push((PathBuf::from(name), bytes.into()));
         self
     }
 

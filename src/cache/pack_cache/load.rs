@@ -241,9 +241,12 @@ fn deserialize(engine: &Engine, bytes: Bytes) -> Result<Module, wasmer::Deserial
     // bytes' CRC-32 against the checksum computed from `serialize`'s output when the entry
     // was written (once per entry per process; committed bytes are never rewritten), so they
     // are exactly those bytes, not a torn write or a flipped bit. (3) Payloads are 64-byte
-    // aligned in a page-aligned mapping, as rkyv's archived types need. (4) The `Bytes` owns
-    // an `Arc` of the read-only mapping, which wasmer keeps for the artifact's lifetime, and
-    // the format never modifies or truncates committed bytes. wasmer still checks the magic,
+    // aligned in a page-aligned mapping, or in an embedded pack whose first byte
+    // `Pack::from_bytes` checked to be 64-byte aligned, as rkyv's archived types need. (4) The
+    // `Bytes` owns an `Arc` of the read-only mapping, which wasmer keeps for the artifact's
+    // lifetime, and the format never modifies or truncates committed bytes; for an embedded
+    // pack it is a slice of `&'static` bytes or of a `Bytes` the cache holds, immutable by
+    // `Bytes`'s contract and kept alive by the slice itself. wasmer still checks the magic,
     // ABI version and CPU features itself. A CRC cannot stop a deliberate forgery by someone
     // who can write the pack; that is why packs writable by other users are refused.
     unsafe { Module::deserialize_unchecked(engine, bytes) }

@@ -125,6 +125,9 @@ struct Sources {
     shipped_packs: Vec<PathBuf>,
     /// Directories of shipped packs named by identity (only read).
     shipped_dirs: Vec<PathBuf>,
+    /// Packs held in memory (embedded in the binary), read first, with the names errors and
+    /// warnings give them.
+    embedded_packs: Vec<(PathBuf, bytes::Bytes)>,
 }
 
 #[derive(Debug, Default)]

@@ -101,6 +101,7 @@ impl PackSet {
             local_dir,
             shipped_packs,
             shipped_dirs,
+            embedded_packs,
         } = &cache.sources;
         let mut unusable = Vec::new();
         let mut refuse = |path: &PathBuf, why: String| {
@@ -111,8 +112,17 @@ impl PackSet {
         };
 
         let mut shipped: Vec<(usize, Arc<PackSlot>)> = Vec::new();
-        for path in shipped_packs {
-            let slot = cache.slot(path, || PackSlot::shipped(path.clone(), None));
+        let embedded = embedded_packs.iter().map(|(name, bytes)| {
+            let slot = cache.slot(name, || PackSlot::embedded(name.clone(), bytes.clone()));
+            (name, slot)
+        });
+        let files = shipped_packs.iter().map(|path| {
+            (
+                path,
+                cache.slot(path, || PackSlot::shipped(path.clone(), None)),
+            )
+        });
+        for (path, slot) in embedded.chain(files) {
             let on_stale = |e: &crate::Error| tracing::debug!(error = %e, "unusable shipped pack");
             match slot.for_read(&cache.pack_options, on_stale) {
                 Ok(Some(pack)) => match EngineIdentity::from_pack_identity(pack.identity()) {

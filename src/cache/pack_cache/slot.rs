@@ -13,6 +13,7 @@ use std::sync::{Mutex, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::cache::{CacheError, EngineIdentity};
+use crate::pack::embedded::open_memory;
 use crate::pack::recency::Recency;
 use crate::{Error, ErrorKind, Pack, PackIdentity, PackOptions};
 
@@ -41,6 +42,9 @@ pub(super) struct PackSlot {
     /// (shipped packs are never compacted, and their directory may be read-only).
     pub(super) recency: Option<Recency>,
     pub(super) compacting: AtomicBool,
+    /// The bytes of an embedded pack, opened from memory rather than from `path` (then only a
+    /// name).
+    embedded: Option<bytes::Bytes>,
 }
 
 /// Errors that make a pack or an entry unusable rather than unreachable: a cache miss.
@@ -67,6 +71,14 @@ impl PackSlot {
         PackSlot::new(path, expected, None)
     }
 
+    /// A pack held in memory, named `name`, only ever read.
+    pub(super) fn embedded(name: PathBuf, bytes: bytes::Bytes) -> PackSlot {
+        PackSlot {
+            embedded: Some(bytes),
+            ..PackSlot::new(name, None, None)
+        }
+    }
+
     fn new(path: PathBuf, expected: Option<EngineIdentity>, recency: Option<Recency>) -> PackSlot {
         PackSlot {
             path,
@@ -76,6 +88,7 @@ impl PackSlot {
             stale: Mutex::new(None),
             recency,
             compacting: AtomicBool::new(false),
+            embedded: None,
         }
     }
 
@@ -132,9 +145,10 @@ impl PackSlot {
         if self.stale_reason().is_some() {
             return Ok(None);
         }
-        let opened = match &self.expected {
-            Some(identity) => options.open(&self.path, &identity.to_pack_identity()),
-            None => options.open_any(&self.path),
+        let opened = match (&self.embedded, &self.expected) {
+            (Some(bytes), _) => open_memory(&self.path, bytes.clone(), None, options.clone()),
+            (None, Some(identity)) => options.open(&self.path, &identity.to_pack_identity()),
+            (None, None) => options.open_any(&self.path),
         };
         match opened {
             Ok(pack) => Ok(Some(self.install(pack))),
