@@ -9,8 +9,9 @@
 //! 3. a delta pull into a pack that has 90% of the entries, against a full pull (goal: at
 //!    most 0.2x the bytes).
 //!
-//! Run: `cargo bench --features object-store --bench fleet`. Variants are interleaved round
-//! by round and medians reported, so drift in the machine's speed affects all alike.
+//! Run: `cargo bench --features object-store,cli --bench fleet` (append `-- pull`, `-- load`
+//! or `-- delta` for one part). Variants are interleaved round by round and medians
+//! reported, so drift in the machine's speed affects all alike.
 
 #[path = "../tests/fleet/moto.rs"]
 mod moto;
@@ -50,10 +51,21 @@ fn main() {
         println!("fleet: run with `cargo bench --features object-store --bench fleet`");
         return;
     }
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let wanted = |part: &str| only.is_empty() || only.iter().any(|o| o == part);
     let moto = moto::Moto::start();
-    first_load(&moto);
-    pull_throughput(&moto);
-    delta_bytes(&moto);
+    if wanted("load") {
+        first_load(&moto);
+    }
+    if wanted("pull") {
+        pull_throughput(&moto);
+    }
+    if wanted("delta") {
+        delta_bytes(&moto);
+    }
 }
 
 fn first_load(moto: &moto::Moto) {
@@ -171,20 +183,24 @@ fn wasmpak(moto: &moto::Moto, args: &[&str]) -> serde_json::Value {
 
 fn pull_throughput(moto: &moto::Moto) {
     const MIB: usize = 1 << 20;
+    const PHASES: [&str; 7] = [
+        "connect", "request", "download", "check", "sync", "verify", "install",
+    ];
     println!("\n2. Pull throughput vs a plain object_store GET of the same object (into memory)");
-    println!("| pack | GET | pull (download, sync, verify, rename) | pull/GET throughput |");
-    println!("|---:|---:|---:|---:|");
     let rt = runtime();
     let bucket = moto.bucket("bench-pull");
     let store = moto.store(&bucket);
     let dir = tempfile::tempdir().unwrap();
-    for size in [16 * MIB, 64 * MIB, 128 * MIB] {
+    let mut table = Vec::new();
+    let mut breakdown = Vec::new();
+    for size in [4 * MIB, 16 * MIB, 64 * MIB, 128 * MIB] {
         let source = dir.path().join(format!("p{size}.wpk"));
         pack_with(&source, 0..(size / MIB) as u64, MIB);
         let url = format!("s3://{bucket}/p{size}.wpk");
         wasmpak(moto, &["push", source.to_str().unwrap(), &url]);
         let path = ObjectPath::from(format!("p{size}.wpk"));
-        let (mut get, mut pull) = (Vec::new(), Vec::new());
+        let (mut get, mut pull, mut inside) = (Vec::new(), Vec::new(), Vec::new());
+        let mut phases = vec![Vec::new(); PHASES.len()];
         for round in 0..ROUNDS {
             let started = Instant::now();
             let bytes = rt
@@ -194,21 +210,50 @@ fn pull_throughput(moto: &moto::Moto) {
             drop(bytes);
             let node = dir.path().join(format!("node-{size}-{round}"));
             let started = Instant::now();
-            wasmpak(moto, &["pull", &url, node.to_str().unwrap(), "--json"]);
+            let summary = wasmpak(moto, &["pull", &url, node.to_str().unwrap(), "--json"]);
             pull.push(started.elapsed());
+            inside.push(Duration::from_nanos(summary["nanos"].as_u64().unwrap()));
+            for (phase, samples) in PHASES.iter().zip(&mut phases) {
+                let nanos = summary["phases"][phase].as_u64().unwrap();
+                samples.push(Duration::from_nanos(nanos));
+            }
             std::fs::remove_dir_all(&node).unwrap();
         }
-        let (get, pull) = (median(get), median(pull));
-        println!(
-            "| {} MiB | {:.0} MiB/s | {:.0} MiB/s | {:.2}x |",
+        let (get, pull, inside) = (median(get), median(pull), median(inside));
+        let mib = (size / MIB) as f64;
+        table.push(format!(
+            "| {} MiB | {:.0} MiB/s | {:.0} MiB/s | {:.2}x | {:.2}x |",
             size / MIB,
-            (size / MIB) as f64 / get.as_secs_f64(),
-            (size / MIB) as f64 / pull.as_secs_f64(),
-            get.as_secs_f64() / pull.as_secs_f64()
+            mib / get.as_secs_f64(),
+            mib / pull.as_secs_f64(),
+            get.as_secs_f64() / pull.as_secs_f64(),
+            get.as_secs_f64() / inside.as_secs_f64(),
+        ));
+        let mut row = format!(
+            "| {} MiB | {:.1} | {:.1} | {:.1} |",
+            size / MIB,
+            ms(get),
+            ms(pull),
+            ms(pull.saturating_sub(inside))
         );
+        for samples in phases {
+            row += &format!(" {:.1} |", ms(median(samples)));
+        }
+        breakdown.push(row);
         std::fs::remove_file(&source).unwrap();
         rt.block_on(store.put(&path, PutPayload::from_static(b"")))
             .unwrap();
+    }
+    println!("| pack | GET | pull (a process) | pull/GET | pull inside the process/GET |");
+    println!("|---:|---:|---:|---:|---:|");
+    for row in table {
+        println!("{row}");
+    }
+    println!("\nWhere a pull's time goes (medians, ms; `process` is the wall time outside `run`)");
+    println!("| pack | GET | pull | process | {} |", PHASES.join(" | "));
+    println!("|---:|---:|---:|---:|{}", "---:|".repeat(PHASES.len()));
+    for row in breakdown {
+        println!("{row}");
     }
 }
 

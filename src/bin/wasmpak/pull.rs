@@ -14,12 +14,15 @@
 //! commits, so processes using the pack meanwhile keep working.
 
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::io::{IoSlice, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use futures::StreamExt;
+use futures::stream::BoxStream;
 use wasmpak::format::snapshot::{self, SUPERBLOCK_LEN};
 use wasmpak::object_store::{GetOptions, ObjectMeta, ObjectStoreExt};
 use wasmpak::{ErrorKind, Pack, PackIdentity};
@@ -31,8 +34,10 @@ use crate::output::{self, say};
 use crate::push::header_problem;
 use crate::remote::{self, Remote};
 
-/// Downloaded bytes are written to the file in pieces of this size.
+/// Downloaded bytes are written to the file in pieces of about this size...
 const WRITE_BUFFER: usize = 1 << 20;
+/// ... or of this many chunks, however small they are.
+const MAX_CHUNKS: usize = 1024;
 /// After this many bytes written, a sync starts in the background, so that the sync before
 /// the rename finds little left to write and the disk works while the network does.
 const SYNC_EVERY: u64 = 32 << 20;
@@ -77,6 +82,36 @@ pub struct Summary {
     pub requests: u64,
     /// Wall-clock time, nanoseconds.
     pub nanos: u64,
+    /// Where that time went, nanoseconds per step (zero for steps a pull did not take).
+    pub phases: Phases,
+}
+
+/// Where a pull's time went, in nanoseconds: for `--json`, and for the benchmark that holds
+/// a pull to the speed of a bare GET.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Phases {
+    /// Building the store's client and the runtime.
+    pub connect: u64,
+    /// Requests until the object's first byte (HEAD, GET up to its response headers).
+    pub request: u64,
+    /// Receiving and writing the body.
+    pub download: u64,
+    /// Checking the object's ETag after the download.
+    pub check: u64,
+    /// Making the file durable before it is installed.
+    pub sync: u64,
+    /// Checking every checksum (and the signature, if keys are given).
+    pub verify: u64,
+    /// Renaming into place and syncing the directory.
+    pub install: u64,
+}
+
+/// Nanoseconds since `*mark`, which moves to now.
+fn lap(mark: &mut Instant) -> u64 {
+    let now = Instant::now();
+    let nanos = now.duration_since(*mark).as_nanos() as u64;
+    *mark = now;
+    nanos
 }
 
 /// A remote object at the version a pull started with.
@@ -156,7 +191,9 @@ pub fn run(args: Args) -> Result<(), CliError> {
     })?;
     let dest = args.dir.join(&name);
     let runtime = remote::runtime()?;
+    let connect = started.elapsed().as_nanos() as u64;
     let mut summary = runtime.block_on(pull(&remote, &dest, args.replace))?;
+    summary.phases.connect = connect;
     summary.nanos = started.elapsed().as_nanos() as u64;
     if args.json {
         return output::print_json(&summary);
@@ -180,9 +217,6 @@ pub fn run(args: Args) -> Result<(), CliError> {
 }
 
 async fn pull(remote: &Remote, dest: &Path, replace: bool) -> Result<Summary, CliError> {
-    let meta = head(remote).await?;
-    let source = Source { remote, meta };
-    let size = source.meta.size;
     let mut summary = Summary {
         url: remote.url.clone(),
         path: dest.to_path_buf(),
@@ -190,51 +224,97 @@ async fn pull(remote: &Remote, dest: &Path, replace: bool) -> Result<Summary, Cl
         remote_entries: 0,
         entries_added: 0,
         bytes_downloaded: 0,
-        object_bytes: size,
-        requests: 1,
+        object_bytes: 0,
+        requests: 0,
         nanos: 0,
+        phases: Phases::default(),
     };
     let local = match open::options().open_any(dest) {
         _ if replace => None,
-        Ok(local) => Some(local),
+        Ok(local) => Some(Ok(local)),
         Err(e) if e.kind() == ErrorKind::NotFound && !dest.exists() => None,
-        Err(e) => {
-            return Err(CliError::new(format!(
-                "{e}; nothing was changed (pass --replace to overwrite it with the download)"
-            )));
-        }
+        Err(e) => Some(Err(e)),
     };
-    if let Some(local) = local {
-        // Only the superblock says whether a delta is possible: read it alone first.
-        let superblock = source.range(0..size.min(SUPERBLOCK_LEN)).await?;
-        summary.bytes_downloaded += superblock.len() as u64;
-        summary.requests += 1;
-        let (decoded, identity) = decode(&superblock, &source)?;
-        if *local.identity() != identity {
-            return Err(CliError::new(format!(
-                "pack {} was built for {}, but {} holds a pack for {identity}; nothing was \
-                 changed (pull into another directory, or pass --replace)",
-                dest.display(),
-                local.identity(),
-                remote.url
-            )));
-        }
-        delta::pull(&source, &decoded.commit, &local, &mut summary).await?;
+    let Some(local) = local else {
+        full(remote, dest, &mut summary).await?;
         return Ok(summary);
-    }
-    let download = Download::create(dest)?;
+    };
+    let mut mark = Instant::now();
+    // The remote object comes first: a missing one is the error to report.
+    let meta = head(remote).await?;
+    let local = local.map_err(|e| {
+        CliError::new(format!(
+            "{e}; nothing was changed (pass --replace to overwrite it with the download)"
+        ))
+    })?;
+    let source = Source { remote, meta };
+    let size = source.meta.size;
+    summary.object_bytes = size;
+    // Only the superblock says whether a delta is possible: read it alone first.
+    let superblock = source.range(0..size.min(SUPERBLOCK_LEN)).await?;
+    summary.bytes_downloaded += superblock.len() as u64;
     summary.requests += 2;
-    let identity = download.stream(&source).await?;
-    // The download asked for the version the pull started with; asking once more catches a
-    // store that ignores the condition, or an upload that landed as the last bytes arrived.
-    let now = head(remote).await?;
-    if now.e_tag != source.meta.e_tag || now.size != size {
+    summary.phases.request = lap(&mut mark);
+    let (decoded, identity) = decode(&superblock, &source)?;
+    if *local.identity() != identity {
+        return Err(CliError::new(format!(
+            "pack {} was built for {}, but {} holds a pack for {identity}; nothing was \
+             changed (pull into another directory, or pass --replace)",
+            dest.display(),
+            local.identity(),
+            remote.url
+        )));
+    }
+    delta::pull(&source, &decoded.commit, &local, &mut summary).await?;
+    summary.phases.download = lap(&mut mark);
+    Ok(summary)
+}
+
+/// Downloads the whole object in one GET, whose answer names the version (ETag) and size the
+/// pull pins, then syncs and verifies the file while a HEAD checks that the object was not
+/// replaced meanwhile; installs it only if both succeed.
+async fn full(remote: &Remote, dest: &Path, summary: &mut Summary) -> Result<(), CliError> {
+    let mut mark = Instant::now();
+    let response = match remote
+        .within("read", remote.store.get(&remote.path))
+        .await?
+    {
+        Ok(response) => response,
+        Err(e) => return Err(request_error(remote, e).await),
+    };
+    let source = Source {
+        remote,
+        meta: response.meta.clone(),
+    };
+    summary.object_bytes = source.meta.size;
+    summary.requests = 2;
+    let download = Download::create(dest)?;
+    summary.phases.request = lap(&mut mark);
+    let identity = download.stream(&source, response.into_stream()).await?;
+    summary.bytes_downloaded = source.meta.size;
+    summary.phases.download = lap(&mut mark);
+    // One GET is one version of the object; a last look at the ETag still catches a store
+    // that mixes two uploads in one body, or an upload that landed as the last bytes arrived.
+    let check = {
+        let remote = remote.clone();
+        tokio::spawn(async move { head(&remote).await })
+    };
+    let entries = tokio::task::block_in_place(|| {
+        download.sync_and_verify(&remote.url, &identity, &mut summary.phases)
+    })?;
+    mark = Instant::now();
+    let now = check
+        .await
+        .map_err(|e| CliError::new(format!("cannot read {}: {e}", remote.url)))??;
+    if now.e_tag != source.meta.e_tag || now.size != source.meta.size {
         return Err(source.replaced());
     }
-    summary.bytes_downloaded += size;
-    summary.entries_added = download.verify_and_install(&remote.url, &identity)?;
-    summary.remote_entries = summary.entries_added;
-    Ok(summary)
+    summary.phases.check = lap(&mut mark);
+    download.install()?;
+    summary.phases.install = lap(&mut mark);
+    summary.entries_added = entries;
+    summary.remote_entries = entries;
+    Ok(())
 }
 
 /// Decodes the superblock at the start of `bytes` of the object `source`.
@@ -251,28 +331,34 @@ fn decode(
     Ok((decoded, identity))
 }
 
-/// The object's size and version; a missing object is told apart from a missing bucket.
+/// The object's size and version.
 async fn head(remote: &Remote) -> Result<ObjectMeta, CliError> {
     match remote
         .within("read", remote.store.head(&remote.path))
         .await?
     {
         Ok(meta) => Ok(meta),
-        Err(wasmpak::object_store::Error::NotFound { .. }) => {
-            // S3 answers a HEAD in a missing bucket with a bare 404: a listing says which.
-            let prefix = remote.path.parent().unwrap_or_default();
-            match remote
-                .within("read", remote.store.list_with_delimiter(Some(&prefix)))
-                .await?
-            {
-                Err(e) => Err(remote.error("read", &e)),
-                Ok(_) => Err(CliError::new(format!(
-                    "no pack at {}: the object does not exist",
-                    remote.url
-                ))),
-            }
-        }
-        Err(e) => Err(remote.error("read", &e)),
+        Err(e) => Err(request_error(remote, e).await),
+    }
+}
+
+/// A failed first request, as one line; a missing object is told apart from a missing bucket.
+async fn request_error(remote: &Remote, error: wasmpak::object_store::Error) -> CliError {
+    if !matches!(error, wasmpak::object_store::Error::NotFound { .. }) {
+        return remote.error("read", &error);
+    }
+    // S3 answers a request in a missing bucket with a bare 404: a listing says which.
+    let prefix = remote.path.parent().unwrap_or_default();
+    match remote
+        .within("read", remote.store.list_with_delimiter(Some(&prefix)))
+        .await
+    {
+        Err(timeout) => timeout,
+        Ok(Err(e)) => remote.error("read", &e),
+        Ok(Ok(_)) => CliError::new(format!(
+            "no pack at {}: the object does not exist",
+            remote.url
+        )),
     }
 }
 
@@ -315,40 +401,40 @@ impl Download {
         Ok(download)
     }
 
-    /// Streams the whole object into the file in one request (a plain GET is what stores
-    /// serve fastest), checking first that it starts with a pack's superblock, whose identity
-    /// it returns.
-    async fn stream(&self, source: &Source<'_>) -> Result<PackIdentity, CliError> {
-        let options = GetOptions::new().with_if_match(source.meta.e_tag.clone());
+    /// Writes the body of the GET into the file as it arrives, checking first that it starts
+    /// with a pack's superblock, whose identity it returns. Chunks are written as received
+    /// (no copy into a buffer of ours), and their writeback to disk starts at once, so that
+    /// the sync before the rename finds little left to do.
+    async fn stream(
+        &self,
+        source: &Source<'_>,
+        mut body: BoxStream<'static, wasmpak::object_store::Result<Bytes>>,
+    ) -> Result<PackIdentity, CliError> {
         let remote = source.remote;
-        let response = remote
-            .within("download", remote.store.get_opts(&remote.path, options))
-            .await?
-            .map_err(|e| source.failed(&e))?;
-        let mut body = response.into_stream();
-        let mut offset = 0;
+        let mut written = 0;
         let mut identity = None;
-        let mut buffer = Vec::with_capacity(WRITE_BUFFER);
-        let mut synced_to = offset;
+        let mut pending = Pending::default();
+        let mut synced_to = written;
         let mut syncing: Option<tokio::task::JoinHandle<std::io::Result<()>>> = None;
         while let Some(chunk) = remote.within("download", body.next()).await? {
-            let chunk = chunk.map_err(|e| source.failed(&e))?;
-            buffer.extend_from_slice(&chunk);
-            if buffer.len() >= WRITE_BUFFER {
-                if identity.is_none() {
-                    identity = Some(decode(&buffer, source)?.1);
-                    remote::pause_point().await;
-                }
-                self.write_at(&buffer, offset)?;
-                offset += buffer.len() as u64;
-                buffer.clear();
-                if offset - synced_to >= SYNC_EVERY
-                    && syncing.as_ref().is_none_or(|s| s.is_finished())
-                {
-                    let file = self.file.clone();
-                    syncing = Some(tokio::task::spawn_blocking(move || file.sync_data()));
-                    synced_to = offset;
-                }
+            pending.push(chunk.map_err(|e| source.failed(&e))?);
+            if pending.len < WRITE_BUFFER
+                && (identity.is_none() || pending.chunks.len() < MAX_CHUNKS)
+            {
+                continue;
+            }
+            if identity.is_none() {
+                identity = Some(decode(&pending.prefix(SUPERBLOCK_LEN), source)?.1);
+                remote::pause_point().await;
+            }
+            let len = self.write(&mut pending)?;
+            start_writeback(&self.file, written, len);
+            written += len;
+            if written - synced_to >= SYNC_EVERY && syncing.as_ref().is_none_or(|s| s.is_finished())
+            {
+                let file = self.file.clone();
+                syncing = Some(tokio::task::spawn_blocking(move || file.sync_data()));
+                synced_to = written;
             }
         }
         if let Some(sync) = syncing {
@@ -357,31 +443,50 @@ impl Download {
         }
         let identity = match identity {
             Some(identity) => identity,
-            None => decode(&buffer, source)?.1,
+            None => decode(&pending.prefix(SUPERBLOCK_LEN), source)?.1,
         };
-        self.write_at(&buffer, offset)?;
-        offset += buffer.len() as u64;
-        if offset != source.meta.size {
+        written += self.write(&mut pending)?;
+        if written != source.meta.size {
             return Err(CliError::new(format!(
-                "cannot download {}: the object ended at byte {offset}, expected {}",
+                "cannot download {}: the object ended at byte {written}, expected {}",
                 source.remote.url, source.meta.size
             )));
         }
         Ok(identity)
     }
 
-    fn write_at(&self, bytes: &[u8], offset: u64) -> Result<(), CliError> {
-        self.file
-            .write_all_at(bytes, offset)
-            .map_err(|e| CliError::new(format!("cannot write {}: {e}", self.temp.display())))
+    /// Appends the pending chunks to the file; returns how many bytes that was.
+    fn write(&self, pending: &mut Pending) -> Result<u64, CliError> {
+        let error = |e| CliError::new(format!("cannot write {}: {e}", self.temp.display()));
+        let mut slices: Vec<IoSlice<'_>> = pending.chunks.iter().map(|c| IoSlice::new(c)).collect();
+        let mut slices = &mut slices[..];
+        while !slices.is_empty() {
+            match (&*self.file).write_vectored(slices) {
+                Ok(0) => return Err(error(std::io::Error::from(std::io::ErrorKind::WriteZero))),
+                Ok(n) => IoSlice::advance_slices(&mut slices, n),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(error(e)),
+            }
+        }
+        let len = pending.len as u64;
+        pending.chunks.clear();
+        pending.len = 0;
+        Ok(len)
     }
 
-    /// Syncs, verifies the whole pack, and renames it into place. Returns its entry count.
-    fn verify_and_install(&self, url: &str, identity: &PackIdentity) -> Result<u64, CliError> {
+    /// Syncs the file and verifies the whole pack. Returns its entry count.
+    fn sync_and_verify(
+        &self,
+        url: &str,
+        identity: &PackIdentity,
+        phases: &mut Phases,
+    ) -> Result<u64, CliError> {
+        let mut mark = Instant::now();
         let shown = self.temp.display();
         self.file
             .sync_data()
             .map_err(|e| CliError::new(format!("cannot write {shown}: {e}")))?;
+        phases.sync = lap(&mut mark);
         // Signed packs: the trusted keys travel in `open::options()` (like every other
         // command's), so opening and verifying here is where a signature gets checked.
         let pack = open::options().open(&self.temp, identity).map_err(|e| {
@@ -395,16 +500,63 @@ impl Download {
                 report.problems().len() - 1
             )));
         }
-        drop(pack);
+        phases.verify = lap(&mut mark);
+        Ok(report.entries())
+    }
+
+    /// Renames the synced, verified file into place and makes the rename durable.
+    fn install(&self) -> Result<(), CliError> {
         std::fs::rename(&self.temp, &self.dest)
             .map_err(|e| CliError::new(format!("cannot install {}: {e}", self.dest.display())))?;
         let dir = self.dest.parent().unwrap_or(Path::new("."));
         File::open(dir)
             .and_then(|d| d.sync_all())
-            .map_err(|e| CliError::new(format!("cannot sync {}: {e}", dir.display())))?;
-        Ok(report.entries())
+            .map_err(|e| CliError::new(format!("cannot sync {}: {e}", dir.display())))
     }
 }
+
+/// Received chunks not yet written.
+#[derive(Default)]
+struct Pending {
+    chunks: Vec<Bytes>,
+    len: usize,
+}
+
+impl Pending {
+    fn push(&mut self, chunk: Bytes) {
+        self.len += chunk.len();
+        self.chunks.push(chunk);
+    }
+
+    /// The first `len` bytes (fewer if fewer are pending), contiguous.
+    fn prefix(&self, len: u64) -> Vec<u8> {
+        let mut prefix = Vec::with_capacity(len as usize);
+        for chunk in &self.chunks {
+            let room = len as usize - prefix.len();
+            prefix.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        }
+        prefix
+    }
+}
+
+/// Starts writing `len` bytes of `file` from `offset` to disk without waiting for them: a
+/// head start for the sync before the rename, which is the one relied on.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)] // One system call std does not offer; its contract is below.
+fn start_writeback(file: &File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return;
+    };
+    // SAFETY: `sync_file_range` takes no pointers, only a descriptor, which stays open for
+    // the call because `file` is borrowed; its result is ignored because nothing relies on it.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
 
 impl Drop for Download {
     fn drop(&mut self) {
