@@ -199,15 +199,30 @@ fn pull_throughput(moto: &moto::Moto) {
         let url = format!("s3://{bucket}/p{size}.wpk");
         wasmpak(moto, &["push", source.to_str().unwrap(), &url]);
         let path = ObjectPath::from(format!("p{size}.wpk"));
-        let (mut get, mut pull, mut inside) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut get, mut first_byte, mut cold) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut pull, mut inside) = (Vec::new(), Vec::new());
         let mut phases = vec![Vec::new(); PHASES.len()];
         for round in 0..ROUNDS {
+            // A GET on a client that has served requests already (its connection open).
             let started = Instant::now();
             let bytes = rt
-                .block_on(async { store.get(&path).await?.bytes().await })
+                .block_on(async {
+                    let response = store.get(&path).await?;
+                    first_byte.push(started.elapsed());
+                    response.bytes().await
+                })
                 .unwrap();
             get.push(started.elapsed());
             drop(bytes);
+            // What a new process must do first too: build a client, open a connection.
+            let started = Instant::now();
+            let fresh = moto.store(&bucket);
+            let bytes = rt
+                .block_on(async { fresh.get(&path).await?.bytes().await })
+                .unwrap();
+            cold.push(started.elapsed());
+            drop((bytes, fresh));
+
             let node = dir.path().join(format!("node-{size}-{round}"));
             let started = Instant::now();
             let summary = wasmpak(moto, &["pull", &url, node.to_str().unwrap(), "--json"]);
@@ -219,20 +234,26 @@ fn pull_throughput(moto: &moto::Moto) {
             }
             std::fs::remove_dir_all(&node).unwrap();
         }
-        let (get, pull, inside) = (median(get), median(pull), median(inside));
+        let (get, first_byte, cold) = (median(get), median(first_byte), median(cold));
+        let (pull, inside) = (median(pull), median(inside));
         let mib = (size / MIB) as f64;
+        let rate = |d: Duration| mib / d.as_secs_f64();
         table.push(format!(
-            "| {} MiB | {:.0} MiB/s | {:.0} MiB/s | {:.2}x | {:.2}x |",
+            "| {} MiB | {:.0} MiB/s | {:.0} MiB/s | {:.0} MiB/s | {:.2}x | {:.2}x | {:.2}x |",
             size / MIB,
-            mib / get.as_secs_f64(),
-            mib / pull.as_secs_f64(),
-            get.as_secs_f64() / pull.as_secs_f64(),
-            get.as_secs_f64() / inside.as_secs_f64(),
+            rate(get),
+            rate(cold),
+            rate(pull),
+            rate(pull) / rate(get),
+            rate(pull) / rate(cold),
+            rate(inside) / rate(get),
         ));
         let mut row = format!(
-            "| {} MiB | {:.1} | {:.1} | {:.1} |",
+            "| {} MiB | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
             size / MIB,
+            ms(first_byte),
             ms(get),
+            ms(cold),
             ms(pull),
             ms(pull.saturating_sub(inside))
         );
@@ -244,14 +265,26 @@ fn pull_throughput(moto: &moto::Moto) {
         rt.block_on(store.put(&path, PutPayload::from_static(b"")))
             .unwrap();
     }
-    println!("| pack | GET | pull (a process) | pull/GET | pull inside the process/GET |");
-    println!("|---:|---:|---:|---:|---:|");
+    println!(
+        "| pack | GET | GET, new client | pull (a process) | pull/GET | pull/GET, new client \
+         | pull inside the process/GET |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
     for row in table {
         println!("{row}");
     }
-    println!("\nWhere a pull's time goes (medians, ms; `process` is the wall time outside `run`)");
-    println!("| pack | GET | pull | process | {} |", PHASES.join(" | "));
-    println!("|---:|---:|---:|---:|{}", "---:|".repeat(PHASES.len()));
+    println!(
+        "\nWhere the time goes (medians, ms; `process` is the pull's wall time outside its `run`, \
+         sync and verify overlap)"
+    );
+    println!(
+        "| pack | GET: first byte | GET | GET, new client | pull | process | {} |",
+        PHASES.join(" | ")
+    );
+    println!(
+        "|---:|---:|---:|---:|---:|---:|{}",
+        "---:|".repeat(PHASES.len())
+    );
     for row in breakdown {
         println!("{row}");
     }

@@ -162,6 +162,13 @@ fn push_then_pull_round_trips_and_a_second_pull_is_up_to_date() {
     let summary = pulled.json();
     assert_eq!(summary["mode"], "full");
     assert_eq!(summary["entries_added"], 20);
+    // One GET, and the HEAD that checks the object did not change meanwhile.
+    assert_eq!(summary["requests"], 2);
+    assert_eq!(summary["bytes_downloaded"], summary["object_bytes"]);
+    assert!(
+        summary["phases"]["download"].as_u64().unwrap() > 0,
+        "{summary}"
+    );
     let installed = Pack::open(node.join("app.wpk"), &identity("a")).unwrap();
     same_entries(&pack, &installed);
     assert!(installed.verify().unwrap().is_ok());
@@ -507,6 +514,32 @@ fn bad_urls_objects_and_packs_are_one_line_errors_that_install_nothing() {
     std::fs::write(node.join("app.wpk"), b"mine").unwrap();
     run(wasmpak(moto, &["pull", &url, node_arg])).fails(1, &["app.wpk", "--replace"]);
     assert_eq!(std::fs::read(node.join("app.wpk")).unwrap(), b"mine");
+}
+
+#[test]
+fn a_truncated_object_is_refused_and_nothing_installed() {
+    let moto = Moto::shared();
+    let bucket = moto.bucket("truncated");
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("app.wpk");
+    pack_with(&source, "a", 0..3, 3 << 20); // several write batches
+    let bytes = std::fs::read(&source).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = moto.store(&bucket);
+    let node = dir.path().join("node");
+    // Cut inside the records, inside the superblock, and by a single byte.
+    for len in [bytes.len() / 2, 100, bytes.len() - 1] {
+        let name = format!("cut-{len}.wpk");
+        let cut = bytes[..len].to_vec();
+        rt.block_on(store.put(&ObjectPath::from(name.as_str()), PutPayload::from(cut)))
+            .unwrap();
+        let url = format!("s3://{bucket}/{name}");
+        run(wasmpak(moto, &["pull", &url, node.to_str().unwrap()])).fails(1, &[&url]);
+        assert!(files_in(&node).is_empty(), "{len}: {:?}", files_in(&node));
+    }
 }
 
 #[test]

@@ -38,9 +38,8 @@ use crate::remote::{self, Remote};
 const WRITE_BUFFER: usize = 1 << 20;
 /// ... or of this many chunks, however small they are.
 const MAX_CHUNKS: usize = 1024;
-/// After this many bytes written, a sync starts in the background, so that the sync before
-/// the rename finds little left to write and the disk works while the network does.
-const SYNC_EVERY: u64 = 32 << 20;
+/// Batches received but not yet written: what the download may run ahead of the disk.
+const BATCHES_IN_FLIGHT: usize = 8;
 
 /// Arguments of `wasmpak pull`.
 #[derive(Debug, clap::Args)]
@@ -96,11 +95,13 @@ pub struct Phases {
     pub request: u64,
     /// Receiving and writing the body.
     pub download: u64,
-    /// Checking the object's ETag after the download.
+    /// Waiting for the check of the object's ETag after the download (it runs during the
+    /// sync and the verification).
     pub check: u64,
-    /// Making the file durable before it is installed.
+    /// Making the file durable before it is installed (at the same time as `verify`).
     pub sync: u64,
-    /// Checking every checksum (and the signature, if keys are given).
+    /// Checking every checksum, and the signature if keys are given (at the same time as
+    /// `sync`).
     pub verify: u64,
     /// Renaming into place and syncing the directory.
     pub install: u64,
@@ -402,91 +403,103 @@ impl Download {
     }
 
     /// Writes the body of the GET into the file as it arrives, checking first that it starts
-    /// with a pack's superblock, whose identity it returns. Chunks are written as received
-    /// (no copy into a buffer of ours), and their writeback to disk starts at once, so that
-    /// the sync before the rename finds little left to do.
+    /// with a pack's superblock, whose identity it returns. Chunks go to the file as received
+    /// (no copy into a buffer of ours) on a thread of their own, so that receiving never waits
+    /// for the disk, and their writeback starts at once, so that the sync before the rename
+    /// finds little left to do.
     async fn stream(
         &self,
         source: &Source<'_>,
         mut body: BoxStream<'static, wasmpak::object_store::Result<Bytes>>,
     ) -> Result<PackIdentity, CliError> {
         let remote = source.remote;
-        let mut written = 0;
+        let (batches, received) = tokio::sync::mpsc::channel::<Pending>(BATCHES_IN_FLIGHT);
+        let writer = {
+            let file = self.file.clone();
+            tokio::task::spawn_blocking(move || write_batches(&file, received))
+        };
         let mut identity = None;
         let mut pending = Pending::default();
-        let mut synced_to = written;
-        let mut syncing: Option<tokio::task::JoinHandle<std::io::Result<()>>> = None;
+        let mut received_len = 0;
+        let mut outcome = Ok(());
         while let Some(chunk) = remote.within("download", body.next()).await? {
-            pending.push(chunk.map_err(|e| source.failed(&e))?);
-            if pending.len < WRITE_BUFFER
-                && (identity.is_none() || pending.chunks.len() < MAX_CHUNKS)
-            {
+            let chunk = chunk.map_err(|e| source.failed(&e))?;
+            received_len += chunk.len() as u64;
+            pending.push(chunk);
+            let full = pending.len >= WRITE_BUFFER || pending.chunks.len() >= MAX_CHUNKS;
+            if !full || (identity.is_none() && pending.len < WRITE_BUFFER) {
                 continue;
             }
             if identity.is_none() {
                 identity = Some(decode(&pending.prefix(SUPERBLOCK_LEN), source)?.1);
                 remote::pause_point().await;
             }
-            let len = self.write(&mut pending)?;
-            start_writeback(&self.file, written, len);
-            written += len;
-            if written - synced_to >= SYNC_EVERY && syncing.as_ref().is_none_or(|s| s.is_finished())
-            {
-                let file = self.file.clone();
-                syncing = Some(tokio::task::spawn_blocking(move || file.sync_data()));
-                synced_to = written;
+            if batches.send(std::mem::take(&mut pending)).await.is_err() {
+                outcome = Err(()); // the writer failed: its error is below
+                break;
             }
         }
-        if let Some(sync) = syncing {
-            // Its outcome does not matter: the sync before the rename is the one relied on.
-            let _ = sync.await;
-        }
-        let identity = match identity {
-            Some(identity) => identity,
-            None => decode(&pending.prefix(SUPERBLOCK_LEN), source)?.1,
+        let identity = match (outcome, identity) {
+            (Err(()), _) => None,
+            (Ok(()), Some(identity)) => Some(identity),
+            (Ok(()), None) => Some(decode(&pending.prefix(SUPERBLOCK_LEN), source)?.1),
         };
-        written += self.write(&mut pending)?;
-        if written != source.meta.size {
+        if identity.is_some() {
+            let _ = batches.send(pending).await;
+        }
+        drop(batches);
+        let shown = self.temp.display();
+        writer
+            .await
+            .map_err(|e| CliError::new(format!("cannot write {shown}: {e}")))?
+            .map_err(|e| CliError::new(format!("cannot write {shown}: {e}")))?;
+        let Some(identity) = identity else {
+            // Unreachable: the writer stops early only with an error, returned above.
             return Err(CliError::new(format!(
-                "cannot download {}: the object ended at byte {written}, expected {}",
+                "cannot write {shown}: the writer stopped"
+            )));
+        };
+        if received_len != source.meta.size {
+            return Err(CliError::new(format!(
+                "cannot download {}: the object ended at byte {received_len}, expected {}",
                 source.remote.url, source.meta.size
             )));
         }
         Ok(identity)
     }
 
-    /// Appends the pending chunks to the file; returns how many bytes that was.
-    fn write(&self, pending: &mut Pending) -> Result<u64, CliError> {
-        let error = |e| CliError::new(format!("cannot write {}: {e}", self.temp.display()));
-        let mut slices: Vec<IoSlice<'_>> = pending.chunks.iter().map(|c| IoSlice::new(c)).collect();
-        let mut slices = &mut slices[..];
-        while !slices.is_empty() {
-            match (&*self.file).write_vectored(slices) {
-                Ok(0) => return Err(error(std::io::Error::from(std::io::ErrorKind::WriteZero))),
-                Ok(n) => IoSlice::advance_slices(&mut slices, n),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(error(e)),
-            }
-        }
-        let len = pending.len as u64;
-        pending.chunks.clear();
-        pending.len = 0;
-        Ok(len)
-    }
-
-    /// Syncs the file and verifies the whole pack. Returns its entry count.
+    /// Syncs the file and, meanwhile, verifies the whole pack: the verification reads what
+    /// the file holds, which the sync does not change. Returns the pack's entry count.
     fn sync_and_verify(
         &self,
         url: &str,
         identity: &PackIdentity,
         phases: &mut Phases,
     ) -> Result<u64, CliError> {
-        let mut mark = Instant::now();
-        let shown = self.temp.display();
-        self.file
-            .sync_data()
-            .map_err(|e| CliError::new(format!("cannot write {shown}: {e}")))?;
-        phases.sync = lap(&mut mark);
+        let (synced, verified) = std::thread::scope(|scope| {
+            let sync = scope.spawn(|| {
+                let started = Instant::now();
+                (self.file.sync_data(), started.elapsed())
+            });
+            let started = Instant::now();
+            let verified = self.verify(url, identity);
+            phases.verify = started.elapsed().as_nanos() as u64;
+            (sync.join(), verified)
+        });
+        let (synced, took) = synced.map_err(|_| {
+            CliError::new(format!(
+                "cannot write {}: the sync failed",
+                self.temp.display()
+            ))
+        })?;
+        phases.sync = took.as_nanos() as u64;
+        synced.map_err(|e| CliError::new(format!("cannot write {}: {e}", self.temp.display())))?;
+        verified
+    }
+
+    /// Checks every checksum of the downloaded pack (and its signature when keys are
+    /// configured). Returns its entry count.
+    fn verify(&self, url: &str, identity: &PackIdentity) -> Result<u64, CliError> {
         // Signed packs: the trusted keys travel in `open::options()` (like every other
         // command's), so opening and verifying here is where a signature gets checked.
         let pack = open::options().open(&self.temp, identity).map_err(|e| {
@@ -500,7 +513,6 @@ impl Download {
                 report.problems().len() - 1
             )));
         }
-        phases.verify = lap(&mut mark);
         Ok(report.entries())
     }
 
@@ -539,24 +551,58 @@ impl Pending {
     }
 }
 
-/// Starts writing `len` bytes of `file` from `offset` to disk without waiting for them: a
-/// head start for the sync before the rename, which is the one relied on.
+/// Appends the batches `received` to `file` until the sender is done, starting the
+/// writeback of each at once.
+fn write_batches(
+    file: &File,
+    mut received: tokio::sync::mpsc::Receiver<Pending>,
+) -> std::io::Result<()> {
+    let mut written = 0;
+    let mut synced_to = 0;
+    while let Some(batch) = received.blocking_recv() {
+        let mut slices: Vec<IoSlice<'_>> = batch.chunks.iter().map(|c| IoSlice::new(c)).collect();
+        let mut slices = &mut slices[..];
+        while !slices.is_empty() {
+            match (&*file).write_vectored(slices) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => IoSlice::advance_slices(&mut slices, n),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        written += batch.len as u64;
+        if start_writeback(file, synced_to, written - synced_to) {
+            synced_to = written;
+        }
+    }
+    Ok(())
+}
+
+/// Starts writing `len` bytes of `file` from `offset` to disk, without waiting for them where
+/// the system allows: a head start for the sync before the rename, which is the one relied
+/// on. Returns whether it started (else the range is left for a later call).
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)] // One system call std does not offer; its contract is below.
-fn start_writeback(file: &File, offset: u64, len: u64) {
+fn start_writeback(file: &File, offset: u64, len: u64) -> bool {
     use std::os::fd::AsRawFd;
     let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
-        return;
+        return true;
     };
     // SAFETY: `sync_file_range` takes no pointers, only a descriptor, which stays open for
     // the call because `file` is borrowed; its result is ignored because nothing relies on it.
     unsafe {
         libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
     }
+    true
 }
 
+/// Elsewhere a plain sync does it, once enough has piled up (it waits, but only on the
+/// writer's thread).
 #[cfg(not(target_os = "linux"))]
-fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
+fn start_writeback(file: &File, _offset: u64, len: u64) -> bool {
+    const SYNC_EVERY: u64 = 32 << 20;
+    len >= SYNC_EVERY && file.sync_data().is_ok()
+}
 
 impl Drop for Download {
     fn drop(&mut self) {

@@ -73,12 +73,26 @@ impl Remote {
                 let builder = AmazonS3Builder::from_env().with_url(url);
                 // An endpoint the user spelled with http:// (a local MinIO or test server) is
                 // meant to be used as it is, as the AWS CLI does.
-                let plain_http = ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT"]
-                    .iter()
-                    .filter_map(|name| std::env::var(name).ok())
-                    .any(|endpoint| endpoint.starts_with("http://"));
+                let endpoints: Vec<String> =
+                    ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT"]
+                        .iter()
+                        .filter_map(|name| std::env::var(name).ok())
+                        .collect();
+                let plain_http = endpoints.iter().any(|e| e.starts_with("http://"));
+                // Loading the system's root certificates is most of a short pull's start-up,
+                // and only TLS needs them: not when every request goes to a plain http://
+                // endpoint, signed with keys from the environment (no token service to ask
+                // over https).
+                let no_tls = plain_http
+                    && endpoints.iter().all(|e| e.starts_with("http://"))
+                    && (has_all(&["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"])
+                        || has_any(&["AWS_SKIP_SIGNATURE"]));
                 builder
-                    .with_client_options(options.with_allow_http(plain_http))
+                    .with_client_options(
+                        options
+                            .with_allow_http(plain_http)
+                            .with_no_system_certificates(no_tls),
+                    )
                     .with_retry(retry)
                     .build()
                     .map(|s| Arc::new(s) as Arc<dyn ObjectStore>)
@@ -183,6 +197,10 @@ const AZURE_CREDENTIALS: &[&str] = &[
 
 fn has_any(names: &[&str]) -> bool {
     names.iter().any(|name| std::env::var_os(name).is_some())
+}
+
+fn has_all(names: &[&str]) -> bool {
+    names.iter().all(|name| std::env::var_os(name).is_some())
 }
 
 /// An `object_store` error in a line: the store's own words where they name a well-known
