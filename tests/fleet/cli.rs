@@ -530,16 +530,28 @@ fn a_truncated_object_is_refused_and_nothing_installed() {
         .unwrap();
     let store = moto.store(&bucket);
     let node = dir.path().join("node");
-    // Cut inside the records, inside the superblock, and by a single byte.
-    for len in [bytes.len() / 2, 100, bytes.len() - 1] {
+    // The pack file itself, as `aws s3 cp` would upload it (its other commit slot holds an
+    // older, empty commit), cut inside the records, by a single byte, and inside the
+    // superblock: never installed as the older commit.
+    for len in [bytes.len() / 2, bytes.len() - 1, 100] {
         let name = format!("cut-{len}.wpk");
         let cut = bytes[..len].to_vec();
         rt.block_on(store.put(&ObjectPath::from(name.as_str()), PutPayload::from(cut)))
             .unwrap();
         let url = format!("s3://{bucket}/{name}");
-        run(wasmpak(moto, &["pull", &url, node.to_str().unwrap()])).fails(1, &[&url]);
+        let refused = run(wasmpak(moto, &["pull", &url, node.to_str().unwrap()])).fails(1, &[&url]);
+        if len > 100 {
+            assert!(refused.stderr.contains("truncated"), "{}", refused.stderr);
+        }
         assert!(files_in(&node).is_empty(), "{len}: {:?}", files_in(&node));
     }
+    // Into a local pack of the same identity (a delta pull): refused too, the pack untouched.
+    let len = bytes.len() / 2;
+    let local = pack_with(&node.join(format!("cut-{len}.wpk")), "a", 0..1, 10);
+    let before = std::fs::read(local.path()).unwrap();
+    let url = format!("s3://{bucket}/cut-{len}.wpk");
+    run(wasmpak(moto, &["pull", &url, node.to_str().unwrap()])).fails(1, &[&url, "truncated"]);
+    assert_eq!(std::fs::read(local.path()).unwrap(), before);
 }
 
 #[test]

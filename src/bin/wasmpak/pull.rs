@@ -324,8 +324,21 @@ fn decode(
     source: &Source<'_>,
 ) -> Result<(snapshot::Superblock, PackIdentity), CliError> {
     let url = &source.remote.url;
+    let size = source.meta.size;
     let superblock = &bytes[..bytes.len().min(SUPERBLOCK_LEN as usize)];
-    let decoded = snapshot::decode_superblock(superblock, source.meta.size)
+    // A pack file falls back to its previous commit when its latest one does not fit (a
+    // crash mid-append); an object is whole or damaged: one cut short is refused, not
+    // installed as an older version of itself.
+    if let Ok(latest) = snapshot::decode_superblock(superblock, u64::MAX)
+        && latest.commit.committed_len > size
+    {
+        return Err(CliError::new(format!(
+            "pack {url} is truncated: its latest commit ends at byte {}, the object at byte \
+             {size}; nothing was installed",
+            latest.commit.committed_len
+        )));
+    }
+    let decoded = snapshot::decode_superblock(superblock, size)
         .map_err(|e| CliError::new(header_problem(url, &e)))?;
     let identity = PackIdentity::decode(&decoded.identity)
         .map_err(|e| CliError::new(format!("pack {url} is corrupt: its identity: {e}")))?;
