@@ -202,6 +202,7 @@ fn pull_throughput(moto: &moto::Moto) {
         wasmpak(moto, &["push", source.to_str().unwrap(), &url]);
         let path = ObjectPath::from(format!("p{size}.wpk"));
         let (mut get, mut first_byte, mut cold) = (Vec::new(), Vec::new(), Vec::new());
+        let mut disk = Vec::new();
         let (mut pull, mut inside, mut other) = (Vec::new(), Vec::new(), Vec::new());
         let mut phases = vec![Vec::new(); PHASES.len()];
         for round in 0..PULL_ROUNDS {
@@ -223,7 +224,17 @@ fn pull_throughput(moto: &moto::Moto) {
                 .block_on(async { fresh.get(&path).await?.bytes().await })
                 .unwrap();
             cold.push(started.elapsed());
-            drop((bytes, fresh));
+            drop(fresh);
+
+            // The floor of any durable install: the same bytes written and synced, alone.
+            let floor = dir.path().join(format!("floor-{size}-{round}"));
+            let started = Instant::now();
+            let file = std::fs::File::create(&floor).unwrap();
+            std::io::Write::write_all(&mut &file, &bytes).unwrap();
+            file.sync_data().unwrap();
+            disk.push(started.elapsed());
+            drop(file);
+            std::fs::remove_file(&floor).unwrap();
 
             let node = dir.path().join(format!("node-{size}-{round}"));
             let started = Instant::now();
@@ -234,18 +245,19 @@ fn pull_throughput(moto: &moto::Moto) {
             for (name, samples) in PHASES.iter().zip(&mut phases) {
                 samples.push(Duration::from_nanos(phase(name)));
             }
-            // The rest of `run`: what no phase covers (sync and verify overlap).
-            let covered = ["connect", "request", "download", "check", "install"]
+            // The rest of `run`: what no phase covers (check, check, sync and verify overlap).
+            let covered = ["connect", "request", "download", "install"]
                 .map(phase)
                 .iter()
                 .sum::<u64>()
-                + phase("sync").max(phase("verify"));
+                + phase("check").max(phase("sync")).max(phase("verify"));
             other.push(Duration::from_nanos(
                 summary["nanos"].as_u64().unwrap().saturating_sub(covered),
             ));
             std::fs::remove_dir_all(&node).unwrap();
         }
         let (get, first_byte, cold) = (median(get), median(first_byte), median(cold));
+        let disk = median(disk);
         let (pull, inside) = (median(pull), median(inside));
         let mib = (size / MIB) as f64;
         let rate = |d: Duration| mib / d.as_secs_f64();
@@ -260,11 +272,12 @@ fn pull_throughput(moto: &moto::Moto) {
             rate(inside) / rate(get),
         ));
         let mut row = format!(
-            "| {} MiB | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            "| {} MiB | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
             size / MIB,
             ms(first_byte),
             ms(get),
             ms(cold),
+            ms(disk),
             ms(pull),
             ms(pull.saturating_sub(inside))
         );
@@ -287,16 +300,14 @@ fn pull_throughput(moto: &moto::Moto) {
     }
     println!(
         "\nWhere the time goes (medians, ms; `process` is the pull's wall time outside its `run`, \
-         sync and verify overlap)"
+         check, sync and verify overlap)"
     );
     println!(
-        "| pack | GET: first byte | GET | GET, new client | pull | process | {} |",
+        "| pack | GET: first byte | GET | GET, new client | write + fdatasync alone | pull \
+         | process | {} | other |",
         PHASES.join(" | ")
     );
-    println!(
-        "|---:|---:|---:|---:|---:|---:|{}",
-        "---:|".repeat(PHASES.len())
-    );
+    println!("|---:|{}", "---:|".repeat(PHASES.len() + 7));
     for row in breakdown {
         println!("{row}");
     }

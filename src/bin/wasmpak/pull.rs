@@ -95,8 +95,8 @@ pub struct Phases {
     pub request: u64,
     /// Receiving and writing the body.
     pub download: u64,
-    /// Waiting for the check of the object's ETag after the download (it runs during the
-    /// sync and the verification).
+    /// Waiting for the check of the object's ETag, asked when the body had arrived (it runs
+    /// while the last bytes are written, the file synced and verified).
     pub check: u64,
     /// Making the file durable before it is installed (at the same time as `verify`).
     pub sync: u64,
@@ -191,7 +191,8 @@ pub fn run(args: Args) -> Result<(), CliError> {
         ))
     })?;
     let dest = args.dir.join(&name);
-    let runtime = remote::runtime()?;
+    // One thread: the download is one connection, and the disk has threads of its own.
+    let runtime = remote::current_thread_runtime()?;
     let connect = started.elapsed().as_nanos() as u64;
     let mut summary = runtime.block_on(pull(&remote, &dest, args.replace))?;
     summary.phases.connect = connect;
@@ -289,28 +290,36 @@ async fn full(remote: &Remote, dest: &Path, summary: &mut Summary) -> Result<(),
     };
     summary.object_bytes = source.meta.size;
     summary.requests = 2;
-    let download = Download::create(dest)?;
+    let download = Arc::new(Download::create(dest)?);
     summary.phases.request = lap(&mut mark);
-    let identity = download.stream(&source, response.into_stream()).await?;
+    let (identity, check) = download.stream(&source, response.into_stream()).await?;
     summary.bytes_downloaded = source.meta.size;
     summary.phases.download = lap(&mut mark);
-    // One GET is one version of the object; a last look at the ETag still catches a store
-    // that mixes two uploads in one body, or an upload that landed as the last bytes arrived.
-    let check = {
-        let remote = remote.clone();
-        tokio::spawn(async move { head(&remote).await })
+    let verifying = {
+        let (download, url) = (download.clone(), remote.url.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut phases = Phases::default();
+            let verified = download.sync_and_verify(&url, &identity, &mut phases);
+            (verified, phases)
+        })
     };
-    let entries = tokio::task::block_in_place(|| {
-        download.sync_and_verify(&remote.url, &identity, &mut summary.phases)
-    })?;
-    mark = Instant::now();
+    // One GET is one version of the object; the ETag's last check, asked when the body had
+    // arrived, still catches a store that mixes two uploads in one body, or an upload that
+    // landed as the last bytes arrived.
     let now = check
         .await
-        .map_err(|e| CliError::new(format!("cannot read {}: {e}", remote.url)))??;
+        .map_err(|e| CliError::new(format!("cannot read {}: {e}", remote.url)))?;
+    summary.phases.check = lap(&mut mark);
+    let (verified, phases) = verifying
+        .await
+        .map_err(|e| CliError::new(format!("cannot verify the pack from {}: {e}", remote.url)))?;
+    (summary.phases.sync, summary.phases.verify) = (phases.sync, phases.verify);
+    let now = now?;
     if now.e_tag != source.meta.e_tag || now.size != source.meta.size {
         return Err(source.replaced());
     }
-    summary.phases.check = lap(&mut mark);
+    let entries = verified?;
+    mark = Instant::now();
     download.install()?;
     summary.phases.install = lap(&mut mark);
     summary.entries_added = entries;
@@ -376,6 +385,9 @@ async fn request_error(remote: &Remote, error: wasmpak::object_store::Error) -> 
     }
 }
 
+/// The check of the object's ETag after its body arrived: its metadata then.
+type Check = tokio::task::JoinHandle<Result<ObjectMeta, CliError>>;
+
 /// A download in progress: a temporary file beside the destination, locked while in use,
 /// removed unless installed.
 struct Download {
@@ -424,7 +436,7 @@ impl Download {
         &self,
         source: &Source<'_>,
         mut body: BoxStream<'static, wasmpak::object_store::Result<Bytes>>,
-    ) -> Result<PackIdentity, CliError> {
+    ) -> Result<(PackIdentity, Check), CliError> {
         let remote = source.remote;
         let (batches, received) = tokio::sync::mpsc::channel::<Pending>(BATCHES_IN_FLIGHT);
         let writer = {
@@ -461,6 +473,12 @@ impl Download {
             let _ = batches.send(pending).await;
         }
         drop(batches);
+        // The whole body is here: ask whether the object is still the version the GET
+        // served while the writer catches up, the file is synced and verified.
+        let check = {
+            let remote = remote.clone();
+            tokio::spawn(async move { head(&remote).await })
+        };
         let shown = self.temp.display();
         writer
             .await
@@ -478,7 +496,7 @@ impl Download {
                 source.remote.url, source.meta.size
             )));
         }
-        Ok(identity)
+        Ok((identity, check))
     }
 
     /// Syncs the file and, meanwhile, verifies the whole pack: the verification reads what

@@ -228,6 +228,14 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
         .map_err(|e| CliError::new(format!("cannot start the network runtime: {e}")))
 }
 
+/// A runtime on the calling thread alone, for transfers that are one stream of requests.
+pub fn current_thread_runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::new(format!("cannot start the network runtime: {e}")))
+}
+
 /// Test hook: with the `fault-injection` feature, a transfer stops after its first part
 /// while the file `WASMPAK_PAUSE_FILE` exists, having created `{file}.reached`, so that tests
 /// can stop the server, kill the process or replace the object at a known point.
