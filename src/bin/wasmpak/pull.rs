@@ -3,11 +3,19 @@
 //!
 //! A reader never sees half a download: the pack is written to a temporary file beside its
 //! destination, synced, verified whole (every checksum, and the signature once packs carry
-//! one), and only then renamed into place. Every request asks for the version of the object
-//! the pull started with (`If-Match` its ETag), so an object replaced during the download is
-//! detected and reported, never mixed with the old one (and a last look at the ETag after the
-//! download catches a store that ignores the condition). A pull killed midway leaves only its
-//! temporary file, which the next pull into the directory removes.
+//! one), and only then renamed into place. A full pull is one GET, whose answer names the
+//! version (ETag) the pull holds to: `object_store` resumes a broken body only from that
+//! version, and a HEAD asked as soon as the body has arrived (answered while the file is
+//! synced and verified) reports an object replaced during the download instead of installing
+//! it. A delta pull's range requests all ask for the version its first HEAD saw (`If-Match`).
+//! An object shorter than its latest commit is refused, not installed as an older commit. A
+//! pull killed midway leaves only its temporary file, which the next pull into the directory
+//! removes.
+//!
+//! A full pull costs what its bytes cost to arrive or to reach the disk, whichever is slower,
+//! plus about one round trip: the writes run on a thread of their own as the body streams in,
+//! their writeback starts every few MiB, and the sync, the verification and the last HEAD run
+//! at once. `--json` reports where the time went (`phases`).
 //!
 //! Into a directory that already holds a pack of that name and identity, `pull` fetches only
 //! the entries the local pack lacks (see `delta.rs`) and appends them through the pack's own
@@ -38,6 +46,10 @@ use crate::remote::{self, Remote};
 const WRITE_BUFFER: usize = 1 << 20;
 /// ... or of this many chunks, however small they are.
 const MAX_CHUNKS: usize = 1024;
+/// The writeback of written bytes starts in pieces of this size: fewer, larger writes than
+/// one per batch (measured faster on the fleet benchmark's 16 MiB pull), early enough that
+/// the sync before the rename finds little left to do.
+const WRITEBACK_EVERY: u64 = 4 << 20;
 /// Batches received but not yet written: what the download may run ahead of the disk.
 const BATCHES_IN_FLIGHT: usize = 8;
 
@@ -583,7 +595,7 @@ impl Pending {
 }
 
 /// Appends the batches `received` to `file` until the sender is done, starting the
-/// writeback of each at once.
+/// writeback every [`WRITEBACK_EVERY`] bytes.
 fn write_batches(
     file: &File,
     mut received: tokio::sync::mpsc::Receiver<Pending>,
@@ -602,7 +614,9 @@ fn write_batches(
             }
         }
         written += batch.len as u64;
-        if start_writeback(file, synced_to, written - synced_to) {
+        if written - synced_to >= WRITEBACK_EVERY
+            && start_writeback(file, synced_to, written - synced_to)
+        {
             synced_to = written;
         }
     }
@@ -628,7 +642,7 @@ fn start_writeback(file: &File, offset: u64, len: u64) -> bool {
 }
 
 /// Elsewhere a plain sync does it, once enough has piled up (it waits, but only on the
-/// writer's thread).
+/// writer's thread, while the download goes on).
 #[cfg(not(target_os = "linux"))]
 fn start_writeback(file: &File, _offset: u64, len: u64) -> bool {
     const SYNC_EVERY: u64 = 32 << 20;
