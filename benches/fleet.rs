@@ -10,7 +10,8 @@
 //!    most 0.2x the bytes).
 //!
 //! Run: `cargo bench --features object-store,cli --bench fleet` (append `-- pull`, `-- load`
-//! or `-- delta` for one part). Variants are interleaved round by round and medians
+//! or `-- delta` for one part; set `FLEET_BASELINE_WASMPAK` to another build of the tool to
+//! time its pulls in the same rounds). Variants are interleaved round by round and medians
 //! reported, so drift in the machine's speed affects all alike.
 
 #[path = "../tests/fleet/moto.rs"]
@@ -195,6 +196,9 @@ fn pull_throughput(moto: &moto::Moto) {
     let dir = tempfile::tempdir().unwrap();
     let mut table = Vec::new();
     let mut breakdown = Vec::new();
+    // Another build of the tool to compare with, pulling in the same rounds.
+    let baseline = std::env::var_os("FLEET_BASELINE_WASMPAK");
+    let mut baseline_rows = Vec::new();
     for size in [4 * MIB, 16 * MIB, 64 * MIB, 128 * MIB] {
         let source = dir.path().join(format!("p{size}.wpk"));
         pack_with(&source, 0..(size / MIB) as u64, MIB);
@@ -202,7 +206,7 @@ fn pull_throughput(moto: &moto::Moto) {
         wasmpak(moto, &["push", source.to_str().unwrap(), &url]);
         let path = ObjectPath::from(format!("p{size}.wpk"));
         let (mut get, mut first_byte, mut cold) = (Vec::new(), Vec::new(), Vec::new());
-        let mut disk = Vec::new();
+        let (mut disk, mut before) = (Vec::new(), Vec::new());
         let (mut pull, mut inside, mut other) = (Vec::new(), Vec::new(), Vec::new());
         let mut phases = vec![Vec::new(); PHASES.len()];
         for round in 0..PULL_ROUNDS {
@@ -255,6 +259,28 @@ fn pull_throughput(moto: &moto::Moto) {
                 summary["nanos"].as_u64().unwrap().saturating_sub(covered),
             ));
             std::fs::remove_dir_all(&node).unwrap();
+
+            if let Some(baseline) = &baseline {
+                let started = Instant::now();
+                let output = Command::new(baseline)
+                    .args(["pull", &url, node.to_str().unwrap()])
+                    .envs(moto.env())
+                    .output()
+                    .unwrap();
+                assert!(output.status.success(), "{output:?}");
+                before.push(started.elapsed());
+                std::fs::remove_dir_all(&node).unwrap();
+            }
+        }
+        if !before.is_empty() {
+            let (before, now) = (median(before.clone()), median(pull.clone()));
+            baseline_rows.push(format!(
+                "| {} MiB | {:.1} ms | {:.1} ms | {:.2}x |",
+                size / MIB,
+                ms(before),
+                ms(now),
+                now.as_secs_f64() / before.as_secs_f64()
+            ));
         }
         let (get, first_byte, cold) = (median(get), median(first_byte), median(cold));
         let disk = median(disk);
@@ -310,6 +336,14 @@ fn pull_throughput(moto: &moto::Moto) {
     println!("|---:|{}", "---:|".repeat(PHASES.len() + 7));
     for row in breakdown {
         println!("{row}");
+    }
+    if !baseline_rows.is_empty() {
+        println!("\nThis build's pull against FLEET_BASELINE_WASMPAK's, same rounds");
+        println!("| pack | baseline pull | this pull | this/baseline time |");
+        println!("|---:|---:|---:|---:|");
+        for row in baseline_rows {
+            println!("{row}");
+        }
     }
 }
 
