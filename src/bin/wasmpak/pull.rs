@@ -89,7 +89,7 @@ pub struct Summary {
     pub bytes_downloaded: u64,
     /// The remote object's size.
     pub object_bytes: u64,
-    /// Range requests made.
+    /// Requests made to the store.
     pub requests: u64,
     /// Wall-clock time, nanoseconds.
     pub nanos: u64,
