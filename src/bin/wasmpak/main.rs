@@ -14,6 +14,8 @@ mod compact;
 mod delta;
 mod demo;
 mod demo_caches;
+#[cfg(feature = "object-store")]
+mod download;
 mod engine;
 mod error;
 mod extract;
