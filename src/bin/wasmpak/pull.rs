@@ -2,8 +2,8 @@
 //! `Pack::open` to use.
 //!
 //! A reader never sees half a download: the pack is written to a temporary file beside its
-//! destination, synced, verified whole (every checksum, and the signature once packs carry
-//! one), and only then renamed into place. A full pull is one GET, whose answer names the
+//! destination, synced, verified whole (every checksum; signatures are checked by `install
+//! --key`, which a signed pack goes through after the pull), and only then renamed into place. A full pull is one GET, whose answer names the
 //! version (ETag) the pull holds to: `object_store` resumes a broken body only from that
 //! version, and a HEAD asked as soon as the body has arrived (answered while the file is
 //! synced and verified) reports an object replaced during the download instead of installing
@@ -98,8 +98,7 @@ pub struct Phases {
     pub check: u64,
     /// Making the file durable before it is installed (at the same time as `verify`).
     pub sync: u64,
-    /// Checking every checksum, and the signature if keys are given (at the same time as
-    /// `sync`).
+    /// Checking every checksum (at the same time as `sync`).
     pub verify: u64,
     /// Renaming into place and syncing the directory.
     pub install: u64,
