@@ -102,7 +102,7 @@ impl ModuleCache for FileSystemCache {
 
 #[allow(unsafe_code)] // The one `unsafe` call of this cache; its contract is below.
 fn load_file(path: &Path, engine: &Engine) -> Result<Module, CacheError> {
-    // SAFETY: `deserialize_from_file` maps the file and runs the machine code in it, so the
+    // Why this is sound: `deserialize_from_file` maps the file and runs the machine code in it, so the
     // file must hold an artifact wasmer wrote for this engine and must not change while
     // mapped. This cache only ever creates files by renaming a complete, synced temporary
     // file into place (see `save_file`), so a mapped file is never written to or truncated;
@@ -111,6 +111,7 @@ fn load_file(path: &Path, engine: &Engine) -> Result<Module, CacheError> {
     // engine's target has the CPU features it was compiled for, so stale or foreign files
     // fail cleanly. What it cannot catch is corruption that keeps the layout valid, as there
     // is no checksum: that is what `PackCache` adds.
+    // SAFETY: as above: files only ever appear whole, by rename, and are never modified.
     match unsafe { Module::deserialize_from_file(engine, path) } {
         Ok(module) => Ok(module),
         Err(DeserializeError::Io(error)) if error.kind() == std::io::ErrorKind::NotFound => {

@@ -159,7 +159,8 @@ impl PackOptions {
     /// assert_eq!(pack.get(&Key::from_bytes([1; 32]))?.as_deref(), Some(&b"value"[..]));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    #[allow(unsafe_code)] // An unsafe option: its contract is the Safety section above.
+    #[allow(unsafe_code)] // An `unsafe` option: its contract is the Safety section above.
+    // SAFETY: an `unsafe fn`: the caller takes on the contract in "# Safety" above.
     pub unsafe fn trust_installed(mut self) -> Self {
         self.trust_installed = true;
         self

@@ -46,6 +46,7 @@ pub fn load_cached_file(engine: &Engine, bytes: Bytes) -> Result<Module, Deseria
     // this very call, unchecked too); `import` extends exactly the trust that runtime
     // already places in them, and its documentation says to import nothing else. (3) The
     // `Bytes` owns its buffer, which wasmer keeps with the module.
+    // SAFETY: (1)–(3) above: wasmer checks compatibility, the user vouches for the files.
     unsafe { Module::deserialize(engine, bytes) }
 }
 
@@ -68,5 +69,6 @@ fn deserialize(engine: &Engine, bytes: Bytes) -> Result<Module, DeserializeError
     // (3) Unchanged and alive: `bytes` owns a reference to the pack's read-only mapping,
     //     which wasmer keeps with the artifact; the format never rewrites or truncates
     //     committed bytes. Payloads are 64-byte aligned in a page-aligned mapping.
+    // SAFETY: (1)–(3) above: a compatible engine, checked bytes, alive and unchanged.
     unsafe { Module::deserialize(engine, bytes) }
 }

@@ -1,5 +1,5 @@
 //! One module as one object: where it lives, what is checked before wasmer sees it, and the
-//! unsafe deserialization those checks make sound.
+//! `unsafe` deserialization those checks make sound.
 
 use ::object_store::path::Path as ObjectPath;
 use bytes::Bytes;
@@ -63,7 +63,7 @@ pub(super) fn deserialize(
             "the artifact is not aligned".to_string(),
         ));
     }
-    // SAFETY: `Module::deserialize_unchecked` requires bytes that `Module::serialize`
+    // Why this is sound: `Module::deserialize_unchecked` requires bytes that `Module::serialize`
     // produced for a compatible engine, which stay valid while the module lives. (1) The
     // object's identity (deterministic id, artifact format, ABI version, target triple, CPU
     // features) equals this engine's, checked by `check`, and uploads only ever store
@@ -74,5 +74,6 @@ pub(super) fn deserialize(
     // keeps for the artifact's lifetime, and nothing else writes to it. wasmer still checks
     // the magic, ABI version and CPU features itself. A CRC cannot stop a forgery by someone
     // who can write the bucket: that is an access-control matter, as documented above.
+    // SAFETY: (1)–(4) above: this engine's identity, checked bytes, aligned, owned.
     unsafe { Module::deserialize_unchecked(engine, artifact) }
 }

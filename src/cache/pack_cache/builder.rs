@@ -246,6 +246,7 @@ impl PackCacheBuilder {
     /// As for [`PackOptions::trust_installed`]: the installed files are never modified while
     /// any process loads from them, only replaced by another install.
     #[allow(unsafe_code)] // Carries the contract of `PackOptions::trust_installed`.
+    // SAFETY: an `unsafe fn`: the caller takes on the contract in "# Safety" above.
     pub unsafe fn trust_installed(mut self) -> Self {
         // SAFETY: the caller takes on the same contract.
         self.pack_options = unsafe { self.pack_options.trust_installed() };

@@ -229,25 +229,36 @@ impl PackCache {
 }
 
 /// Deserializes an artifact read from a pack.
-#[allow(unsafe_code)] // The one `unsafe` call of this cache; its contract is below.
+///
+/// `Module::deserialize_unchecked` requires bytes that `Module::serialize` produced for a
+/// compatible engine, and that stay valid and unchanged while the module lives. Why that holds
+/// for every byte this function is given:
+///
+/// 1. *Compatible engine.* Every pack a load reads was opened with an identity this engine can
+///    load (`EngineIdentity::can_load`: the same deterministic id, artifact format, artifact
+///    ABI version and target triple, and a subset of its CPU features; a pack handle never
+///    switches to a file of another identity), and packs only hold artifacts serialized by an
+///    engine of their identity.
+/// 2. *The bytes `serialize` produced.* They were checked before reaching here: by `Pack::get`
+///    (once per entry per process; committed bytes are never rewritten) against the CRC-32
+///    computed from `serialize`'s output when the entry was written, or with trusted keys
+///    against the BLAKE3 hash a trusted key signed, which also stops forgeries; on the trusted
+///    installed path (the `unsafe` `trust_installed`), by the install that verified the
+///    sealed, read-only file, which the caller's contract keeps unchanged since.
+/// 3. *Aligned.* Payloads are 64-byte aligned in a page-aligned mapping, or in an embedded pack
+///    whose first byte `Pack::from_bytes` checked to be 64-byte aligned, as rkyv's archived
+///    types need.
+/// 4. *Alive and unchanged.* The `Bytes` owns an `Arc` of the read-only mapping, which wasmer
+///    keeps for the artifact's lifetime, and the format never modifies or truncates committed
+///    bytes; for an embedded pack it is a slice of `&'static` bytes or of a `Bytes` the cache
+///    holds, immutable by `Bytes`'s contract and kept alive by the slice itself.
+///
+/// wasmer still checks the magic, ABI version and CPU features itself. A CRC cannot stop a
+/// deliberate forgery by someone who can write the pack: that is why packs writable by other
+/// users are refused, and what signatures are for.
+#[allow(unsafe_code)] // The one `unsafe` call of this cache; its contract is above.
 fn deserialize(engine: &Engine, bytes: Bytes) -> Result<Module, wasmer::DeserializeError> {
-    // SAFETY: `Module::deserialize_unchecked` requires bytes that `Module::serialize`
-    // produced for a compatible engine, and that stay valid and unchanged while the module
-    // lives. (1) Every pack a load reads was opened with an identity this engine can load
-    // (`EngineIdentity::can_load`: the same deterministic id, artifact format, artifact ABI
-    // version and target triple, and a subset of its CPU features; a pack handle never
-    // switches to a file of another identity) and only holds artifacts serialized by an
-    // engine with that identity. (2) `Pack::get` checked the
-    // bytes' CRC-32 against the checksum computed from `serialize`'s output when the entry
-    // was written (once per entry per process; committed bytes are never rewritten), so they
-    // are exactly those bytes, not a torn write or a flipped bit. (3) Payloads are 64-byte
-    // aligned in a page-aligned mapping, or in an embedded pack whose first byte
-    // `Pack::from_bytes` checked to be 64-byte aligned, as rkyv's archived types need. (4) The
-    // `Bytes` owns an `Arc` of the read-only mapping, which wasmer keeps for the artifact's
-    // lifetime, and the format never modifies or truncates committed bytes; for an embedded
-    // pack it is a slice of `&'static` bytes or of a `Bytes` the cache holds, immutable by
-    // `Bytes`'s contract and kept alive by the slice itself. wasmer still checks the magic,
-    // ABI version and CPU features itself. A CRC cannot stop a deliberate forgery by someone
-    // who can write the pack; that is why packs writable by other users are refused.
+    // SAFETY: conditions 1–4 of this function's documentation: a compatible engine, exactly
+    // the bytes `serialize` produced (checked), 64-byte aligned, kept alive and unchanged.
     unsafe { Module::deserialize_unchecked(engine, bytes) }
 }
