@@ -441,3 +441,56 @@ fn compaction_keeps_signatures_and_sealed_packs_refuse_writers() {
     let report = installed.verify_signatures(&[ci.public_key()]).unwrap();
     assert!(report.is_ok(), "{:?}", report.problems());
 }
+
+/// The live commit slot of the pack at `path`, as a reader picks it.
+fn live_commit(path: &Path) -> CommitSlot {
+    use wasmpak::format::superblock::{SLOT_LEN, SLOT_OFFSETS, live_slot};
+    let bytes = std::fs::read(path).unwrap();
+    let slot = |i: usize| &bytes[SLOT_OFFSETS[i] as usize..SLOT_OFFSETS[i] as usize + SLOT_LEN];
+    live_slot([slot(0), slot(1)], bytes.len() as u64).unwrap().1
+}
+
+#[test]
+fn a_torn_chain_of_an_unsynced_commit_gives_way_to_the_commit_before_it() {
+    use wasmpak::Durability;
+    use wasmpak::format::superblock::Publication;
+    let (_dir, path) = scratch();
+    let signer = SecretKey::generate().unwrap();
+    drop(signed_pack(&path, &signer));
+    let synced = live_commit(&path);
+    let unsynced = PackOptions::new()
+        .durability(Durability::None)
+        .open(&path, &identity())
+        .unwrap();
+    // The first unsynced commit syncs before its slot: all of it is durable.
+    unsynced.insert(&key(10), b"late").unwrap();
+    let before = live_commit(&path);
+    // The second writes its signature chain past what was durable.
+    unsynced.sign(&signer).unwrap();
+    let after = live_commit(&path);
+    drop(unsynced);
+    assert_eq!(after.generation, before.generation + 1);
+    assert!(
+        matches!(after.publication, Publication::Unsynced { durable_len } if durable_len <= after.signature_offset),
+        "{after:?}"
+    );
+    // Power loss: the new chain head's payload never reached the disk.
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.write_all_at(&[0u8; 64], after.signature_offset + HEADER_LEN)
+        .unwrap();
+    drop(file);
+
+    // The second unsynced commit rewrote the first one's slot in place, beside the durable
+    // one. The pack opens at that durable commit, whose chain is intact: the entries signed
+    // then are trusted (without the check it opened at the torn commit, and every entry was
+    // refused for its damaged chain).
+    let pack = trusting(&path, &[signer.public_key()]);
+    assert_eq!(pack.stats().unwrap().generation, synced.generation);
+    for n in [0, 1] {
+        assert_eq!(
+            pack.get(&key(n)).unwrap().as_deref(),
+            Some(&value(n, 1000 + n as usize * 77)[..])
+        );
+    }
+    assert_eq!(pack.get(&key(10)).unwrap(), None);
+}

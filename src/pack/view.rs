@@ -7,6 +7,7 @@ use bytes::Bytes;
 
 use crate::format::index::{self, BLOCK_STRIDE, BlockRef, ENTRY_LEN, IndexEntry, Root};
 use crate::format::record::{RecordHeader, RecordKind};
+use crate::format::signature::SignatureRecord;
 use crate::format::superblock::{
     self, CommitSlot, DATA_START, Publication, SLOT_CRC_WORD_AT, SLOT_GENERATION_AT, SLOT_LEN,
 };
@@ -237,7 +238,51 @@ impl View {
                 .map(|b| view.resolve_block(b, same_file))
                 .collect::<Result<_>>()?;
         }
+        if let Publication::Unsynced { durable_len } = commit.publication
+            && commit.signature_offset != 0
+            && same_file.is_none_or(|p| p.commit.signature_offset != commit.signature_offset)
+        {
+            view.check_unsynced_signatures(durable_len)?;
+        }
         Ok(view)
+    }
+
+    /// Checks whole the signature records an unsynced commit wrote past what was durable: a
+    /// power loss may have torn them while the slot survived, and such a commit must be
+    /// refused at load (the older one used, as for a torn index block) rather than found with
+    /// a broken chain that makes every signed entry untrusted. The chain runs from the newest
+    /// record backwards; the walk stops at the first record that starts before `durable_len`
+    /// (it and those before it were durable: damage there is reported when signatures are
+    /// read, as in a synced commit).
+    fn check_unsynced_signatures(&self, durable_len: u64) -> Result<()> {
+        let mut at = self.commit.signature_offset;
+        for _ in 0..=crate::format::signature::MAX_SIGNATURES {
+            if at == 0 {
+                return Ok(());
+            }
+            // Unsynced commits only ever append at or past `durable_len` (the first unsynced
+            // commit after a synced one is synced whole): a record before it was durable, and
+            // damage there is no power loss's doing.
+            if at < durable_len {
+                return Ok(());
+            }
+            let (header, _) = self.record_header(at)?;
+            if header.kind != RecordKind::Signature {
+                return Err(self.corrupt(format!("the record at offset {at} is not a signature")));
+            }
+            let payload = self.record_payload(at, &header)?;
+            let previous = SignatureRecord::decode(payload)
+                .map_err(|e| self.corrupt(format!("signature at offset {at}: {e}")))?
+                .header
+                .previous;
+            if previous >= at {
+                return Err(self.corrupt(format!(
+                    "signature at offset {at} points forward, at offset {previous}"
+                )));
+            }
+            at = previous;
+        }
+        Err(self.corrupt("the signature chain is too long"))
     }
 
     /// Whether no writer has touched a commit slot since this view was loaded. Two pairs of
