@@ -87,13 +87,22 @@ fn only_pack_in(dir: &Path) -> PathBuf {
     packs.into_iter().next().unwrap()
 }
 
-#[test]
-fn a_pack_built_for_a_lower_cpu_level_loads_here_without_compiling() {
+/// This host's engine identity, if it is an x86_64 host above x86-64-v2 (so that a pack built
+/// for x86-64-v2 is one for a lower level); otherwise says the test is skipped.
+fn host_above_x86_64_v2() -> Option<EngineIdentity> {
     let host = EngineIdentity::of(&Engine::default());
     if !host.target_triple().starts_with("x86_64") || host.cpu_level() == "x86-64-v2" {
         eprintln!("skipped: needs an x86_64 host above x86-64-v2");
-        return;
+        return None;
     }
+    Some(host)
+}
+
+#[test]
+fn a_pack_built_for_a_lower_cpu_level_loads_here_without_compiling() {
+    let Some(host) = host_above_x86_64_v2() else {
+        return;
+    };
     let s = Scratch::new();
     let ship = s.path("ship");
     std::fs::create_dir(&ship).unwrap();
@@ -548,11 +557,9 @@ fn extract_defaults_to_stdout_when_piped_and_to_label_bin_on_a_terminal() {
 
 #[test]
 fn run_loads_from_a_pack_built_for_a_lower_cpu_level_and_saves_for_that_level() {
-    let host = EngineIdentity::of(&Engine::default());
-    if !host.target_triple().starts_with("x86_64") || host.cpu_level() == "x86-64-v2" {
-        eprintln!("skipped: needs an x86_64 host above x86-64-v2");
+    let Some(host) = host_above_x86_64_v2() else {
         return;
-    }
+    };
     let s = Scratch::new();
     let pack = s.path("fleet.wpk");
     wasmpak(args(&[
