@@ -117,7 +117,7 @@ fn cases(dir: &Path) -> Vec<Case> {
                 .is_none_or(|o| o.split(',').any(|n| n == *name))
         })
         .map(|&(name, functions, ops)| {
-            let wat = wasmpak::sample::module_wat(1, functions, ops);
+            let wat = wasmpak_samples::module_wat(1, functions, ops);
             let wasm = wasmer::wat2wasm(wat.as_bytes()).unwrap().into_owned();
             let key = ModuleHash::new(&wasm);
             let cached = cache_dir.join(format!("{identity}-{key}.bin"));

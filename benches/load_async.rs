@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use wasmer::{Engine, Module};
 use wasmpak::{EngineIdentity, Key, ModuleCache, ModuleHash, Pack, PackCache, PackOptions, Verify};
 
-/// (name, functions, ops) of `wasmpak::sample::module_wat`.
+/// (name, functions, ops) of `wasmpak_samples::module_wat`.
 const SHAPES: [(&str, u32, u32); 6] = [
     ("7KB", 1, 4),
     ("46KB", 20, 100),
@@ -55,7 +55,7 @@ fn cases(dir: &Path) -> Vec<Case> {
     SHAPES
         .iter()
         .map(|&(name, functions, ops)| {
-            let wat = wasmpak::sample::module_wat(3, functions, ops);
+            let wat = wasmpak_samples::module_wat(3, functions, ops);
             let wasm = wasmer::wat2wasm(wat.as_bytes()).unwrap().into_owned();
             let key = ModuleHash::new(&wasm);
             let artifact = Module::new(&engine, &wasm).unwrap().serialize().unwrap();

@@ -69,7 +69,7 @@ fn main() {
     }
     let dir = tempfile::tempdir().unwrap();
     let engine = Engine::default();
-    let wat = wasmpak::sample::module_wat(1, SHAPE.0, SHAPE.1);
+    let wat = wasmpak_samples::module_wat(1, SHAPE.0, SHAPE.1);
     eprintln!("compiling the sample module...");
     let wasm = wasmer::wat2wasm(wat.as_bytes()).unwrap();
     let key = ModuleHash::new(&wasm);

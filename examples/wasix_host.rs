@@ -32,7 +32,7 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     // Several programs: the WASI tool that comes with wasmpak's samples, and two generated
     // variants of it (different bytes, so different cache keys).
-    let tool = wasmer::wat2wasm(wasmpak::sample::WASI_TOOL_WAT.as_bytes())?.into_owned();
+    let tool = wasmer::wat2wasm(wasmpak_samples::WASI_TOOL_WAT.as_bytes())?.into_owned();
     let programs = [
         (
             "wasi-tool",

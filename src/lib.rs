@@ -88,12 +88,11 @@
 //!
 //! # Features
 //!
-//! - `cli` (default): the `wasmpak` command-line tool, and everything below.
-//! - `wasmer`: the module caches. Without it the crate is the pack store alone, with no wasmer
-//!   dependency.
+//! - `wasmer` (default): the module caches. Without it the crate is the pack store alone, with
+//!   no wasmer dependency.
 //! - `wasix`: implement `wasmer_wasix::runtime::module_cache::ModuleCache` for our caches, and
 //!   run WASI programs from a cache with `WasixHost` (also `wasmpak run PROGRAM.wasm -- ARGS`).
-//! - `singlepass`: the singlepass compiler for `wasmpak build --compiler singlepass`.
+//! - `singlepass`: wasmer's singlepass compiler, for engines built with it.
 //! - `object-store`: [`ObjectStoreCache`], the fleet tier over S3 and other object stores, and
 //!   the tool's `push` and `pull`.
 //! - `fault-injection`: testing only (crash points, the storage seam's recorder and fault
@@ -145,9 +144,6 @@ pub use pack::{
 
 #[cfg(feature = "wasmer")]
 mod cache;
-#[cfg(feature = "wasmer")]
-#[doc(hidden)]
-pub mod sample;
 #[cfg(feature = "wasmer")]
 pub use cache::*;
 /// Apache Arrow's `object_store`, the version [`ObjectStoreCache`] takes stores from.

@@ -61,7 +61,7 @@ fn main() {
 fn churn_wat(i: usize) -> (u32, String) {
     let seed = 5000 + i as u32;
     let functions = 1 + (i as u32 * i as u32) / 24;
-    (seed, wasmpak::sample::module_wat(seed, functions, 400))
+    (seed, wasmpak_samples::module_wat(seed, functions, 400))
 }
 
 /// The corpus compiled once per target directory: artifact files named by index.
@@ -376,7 +376,7 @@ fn recycling() {
         RECYCLE_MODULES,
         |i| {
             let seed = 90_000 + i as u32;
-            (seed, wasmpak::sample::module_wat(seed, 2, 40))
+            (seed, wasmpak_samples::module_wat(seed, 2, 40))
         },
     );
     let scratch = tempfile::tempdir().unwrap();

@@ -34,7 +34,7 @@ fn main() {
     }
     let started = std::time::Instant::now();
     let scratch = tempfile::tempdir().unwrap();
-    let wasm = wasmer::wat2wasm(wasmpak::sample::WASI_TOOL_WAT.as_bytes())
+    let wasm = wasmer::wat2wasm(wasmpak_samples::WASI_TOOL_WAT.as_bytes())
         .unwrap()
         .into_owned();
     let program = scratch.path().join("wasi-tool.wasm");

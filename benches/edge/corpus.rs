@@ -49,7 +49,7 @@ pub fn load_or_build(engine: &Engine, cache_dir: &Path) -> Vec<CorpusModule> {
     for index in 0..MODULES {
         let (functions, ops) = shape(index);
         let seed = 1000 + index as u32;
-        let wat = wasmpak::sample::module_wat(seed, functions, ops);
+        let wat = wasmpak_samples::module_wat(seed, functions, ops);
         let wasm_bytes = wasmer::wat2wasm(wat.as_bytes()).unwrap().into_owned();
         let key = ModuleHash::new(&wasm_bytes);
         let wasm = dir.join(format!("{key}.wasm"));

@@ -34,7 +34,7 @@ use wasmer_wasix::{PluggableRuntime, Runtime, WasiError, WasiRuntimeError};
 /// let cache = SharedCache::default().with_fallback(PackCache::new(dir.path()));
 /// let host = WasixHost::new(Engine::default(), cache)?;
 ///
-/// let wasm = wasmer::wat2wasm(wasmpak::sample::WASI_TOOL_WAT.as_bytes())?;
+/// let wasm = wasmer::wat2wasm(wasmpak_samples::WASI_TOOL_WAT.as_bytes())?;
 /// let module = host.load(&wasm)?; // compiled, and saved to the pack
 /// let mut runner = WasiRunner::new();
 /// runner.with_args(["fail"]);

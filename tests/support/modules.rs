@@ -55,7 +55,7 @@ pub fn pool() -> &'static [PoolModule] {
             .enumerate()
             .map(|(i, &(seed, functions, ops))| {
                 std::thread::spawn(move || {
-                    let mut wat = wasmpak::sample::module_wat(seed, functions, ops);
+                    let mut wat = wasmpak_samples::module_wat(seed, functions, ops);
                     if i % 2 == 1 {
                         wat = with_import(wat);
                     }
@@ -73,7 +73,7 @@ pub fn pool() -> &'static [PoolModule] {
                         module,
                         serialized,
                         answer: seed as i32,
-                        run7: wasmpak::sample::expected_run(seed, functions, ops, 7),
+                        run7: wasmpak_samples::expected_run(seed, functions, ops, 7),
                         imports,
                         exports,
                     }

@@ -506,7 +506,7 @@ fn large_module_in(dir: &std::path::Path) -> (ModuleHash, Module) {
     static LARGE: std::sync::OnceLock<(ModuleHash, Module)> = std::sync::OnceLock::new();
     let (key, module) = LARGE
         .get_or_init(|| {
-            let wat = crate::sample::module_wat(7, 80, 250);
+            let wat = wasmpak_samples::module_wat(7, 80, 250);
             let wasm = wasmer::wat2wasm(wat.as_bytes()).unwrap().into_owned();
             let module = Module::new(engine(), &wasm).unwrap();
             (ModuleHash::new(&wasm), module)

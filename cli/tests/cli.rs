@@ -1,5 +1,4 @@
 //! The `wasmpak` command line, driven as users drive it: every command's happy path.
-#![cfg(feature = "cli")]
 
 mod cli_support;
 
@@ -191,7 +190,7 @@ fn concurrent_builds_lose_nothing() {
     // Modules that take a few milliseconds each to compile, so that the builds overlap.
     let files: Vec<_> = (0..12)
         .map(|n| {
-            let wat = wasmpak::sample::module_wat(1000 + n, 20, 100);
+            let wat = wasmpak_samples::module_wat(1000 + n, 20, 100);
             s.write(&format!("m{n}.wat"), wat.as_bytes())
         })
         .collect();

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use wasmer::sys::NativeEngineExt;
 use wasmer::{Engine, Instance, Module, Store};
-use wasmpak::sample::{SAMPLES, module_wat};
 use wasmpak::{ModuleCache, ModuleHash, PackCache};
+use wasmpak_samples::{SAMPLES, module_wat};
 
 use crate::demo_caches::{DemoCache, peers};
 use crate::error::CliError;

@@ -2,7 +2,6 @@
 //! runtime's `PackCache` on every host that can run them; `info` telling which; `import` moving
 //! an existing cache over; `build` repairing what it shipped; and the command-line details
 //! such a workflow runs into.
-#![cfg(feature = "cli")]
 
 mod cli_support;
 

@@ -1,7 +1,6 @@
 //! The `wasmpak` command line on bad input: every case fails with one `error:` line on stderr,
 //! the documented exit code, no panic or backtrace (even with `RUST_BACKTRACE=1`), and leaves
 //! the pack exactly as it was.
-#![cfg(feature = "cli")]
 
 mod cli_support;
 

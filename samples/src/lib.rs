@@ -9,7 +9,7 @@
 /// # Example
 ///
 /// ```
-/// let wat = wasmpak::sample::module_wat(7, 3, 10);
+/// let wat = wasmpak_samples::module_wat(7, 3, 10);
 /// assert!(wat.contains("(export \"answer\")"));
 /// ```
 pub fn module_wat(seed: u32, functions: u32, ops: u32) -> String {
@@ -113,7 +113,7 @@ pub const SAMPLES: [Sample; 4] = [
 /// # Example
 ///
 /// ```
-/// let wasm = wasmer::wat2wasm(wasmpak::sample::WASI_TOOL_WAT.as_bytes())?;
+/// let wasm = wasmer::wat2wasm(wasmpak_samples::WASI_TOOL_WAT.as_bytes())?;
 /// let module = wasmer::Module::new(&wasmer::Engine::default(), &wasm)?;
 /// assert!(module.exports().any(|e| e.name() == "_start"));
 /// # Ok::<(), Box<dyn std::error::Error>>(())

@@ -24,11 +24,11 @@ use std::time::{Duration, Instant};
 use wasmer::{Engine, Module};
 use wasmpak::object_store::path::Path as ObjectPath;
 use wasmpak::object_store::{ObjectStoreExt, PutPayload};
-use wasmpak::sample::{SAMPLES, module_wat};
 use wasmpak::{
     Durability, Key, ModuleCache, ModuleHash, ObjectStoreCache, PackCache, PackIdentity,
     PackOptions,
 };
+use wasmpak_samples::{SAMPLES, module_wat};
 
 const BIN: &str = env!("CARGO_BIN_EXE_wasmpak");
 const ROUNDS: usize = 9;

@@ -1,7 +1,6 @@
 //! `wasmpak run` with WASI programs: arguments, environment, standard streams, preopened
 //! directories and exit codes, as `wasmer run` has them; and every bad input as one error
 //! line or the program's own exit code, never a panic, the pack unchanged.
-#![cfg(feature = "cli")]
 
 mod cli_support;
 
@@ -21,7 +20,7 @@ fn scratch_with_tool() -> (Scratch, PathBuf) {
     static BUILT: OnceLock<(Scratch, PathBuf)> = OnceLock::new();
     let (built_in, built) = BUILT.get_or_init(|| {
         let s = Scratch::new();
-        s.write("tool.wat", wasmpak::sample::WASI_TOOL_WAT.as_bytes());
+        s.write("tool.wat", wasmpak_samples::WASI_TOOL_WAT.as_bytes());
         let pack = s.path("tool.wpk");
         wasmpak(args(&[&"build", &pack, &s.path("tool.wat")])).ok();
         (s, pack)
@@ -78,7 +77,7 @@ fn unchanged(pack: &Path, before: &[u8]) {
 #[test]
 fn a_wasi_program_misses_then_hits_with_its_args_and_streams() {
     let s = Scratch::new();
-    s.write("tool.wat", wasmpak::sample::WASI_TOOL_WAT.as_bytes());
+    s.write("tool.wat", wasmpak_samples::WASI_TOOL_WAT.as_bytes());
     let pack = s.path("new.wpk");
     let first = wasmpak(args(&[
         &"run",
