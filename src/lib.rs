@@ -129,17 +129,22 @@ compile_error!(
 
 mod error;
 pub mod format;
-mod key;
-mod keys;
+pub mod fs;
 mod pack;
+mod storage;
+mod sync;
+mod trust;
 
 pub use error::{Error, ErrorKind, Result};
 pub use format::identity::{IdentityValue, PackIdentity};
-pub use key::{Key, ParseKeyError};
-pub use keys::{KeyError, KeyErrorKind, PublicKey, SecretKey};
+pub use format::key::{Key, ParseKeyError};
 pub use pack::{
-    Batch, CompactReport, Durability, Entry, Pack, PackOptions, Problem, Retention, SignatureInfo,
-    SignatureReport, SignatureStatus, SignedEntry, Stats, Verify, VerifyReport, aligned_bytes,
+    Batch, CompactReport, Durability, Entry, Pack, PackOptions, Problem, Retention, Stats, Verify,
+    VerifyReport, aligned_bytes,
+};
+pub use trust::{
+    KeyError, KeyErrorKind, PublicKey, SecretKey, SignatureInfo, SignatureReport, SignatureStatus,
+    SignedEntry,
 };
 
 #[cfg(feature = "wasmer")]
@@ -155,9 +160,9 @@ pub use object_store;
 #[cfg(feature = "fault-injection")]
 #[doc(hidden)]
 pub mod storage_sim {
-    pub use crate::pack::storage::faults::{Fault, OpKind, fail_nth};
-    pub use crate::pack::storage::os::portable_io;
-    pub use crate::pack::storage::trace::{FileId, Recording, TraceOp};
+    pub use crate::storage::faults::{Fault, OpKind, fail_nth};
+    pub use crate::storage::os::portable_io;
+    pub use crate::storage::trace::{FileId, Recording, TraceOp};
 }
 
 /// The README's examples, compiled and run as doc tests.

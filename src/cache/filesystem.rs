@@ -7,10 +7,8 @@
 //! `{dir}/{deterministic_id}-{artifact_format}-v{abi}/{KEY}.bin`, `KEY` in uppercase hex, so
 //! a directory filled by wasix can be reused as is.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use tempfile::NamedTempFile;
 use wasmer::{DeserializeError, Engine, Module};
 
 use super::blocking::run_blocking;
@@ -141,14 +139,9 @@ fn save_file(path: &Path, module: &Module) -> Result<(), CacheError> {
         move |error| CacheError::FileWrite { path, error }
     };
     std::fs::create_dir_all(dir).map_err(write_error(dir))?;
-    // A temporary file in the same directory, so the rename below stays on one file system
-    // and is atomic: readers see the old file or the new one, never a torn one.
-    let mut temp = NamedTempFile::new_in(dir).map_err(write_error(dir))?;
-    temp.write_all(&bytes).map_err(write_error(path))?;
-    temp.as_file().sync_all().map_err(write_error(path))?;
-    temp.persist(path)
-        .map_err(|error| write_error(path)(error.error))?;
-    Ok(())
+    // Beside the destination and renamed over it (see `crate::fs`): readers see the old file
+    // or the new one, never a torn one.
+    crate::fs::write_file(path, &bytes, crate::fs::FileMode::Public).map_err(write_error(path))
 }
 
 #[cfg(test)]

@@ -7,7 +7,9 @@
 
 pub mod identity;
 pub mod index;
+pub mod key;
 pub mod object;
+pub mod recency;
 pub mod record;
 pub mod signature;
 pub mod snapshot;
@@ -39,6 +41,15 @@ pub const ALIGN: u64 = 64;
 /// Rounds `len` up to a multiple of [`ALIGN`], or `None` on overflow.
 pub fn align_up(len: u64) -> Option<u64> {
     len.checked_add(ALIGN - 1).map(|n| n & !(ALIGN - 1))
+}
+
+/// The CRC-32 of a header's fixed bytes followed by its variable part (an identity, a label):
+/// how every header in the format checks itself.
+fn header_crc(fixed: &[u8], variable: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(fixed);
+    hasher.update(variable);
+    hasher.finalize()
 }
 
 fn read_u16(bytes: &[u8], at: usize) -> u16 {

@@ -9,7 +9,7 @@ use crate::format::index::{self, BlockRef, EntryKind, IndexEntry, Root};
 use crate::format::record::{self, MAX_LABEL_LEN, RecordHeader, RecordKind, payload_padding};
 use crate::{Error, Key, Result};
 
-use super::storage::{Io, Storage};
+use crate::storage::{Io, Storage};
 
 /// Appends records to `file` from offset `tail` on, each at the end of the one before.
 pub(crate) struct Appender<'f> {

@@ -8,32 +8,41 @@
 //! systems that refuse it. With the `fault-injection` feature, `WASMPAK_PORTABLE_IO=1` makes a
 //! Linux build take every portable path, so the test suite exercises them where it runs.
 
-use std::fs::{File, OpenOptions};
-use std::io;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::fs::{File, OpenOptions, Permissions};
+use std::io::{self, IoSlice};
+use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use super::Storage;
-
-/// The mode new pack files are created with, before the umask: no group or other write bits,
-/// so that even under umask 0 the creator does not refuse its own pack as insecure.
-const NEW_FILE_MODE: u32 = 0o644;
 
 /// The operating system's file calls.
 pub(crate) struct Os;
 
 impl Storage for Os {
-    fn create_new(path: &Path) -> io::Result<File> {
+    fn create_new(path: &Path, mode: u32) -> io::Result<File> {
         OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
-            .mode(NEW_FILE_MODE)
+            .mode(mode)
             .open(path)
     }
 
     fn write_at(file: &File, bytes: &[u8], offset: u64) -> io::Result<()> {
         file.write_all_at(bytes, offset)
+    }
+
+    fn write_vectored_at(file: &File, bufs: &[IoSlice<'_>], offset: u64) -> io::Result<()> {
+        #[cfg(not(any(target_os = "solaris", target_os = "haiku", target_os = "redox")))]
+        if !portable_io() {
+            return write_all_vectored_at(file, bufs, offset);
+        }
+        let mut at = offset;
+        for buf in bufs {
+            file.write_all_at(buf, at)?;
+            at += buf.len() as u64;
+        }
+        Ok(())
     }
 
     fn copy_range(from: &File, from_at: u64, to: &File, to_at: u64, len: u64) -> io::Result<()> {
@@ -54,6 +63,10 @@ impl Storage for Os {
 
     fn sync_all(file: &File) -> io::Result<()> {
         full_sync(file)
+    }
+
+    fn set_mode(file: &File, mode: u32) -> io::Result<()> {
+        file.set_permissions(Permissions::from_mode(mode))
     }
 
     fn rename(from: &Path, to: &Path) -> io::Result<()> {
@@ -110,6 +123,25 @@ fn full_sync(file: &File) -> io::Result<()> {
         }
     }
     result
+}
+
+/// `pwritev` until every buffer is written: one system call for many chunks where it can.
+#[cfg(not(any(target_os = "solaris", target_os = "haiku", target_os = "redox")))]
+fn write_all_vectored_at(file: &File, bufs: &[IoSlice<'_>], mut offset: u64) -> io::Result<()> {
+    let mut owned: Vec<IoSlice<'_>> = bufs.iter().filter(|b| !b.is_empty()).copied().collect();
+    let mut bufs = &mut owned[..];
+    while !bufs.is_empty() {
+        match rustix::io::pwritev(file, bufs, offset) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                offset += n as u64;
+                IoSlice::advance_slices(&mut bufs, n);
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 /// Copies in the kernel with `copy_file_range` (no copy through user space, and a reflink on
@@ -170,8 +202,8 @@ mod tests {
     #[test]
     fn buffered_copy_copies_exactly_the_range() {
         let dir = tempfile::tempdir().unwrap();
-        let from = Os::create_new(&dir.path().join("from")).unwrap();
-        let to = Os::create_new(&dir.path().join("to")).unwrap();
+        let from = Os::create_new(&dir.path().join("from"), 0o644).unwrap();
+        let to = Os::create_new(&dir.path().join("to"), 0o644).unwrap();
         let bytes: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
         Os::write_at(&from, &bytes, 0).unwrap();
         copy_buffered(&from, 100, &to, 7, 2_500_000).unwrap();
@@ -184,11 +216,28 @@ mod tests {
     }
 
     #[test]
-    fn new_files_have_no_group_or_other_write_bits() {
-        use std::os::unix::fs::PermissionsExt;
+    fn vectored_writes_write_every_buffer_in_order() {
         let dir = tempfile::tempdir().unwrap();
-        let file = Os::create_new(&dir.path().join("new")).unwrap();
-        assert_eq!(file.metadata().unwrap().permissions().mode() & 0o022, 0);
-        assert!(Os::create_new(&dir.path().join("new")).is_err());
+        let file = Os::create_new(&dir.path().join("v"), 0o644).unwrap();
+        let chunks: Vec<Vec<u8>> = (0..300u32)
+            .map(|i| vec![i as u8; (i % 7) as usize * 1000])
+            .collect();
+        let slices: Vec<IoSlice<'_>> = chunks.iter().map(|c| IoSlice::new(c)).collect();
+        Os::write_vectored_at(&file, &slices, 5).unwrap();
+        let expected: Vec<u8> = chunks.concat();
+        let mut written = vec![0u8; expected.len()];
+        file.read_exact_at(&mut written, 5).unwrap();
+        assert_eq!(written, expected);
+        assert_eq!(Os::len(&file).unwrap(), 5 + expected.len() as u64);
+    }
+
+    #[test]
+    fn new_files_get_the_mode_asked_for_and_never_replace_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = Os::create_new(&dir.path().join("new"), 0o600).unwrap();
+        assert_eq!(file.metadata().unwrap().permissions().mode() & 0o077, 0);
+        assert!(Os::create_new(&dir.path().join("new"), 0o600).is_err());
+        Os::set_mode(&file, 0o444).unwrap();
+        assert_eq!(file.metadata().unwrap().permissions().mode() & 0o777, 0o444);
     }
 }

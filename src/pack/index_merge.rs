@@ -1,19 +1,20 @@
-//! Merging index blocks: the log-structured index maintenance of docs/FORMAT.md, section 7.
+//! Merging index blocks, the log-structured index maintenance of docs/FORMAT.md, section 7:
+//! a commit's entries become one sorted block without duplicates, merged with the newest
+//! blocks below it. (Merging whole packs is the tool's `wasmpak merge`, not this.)
 
-use crate::format::index::{EntryKind, IndexEntry};
+use crate::format::index::{EntryKind, IndexEntry, newest_per_key};
 
-/// Sorts a batch's entries by key and keeps the last one written for each key.
-pub(crate) fn newest_per_key(mut entries: Vec<IndexEntry>) -> Vec<IndexEntry> {
-    entries.reverse();
-    // Stable: among equal keys the first, i.e. the last written, survives the dedup.
-    entries.sort_by_key(|e| e.key);
-    entries.dedup_by_key(|e| e.key);
-    entries
+/// A batch's entries (in the order they were written) as a block: sorted by key, the last
+/// one written for each key.
+pub(crate) fn batch_block(entries: Vec<IndexEntry>) -> Vec<IndexEntry> {
+    newest_per_key([entries.into_iter().rev()], |e| e.key)
+        .into_values()
+        .collect()
 }
 
 /// Merges two sorted blocks; `newer` shadows `older`. Tombstones are dropped when the result
 /// becomes the oldest block, since nothing below it could still hold the key.
-pub(crate) fn merge(
+pub(crate) fn merge_blocks(
     newer: &[IndexEntry],
     older: &[IndexEntry],
     drop_tombstones: bool,
@@ -58,8 +59,8 @@ mod tests {
     }
 
     #[test]
-    fn newest_per_key_keeps_the_last_write() {
-        let out = newest_per_key(vec![
+    fn a_batch_block_keeps_the_last_write() {
+        let out = batch_block(vec![
             e(2, 1, EntryKind::Value),
             e(1, 2, EntryKind::Value),
             e(2, 3, EntryKind::Tombstone),
@@ -79,7 +80,7 @@ mod tests {
             e(2, 2, EntryKind::Value),
             e(3, 3, EntryKind::Value),
         ];
-        let kept = merge(&newer, &older, false);
+        let kept = merge_blocks(&newer, &older, false);
         assert_eq!(
             kept,
             vec![
@@ -88,7 +89,7 @@ mod tests {
                 e(3, 11, EntryKind::Tombstone)
             ]
         );
-        let bottom = merge(&newer, &older, true);
+        let bottom = merge_blocks(&newer, &older, true);
         assert_eq!(
             bottom,
             vec![e(1, 10, EntryKind::Value), e(2, 2, EntryKind::Value)]

@@ -1,4 +1,4 @@
-//! BLAKE3 of values, spread over the cores for large ones.
+//! BLAKE3 of values (spread over the cores for large ones) and of a pack's identity.
 //!
 //! BLAKE3 is a tree hash: a value splits into a left subtree of `left_subtree_len(len)` bytes
 //! and the rest, each hashed on its own thread into a chaining value, and the two merge into
@@ -9,13 +9,27 @@ use blake3::hazmat::{
     HasherExt, Mode, left_subtree_len, merge_subtrees_non_root, merge_subtrees_root,
 };
 
+use crate::Result;
+use crate::pack::view::View;
+
+/// The BLAKE3 hash of `view`'s encoded identity: what a signature's statement names the pack
+/// by.
+pub(super) fn identity_hash(view: &View) -> Result<[u8; 32]> {
+    let encoded = view
+        .file
+        .identity
+        .encode()
+        .map_err(|detail| view.corrupt(format!("bad identity: {detail}")))?;
+    Ok(*blake3::hash(&encoded).as_bytes())
+}
+
 /// Values at least this large are hashed on more than one thread.
 const PARALLEL_FROM: usize = 1 << 20;
 /// Subtrees are not split below this size: a thread start costs more than hashing it.
 const MIN_PIECE: usize = 256 << 10;
 
 /// The BLAKE3 hash of `value`.
-pub(crate) fn value_hash(value: &[u8]) -> [u8; 32] {
+pub(super) fn value_hash(value: &[u8]) -> [u8; 32] {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     if value.len() < PARALLEL_FROM || threads < 2 {
         return *blake3::hash(value).as_bytes();

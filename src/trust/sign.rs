@@ -1,19 +1,19 @@
-//! Signing a pack, and carrying its signatures through compaction.
+//! Signing a pack: a manifest of its live entries, signed, appended as the newest record of
+//! its signature chain.
 
-use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use bytes::Bytes;
 
-use crate::format::index::{EntryKind, IndexEntry};
-use crate::format::record::{RecordHeader, RecordKind, payload_padding};
 use crate::format::signature::{self, ManifestEntry, SignatureHeader, Statement};
-use crate::{Error, Pack, Result, SecretKey};
+use crate::pack::checksum;
+use crate::pack::signatures::{encode_chain, read_chain};
+use crate::{Error, Pack, Result};
 
-use super::digest::value_hash;
-use super::signature::{identity_hash, judge_chain, read_chain};
-use super::signature_report::SignatureInfo;
-use super::view::View;
+use super::digest::{identity_hash, value_hash};
+use super::judge::judge_chain;
+use super::keys::SecretKey;
+use super::signature::SignatureInfo;
 
 impl Pack {
     /// Signs every live entry with `key`: appends a signature record whose manifest lists each
@@ -46,9 +46,9 @@ impl Pack {
             ))
         })?;
         let mut entries = Vec::new();
-        for (entry, label) in live_entries(&view)? {
+        for (entry, label) in view.live_entries()? {
             let (offset, payload) = view.payload(&entry)?;
-            if super::mapping::checksum(payload) != entry.payload_crc {
+            if checksum(payload) != entry.payload_crc {
                 return Err(view.corrupt(format!(
                     "cannot sign: the value of {} at offset {offset} fails its checksum",
                     entry.key
@@ -58,7 +58,7 @@ impl Pack {
                 key: entry.key,
                 value_hash: value_hash(payload),
                 value_len: entry.payload_len,
-                label,
+                label: label.to_vec(),
             });
         }
         let manifest = signature::encode_manifest(&entries)
@@ -95,63 +95,5 @@ impl Pack {
             .into_iter()
             .next()
             .ok_or_else(|| Error::corrupt(self.path(), "the new signature cannot be read back"))
-    }
-}
-
-/// Every live value entry of `view` with its label, sorted by key.
-pub(super) fn live_entries(view: &View) -> Result<Vec<(IndexEntry, Vec<u8>)>> {
-    let mut newest = BTreeMap::new();
-    for block in view.blocks.iter().rev() {
-        for entry in view.block_entries(block)? {
-            newest.insert(entry.key, entry);
-        }
-    }
-    let mut out = Vec::with_capacity(newest.len());
-    for entry in newest.into_values() {
-        if entry.kind != EntryKind::Value {
-            continue;
-        }
-        let (header, label) = view.record_header(entry.record_offset)?;
-        if header.key != *entry.key.as_bytes() || header.payload_len != entry.payload_len {
-            return Err(view.corrupt(format!(
-                "record at offset {} does not match its index entry for {}",
-                entry.record_offset, entry.key
-            )));
-        }
-        out.push((entry, label.to_vec()));
-    }
-    Ok(out)
-}
-
-/// Encodes signature records (oldest first) as they will lie from `start` on, each pointing
-/// at the one before; returns the bytes and the offset of the last (the chain's head).
-pub(crate) fn encode_chain(chain: &[(SignatureHeader, Bytes)], start: u64) -> (Vec<u8>, u64) {
-    let mut out = Vec::new();
-    let mut previous = 0;
-    for (header, manifest) in chain {
-        let at = start + out.len() as u64;
-        let header = SignatureHeader {
-            previous,
-            ..*header
-        };
-        let payload = signature::encode(&header, manifest);
-        let record = RecordHeader::for_payload(RecordKind::Signature, [0; 32], 0, &payload);
-        out.extend_from_slice(&record.encode_with_label(b""));
-        out.extend_from_slice(&payload);
-        out.resize(out.len() + payload_padding(payload.len() as u64), 0);
-        previous = at;
-    }
-    (out, previous)
-}
-
-/// The chain of `view` for compaction to copy, oldest first; a damaged chain is dropped (it
-/// could vouch for nothing anyway).
-pub(crate) fn chain_to_copy(view: &View) -> Vec<(SignatureHeader, Bytes)> {
-    match read_chain(view) {
-        Ok(chain) => chain.into_iter().rev().map(|(_, h, m)| (h, m)).collect(),
-        Err(damage) => {
-            tracing::warn!(%damage, "dropping a damaged signature chain while compacting");
-            Vec::new()
-        }
     }
 }

@@ -3,8 +3,6 @@
 //! `openssl pkey -pubout` write.
 
 use std::fmt;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::pkcs8::spki::SubjectPublicKeyInfoRef;
@@ -14,6 +12,8 @@ use ed25519_dalek::pkcs8::{
     PrivateKeyInfo,
 };
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+
+use crate::fs::{self, FileMode};
 
 const PUBLIC_LABEL: &str = "PUBLIC KEY";
 const SECRET_LABEL: &str = "PRIVATE KEY";
@@ -308,7 +308,7 @@ impl SecretKey {
     /// file exists.
     pub fn write_new(&self, path: impl AsRef<Path>) -> Result<(), KeyError> {
         let path = path.as_ref();
-        write_new(path, self.to_pem().as_bytes(), 0o600)
+        write_new(path, self.to_pem().as_bytes(), FileMode::Private)
     }
 
     /// The public key that verifies this key's signatures.
@@ -328,26 +328,16 @@ impl fmt::Debug for SecretKey {
     }
 }
 
-/// Writes `bytes` to a new file with `mode`, synced; fails if `path` exists.
-pub(crate) fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), KeyError> {
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)
-        .map_err(|e| KeyError::io(path, e))?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| {
-            let _ = std::fs::remove_file(path);
-            KeyError::io(path, e)
-        })
+/// Writes `bytes` to a new file with `mode`, durably (see `crate::fs`); fails if `path`
+/// exists.
+fn write_new(path: &Path, bytes: &[u8], mode: FileMode) -> Result<(), KeyError> {
+    fs::write_new_file(path, bytes, mode).map_err(|e| KeyError::io(path, e))
 }
 
 impl PublicKey {
     /// Writes the key to a new file (mode 0644); fails if the file exists.
     pub fn write_new(&self, path: impl AsRef<Path>) -> Result<(), KeyError> {
-        write_new(path.as_ref(), self.to_pem().as_bytes(), 0o644)
+        write_new(path.as_ref(), self.to_pem().as_bytes(), FileMode::Public)
     }
 }
 

@@ -1,81 +1,38 @@
-//! The signature chain of a commit, and the load path's check of each entry.
+//! Trust decisions: whether each signature of a commit checks out, and whether an entry is
+//! covered by a trusted one.
 //!
 //! A commit slot points at the newest signature record; each record points at the next
-//! older one (docs/FORMAT.md, section 14). A signature vouches for the entries its manifest
-//! lists (key, length, label, BLAKE3 of the value) in a pack of one identity, so an entry is
-//! trusted when some signature by a trusted key lists it and its bytes hash to what was
-//! signed. Entries appended later are simply not listed; signing again lists them.
-//!
-//! The chain is read and its trusted signatures checked once per chain (cached per pack
-//! handle), so a lookup costs a binary search in a manifest, and the value's hash once per
-//! entry per process. Signing is in `sign.rs`, reports in `signature_report.rs`.
+//! older one (docs/FORMAT.md, section 14; the store reads them, `pack/signatures.rs`). A
+//! signature vouches for the entries its manifest lists (key, length, label, BLAKE3 of the
+//! value) in a pack of one identity, so an entry is trusted when some signature by a trusted
+//! key lists it and its bytes hash to what was signed. Entries appended later are simply not
+//! listed; signing again lists them.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use crate::format::signature::{SignatureHeader, SignatureRecord, Statement};
+use crate::pack::signatures::read_chain;
+use crate::pack::view::View;
+use crate::{Key, Result};
 
-use bytes::Bytes;
+use super::digest::{identity_hash, value_hash};
+use super::keys::PublicKey;
+use super::signature::{SignatureInfo, SignatureStatus};
 
-use crate::format::index::IndexEntry;
-use crate::format::record::RecordKind;
-use crate::format::signature::{
-    FIXED_LEN, MAX_SIGNATURES, SignatureHeader, SignatureRecord, Statement,
-};
-use crate::{Error, Key, Pack, PublicKey, Result};
+/// What a chain was read from: (device, inode, signature offset).
+pub(super) type ChainId = (u64, u64, u64);
 
-use super::digest::value_hash;
-use super::signature_report::{SignatureInfo, SignatureStatus};
-use super::view::View;
+/// The id of `view`'s chain.
+pub(super) fn chain_id(view: &View) -> ChainId {
+    (view.file.id.0, view.file.id.1, view.commit.signature_offset)
+}
 
 /// A commit's signature chain, with each signature judged against the trusted keys.
 #[derive(Debug)]
-pub(crate) struct Chain {
+pub(super) struct Chain {
     /// (device, inode, signature offset): what the chain was read from.
-    id: (u64, u64, u64),
+    pub(super) id: ChainId,
     pub(super) records: Vec<SignatureInfo>,
     /// Why the chain could not be read to its end, if it could not.
     pub(super) damage: Option<String>,
-}
-
-/// The chain of the latest view, kept by a [`Pack`] handle.
-#[derive(Debug, Default)]
-pub(crate) struct ChainCache(Mutex<Option<Arc<Chain>>>);
-
-/// One record read from the file: its offset, header and manifest.
-pub(super) type RawRecord = (u64, SignatureHeader, Bytes);
-
-/// Reads the chain of `view`'s commit, newest first.
-pub(super) fn read_chain(view: &View) -> std::result::Result<Vec<RawRecord>, String> {
-    let mut out: Vec<RawRecord> = Vec::new();
-    let mut at = view.commit.signature_offset;
-    while at != 0 {
-        if out.len() == MAX_SIGNATURES {
-            return Err(format!("it holds more than {MAX_SIGNATURES} signatures"));
-        }
-        if out.last().is_some_and(|(newer, _, _)| at >= *newer) {
-            return Err(format!(
-                "the signature at offset {} points forward, at offset {at}",
-                out.last().map_or(0, |r| r.0)
-            ));
-        }
-        let (header, _) = view.record_header(at).map_err(|e| strip(&e))?;
-        if header.kind != RecordKind::Signature {
-            return Err(format!(
-                "the record at offset {at} is a {:?}, not a signature",
-                header.kind
-            ));
-        }
-        let start = header
-            .payload_offset(at)
-            .ok_or_else(|| format!("the signature at offset {at} overflows"))?;
-        let payload = view
-            .shared_bytes(start, header.payload_len)
-            .map_err(|e| format!("the signature at offset {at} is truncated: {}", strip(&e)))?;
-        let record = SignatureRecord::decode(&payload)
-            .map_err(|e| format!("the signature at offset {at}: {e}"))?;
-        let header = record.header;
-        out.push((at, header, payload.slice(FIXED_LEN..)));
-        at = header.previous;
-    }
-    Ok(out)
 }
 
 /// Checks one signature: its generation, its manifest's hash and order, and the Ed25519
@@ -113,19 +70,9 @@ fn check_record(
     .map_err(|e| e.to_string())
 }
 
-pub(super) fn identity_hash(view: &View) -> Result<[u8; 32]> {
-    let encoded = view
-        .file
-        .identity
-        .encode()
-        .map_err(|detail| view.corrupt(format!("bad identity: {detail}")))?;
-    Ok(*blake3::hash(&encoded).as_bytes())
-}
-
 /// Reads and judges `view`'s chain. Signatures by keys outside `trusted` are checked only if
 /// `check_all` (reports), not on the load path.
 pub(super) fn judge_chain(view: &View, trusted: &[PublicKey], check_all: bool) -> Result<Chain> {
-    let id = (view.file.id.0, view.file.id.1, view.commit.signature_offset);
     let (raw, damage) = match read_chain(view) {
         Ok(raw) => (raw, None),
         Err(damage) => (Vec::new(), Some(damage)),
@@ -155,24 +102,10 @@ pub(super) fn judge_chain(view: &View, trusted: &[PublicKey], check_all: bool) -
         })
         .collect();
     Ok(Chain {
-        id,
+        id: chain_id(view),
         records,
         damage,
     })
-}
-
-impl ChainCache {
-    /// The judged chain of `view`, read once per chain.
-    fn get(&self, view: &View, trusted: &[PublicKey]) -> Result<Arc<Chain>> {
-        let id = (view.file.id.0, view.file.id.1, view.commit.signature_offset);
-        let mut cached = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(chain) = cached.as_ref().filter(|c| c.id == id) {
-            return Ok(chain.clone());
-        }
-        let chain = Arc::new(judge_chain(view, trusted, false)?);
-        *cached = Some(chain.clone());
-        Ok(chain)
-    }
 }
 
 /// Decides whether one entry is trusted: some trusted, valid signature lists its key with its
@@ -245,46 +178,4 @@ pub(super) fn judge_entry(
         });
     }
     Err(reasons.join("; "))
-}
-
-impl Pack {
-    /// The judged signature chain of `view` for this handle's trusted keys (cached).
-    fn chain(&self, view: &View) -> Result<Arc<Chain>> {
-        self.inner
-            .signatures
-            .get(view, &self.inner.options.trusted_keys)
-    }
-
-    /// The load path's check of an entry found by a lookup: covered by a trusted signature
-    /// with its length and label, and (if `hash_it`) its bytes hash to the signed hash.
-    pub(crate) fn check_signed(
-        &self,
-        view: &View,
-        entry: &IndexEntry,
-        payload: &[u8],
-        hash_it: bool,
-    ) -> Result<()> {
-        let chain = self.chain(view)?;
-        let (_, label) = view.record_header(entry.record_offset)?;
-        judge_entry(
-            &chain,
-            &entry.key,
-            entry.payload_len,
-            label,
-            hash_it.then_some(payload),
-        )
-        .map_err(|reason| Error::Untrusted {
-            path: self.path().to_path_buf(),
-            key: entry.key,
-            reason,
-        })
-    }
-}
-
-/// The detail of a corruption error, without the "pack ... is corrupt" prefix.
-pub(super) fn strip(error: &Error) -> String {
-    match error {
-        Error::Corrupt { detail, .. } => detail.clone(),
-        other => other.to_string(),
-    }
 }

@@ -164,12 +164,20 @@ fn id(file: &File) -> io::Result<FileId> {
     Ok((meta.dev(), meta.ino()))
 }
 
+/// Records the sync of `file` as `op` says, while recording.
+fn record_sync(file: &File, op: impl FnOnce(FileId) -> TraceOp) -> io::Result<()> {
+    if recording() {
+        record(op(id(file)?));
+    }
+    Ok(())
+}
+
 /// The system calls of [`Os`], failed as a [`super::faults::Fault`] plans and recorded while a [`Recording`] is active on the thread.
 pub(crate) struct Traced;
 
 impl Storage for Traced {
-    fn create_new(path: &Path) -> io::Result<File> {
-        let file = Os::create_new(path)?;
+    fn create_new(path: &Path, mode: u32) -> io::Result<File> {
+        let file = Os::create_new(path, mode)?;
         if recording() {
             record(TraceOp::Create {
                 path: path.to_path_buf(),
@@ -187,6 +195,19 @@ impl Storage for Traced {
                 file: id(file)?,
                 offset,
                 bytes: bytes.to_vec(),
+            });
+        }
+        Ok(())
+    }
+
+    fn write_vectored_at(file: &File, bufs: &[io::IoSlice<'_>], offset: u64) -> io::Result<()> {
+        check(OpKind::Write)?;
+        Os::write_vectored_at(file, bufs, offset)?;
+        if recording() {
+            record(TraceOp::Write {
+                file: id(file)?,
+                offset,
+                bytes: bufs.iter().flat_map(|buf| buf.iter().copied()).collect(),
             });
         }
         Ok(())
@@ -210,19 +231,17 @@ impl Storage for Traced {
     fn sync_data(file: &File) -> io::Result<()> {
         check(OpKind::SyncData)?;
         Os::sync_data(file)?;
-        if recording() {
-            record(TraceOp::SyncData { file: id(file)? });
-        }
-        Ok(())
+        record_sync(file, |file| TraceOp::SyncData { file })
     }
 
     fn sync_all(file: &File) -> io::Result<()> {
         check(OpKind::SyncAll)?;
         Os::sync_all(file)?;
-        if recording() {
-            record(TraceOp::SyncAll { file: id(file)? });
-        }
-        Ok(())
+        record_sync(file, |file| TraceOp::SyncAll { file })
+    }
+
+    fn set_mode(file: &File, mode: u32) -> io::Result<()> {
+        Os::set_mode(file, mode)
     }
 
     fn rename(from: &Path, to: &Path) -> io::Result<()> {
