@@ -333,15 +333,14 @@ fn temp_path(dest: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
     use std::os::unix::fs::PermissionsExt;
 
-    fn names(dir: &Path) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
+    fn names(dir: &Path) -> BTreeSet<String> {
+        let entries = std::fs::read_dir(dir).unwrap();
+        entries
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
+            .collect()
     }
 
     fn mode(path: &Path) -> u32 {
@@ -349,29 +348,26 @@ mod tests {
     }
 
     #[test]
-    fn a_file_replaces_its_destination_whole_with_its_mode() {
+    fn files_appear_whole_with_their_mode_and_new_ones_replace_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let dest = dir.path().join("a.bin");
-        write_file(&dest, b"first", FileMode::Public).unwrap();
-        assert_eq!(mode(&dest) & 0o022, 0);
-        write_file(&dest, b"second", FileMode::ReadOnly).unwrap();
-        assert_eq!(std::fs::read(&dest).unwrap(), b"second");
-        assert_eq!(mode(&dest), 0o444);
-        write_file(&dest, b"third", FileMode::Exactly(0o640)).unwrap();
-        assert_eq!(mode(&dest), 0o640);
-        assert_eq!(names(dir.path()), ["a.bin"]);
-    }
-
-    #[test]
-    fn a_new_file_never_replaces_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let dest = dir.path().join("secret.pem");
-        write_new_file(&dest, b"key", FileMode::Private).unwrap();
-        assert_eq!(mode(&dest) & 0o077, 0);
-        let err = write_new_file(&dest, b"other", FileMode::Private).unwrap_err();
+        let (dest, key) = (dir.path().join("a.bin"), dir.path().join("secret.pem"));
+        for (bytes, file_mode, expected) in [
+            (&b"first"[..], FileMode::Public, None),
+            (b"second", FileMode::ReadOnly, Some(0o444)),
+            (b"third", FileMode::Exactly(0o640), Some(0o640)),
+        ] {
+            write_file(&dest, bytes, file_mode).unwrap();
+            assert_eq!(std::fs::read(&dest).unwrap(), bytes);
+            assert_eq!(mode(&dest) & 0o022, 0, "never writable by group or others");
+            assert!(expected.is_none_or(|m| m == mode(&dest)), "{file_mode:?}");
+        }
+        write_new_file(&key, b"key", FileMode::Private).unwrap();
+        assert_eq!(mode(&key) & 0o077, 0);
+        let err = write_new_file(&key, b"other", FileMode::Private).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
-        assert_eq!(std::fs::read(&dest).unwrap(), b"key");
-        assert_eq!(names(dir.path()), ["secret.pem"]);
+        assert_eq!(std::fs::read(&key).unwrap(), b"key");
+        let expected: BTreeSet<String> = ["a.bin", "secret.pem"].map(String::from).into();
+        assert_eq!(names(dir.path()), expected, "no temporary file is left");
     }
 
     #[test]
@@ -384,7 +380,7 @@ mod tests {
         assert!(temp.path().exists());
         assert_eq!(temp.destination(), dest);
         drop(temp);
-        assert_eq!(names(dir.path()), ["a.bin"]);
+        assert_eq!(names(dir.path()).len(), 1);
         assert_eq!(std::fs::read(&dest).unwrap(), b"old");
         assert!(TempFile::create("/", FileMode::Public).is_err());
     }

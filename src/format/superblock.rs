@@ -222,16 +222,7 @@ impl CommitSlot {
                 slot.committed_len
             )));
         }
-        if slot.root_offset != 0
-            && (slot.root_offset < DATA_START
-                || !slot.root_offset.is_multiple_of(super::ALIGN)
-                || slot.root_offset >= slot.committed_len)
-        {
-            return Err(DecodeError::new(format!(
-                "commit slot root offset {} is invalid",
-                slot.root_offset
-            )));
-        }
+        slot.check_record_offset("root offset", slot.root_offset)?;
         if let Publication::Unsynced { durable_len } = slot.publication
             && (durable_len < DATA_START
                 || durable_len > slot.committed_len
@@ -241,17 +232,23 @@ impl CommitSlot {
                 "commit slot durable length {durable_len} is invalid"
             )));
         }
-        if slot.signature_offset != 0
-            && (slot.signature_offset < DATA_START
-                || !slot.signature_offset.is_multiple_of(super::ALIGN)
-                || slot.signature_offset >= slot.committed_len)
+        slot.check_record_offset("signature offset", slot.signature_offset)?;
+        Ok(slot)
+    }
+
+    /// Checks that `offset` (0 for none) can be a record of this commit: aligned, in the data
+    /// area, before the committed length.
+    fn check_record_offset(&self, what: &str, offset: u64) -> Result<(), DecodeError> {
+        if offset != 0
+            && (offset < DATA_START
+                || !offset.is_multiple_of(super::ALIGN)
+                || offset >= self.committed_len)
         {
             return Err(DecodeError::new(format!(
-                "commit slot signature offset {} is invalid",
-                slot.signature_offset
+                "commit slot {what} {offset} is invalid"
             )));
         }
-        Ok(slot)
+        Ok(())
     }
 
     /// The commit of a new, empty pack: generation 1, no records, synced.

@@ -145,18 +145,14 @@ impl PackFile {
         let len = meta.len();
         let (identity, sealed) =
             decode_identity(&superblock[..len.min(DATA_START) as usize], len, path)?;
-        let mut slots = [[0u8; SLOT_LEN]; 2];
-        for (slot, offset) in slots.iter_mut().zip(SLOT_OFFSETS) {
-            slot.copy_from_slice(&superblock[offset as usize..offset as usize + SLOT_LEN]);
-        }
         Ok(PackFile {
+            opened_with: (slots_of(&superblock), len),
             source: Source::File(file),
             path: path.to_path_buf(),
             read_only,
             id: (meta.dev(), meta.ino()),
             identity,
             sealed,
-            opened_with: (slots, len),
         })
     }
 
@@ -175,18 +171,14 @@ impl PackFile {
                 ),
             ));
         }
-        let mut slots = [[0u8; SLOT_LEN]; 2];
-        for (slot, offset) in slots.iter_mut().zip(SLOT_OFFSETS) {
-            slot.copy_from_slice(&bytes[offset as usize..offset as usize + SLOT_LEN]);
-        }
         Ok(PackFile {
+            opened_with: (slots_of(&bytes), len),
             source: Source::Memory(bytes),
             path: name.to_path_buf(),
             read_only: Some(READ_ONLY_REASON.to_string()),
             id: (0, 0),
             identity,
             sealed,
-            opened_with: (slots, len),
         })
     }
 
@@ -252,6 +244,15 @@ impl PackFile {
             }),
         }
     }
+}
+
+/// Both commit slots of a superblock at least [`DATA_START`] bytes long.
+fn slots_of(superblock: &[u8]) -> [[u8; SLOT_LEN]; 2] {
+    SLOT_OFFSETS.map(|offset| {
+        let mut slot = [0u8; SLOT_LEN];
+        slot.copy_from_slice(&superblock[offset as usize..offset as usize + SLOT_LEN]);
+        slot
+    })
 }
 
 /// Reads into `buf` at `offset`; bytes past the end of the file read as zero.

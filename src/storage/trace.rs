@@ -164,6 +164,18 @@ fn id(file: &File) -> io::Result<FileId> {
     Ok((meta.dev(), meta.ino()))
 }
 
+/// Records the write of `bytes()` to `file` at `offset`, while recording.
+fn record_write(file: &File, offset: u64, bytes: impl FnOnce() -> Vec<u8>) -> io::Result<()> {
+    if recording() {
+        record(TraceOp::Write {
+            file: id(file)?,
+            offset,
+            bytes: bytes(),
+        });
+    }
+    Ok(())
+}
+
 /// Records the sync of `file` as `op` says, while recording.
 fn record_sync(file: &File, op: impl FnOnce(FileId) -> TraceOp) -> io::Result<()> {
     if recording() {
@@ -190,27 +202,15 @@ impl Storage for Traced {
     fn write_at(file: &File, bytes: &[u8], offset: u64) -> io::Result<()> {
         check(OpKind::Write)?;
         Os::write_at(file, bytes, offset)?;
-        if recording() {
-            record(TraceOp::Write {
-                file: id(file)?,
-                offset,
-                bytes: bytes.to_vec(),
-            });
-        }
-        Ok(())
+        record_write(file, offset, || bytes.to_vec())
     }
 
     fn write_vectored_at(file: &File, bufs: &[io::IoSlice<'_>], offset: u64) -> io::Result<()> {
         check(OpKind::Write)?;
         Os::write_vectored_at(file, bufs, offset)?;
-        if recording() {
-            record(TraceOp::Write {
-                file: id(file)?,
-                offset,
-                bytes: bufs.iter().flat_map(|buf| buf.iter().copied()).collect(),
-            });
-        }
-        Ok(())
+        record_write(file, offset, || {
+            bufs.iter().flat_map(|buf| buf.iter().copied()).collect()
+        })
     }
 
     fn copy_range(from: &File, from_at: u64, to: &File, to_at: u64, len: u64) -> io::Result<()> {
@@ -219,11 +219,7 @@ impl Storage for Traced {
         if recording() {
             let mut bytes = vec![0u8; usize::try_from(len).map_err(io::Error::other)?];
             from.read_exact_at(&mut bytes, from_at)?;
-            record(TraceOp::Write {
-                file: id(to)?,
-                offset: to_at,
-                bytes,
-            });
+            record_write(to, to_at, || bytes)?;
         }
         Ok(())
     }

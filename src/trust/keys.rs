@@ -152,21 +152,17 @@ impl PublicKey {
         }
         VerifyingKey::from_public_key_der(&der)
             .map(PublicKey)
-            .map_err(
-                |e| match SubjectPublicKeyInfoRef::try_from(der.as_slice()) {
-                    Ok(info) if info.algorithm.oid != ed25519_dalek::pkcs8::ALGORITHM_OID => {
-                        not_ed25519(info.algorithm.oid)
-                    }
-                    _ => KeyError::new(KeyErrorKind::Malformed, format!("damaged public key: {e}")),
-                },
-            )
+            .map_err(|e| {
+                let algorithm = SubjectPublicKeyInfoRef::try_from(der.as_slice())
+                    .ok()
+                    .map(|info| info.algorithm.oid);
+                undecodable(algorithm, "public key", e)
+            })
     }
 
     /// Reads an SPKI PEM public key from a file.
     pub fn read(path: impl AsRef<Path>) -> Result<PublicKey, KeyError> {
-        let path = path.as_ref();
-        let text = read_text(path)?;
-        PublicKey::from_pem(&text).map_err(|e| e.at(path))
+        read_key(path.as_ref(), PublicKey::from_pem)
     }
 
     /// Wraps a raw 32-byte Ed25519 public key.
@@ -275,19 +271,17 @@ impl SecretKey {
         }
         SigningKey::from_pkcs8_der(&der)
             .map(SecretKey)
-            .map_err(|e| match PrivateKeyInfo::try_from(der.as_slice()) {
-                Ok(info) if info.algorithm.oid != ed25519_dalek::pkcs8::ALGORITHM_OID => {
-                    not_ed25519(info.algorithm.oid)
-                }
-                _ => KeyError::new(KeyErrorKind::Malformed, format!("damaged secret key: {e}")),
+            .map_err(|e| {
+                let algorithm = PrivateKeyInfo::try_from(der.as_slice())
+                    .ok()
+                    .map(|info| info.algorithm.oid);
+                undecodable(algorithm, "secret key", e)
             })
     }
 
     /// Reads a PKCS#8 PEM secret key from a file.
     pub fn read(path: impl AsRef<Path>) -> Result<SecretKey, KeyError> {
-        let path = path.as_ref();
-        let text = read_text(path)?;
-        SecretKey::from_pem(&text).map_err(|e| e.at(path))
+        read_key(path.as_ref(), SecretKey::from_pem)
     }
 
     /// The key as PKCS#8 PEM text: version 1 without the public key, the form
@@ -341,10 +335,26 @@ impl PublicKey {
     }
 }
 
-fn read_text(path: &Path) -> Result<String, KeyError> {
+/// Reads the key file at `path` and parses it with `parse`; errors name the file.
+fn read_key<K>(path: &Path, parse: fn(&str) -> Result<K, KeyError>) -> Result<K, KeyError> {
     let bytes = std::fs::read(path).map_err(|e| KeyError::io(path, e))?;
-    String::from_utf8(bytes)
-        .map_err(|_| KeyError::new(KeyErrorKind::NotPem, "not a PEM text file").at(path))
+    let text = String::from_utf8(bytes)
+        .map_err(|_| KeyError::new(KeyErrorKind::NotPem, "not a PEM text file"))
+        .map_err(|e| e.at(path))?;
+    parse(&text).map_err(|e| e.at(path))
+}
+
+/// Why DER that failed to decode as an Ed25519 key of `what` kind did: another algorithm
+/// (if its `algorithm` could be read), else damage.
+fn undecodable(
+    algorithm: Option<ObjectIdentifier>,
+    what: &str,
+    error: impl fmt::Display,
+) -> KeyError {
+    match algorithm {
+        Some(oid) if oid != ed25519_dalek::pkcs8::ALGORITHM_OID => not_ed25519(oid),
+        _ => KeyError::new(KeyErrorKind::Malformed, format!("damaged {what}: {error}")),
+    }
 }
 
 fn decode_pem(text: &str) -> Result<(String, Vec<u8>), KeyError> {
