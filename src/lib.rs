@@ -84,7 +84,12 @@
 //!   writing a new file and renaming it over the old one, optionally evicting the least
 //!   recently used entries beyond a [`Retention`] limit.
 //!
-//! The byte-level format and its crash-safety argument are in `docs/FORMAT.md`.
+//! The byte-level format and its crash-safety argument are in `docs/FORMAT.md`; what each
+//! module holds is in `docs/ARCHITECTURE.md`. Two modules are public besides the crate root:
+//! [`format`], the codec layer (pure functions over a pack's bytes, for fuzzers and tools),
+//! and [`fs`], the durable file write every file the library creates goes through (a
+//! temporary file beside the destination, synced and renamed into place), for tools that put
+//! files in place the same way.
 //!
 //! # Features
 //!

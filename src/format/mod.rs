@@ -4,6 +4,18 @@
 //!
 //! `docs/FORMAT.md` is the specification these functions implement; the constants and field
 //! offsets here follow its tables.
+//!
+//! # Who uses it, and what is stable
+//!
+//! This is the codec layer under the store, public so that code which cannot or should not
+//! map a pack can still read and build its bytes: the fuzz targets, the tool's `push` and
+//! delta `pull` (which read a pack in a bucket by ranges), tests that damage packs on purpose,
+//! and tools outside this crate. Applications want [`Pack`](crate::Pack) instead.
+//!
+//! The *bytes* are stable: they change only with
+//! [`FORMAT_VERSION`](superblock::FORMAT_VERSION), and every version is described in
+//! `docs/FORMAT.md`. The *Rust items* here follow the bytes and the code that needs them, and
+//! may change in any 0.x release, unlike the store's API at the crate root.
 
 pub mod identity;
 pub mod index;

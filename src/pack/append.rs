@@ -119,7 +119,7 @@ impl<'f> Appender<'f> {
     }
 
     /// Appends records already encoded for the tail they land at (a signature chain, see
-    /// `sign.rs`); returns the offset they start at.
+    /// `signatures.rs`); returns the offset they start at.
     pub(crate) fn encoded(&mut self, bytes: &[u8]) -> Result<u64> {
         self.append_whole(bytes)
     }

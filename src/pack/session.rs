@@ -198,8 +198,9 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
-    /// Appends records already encoded for the tail (a signature chain, see `sign.rs`), which
-    /// must be where they were encoded for; returns the offset they start at.
+    /// Appends records already encoded for the tail (a signature chain, see
+    /// `signatures.rs`), which must be where they were encoded for; returns the offset they
+    /// start at.
     pub(crate) fn append_encoded(&mut self, bytes: &[u8]) -> Result<u64> {
         self.check_failed()?;
         let result = self.appending(|appender| appender.encoded(bytes));
