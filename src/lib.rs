@@ -86,7 +86,7 @@
 //!
 //! The byte-level format and its crash-safety argument are in `docs/FORMAT.md`; what each
 //! module holds is in `docs/ARCHITECTURE.md`. Two modules are public besides the crate root:
-//! [`format`], the codec layer (pure functions over a pack's bytes, for fuzzers and tools),
+//! [`format`](mod@format), the codec layer (pure functions over a pack's bytes, for fuzzers and tools),
 //! and [`fs`], the durable file write every file the library creates goes through (a
 //! temporary file beside the destination, synced and renamed into place), for tools that put
 //! files in place the same way.
