@@ -145,10 +145,18 @@ pub use pack::{
 #[cfg(feature = "wasmer")]
 mod cache;
 #[cfg(feature = "wasmer")]
+mod engine;
+#[cfg(feature = "wasix")]
+mod wasix;
+#[cfg(feature = "wasmer")]
 pub use cache::*;
+#[cfg(feature = "wasmer")]
+pub use engine::{CpuLevel, EngineIdentity, Incompatibility};
 /// Apache Arrow's `object_store`, the version [`ObjectStoreCache`] takes stores from.
 #[cfg(feature = "object-store")]
 pub use object_store;
+#[cfg(feature = "wasix")]
+pub use wasix::{WasiRunError, WasiRunErrorKind, WasixHost};
 
 /// The storage seam's test hooks (feature `fault-injection` only): recording the operations a
 /// workload performs, for the power-loss simulator, and failing chosen ones.

@@ -14,8 +14,8 @@ use tempfile::NamedTempFile;
 use wasmer::{DeserializeError, Engine, Module};
 
 use super::blocking::run_blocking;
-use super::engine_identity::file_safe;
 use super::{CacheError, ModuleCache, ModuleHash};
+use crate::engine::identity::file_safe;
 
 /// A cache of serialized modules on disk, one file per module.
 ///

@@ -67,17 +67,11 @@
 //! ```
 
 mod blocking;
-mod cpu_level;
-mod engine_identity;
 mod fallback;
 mod filesystem;
 mod shared;
 mod thread_local;
 mod types;
-#[cfg(feature = "wasix")]
-mod wasix;
-#[cfg(feature = "wasix")]
-mod wasix_runtime;
 
 #[cfg(test)]
 pub(crate) mod test_support;
@@ -91,13 +85,9 @@ mod pack_cache;
 pub use self::object_store::{
     ObjectStoreCache, ObjectStoreCacheBuilder, ObjectStoreStats, RemoteError, RemoteErrorKind,
 };
-pub use cpu_level::CpuLevel;
-pub use engine_identity::{EngineIdentity, Incompatibility};
 pub use fallback::FallbackCache;
 pub use filesystem::FileSystemCache;
 pub use pack_cache::{CacheStats, PackCache, PackCacheBuilder};
 pub use shared::SharedCache;
 pub use thread_local::ThreadLocalCache;
 pub use types::{CacheError, ModuleCache, ModuleHash};
-#[cfg(feature = "wasix")]
-pub use wasix_runtime::{WasiRunError, WasiRunErrorKind, WasixHost};

@@ -9,7 +9,8 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use wasmer::{Engine, Module};
 
-use super::{CacheError, EngineIdentity, ModuleCache, ModuleHash};
+use super::{CacheError, ModuleCache, ModuleHash};
+use crate::EngineIdentity;
 
 type Modules = HashMap<(ModuleHash, EngineIdentity), Module>;
 

@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use wasmer::{Engine, Module};
 
-use super::{CacheError, EngineIdentity, ModuleCache, ModuleHash};
+use super::{CacheError, ModuleCache, ModuleHash};
+use crate::EngineIdentity;
 
 thread_local! {
     // One map per thread for all instances, told apart by the instance id.

@@ -29,8 +29,9 @@ mod error;
 mod module_object;
 mod runtime;
 
+use crate::EngineIdentity;
 use crate::cache::blocking::run_blocking;
-use crate::cache::{CacheError, EngineIdentity, ModuleCache, ModuleHash};
+use crate::cache::{CacheError, ModuleCache, ModuleHash};
 use crate::format::object;
 use module_object::{aligned, check, deserialize, key_bytes, object_in};
 use runtime::{AbortOnDrop, runtime};
@@ -487,9 +488,6 @@ impl ObjectStoreCache {
         }
     }
 }
-
-#[cfg(feature = "wasix")]
-crate::cache::wasix::impl_wasix_module_cache!(ObjectStoreCache);
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)

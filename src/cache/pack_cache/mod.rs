@@ -16,9 +16,10 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use tokio::sync::OnceCell;
 use wasmer::{Engine, EngineId, Module};
 
+use crate::EngineIdentity;
 use crate::cache::blocking::run_blocking;
 use crate::cache::memo::Memo;
-use crate::cache::{CacheError, EngineIdentity, ModuleCache, ModuleHash};
+use crate::cache::{CacheError, ModuleCache, ModuleHash};
 use crate::{Key, PackOptions, Retention};
 
 pub use builder::PackCacheBuilder;

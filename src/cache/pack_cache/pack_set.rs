@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use crate::cache::{EngineIdentity, Incompatibility};
+use crate::{EngineIdentity, Incompatibility};
 
 use super::discovery::{siblings, specificity};
 use super::slot::PackSlot;

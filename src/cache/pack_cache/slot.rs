@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use crate::cache::{CacheError, EngineIdentity};
+use crate::EngineIdentity;
+use crate::cache::CacheError;
 use crate::pack::embedded::open_memory;
 use crate::pack::recency::Recency;
 use crate::{Error, ErrorKind, Pack, PackIdentity, PackOptions};
