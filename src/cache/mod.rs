@@ -66,13 +66,17 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod artifact;
 mod blocking;
+mod error;
 mod fallback;
 mod filesystem;
 mod shared;
 mod thread_local;
 mod types;
 
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 #[cfg(test)]
 pub(crate) mod test_support;
 
@@ -84,10 +88,14 @@ mod pack_cache;
 #[cfg(feature = "object-store")]
 pub use self::object_store::{
     ObjectStoreCache, ObjectStoreCacheBuilder, ObjectStoreStats, RemoteError, RemoteErrorKind,
+    StoreUrl,
 };
+pub use artifact::load_module;
+pub(crate) use error::CacheResult;
+pub use error::{CacheError, CacheErrorKind};
 pub use fallback::FallbackCache;
 pub use filesystem::FileSystemCache;
 pub use pack_cache::{CacheStats, PackCache, PackCacheBuilder};
 pub use shared::SharedCache;
 pub use thread_local::ThreadLocalCache;
-pub use types::{CacheError, ModuleCache, ModuleHash};
+pub use types::{ModuleCache, ModuleHash};

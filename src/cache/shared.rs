@@ -9,7 +9,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use wasmer::{Engine, Module};
 
-use super::{CacheError, ModuleCache, ModuleHash};
+use super::{CacheError, CacheResult, ModuleCache, ModuleHash};
 use crate::EngineIdentity;
 
 type Modules = HashMap<(ModuleHash, EngineIdentity), Module>;
@@ -78,23 +78,18 @@ impl SharedCache {
 
 #[async_trait::async_trait]
 impl ModuleCache for SharedCache {
-    async fn load(&self, key: ModuleHash, engine: &Engine) -> Result<Module, CacheError> {
+    async fn load(&self, key: ModuleHash, engine: &Engine) -> CacheResult<Module> {
         let key = (key, EngineIdentity::of(engine));
         self.read(|modules| modules.get(&key).cloned())
             .ok_or(CacheError::NotFound)
     }
 
-    async fn contains(&self, key: ModuleHash, engine: &Engine) -> Result<bool, CacheError> {
+    async fn contains(&self, key: ModuleHash, engine: &Engine) -> CacheResult<bool> {
         let key = (key, EngineIdentity::of(engine));
         Ok(self.read(|modules| modules.contains_key(&key)))
     }
 
-    async fn save(
-        &self,
-        key: ModuleHash,
-        engine: &Engine,
-        module: &Module,
-    ) -> Result<(), CacheError> {
+    async fn save(&self, key: ModuleHash, engine: &Engine, module: &Module) -> CacheResult<()> {
         let key = (key, EngineIdentity::of(engine));
         self.write(|modules| modules.insert(key, module.clone()));
         Ok(())
@@ -104,9 +99,40 @@ impl ModuleCache for SharedCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::conformance::{self, CacheUnderTest};
     use crate::cache::test_support::{
         answer, compiled, engine, engine_without_cpu_features, key, poll_ready,
     };
+
+    impl CacheUnderTest for SharedCache {
+        type Cache = SharedCache;
+
+        fn cache(&self) -> &SharedCache {
+            self
+        }
+
+        fn reopen(&self) -> Option<SharedCache> {
+            None
+        }
+
+        fn corrupt(&self, _: ModuleHash, _: &Engine) -> bool {
+            false
+        }
+    }
+
+    #[test]
+    fn conforms() {
+        let report = conformance::run(&SharedCache::new()).unwrap();
+        assert_eq!(
+            report.ran,
+            ["round trip", "miss", "overwrite", "concurrency"]
+        );
+        assert_eq!(
+            report.skipped,
+            ["corruption"],
+            "nothing outside memory to damage"
+        );
+    }
 
     #[tokio::test]
     async fn round_trip_and_clear() {

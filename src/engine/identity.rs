@@ -215,10 +215,12 @@ impl EngineIdentity {
         ))
     }
 
-    /// This identity with another compiler.
-    pub(crate) fn with_deterministic_id(&self, deterministic_id: &str) -> EngineIdentity {
+    /// This identity with the compiler of `other`: its deterministic id and artifact format,
+    /// the two fields an engine's compiler decides.
+    pub(crate) fn with_compiler_of(&self, other: &EngineIdentity) -> EngineIdentity {
         EngineIdentity {
-            deterministic_id: deterministic_id.to_string(),
+            deterministic_id: other.deterministic_id.clone(),
+            artifact_format: other.artifact_format.clone(),
             ..self.clone()
         }
     }

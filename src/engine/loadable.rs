@@ -46,7 +46,8 @@ impl Known {
     }
 
     /// Whether this engine can load artifacts built for `pack`: the identity's own rule
-    /// ([`EngineIdentity::can_load`]), with the compiler left out for an engine without one.
+    /// ([`EngineIdentity::can_load`]), with the compiler and artifact format left out for an
+    /// engine without a compiler.
     pub(crate) fn can_load(&self, pack: &PackIdentity) -> Result<(), Incompatibility> {
         if *pack == self.pack_identity {
             return Ok(());
@@ -59,10 +60,7 @@ impl Known {
         if self.compiles {
             return self.identity.can_load(&theirs);
         }
-        let ours = self
-            .identity
-            .with_deterministic_id(theirs.deterministic_id());
-        ours.can_load(&theirs)
+        self.identity.with_compiler_of(&theirs).can_load(&theirs)
     }
 }
 
