@@ -95,6 +95,8 @@
 //! - `singlepass`: wasmer's singlepass compiler, for engines built with it.
 //! - `object-store`: [`ObjectStoreCache`], the fleet tier over S3 and other object stores, and
 //!   the tool's `push` and `pull`.
+//! - `conformance`: `wasmpak::conformance`, the checks every [`ModuleCache`] runs (a round trip, a
+//!   miss, an overwrite, damaged bytes, threads), for caches of your own; not API-stable.
 //! - `fault-injection`: testing only (crash points, the storage seam's recorder and fault
 //!   injection, `WASMPAK_PORTABLE_IO=1`).
 //!
@@ -109,9 +111,10 @@
 //! # Safety
 //!
 //! The crate has two kinds of `unsafe`: the memory mapping (sound because the format never
-//! modifies or truncates committed bytes, see `src/pack/mapping.rs`) and
-//! `Module::deserialize_unchecked` (sound because the pack's identity matches the engine and the
-//! value's checksum matched, see [`PackCache`]). Whoever can write a pack can run code in every
+//! modifies or truncates committed bytes, see `src/pack/mapping.rs`) and the one
+//! deserialization of an artifact, in `src/cache/artifact.rs`, which every cache and
+//! [`load_module`] go through (sound because the engine can load the pack's identity and the
+//! value's checksum or signature matched; its contract lists every way bytes reach it). Whoever can write a pack can run code in every
 //! process that loads from it, so packs writable by other users are refused unless
 //! [`PackOptions::allow_shared_write`] says otherwise, and signatures narrow "whoever can write
 //! it" to "whoever holds the signing key". One option is `unsafe` to call:

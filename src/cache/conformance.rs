@@ -92,6 +92,27 @@ pub trait CacheUnderTest: Sync {
     fn corrupt(&self, key: ModuleHash, engine: &Engine) -> bool;
 }
 
+/// A cache that keeps nothing outside memory, under the checks as it is: no second handle
+/// on its storage, nothing to damage (the corruption check is skipped).
+#[derive(Debug)]
+pub struct MemoryOnly<C>(pub C);
+
+impl<C: ModuleCache + Send + Sync> CacheUnderTest for MemoryOnly<C> {
+    type Cache = C;
+
+    fn cache(&self) -> &C {
+        &self.0
+    }
+
+    fn reopen(&self) -> Option<C> {
+        None
+    }
+
+    fn corrupt(&self, _: ModuleHash, _: &Engine) -> bool {
+        false
+    }
+}
+
 /// How a cache treats a second save under a key it holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Overwrite {

@@ -23,6 +23,15 @@
 //! - `ObjectStoreCache` (feature `object-store`): one object per module in S3, GCS, Azure or
 //!   any other `object_store` backend, the tier a fleet of nodes shares.
 //!
+//! # Where things are
+//!
+//! `types.rs` holds the trait, `error.rs` its error ([`CacheError`], [`CacheErrorKind`]),
+//! `artifact.rs` the one `unsafe` deserialization every cache goes through (and
+//! [`load_module`], the same for a tool holding a [`Pack`](crate::Pack)), and each
+//! implementor has its own file or folder. `conformance.rs` (feature `conformance`) is the set
+//! of checks every implementor runs in its tests. Engine identities live in `src/engine`, the
+//! wasix glue in `src/wasix`.
+//!
 //! None of them needs a tokio runtime: inside one, blocking file work moves to tokio's
 //! blocking pool; outside, it runs inline. With the `wasix` feature each also implements
 //! `wasmer_wasix::runtime::module_cache::ModuleCache`.

@@ -99,30 +99,14 @@ impl ModuleCache for SharedCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::conformance::{self, CacheUnderTest};
+    use crate::cache::conformance::{self, MemoryOnly};
     use crate::cache::test_support::{
         answer, compiled, engine, engine_without_cpu_features, key, poll_ready,
     };
 
-    impl CacheUnderTest for SharedCache {
-        type Cache = SharedCache;
-
-        fn cache(&self) -> &SharedCache {
-            self
-        }
-
-        fn reopen(&self) -> Option<SharedCache> {
-            None
-        }
-
-        fn corrupt(&self, _: ModuleHash, _: &Engine) -> bool {
-            false
-        }
-    }
-
     #[test]
     fn conforms() {
-        let report = conformance::run(&SharedCache::new()).unwrap();
+        let report = conformance::run(&MemoryOnly(SharedCache::new())).unwrap();
         assert_eq!(
             report.ran,
             ["round trip", "miss", "overwrite", "concurrency"]

@@ -95,28 +95,12 @@ impl ModuleCache for ThreadLocalCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::conformance::{self, CacheUnderTest};
+    use crate::cache::conformance::{self, MemoryOnly};
     use crate::cache::test_support::{answer, compiled, engine, key, poll_ready};
-
-    impl CacheUnderTest for ThreadLocalCache {
-        type Cache = ThreadLocalCache;
-
-        fn cache(&self) -> &ThreadLocalCache {
-            self
-        }
-
-        fn reopen(&self) -> Option<ThreadLocalCache> {
-            None
-        }
-
-        fn corrupt(&self, _: ModuleHash, _: &Engine) -> bool {
-            false
-        }
-    }
 
     #[test]
     fn conforms() {
-        let report = conformance::run(&ThreadLocalCache::new()).unwrap();
+        let report = conformance::run(&MemoryOnly(ThreadLocalCache::new())).unwrap();
         assert_eq!(
             report.ran,
             ["round trip", "miss", "overwrite", "concurrency"]
