@@ -50,9 +50,8 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use wasmer::{DeserializeError, Engine, Module};
 
-use super::{CacheError, ModuleHash};
+use super::CacheError;
 use crate::engine::loadable;
-use crate::format::object;
 use crate::{Key, Pack};
 
 /// An artifact that passed the checks of its source for one engine: the precondition of the
@@ -89,12 +88,14 @@ impl CheckedArtifact {
 
     /// The artifact of a downloaded module object, if the object is intact, for `engine`'s
     /// identity exactly, and holds `key`; otherwise why not, in a phrase for a warning.
+    #[cfg(feature = "object-store")]
     pub(crate) fn from_module_object(
         object: &Bytes,
-        key: &ModuleHash,
+        key: &super::ModuleHash,
         engine: &Engine,
     ) -> Result<CheckedArtifact, String> {
-        let decoded = object::decode(object).map_err(|e| format!("damaged object: {e}"))?;
+        let decoded =
+            crate::format::object::decode(object).map_err(|e| format!("damaged object: {e}"))?;
         let known = loadable::known(engine);
         if decoded.identity != known.encoded.as_slice() {
             let theirs = crate::PackIdentity::decode(decoded.identity).map_or_else(

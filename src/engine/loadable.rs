@@ -26,8 +26,9 @@ pub(crate) struct Known {
     pub(crate) identity: EngineIdentity,
     /// The identity as a pack stores it.
     pub(crate) pack_identity: PackIdentity,
-    /// The identity encoded as packs and module objects hold it; empty if it is too large to
-    /// encode, which matches nothing.
+    /// The identity encoded as module objects hold it; empty if it is too large to encode,
+    /// which matches nothing.
+    #[cfg(feature = "object-store")]
     pub(crate) encoded: Vec<u8>,
     /// Whether the engine has a compiler; without one it loads any compiler's artifacts.
     compiles: bool,
@@ -38,6 +39,7 @@ impl Known {
         let identity = EngineIdentity::of(engine);
         let pack_identity = identity.to_pack_identity();
         Known {
+            #[cfg(feature = "object-store")]
             encoded: pack_identity.encode().unwrap_or_default(),
             pack_identity,
             identity,
