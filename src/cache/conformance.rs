@@ -447,6 +447,8 @@ mod tests {
         ReturnsAnother,
         /// Damaged bytes load as a module all the same.
         IgnoresDamage,
+        /// Damaged bytes make loads panic.
+        PanicsOnDamage,
     }
 
     /// A cache over a [`SharedCache`] with one [`Defect`].
@@ -461,10 +463,12 @@ mod tests {
     impl ModuleCache for Broken {
         async fn load(&self, key: ModuleHash, engine: &Engine) -> Result<Module, CacheError> {
             let module = self.modules.load(key, engine).await?;
+            let damaged = self.damaged.load(Ordering::SeqCst);
             let wrong = match self.defect {
                 Defect::ReturnsAnother => true,
-                Defect::IgnoresDamage => self.damaged.load(Ordering::SeqCst),
-                Defect::LosesSaves => false,
+                Defect::IgnoresDamage => damaged,
+                Defect::PanicsOnDamage if damaged => panic!("the damaged bytes broke it"),
+                Defect::LosesSaves | Defect::PanicsOnDamage => false,
             };
             Ok(if wrong {
                 fixtures::compiled(99)
@@ -541,22 +545,9 @@ mod tests {
     }
 
     #[test]
-    fn a_panic_is_a_failure_of_the_check_it_happened_in() {
-        struct Panics(SharedCache);
-        impl CacheUnderTest for Panics {
-            type Cache = SharedCache;
-            fn cache(&self) -> &SharedCache {
-                &self.0
-            }
-            fn reopen(&self) -> Option<SharedCache> {
-                None
-            }
-            fn corrupt(&self, _: ModuleHash, _: &Engine) -> bool {
-                panic!("the hook broke")
-            }
-        }
-        let failure = run(&Panics(SharedCache::new())).unwrap_err();
-        assert_eq!(failure.check, "corruption");
-        assert_eq!(failure.message, "panicked: the hook broke");
+    fn a_cache_that_panics_on_damaged_bytes_fails_the_corruption_check() {
+        let failure = run(&broken(Defect::PanicsOnDamage)).unwrap_err();
+        assert_eq!(failure.check, "corruption", "{failure}");
+        assert_eq!(failure.message, "panicked: the damaged bytes broke it");
     }
 }
