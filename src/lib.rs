@@ -100,6 +100,8 @@
 //! - `singlepass`: wasmer's singlepass compiler, for engines built with it.
 //! - `object-store`: [`ObjectStoreCache`], the fleet tier over S3 and other object stores, and
 //!   the tool's `push` and `pull`.
+//! - `conformance`: `wasmpak::conformance`, the checks every [`ModuleCache`] runs (a round trip, a
+//!   miss, an overwrite, damaged bytes, threads), for caches of your own; not API-stable.
 //! - `fault-injection`: testing only (crash points, the storage seam's recorder and fault
 //!   injection, `WASMPAK_PORTABLE_IO=1`).
 //!
@@ -114,9 +116,10 @@
 //! # Safety
 //!
 //! The crate has two kinds of `unsafe`: the memory mapping (sound because the format never
-//! modifies or truncates committed bytes, see `src/pack/mapping.rs`) and
-//! `Module::deserialize_unchecked` (sound because the pack's identity matches the engine and the
-//! value's checksum matched, see [`PackCache`]). Whoever can write a pack can run code in every
+//! modifies or truncates committed bytes, see `src/pack/mapping.rs`) and the one
+//! deserialization of an artifact, in `src/cache/artifact.rs`, which every cache and
+//! [`load_module`] go through (sound because the engine can load the pack's identity and the
+//! value's checksum or signature matched; its contract lists every way bytes reach it). Whoever can write a pack can run code in every
 //! process that loads from it, so packs writable by other users are refused unless
 //! [`PackOptions::allow_shared_write`] says otherwise, and signatures narrow "whoever can write
 //! it" to "whoever holds the signing key". One option is `unsafe` to call:
@@ -155,10 +158,18 @@ pub use trust::{
 #[cfg(feature = "wasmer")]
 mod cache;
 #[cfg(feature = "wasmer")]
+mod engine;
+#[cfg(feature = "wasix")]
+mod wasix;
+#[cfg(feature = "wasmer")]
 pub use cache::*;
+#[cfg(feature = "wasmer")]
+pub use engine::{CpuLevel, EngineIdentity, Incompatibility};
 /// Apache Arrow's `object_store`, the version [`ObjectStoreCache`] takes stores from.
 #[cfg(feature = "object-store")]
 pub use object_store;
+#[cfg(feature = "wasix")]
+pub use wasix::{WasiRunError, WasiRunErrorKind, WasixHost};
 
 /// The storage seam's test hooks (feature `fault-injection` only): recording the operations a
 /// workload performs, for the power-loss simulator, and failing chosen ones.

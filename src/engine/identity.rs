@@ -14,7 +14,8 @@ use std::fmt;
 use wasmer::Engine;
 use wasmer::sys::NativeEngineExt;
 
-use crate::cache::cpu_level;
+use super::Incompatibility;
+use super::cpu_level;
 use crate::{IdentityValue, PackIdentity};
 
 /// Everything that decides whether a module compiled by one engine can be loaded by another.
@@ -51,76 +52,6 @@ pub struct EngineIdentity {
     target_triple: String,
     cpu_features: String,
 }
-
-/// Why an engine cannot load a pack's artifacts: the answer of [`EngineIdentity::can_load`].
-///
-/// # Example
-///
-/// ```
-/// use wasmpak::{EngineIdentity, Incompatibility, PackIdentity};
-///
-/// let pack = |cpu: &str| PackIdentity::new()
-///     .with("engine", "cranelift-opts")
-///     .with("format", "wasmer-universal")
-///     .with("abi", 12u32)
-///     .with("target", "x86_64-unknown-linux-gnu")
-///     .with("cpu", cpu);
-/// let host = EngineIdentity::from_pack_identity(&pack("avx,sse2")).unwrap();
-/// let fleet = EngineIdentity::from_pack_identity(&pack("sse2")).unwrap();
-/// let newer = EngineIdentity::from_pack_identity(&pack("avx,avx512f,sse2")).unwrap();
-/// assert!(host.can_load(&fleet).is_ok());
-/// let refused = host.can_load(&newer).unwrap_err();
-/// assert_eq!(refused, Incompatibility::CpuFeatures { missing: vec!["avx512f".to_string()] });
-/// assert_eq!(refused.to_string(), "it needs CPU features this engine lacks: avx512f");
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Incompatibility {
-    /// Another compiler, artifact format, artifact ABI version (wasmer version) or target.
-    Engine {
-        /// The identity field that differs: `engine`, `format`, `abi` or `target`.
-        field: &'static str,
-        /// The pack's value.
-        pack: String,
-        /// The loading engine's value.
-        engine: String,
-    },
-    /// The pack's artifacts need CPU features the engine's target lacks.
-    CpuFeatures {
-        /// The missing features, as wasmer names them, sorted.
-        missing: Vec<String>,
-    },
-}
-
-impl fmt::Display for Incompatibility {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Incompatibility::Engine {
-                field,
-                pack,
-                engine,
-            } => {
-                let what = match *field {
-                    "engine" => "compiler",
-                    "format" => "artifact format",
-                    "abi" => "artifact ABI version",
-                    _ => "target",
-                };
-                write!(
-                    f,
-                    "it was built for {what} {pack}, this engine has {engine}"
-                )
-            }
-            Incompatibility::CpuFeatures { missing } => write!(
-                f,
-                "it needs CPU features this engine lacks: {}",
-                missing.join(",")
-            ),
-        }
-    }
-}
-
-impl std::error::Error for Incompatibility {}
 
 impl EngineIdentity {
     /// The identity of `engine`.
@@ -282,6 +213,16 @@ impl EngineIdentity {
             "{}-{}-v{}-{}-",
             self.deterministic_id, self.artifact_format, self.abi_version, self.target_triple
         ))
+    }
+
+    /// This identity with the compiler of `other`: its deterministic id and artifact format,
+    /// the two fields an engine's compiler decides.
+    pub(crate) fn with_compiler_of(&self, other: &EngineIdentity) -> EngineIdentity {
+        EngineIdentity {
+            deterministic_id: other.deterministic_id.clone(),
+            artifact_format: other.artifact_format.clone(),
+            ..self.clone()
+        }
     }
 
     /// This identity with other CPU features (sorted, comma-separated).

@@ -7,7 +7,7 @@
 
 use wasmer_wasix::runtime::module_cache as wasix;
 
-use super::CacheError;
+use crate::cache::{CacheError, FallbackCache, ModuleCache};
 
 impl From<CacheError> for wasix::CacheError {
     fn from(error: CacheError) -> Self {
@@ -58,19 +58,20 @@ macro_rules! impl_wasix_module_cache {
         }
     };
     ($ty:ty) => {
-        $crate::cache::wasix::impl_wasix_module_cache!(impl [] $ty);
+        impl_wasix_module_cache!(impl [] $ty);
     };
 }
-pub(crate) use impl_wasix_module_cache;
 
-impl_wasix_module_cache!(super::SharedCache);
-impl_wasix_module_cache!(super::ThreadLocalCache);
-impl_wasix_module_cache!(super::FileSystemCache);
-impl_wasix_module_cache!(super::PackCache);
+impl_wasix_module_cache!(crate::SharedCache);
+impl_wasix_module_cache!(crate::ThreadLocalCache);
+impl_wasix_module_cache!(crate::FileSystemCache);
+impl_wasix_module_cache!(crate::PackCache);
+#[cfg(feature = "object-store")]
+impl_wasix_module_cache!(crate::ObjectStoreCache);
 impl_wasix_module_cache!(impl [
-    P: super::ModuleCache + Send + Sync,
-    F: super::ModuleCache + Send + Sync
-] super::FallbackCache<P, F>);
+    P: ModuleCache + Send + Sync,
+    F: ModuleCache + Send + Sync
+] FallbackCache<P, F>);
 
 #[cfg(test)]
 mod tests {
