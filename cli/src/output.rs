@@ -32,18 +32,30 @@ pub(crate) use tell;
 /// reader has what it wanted, and a half-done `build` must still commit. Any other write
 /// failure (stdout redirected to a full disk) is.
 pub fn write_stdout(args: fmt::Arguments<'_>) -> Result<(), CliError> {
+    stdout(|out| out.write_fmt(args))
+}
+
+/// Writes raw bytes (an artifact) to stdout, as [`write_stdout`] writes text.
+pub fn write_stdout_bytes(bytes: &[u8]) -> Result<(), CliError> {
+    stdout(|out| out.write_all(bytes))
+}
+
+/// Runs `write` on the locked stdout and flushes it; a closed pipe is success.
+fn stdout(
+    write: impl FnOnce(&mut std::io::StdoutLock<'static>) -> std::io::Result<()>,
+) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
-    match out.write_fmt(args).and_then(|()| out.flush()) {
+    match write(&mut out).and_then(|()| out.flush()) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(CliError::new(format!("cannot write to stdout: {e}"))),
+        Err(e) => Err(CliError::failed(format!("cannot write to stdout: {e}"))),
     }
 }
 
 /// Prints `value` as one pretty-printed JSON document on stdout.
 pub fn print_json(value: &impl serde::Serialize) -> Result<(), CliError> {
     let text = serde_json::to_string_pretty(value)
-        .map_err(|e| CliError::new(format!("cannot encode JSON: {e}")))?;
+        .map_err(|e| CliError::failed(format!("cannot encode JSON: {e}")))?;
     say!("{text}")
 }
 

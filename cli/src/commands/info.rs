@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 use wasmpak::{EngineIdentity, IdentityValue, SignatureInfo, SignatureStatus};
 
+use crate::context::Context;
 use crate::engine;
 use crate::error::CliError;
 use crate::open;
@@ -104,8 +105,8 @@ fn seconds(s: &SignatureInfo) -> u64 {
 }
 
 /// Runs `wasmpak info`.
-pub fn run(args: Args) -> Result<(), CliError> {
-    let pack = open::any(&args.pack)?;
+pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
+    let pack = open::any(ctx, &args.pack)?;
     let stats = pack.stats()?;
     let identity = pack.identity();
     let loadable = engine::host_can_load(identity);
