@@ -4,9 +4,12 @@
 //! Humans get `7.2 KiB` and `1.35 ms`; JSON gets exact integers (bytes, nanoseconds) so
 //! scripts never parse units.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Write;
 use std::time::Duration;
+
+use wasmpak::{IdentityValue, PackIdentity};
 
 use crate::error::CliError;
 
@@ -57,6 +60,21 @@ pub fn print_json(value: &impl serde::Serialize) -> Result<(), CliError> {
     let text = serde_json::to_string_pretty(value)
         .map_err(|e| CliError::failed(format!("cannot encode JSON: {e}")))?;
     say!("{text}")
+}
+
+/// A pack identity as a JSON object, one member per field in name order: strings stay
+/// strings, numbers numbers.
+pub fn identity_json(identity: &PackIdentity) -> BTreeMap<String, serde_json::Value> {
+    identity
+        .fields()
+        .map(|(name, value)| {
+            let value = match value {
+                IdentityValue::Str(s) => serde_json::Value::from(s.as_str()),
+                IdentityValue::Num(n) => serde_json::Value::from(*n),
+            };
+            (name.to_string(), value)
+        })
+        .collect()
 }
 
 /// `1 entry`, `3 entries`: a count with the noun that agrees with it.

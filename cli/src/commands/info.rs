@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::Serialize;
-use wasmpak::{EngineIdentity, IdentityValue, SignatureInfo, SignatureStatus};
+use wasmpak::{EngineIdentity, SignatureInfo, SignatureStatus};
 
 use crate::context::Context;
 use crate::engine;
@@ -122,16 +122,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
     if args.json {
         return output::print_json(&Info {
             pack: args.pack.display().to_string(),
-            identity: identity
-                .fields()
-                .map(|(name, value)| {
-                    let value = match value {
-                        IdentityValue::Str(s) => serde_json::Value::from(s.as_str()),
-                        IdentityValue::Num(n) => serde_json::Value::from(*n),
-                    };
-                    (name.to_string(), value)
-                })
-                .collect(),
+            identity: output::identity_json(identity),
             generation: stats.generation,
             entries: stats.entries,
             live_bytes: stats.live_bytes,

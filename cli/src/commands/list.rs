@@ -103,13 +103,8 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
         say!("{}", table.render())?;
     }
     say!(
-        "{} {}, {}",
-        entries.len(),
-        if entries.len() == 1 {
-            "entry"
-        } else {
-            "entries"
-        },
+        "{}, {}",
+        output::count(entries.len() as u64, "entry", "entries"),
         output::bytes(total)
     )
 }

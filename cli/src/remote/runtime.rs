@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use tokio::runtime::{Builder, Runtime};
+
 use crate::error::CliError;
 
 /// `--timeout`, the same for every transfer.
@@ -21,17 +23,17 @@ impl Timeout {
 }
 
 /// The runtime `push` and `pull` run their requests on.
-pub fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| CliError::failed(format!("cannot start the network runtime: {e}")))
+pub fn runtime() -> Result<Runtime, CliError> {
+    started(Builder::new_multi_thread().worker_threads(2))
 }
 
 /// A runtime on the calling thread alone, for transfers that are one stream of requests.
-pub fn current_thread_runtime() -> Result<tokio::runtime::Runtime, CliError> {
-    tokio::runtime::Builder::new_current_thread()
+pub fn current_thread_runtime() -> Result<Runtime, CliError> {
+    started(&mut Builder::new_current_thread())
+}
+
+fn started(builder: &mut Builder) -> Result<Runtime, CliError> {
+    builder
         .enable_all()
         .build()
         .map_err(|e| CliError::failed(format!("cannot start the network runtime: {e}")))
