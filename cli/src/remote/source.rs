@@ -11,7 +11,9 @@ use crate::remote::store::Remote;
 
 /// A remote object at the version a pull started with.
 pub struct Source<'a> {
+    /// The object, as its URL named it.
     pub remote: &'a Remote,
+    /// Its size and version (ETag) when the pull started.
     pub meta: ObjectMeta,
 }
 
