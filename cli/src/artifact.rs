@@ -1,7 +1,9 @@
-//! Turning an artifact back into a wasmer `Module`: the tool's only `unsafe`.
+//! Turning an artifact back into a wasmer `Module`: every `unsafe` deserialization of the tool,
+//! in one module.
 //!
 //! `run` and `verify --deep` need it for a pack named on the command line, `import` for the
-//! artifact files of a runtime's cache.
+//! artifact files of a runtime's cache, `demo` for the `wasmer-cache` it compares the pack
+//! with. The library's one audited deserialize replaces these calls.
 
 use bytes::Bytes;
 use wasmer::{DeserializeError, Engine, Module};
@@ -71,4 +73,19 @@ fn deserialize(engine: &Engine, bytes: Bytes) -> Result<Module, DeserializeError
     //     committed bytes. Payloads are 64-byte aligned in a page-aligned mapping.
     // SAFETY: (1)–(3) above: a compatible engine, checked bytes, alive and unchanged.
     unsafe { Module::deserialize(engine, bytes) }
+}
+
+/// `wasmer_cache::Cache::load`, whose contract is unsafe: for `demo`'s comparison, which
+/// drives that cache the way its users do.
+#[allow(unsafe_code)]
+pub fn load_from_wasmer_cache(
+    cache: &wasmer_cache::FileSystemCache,
+    engine: &Engine,
+    key: wasmer_cache::Hash,
+) -> Result<Module, String> {
+    use wasmer_cache::Cache;
+    // SAFETY: the demo's temporary directory holds only what `save` stored moments ago with
+    // this engine: `Module::serialize` output of an engine of this configuration, which is
+    // what `Cache::load` requires (it hands the file to `Module::deserialize_from_file`).
+    unsafe { cache.load(engine, key) }.map_err(|e| e.to_string())
 }

@@ -56,10 +56,10 @@ pub fn call(
     let function = instance
         .exports
         .get_function(name)
-        .map_err(|e| CliError::new(format!("{label}: {e}")))?;
+        .map_err(|e| CliError::failed(format!("{label}: {e}")))?;
     let results = function
         .call(&mut store, values)
-        .map_err(|e| CliError::new(format!("{name} trapped: {}", one_line(&e.message()))))?;
+        .map_err(|e| CliError::failed(format!("{name} trapped: {}", one_line(&e.message()))))?;
     for value in results.iter() {
         say!("{}", show(value))?;
     }
@@ -88,7 +88,7 @@ fn instantiate(
     label: &str,
 ) -> Result<Instance, CliError> {
     Instance::new(store, module, imports).map_err(|e| {
-        CliError::new(format!(
+        CliError::failed(format!(
             "cannot instantiate {label}: {}",
             one_line(&e.to_string())
         ))
@@ -119,7 +119,7 @@ fn stub_imports(store: &mut Store, module: &Module) -> Result<(Imports, Vec<Stri
     for import in module.imports() {
         let name = format!("{}.{}", import.module(), import.name());
         let cannot = |what: &str, why: String| {
-            CliError::new(format!(
+            CliError::failed(format!(
                 "cannot stub import {name} ({what}): {}",
                 one_line(&why)
             ))

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::context::Context;
 use crate::error::CliError;
 use crate::open;
 use crate::output::{self, Align, Table, say};
@@ -42,8 +43,8 @@ struct EntryJson {
 }
 
 /// Runs `wasmpak list`.
-pub fn run(args: Args) -> Result<(), CliError> {
-    let pack = open::any(&args.pack)?;
+pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
+    let pack = open::any(ctx, &args.pack)?;
     let entries: Vec<_> = pack.iter()?.collect();
     // A damaged signature chain vouches for nothing; the listing itself still stands.
     let signatures = pack.signatures().unwrap_or_default();
@@ -102,13 +103,8 @@ pub fn run(args: Args) -> Result<(), CliError> {
         say!("{}", table.render())?;
     }
     say!(
-        "{} {}, {}",
-        entries.len(),
-        if entries.len() == 1 {
-            "entry"
-        } else {
-            "entries"
-        },
+        "{}, {}",
+        output::count(entries.len() as u64, "entry", "entries"),
         output::bytes(total)
     )
 }

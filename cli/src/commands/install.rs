@@ -3,9 +3,10 @@
 
 use std::path::PathBuf;
 
-use crate::error::{CliError, Exit};
-use crate::open;
+use crate::context::Context;
+use crate::error::{CliError, ErrorKind};
 use crate::output::{self, say};
+use crate::signing;
 
 /// Arguments of `wasmpak install`.
 #[derive(Debug, clap::Args)]
@@ -21,20 +22,21 @@ pub struct Args {
 }
 
 /// Runs `wasmpak install`.
-pub fn run(args: Args) -> Result<(), CliError> {
-    let keys = crate::verify::read_public_keys(&args.key)?;
+pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
+    let keys = signing::read_public_keys(&args.key)?;
     if !args.dir.is_dir() {
-        return Err(CliError::new(format!(
+        return Err(CliError::failed(format!(
             "cannot install into {}: not a directory",
             args.dir.display()
         )));
     }
-    let pack = open::options()
+    let pack = ctx
+        .pack_options()
         .trusted_keys(keys.iter().copied())
         .open_any(&args.pack)?;
     let installed = pack.install_into(&args.dir).map_err(|e| match e.kind() {
         wasmpak::ErrorKind::Untrusted | wasmpak::ErrorKind::Corrupt => {
-            CliError::with_exit(Exit::VerifyFailed, e)
+            CliError::new(ErrorKind::VerifyFailed, e)
         }
         _ => e.into(),
     })?;
@@ -44,7 +46,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
     } else {
         format!(
             "checksums and signatures verified ({})",
-            keys.iter().map(|k| k.id()).collect::<Vec<_>>().join(", ")
+            signing::key_ids(&keys)
         )
     };
     say!(

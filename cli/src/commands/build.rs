@@ -23,11 +23,13 @@ use indicatif::{ProgressBar, ProgressStyle};
 use wasmer::Engine;
 use wasmpak::{EngineIdentity, Key, Pack};
 
+use crate::context::Context;
 use crate::engine::{self, EngineArgs};
-use crate::error::CliError;
+use crate::error::{CliError, corrupt_detail};
 use crate::input::Input;
 use crate::open;
 use crate::output::{self, say};
+use crate::signing;
 
 /// Arguments of `wasmpak build`.
 #[derive(Debug, clap::Args)]
@@ -71,13 +73,9 @@ struct Compiled {
 }
 
 /// Runs `wasmpak build`.
-pub fn run(args: Args) -> Result<(), CliError> {
+pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
     // A bad key fails before minutes of compiling, not after.
-    let signing_key = args
-        .sign
-        .as_deref()
-        .map(crate::sign::read_secret)
-        .transpose()?;
+    let signing_key = args.sign.as_deref().map(signing::read_secret).transpose()?;
     let engine = engine::build(&args.engine, args.target.as_deref())?;
     let engine_identity = EngineIdentity::of(&engine);
     let identity = engine_identity.to_pack_identity();
@@ -90,7 +88,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
         .collect::<Result<Vec<_>, _>>()?;
     warn_shared_labels(&inputs);
 
-    let existing = open::existing_for(&pack_path, &identity, open::Purpose::Build)?;
+    let existing = open::existing_for(ctx, &pack_path, &identity, open::Purpose::Build)?;
 
     // Decide what to compile: not what the pack has intact, and each distinct module once.
     let mut first_with_key: HashMap<Key, usize> = HashMap::new();
@@ -130,10 +128,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
 
     if !todo.is_empty() {
         // Before minutes of compiling, not after.
-        match &existing {
-            Some(_) => open::check_writable(&pack_path)?,
-            None => open::check_creatable(&pack_path)?,
-        }
+        open::check_can_write(&pack_path, existing.is_some())?;
     }
     let jobs = args
         .jobs
@@ -146,7 +141,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
     let (mut added_bytes, mut replaced_bytes) = (0u64, 0u64);
     let mut pack = existing;
     if !compiled.is_empty() {
-        let target = open::or_create(&pack_path, &identity, open::Purpose::Build)?;
+        let target = open::or_create(ctx, &pack_path, &identity, open::Purpose::Build)?;
         let mut batch = target.batch();
         for ((&i, done), &replace) in todo.iter().zip(&compiled).zip(&replacing) {
             let input = &inputs[i];
@@ -175,9 +170,9 @@ pub fn run(args: Args) -> Result<(), CliError> {
     if let Some(key) = &signing_key {
         let target = match pack {
             Some(pack) => pack,
-            None => open::or_create(&args.pack, &identity, open::Purpose::Build)?,
+            None => open::or_create(ctx, &pack_path, &identity, open::Purpose::Build)?,
         };
-        crate::sign::sign(&target, key)?;
+        signing::sign(&target, key)?;
         pack = Some(target);
     }
     let stats = pack.as_ref().map(|p| p.stats()).transpose()?;
@@ -204,7 +199,9 @@ fn present(pack: &Pack, key: &Key) -> Result<Present, CliError> {
     match pack.get(key) {
         Ok(Some(_)) => Ok(Present::Intact),
         Ok(None) => Ok(Present::Absent),
-        Err(wasmpak::Error::Corrupt { detail, .. }) => Ok(Present::Damaged(detail)),
+        Err(e) if e.kind() == wasmpak::ErrorKind::Corrupt => {
+            Ok(Present::Damaged(corrupt_detail(&e)))
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -295,7 +292,7 @@ fn compile_all(
         match result {
             Some(Ok(done)) => compiled.push(done),
             Some(Err(e)) => return Err(e),
-            None => return Err(CliError::new("compilation stopped after an error")),
+            None => return Err(CliError::failed("compilation stopped after an error")),
         }
     }
     Ok(compiled)
@@ -306,7 +303,7 @@ fn compile_one(engine: &Engine, input: &Input) -> Result<Compiled, CliError> {
     let started = Instant::now();
     let module = input.compile(engine)?;
     let artifact = module.serialize().map_err(|e| {
-        CliError::new(format!(
+        CliError::failed(format!(
             "cannot serialize the module compiled from {}: {e}",
             input.path.display()
         ))

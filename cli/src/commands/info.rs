@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::Serialize;
-use wasmpak::{EngineIdentity, IdentityValue, SignatureInfo, SignatureStatus};
+use wasmpak::{EngineIdentity, SignatureInfo, SignatureStatus};
 
+use crate::context::Context;
 use crate::engine;
 use crate::error::CliError;
 use crate::open;
@@ -104,8 +105,8 @@ fn seconds(s: &SignatureInfo) -> u64 {
 }
 
 /// Runs `wasmpak info`.
-pub fn run(args: Args) -> Result<(), CliError> {
-    let pack = open::any(&args.pack)?;
+pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
+    let pack = open::any(ctx, &args.pack)?;
     let stats = pack.stats()?;
     let identity = pack.identity();
     let loadable = engine::host_can_load(identity);
@@ -121,16 +122,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
     if args.json {
         return output::print_json(&Info {
             pack: args.pack.display().to_string(),
-            identity: identity
-                .fields()
-                .map(|(name, value)| {
-                    let value = match value {
-                        IdentityValue::Str(s) => serde_json::Value::from(s.as_str()),
-                        IdentityValue::Num(n) => serde_json::Value::from(*n),
-                    };
-                    (name.to_string(), value)
-                })
-                .collect(),
+            identity: output::identity_json(identity),
             generation: stats.generation,
             entries: stats.entries,
             live_bytes: stats.live_bytes,

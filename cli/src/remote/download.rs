@@ -1,26 +1,25 @@
-//! The temporary file a full `wasmpak pull` downloads into: created beside the destination
-//! and locked, written as the body streams in (on a thread of its own, the writeback started
-//! every few MiB), synced while the whole pack is verified, renamed into place, and removed
-//! if anything fails. A pull that dies leaves the file unlocked; the next pull removes it.
+//! A full `wasmpak pull`: the object streamed into a temporary file beside the destination
+//! (`durable::TempFile`: locked, removed if anything fails, swept by the next pull if the
+//! process dies), written as the body arrives (on a thread of its own, the writeback started
+//! every few MiB), synced while the whole pack is verified, then renamed into place.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{IoSlice, Write};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::path::Path;
+use std::time::Instant;
 
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use wasmpak::PackIdentity;
 use wasmpak::format::snapshot::SUPERBLOCK_LEN;
 use wasmpak::object_store::ObjectMeta;
+use wasmpak::{PackIdentity, PackOptions};
 
+use crate::durable::{self, TempFile};
 use crate::error::CliError;
-use crate::open;
-use crate::pull::{Phases, Source, decode, head};
-use crate::remote;
+use crate::remote::report::Phases;
+use crate::remote::runtime;
+use crate::remote::source::{Source, decode, head};
 
 /// Downloaded bytes are written to the file in pieces of about this size...
 const WRITE_BUFFER: usize = 1 << 20;
@@ -36,43 +35,20 @@ const BATCHES_IN_FLIGHT: usize = 8;
 /// The check of the object's ETag after its body arrived: its metadata then.
 pub type Check = tokio::task::JoinHandle<Result<ObjectMeta, CliError>>;
 
-/// A download in progress: a temporary file beside the destination, locked while in use,
-/// removed unless installed.
+/// A download in progress: the temporary file that becomes the pack, and the options it is
+/// opened with to be verified.
 pub struct Download {
-    file: Arc<File>,
-    temp: PathBuf,
-    dest: PathBuf,
+    temp: TempFile,
+    options: PackOptions,
 }
 
 impl Download {
-    /// Creates the temporary file, first removing those of pulls that died (unlocked).
-    pub fn create(dest: &Path) -> Result<Download, CliError> {
-        let dir = dest.parent().unwrap_or(Path::new("."));
-        let name = dest.file_name().unwrap_or_default().to_string_lossy();
-        let prefix = format!(".{name}.pull-");
-        remove_abandoned(dir, &prefix);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos();
-        let temp = dir.join(format!("{prefix}{}-{nanos}.tmp", std::process::id()));
-        let error =
-            |e: std::io::Error| CliError::new(format!("cannot write in {}: {e}", dir.display()));
-        // The mode a pack is created with (umask applies), not a temporary file's 0600.
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o666)
-            .open(&temp)
-            .map_err(error)?;
-        let download = Download {
-            file: Arc::new(file),
-            temp,
-            dest: dest.to_path_buf(),
-        };
-        download.file.lock().map_err(error)?;
-        Ok(download)
+    /// Creates the temporary file for `dest`, first removing those of pulls that died.
+    pub fn create(dest: &Path, options: PackOptions) -> Result<Download, CliError> {
+        Ok(Download {
+            temp: TempFile::create(dest, "pull")?,
+            options,
+        })
     }
 
     /// Writes the body of the GET into the file as it arrives, checking first that it starts
@@ -87,8 +63,13 @@ impl Download {
     ) -> Result<(PackIdentity, Check), CliError> {
         let remote = source.remote;
         let (batches, received) = tokio::sync::mpsc::channel::<Pending>(BATCHES_IN_FLIGHT);
+        let shown = self.temp.path().display();
         let writer = {
-            let file = self.file.clone();
+            let file = self
+                .temp
+                .file()
+                .try_clone()
+                .map_err(|e| CliError::failed(format!("cannot write {shown}: {e}")))?;
             tokio::task::spawn_blocking(move || write_batches(&file, received))
         };
         let mut identity = None;
@@ -105,7 +86,7 @@ impl Download {
             }
             if identity.is_none() {
                 identity = Some(decode(&pending.prefix(SUPERBLOCK_LEN), source)?.1);
-                remote::pause_point().await;
+                runtime::pause_point().await;
             }
             if batches.send(std::mem::take(&mut pending)).await.is_err() {
                 outcome = Err(()); // the writer failed: its error is below
@@ -127,19 +108,18 @@ impl Download {
             let remote = remote.clone();
             tokio::spawn(async move { head(&remote).await })
         };
-        let shown = self.temp.display();
         writer
             .await
-            .map_err(|e| CliError::new(format!("cannot write {shown}: {e}")))?
-            .map_err(|e| CliError::new(format!("cannot write {shown}: {e}")))?;
+            .map_err(|e| CliError::failed(format!("cannot write {shown}: {e}")))?
+            .map_err(|e| CliError::failed(format!("cannot write {shown}: {e}")))?;
         let Some(identity) = identity else {
             // Unreachable: the writer stops early only with an error, returned above.
-            return Err(CliError::new(format!(
+            return Err(CliError::failed(format!(
                 "cannot write {shown}: the writer stopped"
             )));
         };
         if received_len != source.meta.size {
-            return Err(CliError::new(format!(
+            return Err(CliError::failed(format!(
                 "cannot download {}: the object ended at byte {received_len}, expected {}",
                 source.remote.url, source.meta.size
             )));
@@ -158,7 +138,7 @@ impl Download {
         let (synced, verified) = std::thread::scope(|scope| {
             let sync = scope.spawn(|| {
                 let started = Instant::now();
-                (self.file.sync_data(), started.elapsed())
+                (self.temp.sync(), started.elapsed())
             });
             let started = Instant::now();
             let verified = self.verify(url, identity);
@@ -166,27 +146,27 @@ impl Download {
             (sync.join(), verified)
         });
         let (synced, took) = synced.map_err(|_| {
-            CliError::new(format!(
+            CliError::failed(format!(
                 "cannot write {}: the sync failed",
-                self.temp.display()
+                self.temp.path().display()
             ))
         })?;
         phases.sync = took.as_nanos() as u64;
-        synced.map_err(|e| CliError::new(format!("cannot write {}: {e}", self.temp.display())))?;
+        synced?;
         verified
     }
 
     /// Checks every checksum of the downloaded pack (and its signature when keys are
     /// configured). Returns its entry count.
     fn verify(&self, url: &str, identity: &PackIdentity) -> Result<u64, CliError> {
-        // Signed packs: the trusted keys travel in `open::options()` (like every other
-        // command's), so opening and verifying here is where a signature gets checked.
-        let pack = open::options().open(&self.temp, identity).map_err(|e| {
-            CliError::new(format!("the pack downloaded from {url} is unusable: {e}"))
+        // Signed packs: trusted keys would travel in the options every command opens packs
+        // with, so opening and verifying here is where a signature gets checked.
+        let pack = self.options.open(self.temp.path(), identity).map_err(|e| {
+            CliError::failed(format!("the pack downloaded from {url} is unusable: {e}"))
         })?;
         let report = pack.verify()?;
         if let Some(problem) = report.problems().first() {
-            return Err(CliError::new(format!(
+            return Err(CliError::failed(format!(
                 "the pack downloaded from {url} is damaged: {problem} (and {} more); nothing \
                  was installed",
                 report.problems().len() - 1
@@ -197,12 +177,7 @@ impl Download {
 
     /// Renames the synced, verified file into place and makes the rename durable.
     pub fn install(&self) -> Result<(), CliError> {
-        std::fs::rename(&self.temp, &self.dest)
-            .map_err(|e| CliError::new(format!("cannot install {}: {e}", self.dest.display())))?;
-        let dir = self.dest.parent().unwrap_or(Path::new("."));
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| CliError::new(format!("cannot sync {}: {e}", dir.display())))
+        self.temp.install()
     }
 }
 
@@ -251,63 +226,10 @@ fn write_batches(
         }
         written += batch.len as u64;
         if written - synced_to >= WRITEBACK_EVERY
-            && start_writeback(file, synced_to, written - synced_to)
+            && durable::start_writeback(file, synced_to, written - synced_to)
         {
             synced_to = written;
         }
     }
     Ok(())
-}
-
-/// Starts writing `len` bytes of `file` from `offset` to disk, without waiting for them where
-/// the system allows: a head start for the sync before the rename, which is the one relied
-/// on. Returns whether it started (else the range is left for a later call).
-#[cfg(target_os = "linux")]
-#[allow(unsafe_code)] // One system call std does not offer; its contract is below.
-fn start_writeback(file: &File, offset: u64, len: u64) -> bool {
-    use std::os::fd::AsRawFd;
-    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
-        return true;
-    };
-    // SAFETY: `sync_file_range` takes no pointers, only a descriptor, which stays open for
-    // the call because `file` is borrowed; its result is ignored because nothing relies on it.
-    unsafe {
-        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
-    }
-    true
-}
-
-/// Elsewhere a plain sync does it, once enough has piled up (it waits, but only on the
-/// writer's thread, while the download goes on).
-#[cfg(not(target_os = "linux"))]
-fn start_writeback(file: &File, _offset: u64, len: u64) -> bool {
-    const SYNC_EVERY: u64 = 32 << 20;
-    len >= SYNC_EVERY && file.sync_data().is_ok()
-}
-
-impl Drop for Download {
-    fn drop(&mut self) {
-        // After a successful rename the temporary name is gone; otherwise this cleans up.
-        let _ = std::fs::remove_file(&self.temp);
-    }
-}
-
-/// Removes temporary files of earlier pulls of the same pack whose process is gone: a live
-/// pull holds its file's lock.
-fn remove_abandoned(dir: &Path, prefix: &str) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if !(name.starts_with(prefix) && name.ends_with(".tmp")) {
-            continue;
-        }
-        if let Ok(file) = File::open(entry.path())
-            && file.try_lock().is_ok()
-        {
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
 }

@@ -6,6 +6,7 @@
 
 use std::path::PathBuf;
 
+use crate::context::Context;
 use crate::error::CliError;
 use crate::open;
 use crate::output::{self, say};
@@ -25,8 +26,8 @@ pub struct Args {
 }
 
 /// Runs `wasmpak rm`.
-pub fn run(args: Args) -> Result<(), CliError> {
-    let pack = open::any(&args.pack)?;
+pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
+    let pack = open::any(ctx, &args.pack)?;
     let entries: Vec<_> = pack.iter()?.collect();
     let mut chosen = Vec::new();
     for name in &args.entries {

@@ -4,11 +4,14 @@
 //! save (a miss, or an entry that is damaged or refused by wasmer: the runtime must never be
 //! stuck on a bad entry). Then, like `wasmer run`: a WASI command runs with its arguments,
 //! environment, directories and the tool's own standard streams, and its exit code becomes
-//! the tool's; `--invoke FUNC` calls an exported function instead (see `invoke.rs`); a module
-//! that is neither gets its exported functions listed.
+//! the tool's (`run/wasi.rs`); `--invoke FUNC` calls an exported function instead
+//! (`run/invoke.rs`); a module that is neither gets its exported functions listed.
 //!
 //! Status lines (hit or miss, what was stubbed) go to stderr: stdout belongs to the results and
 //! to the program. Everything the command line gets wrong is found before the pack is touched.
+
+mod invoke;
+mod wasi;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -17,11 +20,12 @@ use wasmer::{Engine, ExternType, Module};
 use wasmpak::{EngineIdentity, ErrorKind, Pack};
 
 use crate::artifact::{self, LoadError};
+use crate::context::Context;
 use crate::engine::{self, EngineArgs};
 use crate::error::{CliError, one_line};
 use crate::input::Input;
+use crate::open;
 use crate::output::{self, tell};
-use crate::{invoke, open, wasi};
 
 /// Arguments of `wasmpak run`.
 #[derive(Debug, clap::Args)]
@@ -64,10 +68,10 @@ enum Action<'a> {
 }
 
 /// Runs `wasmpak run`; returns the exit code (the WASI program's, else 0).
-pub fn run(args: Args) -> Result<u32, CliError> {
+pub fn run(ctx: &Context, args: Args) -> Result<u32, CliError> {
     let mut engine = engine::build(&args.engine, None)?;
     if args.engine.cpu_features.is_none()
-        && let Some(adopted) = engine::for_compatible_pack(&args.pack, &engine, &args.engine)?
+        && let Some(adopted) = engine::for_compatible_pack(ctx, &args.pack, &engine, &args.engine)?
     {
         engine = adopted;
     }
@@ -77,7 +81,7 @@ pub fn run(args: Args) -> Result<u32, CliError> {
     let pack_shown = args.pack.display();
 
     let started = Instant::now();
-    let pack = open::existing_for(&args.pack, &identity, open::Purpose::Run)?;
+    let pack = open::existing_for(ctx, &args.pack, &identity, open::Purpose::Run)?;
     let lookup = match &pack {
         None => Lookup::Miss,
         Some(pack) => lookup(pack, &input, &engine)?,
@@ -105,7 +109,7 @@ pub fn run(args: Args) -> Result<u32, CliError> {
             output::duration(lookup_took)
         ),
         Some((why, compile_took)) => {
-            let saved = save(&args.pack, &identity, &input, &module);
+            let saved = save(ctx, &args.pack, &identity, &input, &module);
             tell!(
                 "miss  {}: {why}; looked up in {}, compiled in {}, {saved}",
                 input.label,
@@ -194,6 +198,7 @@ fn lookup(pack: &Pack, input: &Input, engine: &Engine) -> Result<Lookup, CliErro
 /// reported, not fatal: the module still runs, as it would in a runtime with a read-only
 /// cache.
 fn save(
+    ctx: &Context,
     path: &std::path::Path,
     identity: &wasmpak::PackIdentity,
     input: &Input,
@@ -201,9 +206,9 @@ fn save(
 ) -> String {
     let result = module
         .serialize()
-        .map_err(|e| CliError::new(format!("cannot serialize: {e}")))
+        .map_err(|e| CliError::failed(format!("cannot serialize: {e}")))
         .and_then(|bytes| {
-            let pack = open::or_create(path, identity, open::Purpose::Run)?;
+            let pack = open::or_create(ctx, path, identity, open::Purpose::Run)?;
             pack.insert_with_label(&input.key, &bytes, &input.label)?;
             Ok(bytes.len() as u64)
         });

@@ -9,17 +9,20 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use wasmpak::format::snapshot::{self, SUPERBLOCK_LEN};
-use wasmpak::format::superblock::{HeaderError, PAGE};
+use wasmpak::format::superblock::PAGE;
 use wasmpak::object_store::{PutPayload, WriteMultipart};
 
+use crate::context::Context;
 use crate::error::CliError;
 use crate::open;
 use crate::output::{self, say};
-use crate::remote::{self, Remote};
+use crate::remote::runtime::{self, Timeout, pause_point};
+use crate::remote::source::header_problem;
+use crate::remote::store::Remote;
 
 /// Packs up to this size go up in one request; larger ones as a multipart upload.
 const SINGLE_PUT_MAX: u64 = 16 << 20;
@@ -38,9 +41,8 @@ pub struct Args {
     /// Where to: s3://BUCKET/PATH, gs://..., az://..., file:///PATH; a URL ending in `/` gets
     /// the pack's file name
     pub url: String,
-    /// Give up when the store makes no progress for this many seconds
-    #[arg(long, default_value_t = 30, value_name = "SECS")]
-    pub timeout: u64,
+    #[command(flatten)]
+    pub timeout: Timeout,
 }
 
 /// One commit of a pack, read from one open file.
@@ -53,20 +55,16 @@ struct Snapshot {
 }
 
 /// Runs `wasmpak push`.
-pub fn run(args: Args) -> Result<(), CliError> {
+pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
     let name = args
         .pack
         .file_name()
         .map(|n| n.to_string_lossy().into_owned());
-    let remote = Remote::open(
-        &args.url,
-        name.as_deref(),
-        Duration::from_secs(args.timeout.max(1)),
-    )?;
-    let (snapshot, entries) = checked_snapshot(&args.pack)?;
+    let remote = Remote::open(&args.url, name.as_deref(), args.timeout.duration())?;
+    let (snapshot, entries) = checked_snapshot(ctx, &args.pack)?;
     let started = Instant::now();
-    let runtime = remote::runtime()?;
-    let parts = runtime.block_on(upload(&remote, &snapshot))?;
+    let network = runtime::runtime()?;
+    let parts = network.block_on(upload(&remote, &snapshot))?;
     say!(
         "pushed {} to {}: {}, {}, generation {} ({}) in {}",
         args.pack.display(),
@@ -83,8 +81,8 @@ pub fn run(args: Args) -> Result<(), CliError> {
 }
 
 /// The latest commit of the pack at `path`, verified whole, and its number of entries.
-fn checked_snapshot(path: &Path) -> Result<(Snapshot, u64), CliError> {
-    let pack = open::any(path)?;
+fn checked_snapshot(ctx: &Context, path: &Path) -> Result<(Snapshot, u64), CliError> {
+    let pack = open::any(ctx, path)?;
     for _ in 0..MAX_ATTEMPTS {
         let snapshot = read_snapshot(path)?;
         let report = pack.verify()?;
@@ -95,7 +93,7 @@ fn checked_snapshot(path: &Path) -> Result<(Snapshot, u64), CliError> {
             continue;
         }
         if let Some(problem) = report.problems().first() {
-            return Err(CliError::new(format!(
+            return Err(CliError::failed(format!(
                 "refusing to push damaged pack {}: {} (and {} more; see `wasmpak verify`)",
                 path.display(),
                 problem,
@@ -104,7 +102,7 @@ fn checked_snapshot(path: &Path) -> Result<(Snapshot, u64), CliError> {
         }
         return Ok((snapshot, report.entries()));
     }
-    Err(CliError::new(format!(
+    Err(CliError::failed(format!(
         "pack {} kept changing while being checked; try again",
         path.display()
     )))
@@ -113,7 +111,7 @@ fn checked_snapshot(path: &Path) -> Result<(Snapshot, u64), CliError> {
 /// Reads the live commit of the pack at `path`, following a compaction that replaced it.
 fn read_snapshot(path: &Path) -> Result<Snapshot, CliError> {
     let shown = path.display();
-    let io = |e: std::io::Error| CliError::new(format!("cannot read pack {shown}: {e}"));
+    let io = |e: std::io::Error| CliError::failed(format!("cannot read pack {shown}: {e}"));
     for _ in 0..MAX_ATTEMPTS {
         let file = File::open(path).map_err(io)?;
         let mut superblock = vec![0u8; SUPERBLOCK_LEN as usize];
@@ -121,7 +119,7 @@ fn read_snapshot(path: &Path) -> Result<Snapshot, CliError> {
         let read = file.read_at(&mut superblock, 0).map_err(io)?;
         superblock.truncate(read);
         let decoded = snapshot::decode_superblock(&superblock, file_len)
-            .map_err(|e| CliError::new(header_problem(&shown.to_string(), &e)))?;
+            .map_err(|e| CliError::failed(header_problem(&shown.to_string(), &e)))?;
         if decoded.commit.superseded {
             continue; // compacted: the path names a new file now
         }
@@ -133,21 +131,9 @@ fn read_snapshot(path: &Path) -> Result<Snapshot, CliError> {
             file,
         });
     }
-    Err(CliError::new(format!(
+    Err(CliError::failed(format!(
         "pack {shown} kept being replaced while being read; try again"
     )))
-}
-
-/// Why a superblock is unusable, naming the pack or URL it came from.
-pub fn header_problem(what: &str, error: &HeaderError) -> String {
-    match error {
-        HeaderError::NotAPack(why) => format!("{what} is not a wasmpak pack: {why}"),
-        HeaderError::UnsupportedVersion(version) => format!(
-            "{what} uses pack format version {version}, this wasmpak reads version {}",
-            wasmpak::format::superblock::FORMAT_VERSION
-        ),
-        HeaderError::Corrupt(why) => format!("pack {what} is corrupt: {why}"),
-    }
 }
 
 /// The snapshot's bytes in order, `chunk` bytes at a time (the superblock first).
@@ -177,14 +163,14 @@ fn chunks(snapshot: &Snapshot, chunk: usize) -> impl Iterator<Item = std::io::Re
 
 /// Uploads the snapshot; returns the number of multipart parts (0 for a single request).
 async fn upload(remote: &Remote, snapshot: &Snapshot) -> Result<usize, CliError> {
-    let read_error = |e: std::io::Error| CliError::new(format!("cannot read the pack: {e}"));
+    let read_error = |e: std::io::Error| CliError::failed(format!("cannot read the pack: {e}"));
     if snapshot.committed_len <= SINGLE_PUT_MAX {
         let payload: PutPayload = chunks(snapshot, PART)
             .collect::<std::io::Result<Vec<Bytes>>>()
             .map_err(read_error)?
             .into_iter()
             .collect();
-        remote::pause_point().await;
+        pause_point().await;
         let put = remote
             .store
             .put_opts(&remote.path, payload, Default::default());
@@ -226,7 +212,7 @@ async fn upload(remote: &Remote, snapshot: &Snapshot) -> Result<usize, CliError>
         }
         if !paused && sent >= PART {
             paused = true;
-            remote::pause_point().await;
+            pause_point().await;
         }
     }
     remote

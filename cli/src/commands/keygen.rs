@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use wasmpak::SecretKey;
 
+use crate::context::Context;
 use crate::error::CliError;
 use crate::output::say;
 
@@ -27,7 +28,7 @@ pub fn public_path(secret: &std::path::Path) -> PathBuf {
 }
 
 /// Runs `wasmpak keygen`.
-pub fn run(args: Args) -> Result<(), CliError> {
+pub fn run(_ctx: &Context, args: Args) -> Result<(), CliError> {
     let public_path = args.public.unwrap_or_else(|| public_path(&args.secret));
     if public_path == args.secret {
         return Err(CliError::usage(
@@ -36,18 +37,18 @@ pub fn run(args: Args) -> Result<(), CliError> {
     }
     for path in [&args.secret, &public_path] {
         if path.exists() {
-            return Err(CliError::new(format!(
+            return Err(CliError::failed(format!(
                 "refusing to overwrite {}: remove it first if you mean to replace the key",
                 path.display()
             )));
         }
     }
-    let secret = SecretKey::generate().map_err(CliError::new)?;
+    let secret = SecretKey::generate().map_err(CliError::failed)?;
     let public = secret.public_key();
-    secret.write_new(&args.secret).map_err(CliError::new)?;
+    secret.write_new(&args.secret).map_err(CliError::failed)?;
     if let Err(e) = public.write_new(&public_path) {
         let _ = std::fs::remove_file(&args.secret);
-        return Err(CliError::new(e));
+        return Err(CliError::failed(e));
     }
     say!("key id      {}", public.id())?;
     say!(

@@ -6,15 +6,17 @@
 //! one `error:` line on stderr. A pack too damaged to open is "damaged" too (3), unless it is
 //! not a pack at all or cannot be read (1).
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 
-use wasmpak::{ErrorKind, Key, Pack, PublicKey};
+use wasmpak::{Key, Pack};
 
 use crate::artifact::{self, LoadError};
+use crate::context::Context;
 use crate::engine;
-use crate::error::{CliError, Exit, one_line};
+use crate::error::{CliError, ErrorKind, one_line};
 use crate::output::{self, say};
+use crate::resolve::Labels;
+use crate::signing;
 
 /// Arguments of `wasmpak verify`.
 #[derive(Debug, clap::Args)]
@@ -31,27 +33,14 @@ pub struct Args {
     pub key: Vec<PathBuf>,
 }
 
-/// Reads the public keys given with `--key`.
-pub fn read_public_keys(paths: &[PathBuf]) -> Result<Vec<PublicKey>, CliError> {
-    paths
-        .iter()
-        .map(|path| PublicKey::read(path).map_err(CliError::new))
-        .collect()
-}
-
 /// Runs `wasmpak verify`.
-pub fn run(args: Args) -> Result<(), CliError> {
-    let keys = read_public_keys(&args.key)?;
-    let pack = crate::open::options()
-        .open_any(&args.pack)
-        .map_err(damaged)?;
-    let labels: HashMap<Key, String> = pack
-        .iter()
-        .map(|entries| entries.map(|e| (*e.key(), e.label().to_string())).collect())
-        .unwrap_or_default();
+pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
+    let keys = signing::read_public_keys(&args.key)?;
+    let pack = ctx.pack_options().open_any(&args.pack).map_err(damaged)?;
+    let labels = Labels::of(&pack);
     let name = |key: &Key| match labels.get(key) {
-        Some(label) if !label.is_empty() => format!("{key} ({label})"),
-        _ => key.to_string(),
+        Some(label) => format!("{key} ({label})"),
+        None => key.to_string(),
     };
 
     let report = pack.verify().map_err(damaged)?;
@@ -102,7 +91,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
             } else {
                 format!("{} not", unsigned)
             },
-            keys.iter().map(|k| k.id()).collect::<Vec<_>>().join(", ")
+            signing::key_ids(&keys)
         )?;
     }
 
@@ -137,18 +126,18 @@ pub fn run(args: Args) -> Result<(), CliError> {
     let shown = args.pack.display();
     match (bad.as_slice(), cannot_load_here) {
         ([], None) => Ok(()),
-        ([], Some(why)) => Err(CliError::with_exit(
-            Exit::CannotVerifyHere,
+        ([], Some(why)) => Err(CliError::new(
+            ErrorKind::CannotLoadHere,
             format!(
                 "cannot deep-verify pack {shown} on this host ({why}); its checksums are intact"
             ),
         )),
-        ([one], _) => Err(CliError::with_exit(
-            Exit::VerifyFailed,
+        ([one], _) => Err(CliError::new(
+            ErrorKind::VerifyFailed,
             format!("pack {shown} failed verification: {one}"),
         )),
-        (many, _) => Err(CliError::with_exit(
-            Exit::VerifyFailed,
+        (many, _) => Err(CliError::new(
+            ErrorKind::VerifyFailed,
             format!(
                 "pack {shown} failed verification: {} problems, the first: {}",
                 many.len(),
@@ -192,8 +181,8 @@ fn deep(
 /// A pack error as a verdict: structures failing their checks are damage (exit 3); a file
 /// that is not a pack, or cannot be read, is an ordinary error (exit 1).
 fn damaged(error: wasmpak::Error) -> CliError {
-    if error.kind() == ErrorKind::Corrupt {
-        CliError::with_exit(Exit::VerifyFailed, error)
+    if error.kind() == wasmpak::ErrorKind::Corrupt {
+        CliError::new(ErrorKind::VerifyFailed, error)
     } else {
         error.into()
     }

@@ -19,6 +19,7 @@ use wasmer::Engine;
 use wasmpak::{EngineIdentity, Key};
 
 use crate::artifact;
+use crate::context::Context;
 use crate::engine::{self, EngineArgs};
 use crate::error::{CliError, one_line};
 use crate::open;
@@ -58,7 +59,7 @@ enum Verdict {
 }
 
 /// Runs `wasmpak import`.
-pub fn run(args: Args) -> Result<(), CliError> {
+pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
     let engine = engine::build(&args.engine, None)?;
     let identity = EngineIdentity::of(&engine);
     let pack_identity = identity.to_pack_identity();
@@ -69,7 +70,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
     for source in &args.sources {
         collect(source, &mut candidates)?;
     }
-    let existing = open::existing_for(&pack_path, &pack_identity, open::Purpose::Build)?;
+    let existing = open::existing_for(ctx, &pack_path, &pack_identity, open::Purpose::Build)?;
     let mut imports = Vec::new();
     let mut seen = HashSet::new();
     let (mut skipped, mut refused) = (0usize, 0usize);
@@ -102,11 +103,8 @@ pub fn run(args: Args) -> Result<(), CliError> {
     let mut imported_bytes = 0u64;
     let mut imported = 0usize;
     if !imports.is_empty() {
-        match &existing {
-            Some(_) => open::check_writable(&pack_path)?,
-            None => open::check_creatable(&pack_path)?,
-        }
-        let pack = open::or_create(&pack_path, &pack_identity, open::Purpose::Build)?;
+        open::check_can_write(&pack_path, existing.is_some())?;
+        let pack = open::or_create(ctx, &pack_path, &pack_identity, open::Purpose::Build)?;
         let mut batch = pack.batch();
         for (key, label, bytes, path) in &imports {
             if batch.contains(key)? {
@@ -153,8 +151,8 @@ fn is_engine_dir(name: &str) -> bool {
 fn collect(source: &Path, out: &mut Vec<Candidate>) -> Result<(), CliError> {
     let shown = source.display();
     let meta = std::fs::metadata(source).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => CliError::new(format!("source {shown} does not exist")),
-        _ => CliError::new(format!("cannot read source {shown}: {e}")),
+        std::io::ErrorKind::NotFound => CliError::failed(format!("source {shown} does not exist")),
+        _ => CliError::failed(format!("cannot read source {shown}: {e}")),
     })?;
     if !meta.is_dir() {
         out.push(Candidate {
@@ -181,11 +179,11 @@ fn collect(source: &Path, out: &mut Vec<Candidate>) -> Result<(), CliError> {
 
 fn read_dir(dir: &Path) -> Result<Vec<PathBuf>, CliError> {
     let entries = std::fs::read_dir(dir)
-        .map_err(|e| CliError::new(format!("cannot list {}: {e}", dir.display())))?;
+        .map_err(|e| CliError::failed(format!("cannot list {}: {e}", dir.display())))?;
     entries
         .map(|entry| entry.map(|e| e.path()))
         .collect::<Result<_, _>>()
-        .map_err(|e| CliError::new(format!("cannot list {}: {e}", dir.display())))
+        .map_err(|e| CliError::failed(format!("cannot list {}: {e}", dir.display())))
 }
 
 /// A `.bin` file (wasix's temporary files have other names).
@@ -209,7 +207,7 @@ fn judge(candidate: &Candidate, engine: &Engine, ours: &str) -> Result<Verdict, 
         )));
     }
     let bytes = std::fs::read(&candidate.path)
-        .map_err(|e| CliError::new(format!("cannot read {}: {e}", candidate.path.display())))?;
+        .map_err(|e| CliError::failed(format!("cannot read {}: {e}", candidate.path.display())))?;
     let bytes = Bytes::from(bytes);
     // A fresh engine per artifact: an engine keeps the code of every module it loads.
     let loader = engine::headless_like(engine);

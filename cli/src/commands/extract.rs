@@ -6,9 +6,11 @@
 //! A file appears complete or not at all: it is written beside its destination and renamed
 //! into place, so a full disk never leaves half an artifact that a loader would trust.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
+use crate::context::Context;
+use crate::durable;
 use crate::error::CliError;
 use crate::open;
 use crate::output::{self, say};
@@ -29,7 +31,7 @@ pub struct Args {
 }
 
 /// Runs `wasmpak extract`.
-pub fn run(args: Args) -> Result<(), CliError> {
+pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
     let terminal = std::io::stdout().is_terminal();
     let to_stdout = match &args.output {
         Some(path) => path.as_os_str() == "-",
@@ -40,7 +42,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
             "refusing to write a binary artifact to a terminal; redirect stdout or use -o FILE",
         ));
     }
-    let pack = open::any(&args.pack)?;
+    let pack = open::any(ctx, &args.pack)?;
     let entries: Vec<_> = pack.iter()?.collect();
     let entry = resolve(&pack, &entries, &args.entry)?;
     let output = match args.output {
@@ -48,21 +50,16 @@ pub fn run(args: Args) -> Result<(), CliError> {
         None => PathBuf::from(default_name(entry.label(), &entry.key().to_string())),
     };
     let bytes = pack.get(entry.key())?.ok_or_else(|| {
-        CliError::new(format!(
+        CliError::failed(format!(
             "entry {} was removed from pack {} while reading it",
             entry.key(),
             args.pack.display()
         ))
     })?;
     if to_stdout {
-        let mut out = std::io::stdout().lock();
-        return match out.write_all(&bytes).and_then(|()| out.flush()) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-            Err(e) => Err(CliError::new(format!("cannot write to stdout: {e}"))),
-        };
+        return output::write_stdout_bytes(&bytes);
     }
-    write_atomically(&output, &bytes)?;
+    durable::write(&output, &bytes)?;
     say!(
         "extracted {} ({}) to {}: {}",
         entry.key(),
@@ -81,37 +78,6 @@ fn default_name(label: &str, key: &str) -> String {
         .and_then(|stem| stem.to_str())
         .filter(|stem| !stem.is_empty() && !stem.starts_with('.'));
     format!("{}.bin", stem.unwrap_or(&key[..16]))
-}
-
-/// Writes `bytes` to a temporary file next to `path`, syncs it and renames it over `path`.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
-    let shown = path.display();
-    if path.is_dir() {
-        return Err(CliError::new(format!(
-            "cannot write {shown}: it is a directory, expected a file name"
-        )));
-    }
-    let name = path
-        .file_name()
-        .ok_or_else(|| CliError::new(format!("cannot write {shown}: no file name")))?;
-    let temp = path.with_file_name(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&temp)
-        .and_then(|mut file| {
-            file.write_all(bytes)?;
-            file.sync_all()
-        })
-        .and_then(|()| std::fs::rename(&temp, path));
-    written.map_err(|e| {
-        let _ = std::fs::remove_file(&temp);
-        CliError::new(format!("cannot write {shown}: {e}"))
-    })
 }
 
 #[cfg(test)]

@@ -16,8 +16,9 @@ use wasmpak::format::snapshot;
 use wasmpak::format::superblock::CommitSlot;
 
 use crate::error::CliError;
-use crate::pull::{Source, Summary, local_error};
-use crate::remote;
+use crate::remote::report::Summary;
+use crate::remote::runtime;
+use crate::remote::source::Source;
 
 /// Adjacent records are fetched in one request up to this size.
 const MAX_SPAN: u64 = 8 << 20;
@@ -41,7 +42,7 @@ pub async fn pull(
 ) -> Result<(), CliError> {
     let url = &source.remote.url;
     let corrupt = |what: &str, e: &dyn std::fmt::Display| {
-        CliError::new(format!("pack {url} is corrupt: {what}: {e}"))
+        CliError::failed(format!("pack {url} is corrupt: {what}: {e}"))
     };
     summary.mode = "up-to-date";
     let Some(root_range) = snapshot::root_range(commit) else {
@@ -82,7 +83,7 @@ pub async fn pull(
         return Ok(());
     }
     summary.mode = "delta";
-    remote::pause_point().await;
+    runtime::pause_point().await;
     let spans = spans(missing, commit).map_err(|e| corrupt("index", &e))?;
     summary.requests += spans.len() as u64;
     let mut fetched = futures::stream::iter(spans)
@@ -146,13 +147,13 @@ fn append(
         for entry in &span.entries {
             let start = (entry.record_offset - span.range.start) as usize;
             let (label, value) = snapshot::decode_entry(&bytes[start..], entry).map_err(|e| {
-                CliError::new(format!(
+                CliError::failed(format!(
                     "pack {url} is corrupt: entry {} at offset {}: {e}",
                     entry.key, entry.record_offset
                 ))
             })?;
             let label = std::str::from_utf8(label).map_err(|_| {
-                CliError::new(format!(
+                CliError::failed(format!(
                     "pack {url} is corrupt: the label of entry {} is not UTF-8",
                     entry.key
                 ))
@@ -171,4 +172,9 @@ fn append(
     }
     batch.commit().map_err(|e| local_error(local, e))?;
     Ok(added)
+}
+
+/// A failure of the local pack the entries go to.
+fn local_error(pack: &Pack, e: wasmpak::Error) -> CliError {
+    CliError::failed(format!("cannot update pack {}: {e}", pack.path().display()))
 }

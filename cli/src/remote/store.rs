@@ -3,6 +3,9 @@
 //! `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT_URL`, `GOOGLE_SERVICE_ACCOUNT`,
 //! `AZURE_STORAGE_ACCOUNT_NAME`, ...), every step bounded by a timeout, failed requests
 //! retried a few times.
+//!
+//! Building a store from a URL belongs in the library, where library users can reuse it; once
+//! it is there, [`Remote::open`] keeps only the CLI's messages around that one call.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -112,7 +115,7 @@ impl Remote {
             _ => return Err(unsupported()),
         };
         let store =
-            built.map_err(|e| CliError::new(format!("cannot use {url}: {}", explain(&e))))?;
+            built.map_err(|e| CliError::failed(format!("cannot use {url}: {}", explain(&e))))?;
         let credentials_hint = match scheme {
             ObjectStoreScheme::AmazonS3 if !has_any(AWS_CREDENTIALS) => Some(
                 "no credentials in the environment (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) \
@@ -145,7 +148,7 @@ impl Remote {
         step: impl Future<Output = T>,
     ) -> Result<T, CliError> {
         tokio::time::timeout(self.timeout, step).await.map_err(|_| {
-            CliError::new(format!(
+            CliError::failed(format!(
                 "cannot {doing} {}: the store made no progress for {} s (--timeout)",
                 self.url,
                 self.timeout.as_secs()
@@ -159,7 +162,7 @@ impl Remote {
             Some(hint) => format!(" ({hint})"),
             None => String::new(),
         };
-        CliError::new(format!(
+        CliError::failed(format!(
             "cannot {doing} {}: {}{hint}",
             self.url,
             explain(error)
@@ -216,38 +219,5 @@ pub fn explain(error: &wasmpak::object_store::Error) -> String {
             .to_string()
     } else {
         text
-    }
-}
-
-/// The runtime `push` and `pull` run their requests on.
-pub fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| CliError::new(format!("cannot start the network runtime: {e}")))
-}
-
-/// A runtime on the calling thread alone, for transfers that are one stream of requests.
-pub fn current_thread_runtime() -> Result<tokio::runtime::Runtime, CliError> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CliError::new(format!("cannot start the network runtime: {e}")))
-}
-
-/// Test hook: with the `fault-injection` feature, a transfer stops after its first part
-/// while the file `WASMPAK_PAUSE_FILE` exists, having created `{file}.reached`, so that tests
-/// can stop the server, kill the process or replace the object at a known point.
-pub async fn pause_point() {
-    #[cfg(feature = "fault-injection")]
-    if let Some(gate) = std::env::var_os("WASMPAK_PAUSE_FILE") {
-        let gate = std::path::PathBuf::from(gate);
-        let mut reached = gate.clone().into_os_string();
-        reached.push(".reached");
-        let _ = std::fs::write(&reached, b"");
-        while gate.exists() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
     }
 }

@@ -3,10 +3,12 @@
 //!
 //! Needs nothing: it generates modules from about 7 KB to about 7.5 MB of machine code,
 //! compiles them, saves them through `PackCache` (one pack) and through the peers of
-//! `demo_caches.rs` (one file per module: `wasmer-cache`, and wasix's cache in builds with the
+//! `demo/caches.rs` (one file per module: `wasmer-cache`, and wasix's cache in builds with the
 //! `wasix` feature) in a temporary directory, then loads each back as a freshly started
 //! process would, and once more from the in-process memo. Every loaded module is run to show
 //! it is the real thing. The directory is removed at the end, also on error.
+
+mod caches;
 
 use std::time::{Duration, Instant};
 
@@ -15,7 +17,8 @@ use wasmer::{Engine, Instance, Module, Store};
 use wasmpak::{ModuleCache, ModuleHash, PackCache};
 use wasmpak_samples::{SAMPLES, module_wat};
 
-use crate::demo_caches::{DemoCache, peers};
+use self::caches::{DemoCache, peers};
+use crate::context::Context;
 use crate::error::CliError;
 use crate::output::{self, Align, Table, say};
 
@@ -39,14 +42,14 @@ struct Row {
 }
 
 /// Runs `wasmpak demo`.
-pub fn run() -> Result<(), CliError> {
+pub fn run(_ctx: &Context) -> Result<(), CliError> {
     let dir = tempfile::Builder::new()
         .prefix("wasmpak-demo-")
         .tempdir()
-        .map_err(|e| CliError::new(format!("cannot create a temporary directory: {e}")))?;
+        .map_err(|e| CliError::failed(format!("cannot create a temporary directory: {e}")))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
-        .map_err(|e| CliError::new(format!("cannot start the async runtime: {e}")))?;
+        .map_err(|e| CliError::failed(format!("cannot start the async runtime: {e}")))?;
     let engine = Engine::default();
     let peers = peers();
     say!(
@@ -57,7 +60,7 @@ pub fn run() -> Result<(), CliError> {
         engine.target().triple()
     )?;
     let failed =
-        |what: &str, e: &dyn std::fmt::Display| CliError::new(format!("demo: {what}: {e}"));
+        |what: &str, e: &dyn std::fmt::Display| CliError::failed(format!("demo: {what}: {e}"));
 
     let pack_dir = dir.path().join("pack");
     let mut rows = Vec::new();
@@ -215,7 +218,7 @@ pub fn run() -> Result<(), CliError> {
     )?;
     let path = dir.path().to_path_buf();
     dir.close()
-        .map_err(|e| CliError::new(format!("cannot remove {}: {e}", path.display())))?;
+        .map_err(|e| CliError::failed(format!("cannot remove {}: {e}", path.display())))?;
     say!("removed the temporary directory")
 }
 
@@ -229,7 +232,7 @@ fn median(times: &mut [Duration]) -> Duration {
 fn check_answer(engine: &Engine, module: &Module, row: &Row) -> Result<(), CliError> {
     let mut store = Store::new(engine.clone());
     let wrong = |e: &dyn std::fmt::Display| {
-        CliError::new(format!("demo: the {} module does not run: {e}", row.name))
+        CliError::failed(format!("demo: the {} module does not run: {e}", row.name))
     };
     let instance =
         Instance::new(&mut store, module, &wasmer::imports! {}).map_err(|e| wrong(&e))?;

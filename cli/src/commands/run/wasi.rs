@@ -57,12 +57,12 @@ fn parse_dir(spec: &str) -> Result<(PathBuf, String), CliError> {
     let shown = Path::new(host).display();
     let host = std::fs::canonicalize(host).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => {
-            CliError::new(format!("--dir {spec}: directory {shown} does not exist"))
+            CliError::failed(format!("--dir {spec}: directory {shown} does not exist"))
         }
-        _ => CliError::new(format!("--dir {spec}: cannot open {shown}: {e}")),
+        _ => CliError::failed(format!("--dir {spec}: cannot open {shown}: {e}")),
     })?;
     if !host.is_dir() {
-        return Err(CliError::new(format!(
+        return Err(CliError::failed(format!(
             "--dir {spec}: {shown} is not a directory"
         )));
     }
@@ -100,7 +100,7 @@ pub fn run(
 
     // The module is already loaded: the runtime's own cache is never asked.
     let host = wasmpak::WasixHost::new(engine.clone(), wasmpak::SharedCache::default())
-        .map_err(|e| CliError::new(e.to_string()))?;
+        .map_err(|e| CliError::failed(e.to_string()))?;
     // Mapping directories needs the host's tokio runtime.
     let entered = host.enter();
     let mut runner = WasiRunner::new();
@@ -115,7 +115,7 @@ pub fn run(
         );
     drop(entered);
     host.run(&runner, label, module)
-        .map_err(|e| CliError::new(e.to_string()))
+        .map_err(|e| CliError::failed(e.to_string()))
 }
 
 /// Without wasix: [`check_available`] has already refused.

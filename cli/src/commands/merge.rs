@@ -5,10 +5,11 @@
 //! input leaves the output untouched. Values are copied zero-copy from the inputs' mappings.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use wasmpak::{ErrorKind, Key, Pack};
+use wasmpak::{Key, Pack, PackIdentity};
 
+use crate::context::Context;
 use crate::error::CliError;
 use crate::open;
 use crate::output::{self, say};
@@ -31,44 +32,36 @@ struct Pending {
 }
 
 /// Runs `wasmpak merge`.
-pub fn run(args: Args) -> Result<(), CliError> {
+pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
     let inputs = args
         .inputs
         .iter()
-        .map(|path| open::any(path))
+        .map(|path| open::any(ctx, path))
         .collect::<Result<Vec<Pack>, _>>()?;
-    let identity = inputs[0].identity().clone();
+    let first = &inputs[0];
+    let identity = first.identity().clone();
     for pack in &inputs[1..] {
         if *pack.identity() != identity {
-            return Err(CliError::new(format!(
-                "cannot merge packs of different engine identities: {} has {}, {} has {}",
-                inputs[0].path().display(),
-                identity,
-                pack.path().display(),
-                pack.identity()
-            )));
+            return Err(different(
+                first.path(),
+                &identity,
+                pack.path(),
+                pack.identity(),
+            ));
         }
     }
-    let out = match crate::open::options().open_any(&args.out) {
-        Ok(out) => Some(out),
-        Err(e) if e.kind() == ErrorKind::NotFound && !args.out.exists() => None,
-        Err(e) => return Err(e.into()),
-    };
+    let out = open::any_if_exists(ctx, &args.out)?;
     if let Some(out) = &out
         && *out.identity() != identity
     {
-        return Err(CliError::new(format!(
-            "cannot merge packs of different engine identities: {} has {}, {} has {}",
-            args.out.display(),
+        return Err(different(
+            &args.out,
             out.identity(),
-            inputs[0].path().display(),
-            identity
-        )));
+            first.path(),
+            &identity,
+        ));
     }
-    match &out {
-        Some(_) => open::check_writable(&args.out)?,
-        None => open::check_creatable(&args.out)?,
-    }
+    open::check_can_write(&args.out, out.is_some())?;
 
     let mut seen = HashSet::new();
     let mut copies = Vec::new();
@@ -85,7 +78,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
                 continue;
             }
             let value = pack.get(&key)?.ok_or_else(|| {
-                CliError::new(format!(
+                CliError::failed(format!(
                     "entry {key} was removed from pack {} while merging",
                     pack.path().display()
                 ))
@@ -101,7 +94,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
     let mut added = 0usize;
     let mut bytes = 0u64;
     if !copies.is_empty() {
-        let out = open::or_create(&args.out, &identity, open::Purpose::Build)?;
+        let out = open::or_create(ctx, &args.out, &identity, open::Purpose::Build)?;
         let mut batch = out.batch();
         for copy in &copies {
             if batch.contains(&copy.key)? {
@@ -114,7 +107,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
         }
         batch.commit()?;
     } else if out.is_none() {
-        open::or_create(&args.out, &identity, open::Purpose::Build)?;
+        open::or_create(ctx, &args.out, &identity, open::Purpose::Build)?;
     }
     say!(
         "{}: added {added} ({}) from {} pack{}, skipped {skipped} already present",
@@ -123,4 +116,13 @@ pub fn run(args: Args) -> Result<(), CliError> {
         inputs.len(),
         if inputs.len() == 1 { "" } else { "s" }
     )
+}
+
+/// Two packs that cannot be merged: they hold different engines' modules.
+fn different(a: &Path, a_has: &PackIdentity, b: &Path, b_has: &PackIdentity) -> CliError {
+    CliError::failed(format!(
+        "cannot merge packs of different engine identities: {} has {a_has}, {} has {b_has}",
+        a.display(),
+        b.display()
+    ))
 }

@@ -5,14 +5,16 @@
 //! while other processes read the pack: they move to the new file on their next lookup.
 //! Damaged entries cannot be copied: they are dropped, and named, so they can be rebuilt.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::PathBuf;
 
 use wasmpak::{Key, Retention};
 
+use crate::context::Context;
 use crate::error::CliError;
 use crate::open;
 use crate::output::{self, say};
+use crate::resolve::Labels;
 
 /// Arguments of `wasmpak compact`.
 #[derive(Debug, clap::Args)]
@@ -29,16 +31,13 @@ pub struct Args {
 }
 
 /// Runs `wasmpak compact`.
-pub fn run(args: Args) -> Result<(), CliError> {
-    let pack = open::any(&args.pack)?;
+pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
+    let pack = open::any(ctx, &args.pack)?;
     open::check_writable(&args.pack)?;
     // Keys come from the index alone; labels need every record header, so a damaged one
     // costs the labels, not the report.
     let before: Vec<Key> = pack.keys().unwrap_or_default();
-    let labels: HashMap<Key, String> = pack
-        .iter()
-        .map(|entries| entries.map(|e| (*e.key(), e.label().to_string())).collect())
-        .unwrap_or_default();
+    let labels = Labels::of(&pack);
     let mut retention = Retention::new();
     if let Some(bytes) = args.max_bytes {
         retention = retention.max_live_bytes(bytes);
@@ -48,7 +47,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
     }
     retention.touch_from_sidecar(&args.pack);
     let report = pack.compact_with(&retention)?;
-    let named = |key: &Key| match labels.get(key).filter(|l| !l.is_empty()) {
+    let named = |key: &Key| match labels.get(key) {
         Some(label) => format!("{key}  {label}"),
         None => key.to_string(),
     };
