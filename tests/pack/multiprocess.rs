@@ -1,56 +1,52 @@
 //! Many processes writing and reading one pack at once.
 
-mod support;
-
-use std::path::PathBuf;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use support::{child, identity, key, scratch, value};
+use crate::common::{
+    assert_passed, child, env_path, env_u64, identity, key, played, scratch, value,
+};
 use wasmpak::Pack;
 
 const WRITERS: u64 = 4;
 const PER_WRITER: u64 = 40;
 
-fn env_u64(name: &str) -> u64 {
-    std::env::var(name).unwrap().parse().unwrap()
-}
-
-fn env_path(name: &str) -> PathBuf {
-    std::env::var_os(name).unwrap().into()
-}
-
 #[test]
 fn writers_in_many_processes_lose_nothing_while_readers_watch() {
+    if played(&[("reader", reader), ("writer", writer)]) {
+        return;
+    }
     let (dir, path) = scratch();
     Pack::create(&path, &identity()).unwrap();
     let done = dir.path().join("writers-done");
     let readers: Vec<_> = (0..2)
         .map(|_| {
-            child("child_reader")
+            child("reader")
                 .env("WASMPAK_TEST_PACK", &path)
                 .env("WASMPAK_TEST_DONE", &done)
-                .stdout(std::process::Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
                 .spawn()
                 .unwrap()
         })
         .collect();
     let writers: Vec<_> = (0..WRITERS)
         .map(|w| {
-            child("child_writer")
+            child("writer")
                 .env("WASMPAK_TEST_PACK", &path)
                 .env("WASMPAK_TEST_WRITER", w.to_string())
-                .stdout(std::process::Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
                 .spawn()
                 .unwrap()
         })
         .collect();
-    for mut writer in writers {
-        assert!(writer.wait().unwrap().success(), "a writer failed");
+    for writer in writers {
+        assert_passed(&writer.wait_with_output().unwrap(), "a writer");
     }
     std::fs::write(&done, b"").unwrap();
     for reader in readers {
-        let output = reader.wait_with_output().unwrap();
-        assert!(output.status.success(), "a reader failed");
+        assert_passed(&reader.wait_with_output().unwrap(), "a reader");
     }
     let pack = Pack::open(&path, &identity()).unwrap();
     assert_eq!(pack.len().unwrap(), WRITERS * PER_WRITER);
@@ -66,9 +62,7 @@ fn writers_in_many_processes_lose_nothing_while_readers_watch() {
     assert!(pack.verify().unwrap().is_ok());
 }
 
-#[test]
-#[ignore = "entry point for a child process"]
-fn child_writer() {
+fn writer() {
     let path = env_path("WASMPAK_TEST_PACK");
     let w = env_u64("WASMPAK_TEST_WRITER");
     let pack = Pack::open(&path, &identity()).unwrap();
@@ -88,9 +82,7 @@ fn child_writer() {
     }
 }
 
-#[test]
-#[ignore = "entry point for a child process"]
-fn child_reader() {
+fn reader() {
     let path = env_path("WASMPAK_TEST_PACK");
     let done = env_path("WASMPAK_TEST_DONE");
     let pack = Pack::open(&path, &identity()).unwrap();

@@ -1,12 +1,21 @@
-//! Helpers shared by the pack tests.
+//! What the tests share: keys, values and scratch packs; raw access to a pack's bytes; child
+//! processes; and prerequisites of the machine, which fail a test unless opted out.
 #![allow(dead_code)]
+
+mod machine;
+#[cfg(feature = "wasmer")]
+pub mod modules;
+mod process;
 
 use std::path::{Path, PathBuf};
 
-#[cfg(feature = "wasmer")]
-pub mod modules;
-
 use wasmpak::{Key, PackIdentity};
+
+pub use machine::{
+    NOBODY, installed, is_root, missing, nobody_can_run, on_read_only_fs, run_unprivileged,
+    set_mode,
+};
+pub use process::{assert_passed, child, env_path, env_u64, played};
 
 /// The identity the pack tests use.
 pub fn identity() -> PackIdentity {
@@ -150,25 +159,4 @@ pub mod raw {
             file.write_all_at(&slot.encode(), offset).unwrap();
         }
     }
-}
-
-/// A command that re-runs this test binary's ignored test `entry` as a child process.
-/// Child entry points are `#[ignore]`d tests that read their instructions from the environment.
-pub fn child(entry: &str) -> std::process::Command {
-    let mut command = std::process::Command::new(std::env::current_exe().unwrap());
-    command.args([
-        entry,
-        "--exact",
-        "--ignored",
-        "--nocapture",
-        "--test-threads=1",
-    ]);
-    command
-}
-
-/// Whether this process runs as root (which ignores file permissions).
-pub fn is_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let probe = tempfile::NamedTempFile::new().unwrap();
-    probe.as_file().metadata().unwrap().uid() == 0
 }

@@ -7,15 +7,15 @@
 //! limit is placed from the layout of the same operation done on a copy of the pack.
 //!
 //! Linux only: the limit is set with `prlimit` from util-linux.
-#![cfg(target_os = "linux")]
-
-mod support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-use support::{child, identity, key, scratch, value};
+use crate::common::{
+    assert_passed, child, env_path, env_u64, identity, installed, key, missing, played, scratch,
+    value,
+};
 use wasmpak::format::record::{RecordHeader, RecordKind};
 use wasmpak::format::superblock::{SLOT_LEN, SLOT_OFFSETS, live_slot};
 use wasmpak::{ErrorKind, Key, Pack};
@@ -180,23 +180,24 @@ fn place(records: &[(u64, RecordKind, u64)], limit: Limit) -> u64 {
     }
 }
 
-fn prlimit_exists() {
-    let found = Command::new("prlimit")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        found,
-        "these tests need prlimit (from util-linux) to impose a file size limit"
-    );
+/// Whether prlimit is there; if not, the test fails unless told to skip it.
+fn prlimit_exists() -> bool {
+    let found = installed("prlimit");
+    if !found {
+        missing(
+            "prlimit",
+            "prlimit(1), from util-linux, imposes the file size limit",
+        );
+    }
+    found
 }
 
-/// The child test `entry`, working on `pack`, with files limited to `limit` bytes.
-/// `support::child` names this binary and the entry; the shell ignores SIGXFSZ (which stays
+/// The current test in role `role`, working on `pack`, with files limited to `limit` bytes.
+/// `crate::common::child` names this binary and the test; the shell ignores SIGXFSZ (which stays
 /// ignored across exec), so a write past the limit fails with EFBIG instead of killing the
 /// child, and prlimit sets the limit for what it runs.
-fn under_file_size_limit(entry: &str, pack: &std::path::Path, limit: u64) -> Command {
-    let base = child(entry);
+fn under_file_size_limit(role: &str, pack: &std::path::Path, limit: u64) -> Command {
+    let base = child(role);
     let mut command = Command::new("sh");
     command
         .arg("-c")
@@ -210,7 +211,9 @@ fn under_file_size_limit(entry: &str, pack: &std::path::Path, limit: u64) -> Com
 }
 
 fn run(write: Write, limit: Limit) {
-    prlimit_exists();
+    if played(&[("write", write_under_limit)]) || !prlimit_exists() {
+        return;
+    }
     let (_dir, path) = scratch();
     let mut model = committed_pack(&path);
     let records = layout(&path, write);
@@ -218,7 +221,7 @@ fn run(write: Write, limit: Limit) {
     let before = std::fs::read(&path).unwrap();
     assert!(bytes > before.len() as u64);
 
-    let output = under_file_size_limit("child_write_under_limit", &path, bytes)
+    let output = under_file_size_limit("write", &path, bytes)
         .env("WASMPAK_TEST_WRITE", write.name())
         .env(
             "WASMPAK_TEST_EXPECT",
@@ -230,12 +233,7 @@ fn run(write: Write, limit: Limit) {
         )
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success() && stdout.contains("1 passed"),
-        "{write:?} {limit:?}: the child failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_passed(&output, &format!("{write:?} {limit:?}: the child"));
     let len = std::fs::metadata(&path).unwrap().len();
     assert!(
         len <= bytes,
@@ -284,13 +282,11 @@ fn assert_holds(pack: &Pack, model: &BTreeMap<Key, Vec<u8>>, context: &str) {
     assert_eq!(report.entries(), model.len() as u64, "{context}");
 }
 
-#[test]
-#[ignore = "entry point for a child process"]
-fn child_write_under_limit() {
+fn write_under_limit() {
     let env = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} is set"));
-    let path: std::path::PathBuf = env("WASMPAK_TEST_PACK").into();
+    let path = env_path("WASMPAK_TEST_PACK");
     let write = Write::parse(&env("WASMPAK_TEST_WRITE"));
-    let limit: u64 = env("WASMPAK_TEST_LIMIT").parse().unwrap();
+    let limit = env_u64("WASMPAK_TEST_LIMIT");
     let current = rustix::process::getrlimit(rustix::process::Resource::Fsize).current;
     assert_eq!(current, Some(limit), "prlimit set the file size limit");
 
@@ -355,7 +351,9 @@ fn batch_fits_exactly() {
 /// without the limit the next compaction succeeds.
 #[test]
 fn compaction_fails_cleanly_when_the_new_file_does_not_fit() {
-    prlimit_exists();
+    if played(&[("compact", compact_under_limit)]) || !prlimit_exists() {
+        return;
+    }
     let (dir, path) = scratch();
     let mut model = committed_pack(&path);
     {
@@ -369,15 +367,10 @@ fn compaction_fails_cleanly_when_the_new_file_does_not_fit() {
     let before = std::fs::read(&path).unwrap();
     let live: u64 = model.values().map(|v| v.len() as u64).sum();
     let limit = wasmpak::format::superblock::DATA_START + live / 2;
-    let output = under_file_size_limit("child_compact_under_limit", &path, limit)
+    let output = under_file_size_limit("compact", &path, limit)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success() && stdout.contains("1 passed"),
-        "the child failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_passed(&output, "the compaction under the limit");
     assert_eq!(
         std::fs::read(&path).unwrap(),
         before,
@@ -396,10 +389,8 @@ fn compaction_fails_cleanly_when_the_new_file_does_not_fit() {
     assert_eq!(pack.stats().unwrap().dead_bytes, 0);
 }
 
-#[test]
-#[ignore = "entry point for a child process"]
-fn child_compact_under_limit() {
-    let path: std::path::PathBuf = std::env::var_os("WASMPAK_TEST_PACK").unwrap().into();
+fn compact_under_limit() {
+    let path = env_path("WASMPAK_TEST_PACK");
     let pack = Pack::open(&path, &identity()).unwrap();
     let err = pack.compact().expect_err("the compacted pack does not fit");
     assert_eq!(err.kind(), ErrorKind::StorageFull, "{err}");

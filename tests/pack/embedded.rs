@@ -1,9 +1,7 @@
 //! Packs held in memory: `Pack::from_static`, `Pack::from_bytes` and `include_pack!`.
 
-mod support;
-
+use crate::common::{identity, key, scratch, value};
 use bytes::Bytes;
-use support::{identity, key, scratch, value};
 use wasmpak::format::superblock::DATA_START;
 use wasmpak::{ErrorKind, Key, Pack, PackIdentity, PackOptions, Verify, aligned_bytes};
 
@@ -178,10 +176,10 @@ fn bytes_that_are_not_a_pack_are_refused() {
     assert_eq!(error.kind(), ErrorKind::NotAPack, "{error}");
 }
 
-static DEMO: &[u8] = wasmpak::include_pack!("../examples/demo.wpk");
+static DEMO: &[u8] = wasmpak::include_pack!("../../examples/demo.wpk");
 
 /// The committed demo pack and its recipe (how `examples/demo.wpk` was made): regenerate it
-/// with `WASMPAK_WRITE_DEMO_PACK=examples/demo.wpk cargo test --test pack_embedded demo`.
+/// with `WASMPAK_WRITE_DEMO_PACK=examples/demo.wpk cargo test --test tests -- pack::embedded`.
 #[test]
 fn the_included_demo_pack_is_aligned_and_matches_its_recipe() {
     assert_eq!(DEMO.as_ptr() as usize % 4096, 0);

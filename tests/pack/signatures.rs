@@ -3,12 +3,10 @@
 //! between generations, truncates and swaps signature records. Each must be refused with an
 //! error naming the entry and the reason; never may the altered bytes be handed out.
 
-mod support;
-
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use support::raw;
+use crate::common::raw;
 use wasmpak::format::index::{ENTRY_LEN, IndexEntry};
 use wasmpak::format::record::{HEADER_LEN, RecordHeader, RecordKind};
 use wasmpak::format::signature::{FIXED_LEN, MANIFEST_ENTRY_LEN};
@@ -17,7 +15,7 @@ use wasmpak::{
     ErrorKind, Key, Pack, PackIdentity, PackOptions, PublicKey, SecretKey, SignatureStatus,
 };
 
-use support::{identity, key, scratch, value};
+use crate::common::{identity, key, scratch, value};
 
 const ENTRIES: u64 = 5;
 

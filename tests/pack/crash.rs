@@ -2,12 +2,10 @@
 //! entries, byte-identical; an unsynced commit whose records did not survive gives way to the
 //! durable commit before it. (`tests/power_loss/` simulates the power losses themselves.)
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use support::{identity, key, raw, scratch, value};
+use crate::common::{identity, key, raw, scratch, value};
 use wasmpak::format::superblock::{SLOT_LEN, SLOT_OFFSETS};
 use wasmpak::{Key, Pack};
 

@@ -11,15 +11,13 @@
 //! with the unit in flight partly written past the committed length, or committed but not yet
 //! reported.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
 use std::time::Duration;
 
-use support::{child, identity, key, raw, scratch, value};
+use crate::common::{child, env_path, env_u64, identity, key, played, raw, scratch, value};
 use wasmpak::format::record::RecordHeader;
 use wasmpak::{Durability, Key, Pack, PackOptions};
 
@@ -66,6 +64,9 @@ fn seed() -> u64 {
 
 #[test]
 fn writers_killed_at_random_points_lose_nothing_committed() {
+    if played(&[("writer", writer)]) {
+        return;
+    }
     let seed = seed();
     println!("fault_crash seed: {seed} (set WASMPAK_TEST_SEED={seed} to replay)");
     let mut rng = Rng(seed | 1);
@@ -76,7 +77,7 @@ fn writers_killed_at_random_points_lose_nothing_committed() {
     for iteration in 0..ITERATIONS {
         let first_unit = iteration * UNITS_PER_WRITER;
         let durable = rng.below(2) == 0;
-        let mut writer = child("child_writer")
+        let mut writer = child("writer")
             .env("WASMPAK_TEST_PACK", &path)
             .env("WASMPAK_TEST_FIRST_UNIT", first_unit.to_string())
             .env("WASMPAK_TEST_DURABLE", if durable { "1" } else { "0" })
@@ -215,24 +216,19 @@ fn pack_is_clean(path: &std::path::Path, model: &BTreeMap<Key, Vec<u8>>) -> bool
     pack.verify().unwrap().is_ok() && pack.len().unwrap() == model.len() as u64
 }
 
-#[test]
-#[ignore = "entry point for a child process"]
-fn child_writer() {
+fn writer() {
     use std::io::Write;
-    let env = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} is set"));
-    let durability = if env("WASMPAK_TEST_DURABLE") == "1" {
+    let durability = if env_u64("WASMPAK_TEST_DURABLE") == 1 {
         Durability::Full
     } else {
         Durability::None
     };
     let pack = PackOptions::new()
         .durability(durability)
-        .open(env("WASMPAK_TEST_PACK"), &identity())
+        .open(env_path("WASMPAK_TEST_PACK"), &identity())
         .unwrap();
-    let first: u64 = env("WASMPAK_TEST_FIRST_UNIT").parse().unwrap();
+    let first = env_u64("WASMPAK_TEST_FIRST_UNIT");
     let mut out = std::io::stdout().lock();
-    // End libtest's "test child_writer ... " line: every commit gets a line of its own.
-    writeln!(out).unwrap();
     for unit in first..first + UNITS_PER_WRITER {
         let keys = unit_keys(unit);
         if keys.len() == 1 {

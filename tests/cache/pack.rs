@@ -1,12 +1,9 @@
 //! `PackCache` across processes, under concurrency, over damaged packs, and in a fallback chain.
-#![cfg(feature = "wasmer")]
-
-mod support;
 
 use std::sync::Arc;
 
-use support::child;
-use support::modules::{assert_same_module, engine, pool};
+use crate::common::modules::{assert_same_module, engine, pool};
+use crate::common::{assert_passed, child, env_path, missing, on_read_only_fs, played};
 use wasmpak::{CacheError, FileSystemCache, ModuleCache, PackCache, SharedCache};
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -18,13 +15,15 @@ fn runtime() -> tokio::runtime::Runtime {
 
 #[test]
 fn modules_saved_by_another_process_load_here() {
+    if played(&[("saver", saves_the_pool)]) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
-    let status = child("child_saves_the_pool")
+    let output = child("saver")
         .env("WASMPAK_TEST_DIR", dir.path())
-        .stdout(std::process::Stdio::null())
-        .status()
+        .output()
         .unwrap();
-    assert!(status.success());
+    assert_passed(&output, "saver");
     let cache = PackCache::new(dir.path());
     runtime().block_on(async {
         for module in pool() {
@@ -35,10 +34,8 @@ fn modules_saved_by_another_process_load_here() {
     assert_eq!(cache.stats().hits, pool().len() as u64);
 }
 
-#[test]
-#[ignore = "entry point for a child process"]
-fn child_saves_the_pool() {
-    let dir = std::env::var_os("WASMPAK_TEST_DIR").unwrap();
+fn saves_the_pool() {
+    let dir = env_path("WASMPAK_TEST_DIR");
     let cache = PackCache::new(dir);
     runtime().block_on(async {
         for module in pool() {
@@ -200,11 +197,14 @@ fn trait_objects_work() {
 }
 
 /// A shipped pack on a read-only file system (a private mount namespace with a read-only
-/// tmpfs, Linux only; skipped where namespaces are off): loads come from it, the save of a
-/// module it lacks goes to the cache's own directory, and nothing tries to write beside it.
+/// tmpfs, Linux only): loads come from it, the save of a module it lacks goes to the cache's own
+/// directory, and nothing tries to write beside it.
 #[cfg(target_os = "linux")]
 #[test]
 fn shipped_packs_load_from_a_read_only_file_system() {
+    if played(&[("loader", loads_a_read_only_shipped_pack)]) {
+        return;
+    }
     let build = tempfile::tempdir().unwrap();
     let writer = PackCache::new(build.path());
     let rt = runtime();
@@ -215,41 +215,20 @@ fn shipped_packs_load_from_a_read_only_file_system() {
     let shipped = writer.pack_path(engine()).unwrap();
     let mount = tempfile::tempdir().unwrap();
     let local = tempfile::tempdir().unwrap();
-    let exe = std::env::current_exe().unwrap();
-    let script = r#"mount -t tmpfs none "$MNT" && cp "$SRC" "$MNT/app.wpk" && mount -o remount,ro "$MNT" && exec "$EXE" child_loads_a_read_only_shipped_pack --exact --ignored --nocapture --test-threads=1"#;
-    let output = std::process::Command::new("unshare")
-        .args(["-rm", "sh", "-c", script])
-        .env("MNT", mount.path())
-        .env("SRC", &shipped)
-        .env("EXE", &exe)
-        .env("WASMPAK_TEST_PACK", mount.path().join("app.wpk"))
-        .env("WASMPAK_TEST_DIR", local.path())
-        .output();
-    let Ok(output) = output else {
-        eprintln!("skipped: unshare is not available");
-        return;
+    let mut role = child("loader");
+    role.env("WASMPAK_TEST_PACK", mount.path().join("app.wpk"))
+        .env("WASMPAK_TEST_DIR", local.path());
+    let mut command = match on_read_only_fs(&role, mount.path(), &shipped, "app.wpk") {
+        Ok(command) => command,
+        Err(why) => return missing("namespaces", why),
     };
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    if !stdout.contains("running 1 test") {
-        eprintln!(
-            "skipped: cannot mount in a private namespace here: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        return;
-    }
-    assert!(
-        output.status.success() && stdout.contains("1 passed"),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_passed(&command.output().unwrap(), "loader");
 }
 
 #[cfg(target_os = "linux")]
-#[test]
-#[ignore = "entry point for a child process"]
-fn child_loads_a_read_only_shipped_pack() {
-    let shipped = std::env::var_os("WASMPAK_TEST_PACK").unwrap();
-    let local = std::env::var_os("WASMPAK_TEST_DIR").unwrap();
+fn loads_a_read_only_shipped_pack() {
+    let shipped = env_path("WASMPAK_TEST_PACK");
+    let local = env_path("WASMPAK_TEST_DIR");
     assert!(
         std::fs::OpenOptions::new()
             .write(true)

@@ -18,9 +18,6 @@
 //! (a campaign), `WASMPAK_SIM_SAMPLES` sets the random states per crash point, and
 //! `WASMPAK_SIM_SEED` replays a printed seed.
 
-#[path = "../support/mod.rs"]
-mod support;
-
 mod check;
 mod crashes;
 mod model;
@@ -172,10 +169,10 @@ fn mixed_durability() {
     simulate(Mode::Mixed, 24);
 }
 
-/// Prints a workload's steps and the start of its trace (`WASMPAK_SIM_SEED` picks it).
+/// A workload's steps cover its trace in order; with `--nocapture` it prints them and the
+/// trace (`WASMPAK_SIM_SEED` and `WASMPAK_SIM_MODE` pick the workload), a debugging aid.
 #[test]
-#[ignore = "a debugging aid: cargo test --test power_loss -- --ignored --nocapture print_workload"]
-fn print_workload() {
+fn a_workload_records_steps_that_cover_its_trace() {
     let seed = env_number("WASMPAK_SIM_SEED", 1);
     let mode = match std::env::var("WASMPAK_SIM_MODE").as_deref() {
         Ok("None") => Mode::None,
@@ -191,5 +188,17 @@ fn print_workload() {
     }
     for (i, op) in recorded.trace.iter().enumerate() {
         println!("{i}: {}", short(op));
+    }
+    assert!(recorded.steps.len() > 1 && !recorded.trace.is_empty());
+    let mut at = 0;
+    for step in &recorded.steps {
+        assert!(
+            at <= step.start && step.start <= step.end && step.end <= recorded.trace.len(),
+            "step {:?} [{}, {}) after trace position {at}",
+            step.what,
+            step.start,
+            step.end
+        );
+        at = step.end;
     }
 }

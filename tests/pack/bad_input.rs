@@ -1,12 +1,10 @@
 //! Bad input: every damaged, hostile or unusual file yields a clear error or a miss, never a
 //! panic, an out-of-bounds read, a huge allocation or a wrong value.
 
-mod support;
-
 use std::path::Path;
 
-use support::raw::{self, RootAt};
-use support::{identity, key, scratch, value};
+use crate::common::raw::{self, RootAt};
+use crate::common::{identity, key, scratch, value};
 use wasmpak::format::index::{self, BlockRef, EntryKind, IndexEntry, Root};
 use wasmpak::format::record::RecordKind;
 use wasmpak::format::superblock::{DATA_START, SLOT_LEN, SLOT_OFFSETS};
@@ -85,7 +83,7 @@ fn files_that_are_not_packs() {
 fn newer_format_versions_are_refused_by_name() {
     let (_dir, path) = scratch();
     Pack::create(&path, &identity()).unwrap();
-    support::flip(&path, 8, 0x01 ^ 0x03); // version 1 -> 3
+    crate::common::flip(&path, 8, 0x01 ^ 0x03); // version 1 -> 3
     let err = Pack::open(&path, &identity()).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::UnsupportedVersion);
     assert!(err.to_string().contains("version 3"), "{err}");

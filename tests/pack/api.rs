@@ -1,10 +1,8 @@
 //! The pack store's API on good input.
 
-mod support;
-
 use std::collections::HashMap;
 
-use support::{identity, key, scratch, value};
+use crate::common::{identity, key, scratch, value};
 use wasmpak::{Durability, ErrorKind, Pack, PackIdentity, PackOptions, Verify};
 
 #[test]
@@ -310,7 +308,7 @@ fn verify_policies_decide_when_checksums_run() {
         .unwrap();
     assert!(once.get(&key(1)).unwrap().is_some());
     assert!(always.get(&key(1)).unwrap().is_some());
-    support::flip(&path, offset + 100, 0x01);
+    crate::common::flip(&path, offset + 100, 0x01);
     // Once: already verified in this process, the check is not repeated.
     assert!(once.get(&key(1)).unwrap().is_some());
     let err = always.get(&key(1)).unwrap_err();
@@ -344,8 +342,8 @@ fn large_values_are_checked_in_both_halves() {
     } else {
         (&entries[1], &entries[0])
     };
-    support::flip(&path, one.offset() + 10, 0x01);
-    support::flip(&path, two.offset() + two.size() - 10, 0x01);
+    crate::common::flip(&path, one.offset() + 10, 0x01);
+    crate::common::flip(&path, two.offset() + two.size() - 10, 0x01);
     let fresh = Pack::open(&path, &identity()).unwrap();
     assert_eq!(fresh.get(&key(1)).unwrap_err().kind(), ErrorKind::Corrupt);
     assert_eq!(fresh.get(&key(2)).unwrap_err().kind(), ErrorKind::Corrupt);

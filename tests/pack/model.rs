@@ -1,14 +1,12 @@
 //! The store against a model: random sequences of operations on a pack behave exactly like
 //! the same operations on a `HashMap`, across handles, reopens, batches and crashed writers.
 
-mod support;
-
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 
+use crate::common::{identity, key, value};
 use proptest::prelude::*;
-use support::{identity, key, value};
 use wasmpak::{Durability, Key, Pack, PackOptions, Retention};
 
 const KEYS: u64 = 8;

@@ -2,13 +2,10 @@
 //! storage seam's fault injection: what the caller is told matches what landed. Before the
 //! slot is written, an error and nothing visible; once it is, the commit stands, and a failed
 //! sync after it says so ([`ErrorKind::NotDurable`]) instead of inviting a retry.
-#![cfg(feature = "fault-injection")]
-
-mod support;
 
 use std::io;
 
-use support::{identity, key, scratch, value};
+use crate::common::{identity, key, scratch, value};
 use wasmpak::storage_sim::{OpKind, fail_nth};
 use wasmpak::{Durability, ErrorKind, Pack, PackOptions};
 

@@ -3,26 +3,19 @@
 //! of what the handle mapped keep working (never a panic or SIGBUS: the old inode stays mapped),
 //! and writes either go to the pack now at the path or fail with a clear error.
 
-mod support;
-
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use support::{child, identity, is_root, key, scratch, value};
+use crate::common::{
+    NOBODY, env_path, identity, is_root, key, missing, nobody_can_run, played, run_unprivileged,
+    scratch, set_mode, value,
+};
 use wasmpak::format::superblock::{SLOT_LEN, SLOT_OFFSETS};
 use wasmpak::{ErrorKind, Pack};
-
-const NOBODY: u32 = 65534;
 
 /// Longer than the pack's rate limit on path checks after a miss (500 ms): a sleep this long
 /// after opening a handle guarantees that its next miss looks at the path.
 const PAST_PATH_CHECK_INTERVAL: Duration = Duration::from_millis(600);
-
-fn set_mode(path: &Path, mode: u32) {
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
-}
 
 /// A pack at `path` holding key 1 and key 2.
 fn two_entries(path: &Path) -> Pack {
@@ -50,39 +43,23 @@ fn assert_reads_old(pack: &Pack, context: &str) {
     assert_eq!(report.entries(), 2, "{context}");
 }
 
-fn pack_from_env() -> PathBuf {
-    std::env::var_os("WASMPAK_TEST_PACK")
-        .expect("set by the parent test")
-        .into()
-}
-
 // ---------------------------------------------------------------------------------------------
 // A read-only directory
 
-/// Runs `entry` on `pack`, as the unprivileged user if we are root (root ignores permissions).
-fn run_unprivileged(entry: &str, pack: &Path) {
-    let mut command = child(entry);
-    command.env("WASMPAK_TEST_PACK", pack);
-    if is_root() {
-        command.uid(NOBODY).gid(NOBODY);
-    }
-    let output = command.output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success() && stdout.contains("1 passed"),
-        "{entry} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 #[test]
 fn read_only_directory_with_a_read_only_pack() {
+    if played(&[("read-only", read_only_directory)]) {
+        return;
+    }
+    if let Err(why) = nobody_can_run() {
+        return missing("nobody", why);
+    }
     let (dir, path) = scratch();
     two_entries(&path);
     set_mode(&path, if is_root() { 0o644 } else { 0o444 });
     set_mode(dir.path(), 0o555);
     let before = std::fs::read(&path).unwrap();
-    run_unprivileged("child_read_only_directory", &path);
+    run_unprivileged("read-only", &path);
     assert_eq!(
         std::fs::read(&path).unwrap(),
         before,
@@ -93,10 +70,8 @@ fn read_only_directory_with_a_read_only_pack() {
     set_mode(dir.path(), 0o755);
 }
 
-#[test]
-#[ignore = "entry point for a child process"]
-fn child_read_only_directory() {
-    let path = pack_from_env();
+fn read_only_directory() {
+    let path = env_path("WASMPAK_TEST_PACK");
     let pack = Pack::open(&path, &identity()).unwrap();
     assert_reads_old(&pack, "read-only directory");
     let err = pack.insert(&key(3), b"three").unwrap_err();
@@ -119,6 +94,12 @@ fn child_read_only_directory() {
 
 #[test]
 fn read_only_directory_with_a_writable_pack() {
+    if played(&[("writer", writable_pack_in_read_only_directory)]) {
+        return;
+    }
+    if let Err(why) = nobody_can_run() {
+        return missing("nobody", why);
+    }
     // Writing a pack needs the file, not its directory: only creating one needs the directory.
     let (dir, path) = scratch();
     two_entries(&path);
@@ -127,7 +108,7 @@ fn read_only_directory_with_a_writable_pack() {
     }
     set_mode(&path, 0o644);
     set_mode(dir.path(), 0o555);
-    run_unprivileged("child_writable_pack_in_read_only_directory", &path);
+    run_unprivileged("writer", &path);
     set_mode(dir.path(), 0o755);
     if is_root() {
         // A pack owned by another user is refused unless shared writes are allowed.
@@ -144,10 +125,8 @@ fn read_only_directory_with_a_writable_pack() {
     );
 }
 
-#[test]
-#[ignore = "entry point for a child process"]
-fn child_writable_pack_in_read_only_directory() {
-    let path = pack_from_env();
+fn writable_pack_in_read_only_directory() {
+    let path = env_path("WASMPAK_TEST_PACK");
     let pack = Pack::open(&path, &identity()).unwrap();
     assert_reads_old(&pack, "writable pack, read-only directory");
     pack.insert(&key(3), b"written by the child").unwrap();

@@ -3,11 +3,8 @@
 //! it loaded from until it drops those engines.
 //!
 //! Linux only: the mappings are read from `/proc/self/maps`.
-#![cfg(all(feature = "wasmer", target_os = "linux"))]
 
-mod support;
-
-use support::modules::pool;
+use crate::common::modules::pool;
 use wasmer::Engine;
 use wasmpak::{ModuleCache, PackCache};
 
@@ -71,7 +68,8 @@ fn superseded_packs_stay_mapped_until_the_engine_that_loaded_from_them_is_droppe
     let writer = PackCache::builder(dir.path()).auto_compact(false).build();
     let engine = Engine::default();
     for module in pool {
-        block_on(writer.save(module.key, support::modules::engine(), &module.module)).unwrap();
+        block_on(writer.save(module.key, crate::common::modules::engine(), &module.module))
+            .unwrap();
     }
     // A long-running reader with its own engine: load, compact, load, compact, ...
     let reader = PackCache::builder(dir.path()).memo_entries(0).build();

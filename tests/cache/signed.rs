@@ -1,11 +1,8 @@
 //! `PackCache` over shipped packs: trusted keys make unsigned or altered modules misses
 //! (warned about and counted), and installed packs load on the trusted path only when
 //! sealed, read-only and private.
-#![cfg(feature = "wasmer")]
 
-mod support;
-
-use support::modules::{assert_same_module, engine, pool};
+use crate::common::modules::{PoolModule, assert_same_module, engine, pool};
 use wasmpak::{ModuleCache, Pack, PackCache, SecretKey};
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -51,7 +48,8 @@ fn trusted_keys_load_signed_modules_and_miss_the_rest() {
         node.save(unsigned[1].key, engine(), &unsigned[1].module)
             .await
             .unwrap();
-        assert!(node.load(unsigned[1].key, engine()).await.is_ok());
+        let memo = node.load(unsigned[1].key, engine()).await.unwrap();
+        assert_same_module(&memo, &unsigned[1]);
     });
     let stats = node.stats();
     assert_eq!(
@@ -71,12 +69,13 @@ fn trusted_keys_load_signed_modules_and_miss_the_rest() {
         .trusted_keys([SecretKey::generate().unwrap().public_key()])
         .build();
     rt.block_on(async {
-        assert!(stranger.load(signed[0].key, engine()).await.is_err());
+        let miss = stranger.load(signed[0].key, engine()).await.unwrap_err();
+        assert!(miss.is_not_found(), "{miss}");
     });
     assert_eq!(stranger.stats().untrusted, 1);
 }
 
-fn wasmpak_key(m: &support::modules::PoolModule) -> wasmpak::Key {
+fn wasmpak_key(m: &PoolModule) -> wasmpak::Key {
     wasmpak::Key::from_bytes(m.key.as_bytes().try_into().unwrap())
 }
 

@@ -1,13 +1,10 @@
 //! The headline proof: whatever sequence of saves, loads, reopens, second handles and
 //! compactions happens, the module loaded is the module saved.
-#![cfg(feature = "wasmer")]
-
-mod support;
 
 use std::collections::HashSet;
 
+use crate::common::modules::{assert_same_module, engine, pool};
 use proptest::prelude::*;
-use support::modules::{assert_same_module, engine, pool};
 use wasmpak::{ModuleCache, PackCache};
 
 #[derive(Debug, Clone)]
