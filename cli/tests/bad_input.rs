@@ -2,18 +2,11 @@
 //! the documented exit code, no panic or backtrace (even with `RUST_BACKTRACE=1`), and leaves
 //! the pack exactly as it was.
 
-mod cli_support;
-
 use std::ffi::OsStr;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 
-use cli_support::*;
+use crate::common::*;
 use wasmpak::{Pack, PackIdentity};
-
-fn args<'a>(parts: &'a [&'a dyn AsRef<OsStr>]) -> impl Iterator<Item = &'a OsStr> {
-    parts.iter().map(|p| p.as_ref())
-}
 
 /// Runs `parts` and asserts that it fails with `code` and leaves `pack` byte for byte as it
 /// was (or absent, if it was). Returns the error line.
@@ -261,31 +254,18 @@ fn a_pack_of_another_identity() {
     assert!(line.contains("not a wasmer engine identity"), "{line}");
 }
 
-/// Whether the binary can be run as the unprivileged user (it cannot if it lives under a
-/// directory only root may enter).
-fn nobody_can_run_the_binary() -> bool {
-    if !is_root() {
-        return true;
-    }
-    let mut probe = command(["--version"]);
-    probe.uid(NOBODY).gid(NOBODY);
-    probe.output().is_ok_and(|o| o.status.success())
-}
-
 /// Runs the binary as an unprivileged user when we are root (root ignores permissions).
 fn as_nobody(parts: &[&dyn AsRef<OsStr>]) -> Run {
-    let mut command = command(args(parts));
-    if is_root() {
-        command.uid(NOBODY).gid(NOBODY);
-    }
-    command.output().unwrap().into()
+    unprivileged(&mut command(args(parts)))
+        .output()
+        .unwrap()
+        .into()
 }
 
 #[test]
 fn permission_denied() {
-    if !nobody_can_run_the_binary() {
-        eprintln!("skipped: user {NOBODY} cannot run {BIN}");
-        return;
+    if let Err(why) = nobody_can_run() {
+        return missing("nobody", why);
     }
     let s = Scratch::new();
     s.open_to_all();
@@ -388,15 +368,15 @@ fn a_directory_where_a_file_is_expected() {
 }
 
 /// Runs `wasmpak build PACK INPUT` with the file size limit at `limit` bytes (Linux: prlimit
-/// comes with util-linux), the way a full
-/// disk fails writes (EFBIG; SIGXFSZ ignored as a shell would). `None` if prlimit is missing.
+/// comes with util-linux), the way a full disk fails writes (EFBIG; SIGXFSZ ignored as a shell
+/// would). `None` if prlimit is missing (and the test told to skip it).
 #[cfg(target_os = "linux")]
 fn build_with_fsize_limit(limit: u64, pack: &Path, input: &Path) -> Option<Run> {
-    let available = std::process::Command::new("prlimit")
-        .arg("--version")
-        .output();
-    if !available.is_ok_and(|o| o.status.success()) {
-        eprintln!("skipped: prlimit is not available");
+    if !installed("prlimit") {
+        missing(
+            "prlimit",
+            "prlimit(1), from util-linux, imposes the file size limit",
+        );
         return None;
     }
     let output = std::process::Command::new("sh")

@@ -1,15 +1,9 @@
 //! The `wasmpak` command line, driven as users drive it: every command's happy path.
 
-mod cli_support;
-
 use std::ffi::OsStr;
 use std::path::Path;
 
-use cli_support::*;
-
-fn args<'a>(parts: &'a [&'a dyn AsRef<OsStr>]) -> impl Iterator<Item = &'a OsStr> {
-    parts.iter().map(|p| p.as_ref())
-}
+use crate::common::*;
 
 #[test]
 fn help_has_examples_and_exit_codes() {

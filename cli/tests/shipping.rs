@@ -3,24 +3,17 @@
 //! an existing cache over; `build` repairing what it shipped; and the command-line details
 //! such a workflow runs into.
 
-mod cli_support;
-
-use std::ffi::OsStr;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock, PoisonError};
 
-use cli_support::*;
+use crate::common::*;
 use wasmer::Engine;
 use wasmer::sys::CpuFeature;
 use wasmpak::{
     CpuLevel, EngineIdentity, FileSystemCache, Key, ModuleCache, ModuleHash, Pack, PackCache,
     PackCacheBuilder,
 };
-
-fn args<'a>(parts: &'a [&'a dyn AsRef<OsStr>]) -> impl Iterator<Item = &'a OsStr> {
-    parts.iter().map(|p| p.as_ref())
-}
 
 /// Every warning any thread of this test process logged so far, one line each.
 fn warnings() -> Vec<String> {
@@ -87,11 +80,18 @@ fn only_pack_in(dir: &Path) -> PathBuf {
 }
 
 /// This host's engine identity, if it is an x86_64 host above x86-64-v2 (so that a pack built
-/// for x86-64-v2 is one for a lower level); otherwise says the test is skipped.
+/// for x86-64-v2 is one for a lower level); otherwise the test fails, unless told to skip it.
 fn host_above_x86_64_v2() -> Option<EngineIdentity> {
     let host = EngineIdentity::of(&Engine::default());
     if !host.target_triple().starts_with("x86_64") || host.cpu_level() == "x86-64-v2" {
-        eprintln!("skipped: needs an x86_64 host above x86-64-v2");
+        missing(
+            "cpu",
+            format!(
+                "needs an x86_64 host above x86-64-v2, this is {} at {}",
+                host.target_triple(),
+                host.cpu_level()
+            ),
+        );
         return None;
     }
     Some(host)
@@ -173,8 +173,10 @@ fn a_pack_built_for_a_lower_cpu_level_loads_here_without_compiling() {
 fn a_pack_needing_a_cpu_feature_this_host_lacks_is_a_miss_with_one_warning() {
     let host = CpuFeature::for_host();
     let Some(lacking) = CpuFeature::all().iter().find(|f| !host.contains(*f)) else {
-        eprintln!("skipped: this host has every CPU feature wasmer knows");
-        return;
+        return missing(
+            "cpu",
+            "needs a host that lacks a CPU feature wasmer knows; this one has them all",
+        );
     };
     let identity = EngineIdentity::of(&Engine::default());
     let features = format!("{},{lacking}", identity.cpu_features());
@@ -545,13 +547,25 @@ fn extract_defaults_to_stdout_when_piped_and_to_label_bin_on_a_terminal() {
         .current_dir(s.dir.path())
         .stdin(std::process::Stdio::null())
         .output();
-    match script {
-        Ok(out) if out.status.success() => {
-            let written = std::fs::read(s.path("answer.bin")).expect("answer.bin");
-            assert_eq!(written, stored);
+    let out = match script {
+        Ok(out) => out,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return missing(
+                "script",
+                "script(1), from util-linux, gives the command a terminal",
+            );
         }
-        _ => eprintln!("skipped the terminal case: script(1) is not available"),
-    }
+        Err(e) => panic!("starting script: {e}"),
+    };
+    assert!(
+        out.status.success(),
+        "extract on a terminal failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let written = std::fs::read(s.path("answer.bin")).expect("answer.bin");
+    assert_eq!(written, stored);
 }
 
 #[test]

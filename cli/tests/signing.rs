@@ -2,19 +2,12 @@
 //! install, and info/list showing who signed what; keys from openssl; bad keys; installs
 //! that cannot complete.
 
-mod cli_support;
-
 use std::ffi::OsStr;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use cli_support::*;
-
-fn args<'a>(parts: &'a [&'a dyn AsRef<OsStr>]) -> Vec<&'a OsStr> {
-    parts.iter().map(|p| p.as_ref()).collect()
-}
+use crate::common::*;
 
 /// `wasmpak keygen NAME.pem` in `dir`: (secret, public, key id).
 fn keygen(s: &Scratch, name: &str) -> (PathBuf, PathBuf, String) {
@@ -160,9 +153,11 @@ fn listing_of(pack: &Path) -> serde_json::Value {
 
 #[test]
 fn openssl_keys_work_both_ways() {
-    if Command::new("openssl").arg("version").output().is_err() {
-        eprintln!("skipped: the openssl command is not installed");
-        return;
+    if !installed("openssl") {
+        return missing(
+            "openssl",
+            "the openssl command makes and reads the keys of this test",
+        );
     }
     let s = Scratch::new();
     let secret = s.path("ossl.pem");
@@ -285,16 +280,6 @@ fn bad_keys_are_one_line_errors_naming_the_file() {
     assert_eq!(std::fs::read(&pack).unwrap(), before, "nothing was written");
 }
 
-/// Whether user nobody can run the binary (it may live under a private directory).
-fn nobody_can_run_the_binary() -> bool {
-    let mut probe = Command::new(BIN);
-    probe.arg("--version");
-    if is_root() {
-        probe.uid(NOBODY).gid(NOBODY);
-    }
-    probe.output().is_ok_and(|o| o.status.success())
-}
-
 #[test]
 fn failed_installs_leave_the_installed_pack_intact() {
     let s = Scratch::new();
@@ -308,8 +293,12 @@ fn failed_installs_leave_the_installed_pack_intact() {
     let newer_len = std::fs::metadata(&pack).unwrap().len();
 
     // A full disk: the file size limit stops the copy.
-    let prlimit = Command::new("prlimit").arg("--version").output();
-    if prlimit.is_ok_and(|o| o.status.success()) {
+    if !crate::common::installed("prlimit") {
+        missing(
+            "prlimit",
+            "prlimit(1), from util-linux, imposes the file size limit of the full-disk case",
+        );
+    } else {
         let output = Command::new("sh")
             .args([
                 "-c",
@@ -329,23 +318,23 @@ fn failed_installs_leave_the_installed_pack_intact() {
         );
         assert_eq!(std::fs::read(&installed).unwrap(), before);
         assert_eq!(std::fs::read_dir(&node).unwrap().count(), 1, "no leftovers");
-    } else {
-        eprintln!("skipped the full-disk case: prlimit is not available");
     }
 
     // A directory we may not write to.
-    if !nobody_can_run_the_binary() {
-        eprintln!("skipped the unwritable-directory case: user {NOBODY} cannot run {BIN}");
-        return;
+    if let Err(why) = nobody_can_run() {
+        return missing("nobody", why);
     }
     s.open_to_all();
     set_mode(&pack, 0o644);
     set_mode(&node, 0o755);
-    let mut command = command(args(&[&"install", &pack, &node, &"--allow-shared-write"]));
-    if is_root() {
-        command.uid(NOBODY).gid(NOBODY);
-    }
-    let output = command.output().unwrap();
+    let output = unprivileged(&mut command(args(&[
+        &"install",
+        &pack,
+        &node,
+        &"--allow-shared-write",
+    ])))
+    .output()
+    .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(

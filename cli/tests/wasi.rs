@@ -2,17 +2,11 @@
 //! directories and exit codes, as `wasmer run` has them; and every bad input as one error
 //! line or the program's own exit code, never a panic, the pack unchanged.
 
-mod cli_support;
-
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use cli_support::*;
-
-fn args<'a>(parts: &'a [&'a dyn AsRef<OsStr>]) -> impl Iterator<Item = &'a OsStr> {
-    parts.iter().map(|p| p.as_ref())
-}
+use crate::common::*;
 
 /// A scratch directory with `tool.wat` (the sample WASI tool) and a pack that already holds
 /// it, copied from one built once per test process.

@@ -1,16 +1,23 @@
-//! Helpers for the tests that drive the `wasmpak` binary.
+//! What the tool's tests share: running the binary and checking its output, scratch
+//! directories with test modules, child processes, and prerequisites of the machine, which
+//! fail a test unless opted out.
 #![allow(dead_code)]
 
-use std::os::unix::fs::PermissionsExt;
+mod machine;
+mod process;
+
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+use wasmpak::Key;
+
+pub use machine::{installed, is_root, missing, nobody_can_run, set_mode, unprivileged};
+pub use process::{assert_passed, child, env_path, env_var, played};
+
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_wasmpak");
-
-/// The uid the permission tests drop to when run as root (root ignores permissions).
-pub const NOBODY: u32 = 65534;
 
 /// `answer` returns 42; `add` adds two i32s.
 pub const ANSWER_WAT: &str = r#"(module
@@ -35,6 +42,55 @@ pub const TRAP_WAT: &str = r#"(module (func (export "boom") unreachable))"#;
 /// A small module whose `answer` returns `n`: distinct bytes, distinct key.
 pub fn numbered_wat(n: u32) -> String {
     format!("(module (func (export \"answer\") (result i32) i32.const {n}))\n")
+}
+
+/// [`numbered_wat`] in binary form.
+pub fn numbered_wasm(n: u32) -> Vec<u8> {
+    wasmer::wat2wasm(numbered_wat(n).as_bytes())
+        .unwrap()
+        .into_owned()
+}
+
+/// Calls `answer` on a fresh instance of `module`.
+pub fn answer(engine: &wasmer::Engine, module: &wasmer::Module) -> i32 {
+    let mut store = wasmer::Store::new(engine.clone());
+    let instance = wasmer::Instance::new(&mut store, module, &wasmer::imports! {}).unwrap();
+    instance
+        .exports
+        .get_typed_function::<(), i32>(&store, "answer")
+        .unwrap()
+        .call(&mut store)
+        .unwrap()
+}
+
+/// A key derived from a number, spread like a hash.
+pub fn key(n: u64) -> Key {
+    let mut state = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    Key::from_bytes(std::array::from_fn(|_| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state as u8
+    }))
+}
+
+/// A value of `len` bytes derived from a seed.
+pub fn value(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed.wrapping_add(0x2545_F491_4F6C_DD1D) | 1;
+    (0..len / 8 + 1)
+        .flat_map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()
+        })
+        .take(len)
+        .collect()
+}
+
+/// Command-line arguments of mixed types.
+pub fn args<'a>(parts: &'a [&'a dyn AsRef<OsStr>]) -> Vec<&'a OsStr> {
+    parts.iter().map(|p| p.as_ref()).collect()
 }
 
 /// What a run of the binary produced.
@@ -74,6 +130,20 @@ impl Run {
             assert!(!lower.contains(bad), "{bad} in stderr:\n{self:#?}");
         }
         lines[0]
+    }
+
+    /// Asserts [`Run::fails`], and that the error line names each of `words`.
+    pub fn fails_naming(self, code: i32, words: &[&str]) -> Run {
+        let line = self.fails(code);
+        for word in words {
+            assert!(line.contains(word), "{word:?} not in {line}");
+        }
+        self
+    }
+
+    /// Standard output, parsed as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).expect("JSON on stdout")
     }
 }
 
@@ -189,16 +259,6 @@ pub fn labels(pack: &Path) -> Vec<String> {
 pub fn info(pack: &Path) -> serde_json::Value {
     let run = wasmpak(["info".as_ref(), "--json".as_ref(), pack.as_os_str()]).ok();
     serde_json::from_str(&run.stdout).expect("info --json prints JSON")
-}
-
-/// Sets a file's permission bits.
-pub fn set_mode(path: &Path, mode: u32) {
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
-}
-
-/// Whether this process runs as root.
-pub fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
 }
 
 /// Flips the bits of one byte of a file.
