@@ -552,7 +552,7 @@ fn extract_defaults_to_stdout_when_piped_and_to_label_bin_on_a_terminal() {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return missing(
                 "script",
-                "script(1), from util-linux, gives the command a terminal",
+                "script(1), from util-linux (bsdutils on Debian 12), gives the command a terminal",
             );
         }
         Err(e) => panic!("starting script: {e}"),

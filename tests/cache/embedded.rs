@@ -131,7 +131,14 @@ fn the_embedded_example_runs() {
         .unwrap()
         .join("examples/embedded");
     if !example.exists() {
-        return crate::common::missing("examples", format!("{} was not built", example.display()));
+        return crate::common::missing(
+            "examples",
+            format!(
+                "{} was not built (`cargo test` builds the examples, `cargo test --test tests` \
+                 does not)",
+                example.display()
+            ),
+        );
     }
     let output = std::process::Command::new(&example).output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);

@@ -60,7 +60,7 @@ pub fn missing(prerequisite: &str, why: impl Display) {
     let test = thread.name().unwrap_or("a test");
     if !names.iter().any(|n| *n == prerequisite || *n == "all") {
         panic!(
-            "{test} needs {prerequisite}: {why}. Install it, or set {SKIP}={prerequisite} to \
+            "{test} needs {prerequisite}: {why}. Provide it, or set {SKIP}={prerequisite} to \
              skip the test, saying so"
         );
     }

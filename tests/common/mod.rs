@@ -15,7 +15,7 @@ pub use machine::{
     NOBODY, installed, is_root, missing, nobody_can_run, on_read_only_fs, run_unprivileged,
     set_mode,
 };
-pub use process::{assert_passed, child, env_path, env_u64, played};
+pub use process::{Victim, assert_passed, child, env_path, env_u64, played};
 
 /// The identity the pack tests use.
 pub fn identity() -> PackIdentity {

@@ -12,12 +12,9 @@
 //! reported.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read};
-use std::os::unix::process::ExitStatusExt;
-use std::process::Stdio;
 use std::time::Duration;
 
-use crate::common::{child, env_path, env_u64, identity, key, played, raw, scratch, value};
+use crate::common::{Victim, child, env_path, env_u64, identity, key, played, raw, scratch, value};
 use wasmpak::format::record::RecordHeader;
 use wasmpak::{Durability, Key, Pack, PackOptions};
 
@@ -77,46 +74,18 @@ fn writers_killed_at_random_points_lose_nothing_committed() {
     for iteration in 0..ITERATIONS {
         let first_unit = iteration * UNITS_PER_WRITER;
         let durable = rng.below(2) == 0;
-        let mut writer = child("writer")
-            .env("WASMPAK_TEST_PACK", &path)
-            .env("WASMPAK_TEST_FIRST_UNIT", first_unit.to_string())
-            .env("WASMPAK_TEST_DURABLE", if durable { "1" } else { "0" })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdout = BufReader::new(writer.stdout.take().unwrap());
+        let mut writer = Victim::start(
+            child("writer")
+                .env("WASMPAK_TEST_PACK", &path)
+                .env("WASMPAK_TEST_FIRST_UNIT", first_unit.to_string())
+                .env("WASMPAK_TEST_DURABLE", if durable { "1" } else { "0" }),
+        );
         // Let it commit a few units, then kill it somewhere in the next ones.
         let wait_for = rng.below(6);
-        let mut lines = String::new();
-        while count_committed(&lines) < wait_for {
-            if stdout.read_line(&mut lines).unwrap() == 0 {
-                break;
-            }
-        }
+        writer.read_until(|lines| count_committed(lines) >= wait_for);
         std::thread::sleep(Duration::from_micros(rng.below(20_000)));
-        writer.kill().unwrap();
-        let status = writer.wait().unwrap();
-        stdout.read_to_string(&mut lines).unwrap();
-        let mut stderr = String::new();
-        writer
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut stderr)
-            .unwrap();
         // Killed while writing, not dead of its own failure before.
-        assert_eq!(
-            status.signal(),
-            Some(9),
-            "seed {seed}, iteration {iteration}: the writer ended with {status}:\n{lines}\n{stderr}"
-        );
-
-        // Complete lines only: a kill can cut the last one short.
-        let complete = match lines.rfind('\n') {
-            Some(end) => &lines[..end],
-            None => "",
-        };
+        let complete = writer.kill(&format!("seed {seed}, iteration {iteration}"));
         let committed: Vec<u64> = complete
             .lines()
             .filter_map(|line| line.trim().strip_prefix("committed "))

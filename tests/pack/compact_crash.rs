@@ -1,12 +1,11 @@
 //! Killing a compaction at any point loses nothing: the pack at the path is always complete.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
-use std::process::Stdio;
 use std::time::Duration;
 
-use crate::common::{child, env_path, identity, key, played, scratch, value};
+use crate::common::{Victim, child, env_path, identity, key, played, scratch, value};
 use wasmpak::{Key, Pack};
 
 fn populated(path: &std::path::Path) -> BTreeMap<Key, Vec<u8>> {
@@ -139,44 +138,21 @@ fn kill_during_compaction_at_random_points() {
     let mut state = 0x853c_49e6_748f_ea9bu64;
     let mut mid_compaction = 0;
     for iteration in 0..ITERATIONS {
-        let mut compactor = child("compact")
-            .env("WASMPAK_TEST_PACK", &path)
-            .env("WASMPAK_TEST_ROUNDS", "1000")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut compactor = Victim::start(
+            child("compact")
+                .env("WASMPAK_TEST_PACK", &path)
+                .env("WASMPAK_TEST_ROUNDS", "1000"),
+        );
         // Once it has started compacting, kill it at a random moment.
-        let mut stdout = BufReader::new(compactor.stdout.take().unwrap());
-        let mut lines = String::new();
-        while !lines.contains("compacting 0\n") {
-            if stdout.read_line(&mut lines).unwrap() == 0 {
-                break;
-            }
-        }
+        compactor.read_until(|lines| lines.contains("compacting 0\n"));
         state ^= state << 13;
         state ^= state >> 7;
         state ^= state << 17;
         std::thread::sleep(Duration::from_micros(state % 40_000));
-        compactor.kill().unwrap();
-        let status = compactor.wait().unwrap();
-        stdout.read_to_string(&mut lines).unwrap();
-        let mut stderr = String::new();
-        compactor
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut stderr)
-            .unwrap();
         // Killed while compacting, not dead of its own failure before, nor done.
-        assert_eq!(
-            status.signal(),
-            Some(libc::SIGKILL),
-            "iteration {iteration}: the compactor ended with {status}:\n{lines}\n{stderr}"
-        );
+        let complete = compactor.kill(&format!("iteration {iteration}"));
         // Where the kill landed: the last complete line says a compaction had started and not
         // returned.
-        let complete = lines.rfind('\n').map_or("", |end| &lines[..end]);
         let last = complete
             .lines()
             .rfind(|l| l.starts_with("compact"))
