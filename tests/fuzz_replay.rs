@@ -3,7 +3,7 @@
 //! (`fuzz/harness.rs`). A failing input is saved under the target directory so that it can be
 //! replayed with `cargo fuzz run <target> <file>` or added to `fuzz/corpus/<target>/`.
 //!
-//! `WASMPAK_WRITE_CORPORA=1 cargo test --test tests -- fuzz_replay::` rewrites
+//! `WASMPAK_WRITE_CORPORA=1 cargo test -p wasmpak --test tests -- fuzz_replay::` rewrites
 //! the seed files (`fuzz/corpus/<target>/seed-*`) and the crafted regressions; other files there
 //! (other regressions, `crash-*`) are kept.
 //! `WASMPAK_FUZZ_REPLAY_SCALE=N` multiplies the number of random inputs.

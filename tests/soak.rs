@@ -1,6 +1,7 @@
 //! The long-running life of a pack. In the test suite a short run (15 s of churn); set
 //! `WASMPAK_SOAK_SECS` for a longer one: the README's figures come from
-//! `WASMPAK_SOAK_SECS=90 cargo test --profile ci --all-features --test tests -- soak:: --nocapture`.
+//! `WASMPAK_SOAK_SECS=90 cargo test --profile ci --all-features -p wasmpak --test tests -- soak::
+//! --nocapture`.
 //!
 //! 1. **Churn.** Writer processes save modules through `PackCache`, reader processes load and
 //!    run them, a compactor process compacts under retention limits (max entries and live

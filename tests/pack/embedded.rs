@@ -179,7 +179,8 @@ fn bytes_that_are_not_a_pack_are_refused() {
 static DEMO: &[u8] = wasmpak::include_pack!("../../examples/demo.wpk");
 
 /// The committed demo pack and its recipe (how `examples/demo.wpk` was made): regenerate it
-/// with `WASMPAK_WRITE_DEMO_PACK=examples/demo.wpk cargo test --test tests -- pack::embedded`.
+/// with `WASMPAK_WRITE_DEMO_PACK=examples/demo.wpk cargo test -p wasmpak --test tests --
+/// pack::embedded`.
 #[test]
 fn the_included_demo_pack_is_aligned_and_matches_its_recipe() {
     assert_eq!(DEMO.as_ptr() as usize % 4096, 0);
