@@ -2,6 +2,7 @@
 //! directories and exit codes, as `wasmer run` has them; and every bad input as one error
 //! line or the program's own exit code, never a panic, the pack unchanged.
 
+#[cfg(feature = "wasix")]
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;

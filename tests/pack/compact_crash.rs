@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
 use crate::common::{Victim, child, env_path, identity, key, played, scratch, value};
@@ -74,6 +73,7 @@ fn compact() {
 #[cfg(feature = "fault-injection")]
 #[test]
 fn crash_at_each_compaction_step() {
+    use std::os::unix::process::ExitStatusExt;
     if played(&[("compact", compact)]) {
         return;
     }

@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 
 mod machine;
+// Only the fleet's tests start children of their own.
+#[cfg(feature = "object-store")]
 mod process;
 
 use std::ffi::OsStr;
@@ -14,6 +16,7 @@ use std::sync::OnceLock;
 use wasmpak::Key;
 
 pub use machine::{installed, is_root, missing, nobody_can_run, set_mode, unprivileged};
+#[cfg(feature = "object-store")]
 pub use process::{assert_passed, child, env_path, env_var, played};
 
 /// The binary under test.
