@@ -426,14 +426,9 @@ fn background_save() {
     moto.resume();
     let compile = median(modules.iter().map(|(_, _, d)| *d).collect());
     let save = median(saves);
-    println!("| compile (not in the save) | save returns | save/timeout |");
-    println!("|---:|---:|---:|");
-    println!(
-        "| {:.2} ms | {:.3} ms | {:.3}x |",
-        ms(compile),
-        ms(save),
-        save.as_secs_f64() / TIMEOUT.as_secs_f64()
-    );
+    println!("| compile (not in the save) | save returns |");
+    println!("|---:|---:|");
+    println!("| {:.2} ms | {:.3} ms |", ms(compile), ms(save));
     println!(
         "goal (well under the timeout): {}",
         if save < TIMEOUT / 10 { "met" } else { "missed" }
