@@ -7,7 +7,6 @@
 
 #![deny(unsafe_code)]
 
-mod artifact;
 mod cli;
 mod commands;
 mod context;
