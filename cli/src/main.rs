@@ -10,7 +10,6 @@
 mod cli;
 mod commands;
 mod context;
-mod durable;
 mod engine;
 mod error;
 mod input;
