@@ -138,6 +138,7 @@ impl PackOptions {
     }
 
     /// Whether a check above the store (signatures) vets values.
+    #[cfg(feature = "wasmer")] // Only the module caches ask.
     pub(crate) fn checks_signatures(&self) -> bool {
         self.check.is_some()
     }
