@@ -9,24 +9,35 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
+use serde::Serialize;
+
 use crate::context::Context;
 use crate::error::CliError;
-use crate::open;
-use crate::output::{self, say};
+use crate::open::{self, NewDirs};
+use crate::output::{self, EntryJson, say};
 use crate::resolve::resolve;
 
 /// Arguments of `wasmpak extract`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The pack to read
+    /// The pack to read (a directory: the pack this host's PackCache uses there)
+    #[arg(value_name = "PACK|DIR")]
     pub pack: PathBuf,
     /// The entry: a full key, a label, or a unique key prefix (at least 4 hex digits)
     #[arg(value_name = "KEY|LABEL")]
     pub entry: String,
     /// Where to write the artifact (`-` for stdout) [default: stdout if it is not a terminal,
-    /// else LABEL.bin]
+    /// else LABEL.bin; with --json, which takes stdout, always LABEL.bin]
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+}
+
+/// The JSON document `extract --json` prints: the entry, and where its artifact went.
+#[derive(Serialize)]
+struct Extracted {
+    pack: String,
+    entry: EntryJson,
+    output: String,
 }
 
 /// Runs `wasmpak extract`.
@@ -34,14 +45,20 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
     let terminal = std::io::stdout().is_terminal();
     let to_stdout = match &args.output {
         Some(path) => path.as_os_str() == "-",
-        None => !terminal,
+        None => !terminal && !ctx.json,
     };
+    if to_stdout && ctx.json {
+        return Err(CliError::usage(
+            "--json prints the entry's metadata on stdout; write the artifact with -o FILE",
+        ));
+    }
     if to_stdout && terminal {
         return Err(CliError::usage(
             "refusing to write a binary artifact to a terminal; redirect stdout or use -o FILE",
         ));
     }
-    let pack = open::any(ctx, &args.pack)?;
+    let path = open::host_pack_path(&args.pack);
+    let pack = open::any(ctx, &path)?;
     let entries: Vec<_> = pack.iter()?.collect();
     let entry = resolve(&pack, &entries, &args.entry)?;
     let output = match args.output {
@@ -52,13 +69,20 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
         CliError::failed(format!(
             "entry {} was removed from pack {} while reading it",
             entry.key(),
-            args.pack.display()
+            path.display()
         ))
     })?;
     if to_stdout {
         return output::write_stdout_bytes(&bytes);
     }
     write_file(&output, &bytes)?;
+    if ctx.json {
+        return output::print_json(&Extracted {
+            pack: path.display().to_string(),
+            entry: EntryJson::new(entry, &output::signatures(&pack)),
+            output: output.display().to_string(),
+        });
+    }
     say!(
         "extracted {} ({}) to {}: {}",
         entry.key(),
@@ -82,8 +106,11 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
             "cannot write {shown}: no file name"
         )));
     }
+    let dirs = NewDirs::for_file(path)?;
     wasmpak::fs::write_file(path, bytes, wasmpak::fs::FileMode::Public)
-        .map_err(|e| CliError::failed(format!("cannot write {shown}: {e}")))
+        .map_err(|e| CliError::failed(format!("cannot write {shown}: {e}")))?;
+    dirs.keep();
+    Ok(())
 }
 
 /// The file an entry is extracted to by default: its label's file name (never a path: a
