@@ -31,7 +31,14 @@ fn signal(child: &Child, signal: rustix::process::Signal) {
     rustix::process::kill_process(rustix::process::Pid::from_child(child), signal).unwrap();
 }
 
-/// Waits for `child`, at most two minutes.
+/// Asserts a usage error clap found: exit code 2, the `error:` line first, no panic.
+fn usage(run: Run) {
+    assert_eq!(run.code, Some(2), "{run:#?}");
+    assert!(run.stderr.starts_with("error: "), "{run:#?}");
+    assert!(!run.stderr.contains("panicked"), "{run:#?}");
+}
+
+/// Waits for `child`.
 fn finish(child: Child) -> Run {
     child.wait_with_output().unwrap().into()
 }
@@ -102,7 +109,10 @@ fn a_signal_before_the_commit_stops_a_build_and_writes_nothing() {
     signal(&child, rustix::process::Signal::TERM);
     let run = finish(child);
     let line = run.fails(143);
-    assert!(line.contains("SIGTERM") && line.contains("nothing"), "{line}");
+    assert!(
+        line.contains("SIGTERM") && line.contains("nothing"),
+        "{line}"
+    );
     assert!(!pack.exists());
     assert!(temporary_files(s.dir.path()).is_empty());
 }
@@ -114,9 +124,17 @@ fn leftovers_are_reported_by_info_and_swept_when_the_pack_is_next_written() {
     // What a writer that died leaves: a temporary file nobody locks.
     let dead = s.write(".app.wpk.4242-7-0.tmp", &[0u8; 3000]);
     let text = wasmpak(args(&[&"info", &pack])).ok();
-    assert!(text.stdout.contains(".app.wpk.4242-7-0.tmp"), "{}", text.stdout);
+    assert!(
+        text.stdout.contains(".app.wpk.4242-7-0.tmp"),
+        "{}",
+        text.stdout
+    );
     assert!(text.stdout.contains("2.9 KiB"), "{}", text.stdout);
-    assert!(text.stdout.contains("left by a writer that died"), "{}", text.stdout);
+    assert!(
+        text.stdout.contains("left by a writer that died"),
+        "{}",
+        text.stdout
+    );
     let json = info(&pack);
     let leftover = &json["leftovers"][0];
     assert_eq!(leftover["size"], 3000);
@@ -133,7 +151,11 @@ fn leftovers_are_reported_by_info_and_swept_when_the_pack_is_next_written() {
     // A build sweeps too, and one into a directory sweeps beside the pack it writes.
     let dir = s.path("packs");
     wasmpak(args(&[&"build", &dir.join(""), &s.path("answer.wat")])).ok();
-    let name = host_pack(&dir).file_name().unwrap().to_string_lossy().into_owned();
+    let name = host_pack(&dir)
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
     let dead = s.write(&format!("packs/.{name}.1-2-3.tmp"), b"torn");
     wasmpak(args(&[&"build", &dir, &s.path("trap.wat")])).ok();
     assert!(!dead.exists());
@@ -167,7 +189,6 @@ fn a_directory_names_the_host_pack_in_every_command() {
     for parts in [
         vec![&"list" as &dyn AsRef<OsStr>, &dir],
         vec![&"info", &dir],
-        vec![&"verify", &dir],
         vec![&"--json", &"list", &dir],
     ] {
         let run = wasmpak(args(&parts)).ok();
@@ -178,6 +199,8 @@ fn a_directory_names_the_host_pack_in_every_command() {
             run.stdout
         );
     }
+    let verified = wasmpak(args(&[&"--json", &"verify", &dir])).ok().json();
+    assert_eq!(verified["pack"], pack.to_str().unwrap());
     let out = s.path("answer.bin");
     wasmpak(args(&[&"extract", &dir, &"answer.wat", &"-o", &out])).ok();
     assert!(out.exists());
@@ -229,7 +252,9 @@ fn commands_that_write_create_missing_directories_and_remove_them_when_they_fail
     wasmpak(args(&[&"build", &s.path("gone/app.wpk"), &bad])).fails(1);
     assert!(!s.path("gone").exists());
     let damaged = s.pack("damaged.wpk");
-    let first = listing(&damaged)["entries"][0]["value_offset"].as_u64().unwrap();
+    let first = listing(&damaged)["entries"][0]["value_offset"]
+        .as_u64()
+        .unwrap();
     flip(&damaged, first + 10);
     wasmpak(args(&[&"install", &damaged, &s.path("never/here")])).fails(3);
     assert!(!s.path("never").exists());
@@ -244,11 +269,19 @@ fn run_writes_only_into_an_existing_pack_and_runs_entries_by_name() {
     let line = wasmpak(args(&[&"run", &typo, &answer, &"--invoke", &"answer"]))
         .fails(1)
         .to_string();
-    assert!(line.contains("ap.wpk") && line.contains("--create"), "{line}");
+    assert!(
+        line.contains("ap.wpk") && line.contains("--create"),
+        "{line}"
+    );
     assert!(!typo.exists());
     // --create makes one.
     let run = wasmpak(args(&[
-        &"run", &"--create", &typo, &answer, &"--invoke", &"answer",
+        &"run",
+        &"--create",
+        &typo,
+        &answer,
+        &"--invoke",
+        &"answer",
     ]))
     .ok();
     assert_eq!(run.stdout.trim(), "42");
@@ -258,11 +291,20 @@ fn run_writes_only_into_an_existing_pack_and_runs_entries_by_name() {
     let before = std::fs::read(&pack).unwrap();
     let fresh = s.write("fresh.wat", numbered_wat(7).as_bytes());
     let run = wasmpak(args(&[
-        &"run", &"--no-save", &pack, &fresh, &"--invoke", &"answer",
+        &"run",
+        &"--no-save",
+        &pack,
+        &fresh,
+        &"--invoke",
+        &"answer",
     ]))
     .ok();
     assert_eq!(run.stdout.trim(), "7");
-    assert!(run.stderr.contains("not saved: --no-save"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("not saved: --no-save"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(std::fs::read(&pack).unwrap(), before);
     let names: Vec<_> = std::fs::read_dir(s.dir.path())
         .unwrap()
@@ -270,15 +312,29 @@ fn run_writes_only_into_an_existing_pack_and_runs_entries_by_name() {
         .filter(|n| n.starts_with("app.wpk"))
         .collect();
     assert_eq!(names, ["app.wpk"]);
-    wasmpak(args(&[&"run", &"--no-save", &"--create", &pack, &fresh])).fails(2);
+    usage(wasmpak(args(&[
+        &"run",
+        &"--no-save",
+        &"--create",
+        &pack,
+        &fresh,
+    ])));
     // A node holding only the pack runs its modules by label, key or key prefix.
     let elsewhere = tempfile::tempdir().unwrap();
     let key = key_of(&answer);
     for name in ["answer.wat", key.as_str(), &key[..8]] {
-        let run = command(["run", pack.to_str().unwrap(), name, "--invoke", "add", "2", "3"])
-            .current_dir(elsewhere.path())
-            .output()
-            .unwrap();
+        let run = command([
+            "run",
+            pack.to_str().unwrap(),
+            name,
+            "--invoke",
+            "add",
+            "2",
+            "3",
+        ])
+        .current_dir(elsewhere.path())
+        .output()
+        .unwrap();
         let run = Run::from(run).ok();
         assert_eq!(run.stdout.trim(), "5", "{name}");
         assert!(run.stderr.contains("hit"), "{}", run.stderr);
@@ -297,7 +353,7 @@ fn run_writes_only_into_an_existing_pack_and_runs_entries_by_name() {
 #[test]
 fn run_records_use_so_compaction_keeps_what_ran() {
     let s = Scratch::new();
-    let dir = s.path("cache");
+    let dir = s.path("cache/");
     let modules: Vec<PathBuf> = (1..=3)
         .map(|n| s.write(&format!("m{n}.wat"), numbered_wat(n).as_bytes()))
         .collect();
@@ -321,7 +377,13 @@ fn usage_mistakes_exit_2_and_what_the_file_system_lacks_exits_1() {
     let answer = s.path("answer.wat");
     // The command line cannot be meant whatever the files say: 2.
     for parts in [
-        vec![&"run" as &dyn AsRef<OsStr>, &pack, &answer, &"--env", &"FOO"],
+        vec![
+            &"run" as &dyn AsRef<OsStr>,
+            &pack,
+            &answer,
+            &"--env",
+            &"FOO",
+        ],
         vec![&"build", &"--cpu-features", &"avx9000", &pack, &answer],
         vec![
             &"build",
@@ -334,15 +396,28 @@ fn usage_mistakes_exit_2_and_what_the_file_system_lacks_exits_1() {
         ],
         vec![&"path", &"--target", &"not-a-triple"],
         vec![&"extract", &"--json", &pack, &"answer.wat", &"-o", &"-"],
-        vec![&"run", &"--no-save", &"--create", &pack, &answer],
-        vec![&"list"],
     ] {
         wasmpak(args(&parts)).fails(2);
     }
+    // Clap's own usage errors show the usage too: still exit code 2.
+    usage(wasmpak(args(&[
+        &"run",
+        &"--no-save",
+        &"--create",
+        &pack,
+        &answer,
+    ])));
+    usage(wasmpak(["list"]));
     // Anything named that the file system lacks: 1, in every command.
     let missing = s.path("missing");
     for parts in [
-        vec![&"run" as &dyn AsRef<OsStr>, &pack, &answer, &"--dir", &missing],
+        vec![
+            &"run" as &dyn AsRef<OsStr>,
+            &pack,
+            &answer,
+            &"--dir",
+            &missing,
+        ],
         vec![&"run", &missing, &answer],
         vec![&"build", &pack, &missing],
         vec![&"list", &missing],
@@ -420,12 +495,17 @@ fn output_that_does_not_mislead() {
     assert!(!run.stdout.contains("compiled"), "{}", run.stdout);
     // install names the source when the source is at fault.
     let damaged = s.pack("damaged.wpk");
-    let first = listing(&damaged)["entries"][0]["value_offset"].as_u64().unwrap();
+    let first = listing(&damaged)["entries"][0]["value_offset"]
+        .as_u64()
+        .unwrap();
     flip(&damaged, first + 10);
     let line = wasmpak(args(&[&"install", &damaged, &s.path("node2")]))
         .fails(3)
         .to_string();
-    assert!(line.contains("pack ") && line.contains("damaged.wpk is not installed"), "{line}");
+    assert!(
+        line.contains("pack ") && line.contains("damaged.wpk is not installed"),
+        "{line}"
+    );
     // Damage is counted without "(and 0 more".
     let line = wasmpak(args(&[&"verify", &damaged])).fails(3).to_string();
     assert!(!line.contains("and 0 more"), "{line}");
@@ -514,7 +594,13 @@ fn every_command_prints_one_json_document_with_the_shared_objects() {
     let extracted = json(&[&"extract", &pack, &"answer.wat", &"-o", &s.path("a.bin")]);
     entry(&extracted["entry"]);
     assert_eq!(extracted["entry"]["signed_by"][0], keys["key_id"]);
-    let installed = json(&[&"install", &pack, &s.path("node"), &"--key", &s.path("ci.pub.pem")]);
+    let installed = json(&[
+        &"install",
+        &pack,
+        &s.path("node"),
+        &"--key",
+        &s.path("ci.pub.pem"),
+    ]);
     identity(&installed);
     assert_eq!(installed["sealed"], true);
     assert_eq!(installed["entries"], 2);
@@ -537,7 +623,15 @@ fn every_command_prints_one_json_document_with_the_shared_objects() {
     assert_eq!(demo["modules"].as_array().unwrap().len(), 4);
     assert!(demo["modules"][0]["compile_nanos"].is_u64());
     // run's stdout is the program's: its report is one JSON line on stderr.
-    let run = wasmpak(args(&[&"--json", &"run", &pack, &answer, &"--invoke", &"answer"])).ok();
+    let run = wasmpak(args(&[
+        &"--json",
+        &"run",
+        &pack,
+        &answer,
+        &"--invoke",
+        &"answer",
+    ]))
+    .ok();
     assert_eq!(run.stdout.trim(), "42");
     let report: serde_json::Value = serde_json::from_str(run.stderr.trim()).unwrap();
     assert_eq!(report["lookup"], "hit");
@@ -549,7 +643,11 @@ fn every_command_prints_one_json_document_with_the_shared_objects() {
         let url = format!("file://{}/", store.display());
         let pushed = json(&[&"push", &pack, &url]);
         identity(&pushed);
-        assert_eq!(pushed["url"], format!("{url}app.wpk"), "the object, not the folder");
+        assert_eq!(
+            pushed["url"],
+            format!("{url}app.wpk"),
+            "the object, not the folder"
+        );
         let pulled = json(&[&"pull", &format!("{url}app.wpk"), &s.path("pulled")]);
         assert_eq!(pulled["mode"], "full");
         assert_eq!(pulled["pack"], s.path("pulled/app.wpk").to_str().unwrap());
@@ -562,12 +660,22 @@ fn failures_are_json_too_with_json() {
     let missing = s.path("missing.wpk");
     let mut cases = vec![
         (vec!["verify".to_string(), missing.display().to_string()], 1),
-        (vec!["build".into(), missing.display().to_string(), "nothing.wat".into()], 1),
+        (
+            vec![
+                "build".into(),
+                missing.display().to_string(),
+                "nothing.wat".into(),
+            ],
+            1,
+        ),
         (vec!["list".into()], 2),
         (vec!["frobnicate".into()], 2),
     ];
     if cfg!(feature = "object-store") {
-        cases.push((vec!["pull".into(), "ftp://host/app.wpk".into(), "x".into()], 2));
+        cases.push((
+            vec!["pull".into(), "ftp://host/app.wpk".into(), "x".into()],
+            2,
+        ));
         cases.push((
             vec![
                 "pull".into(),
@@ -587,10 +695,15 @@ fn failures_are_json_too_with_json() {
         assert_eq!(doc["error"]["exit_code"], code, "{doc}");
         assert!(doc["error"]["message"].is_string() && doc["error"]["kind"].is_string());
     }
-    assert!(!s.path("node").exists(), "a failed pull creates no directory");
+    assert!(
+        !s.path("node").exists(),
+        "a failed pull creates no directory"
+    );
     // verify's verdict is in its report, with the same error object.
     let damaged = s.pack("damaged.wpk");
-    let first = listing(&damaged)["entries"][0]["value_offset"].as_u64().unwrap();
+    let first = listing(&damaged)["entries"][0]["value_offset"]
+        .as_u64()
+        .unwrap();
     flip(&damaged, first + 10);
     let run = wasmpak(args(&[&"--json", &"verify", &damaged]));
     assert_eq!(run.code, Some(3));
@@ -614,9 +727,17 @@ fn compile_times_are_the_modules_own() {
     // behind the first and reported about twice the time.
     let a = s.write("a.wat", wasmpak_samples::module_wat(1, 400, 250).as_bytes());
     let b = s.write("b.wat", wasmpak_samples::module_wat(2, 400, 250).as_bytes());
-    let built = wasmpak(args(&[&"--json", &"build", &"-j", &"2", &s.path("app.wpk"), &a, &b]))
-        .ok()
-        .json();
+    let built = wasmpak(args(&[
+        &"--json",
+        &"build",
+        &"-j",
+        &"2",
+        &s.path("app.wpk"),
+        &a,
+        &b,
+    ]))
+    .ok()
+    .json();
     let times: Vec<f64> = built["entries"]
         .as_array()
         .unwrap()
@@ -636,9 +757,15 @@ fn progress_shows_on_a_terminal_and_never_in_a_pipe() {
     );
     // Piped (as here): no bar, no control characters.
     let run = wasmpak(args(&[&"build", &s.path("piped.wpk"), &big])).ok();
-    assert!(!run.stderr.contains('\r') && !run.stderr.contains('\x1b'), "{run:#?}");
+    assert!(
+        !run.stderr.contains('\r') && !run.stderr.contains('\x1b'),
+        "{run:#?}"
+    );
     if !installed("script") {
-        return missing("script", "script(1), from util-linux, gives the tool a terminal");
+        return missing(
+            "script",
+            "script(1), from util-linux, gives the tool a terminal",
+        );
     }
     let line = format!(
         "{BIN} build {} {}",

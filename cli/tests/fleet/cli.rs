@@ -307,7 +307,11 @@ fn sigint_during_a_multipart_push_aborts_the_upload() {
         let child = paused(moto, &gate, &["push", source.to_str().unwrap(), &url]);
         assert_eq!(moto.open_uploads(&bucket), 1, "the upload is under way");
         rustix::process::kill_process(rustix::process::Pid::from_child(&child), signal).unwrap();
-        let code = if signal == rustix::process::Signal::INT { 130 } else { 143 };
+        let code = if signal == rustix::process::Signal::INT {
+            130
+        } else {
+            143
+        };
         let line = finish(child).fails(code).to_string();
         assert!(line.contains("interrupted"), "{line}");
         assert_eq!(moto.open_uploads(&bucket), 0, "the upload was aborted");
@@ -369,13 +373,21 @@ fn pull_to_a_file_path_and_over_an_existing_pack() {
     // Pulling over it again: an update, never "File exists".
     pack_with(&source, "a", 5..7, 1000);
     run(wasmpak(moto, &["push", source.to_str().unwrap(), &url])).ok();
-    let again = run(wasmpak(moto, &["pull", &url, file.to_str().unwrap(), "--json"])).ok();
+    let again = run(wasmpak(
+        moto,
+        &["pull", &url, file.to_str().unwrap(), "--json"],
+    ))
+    .ok();
     assert_eq!(again.json()["mode"], "delta");
     assert_eq!(Pack::open(&file, &identity("a")).unwrap().len().unwrap(), 7);
     // An existing file under another name is the destination too; --replace replaces it whole.
     let other = dir.path().join("node7/current");
     std::fs::copy(&file, &other).unwrap();
-    run(wasmpak(moto, &["pull", "--replace", &url, other.to_str().unwrap()])).ok();
+    run(wasmpak(
+        moto,
+        &["pull", "--replace", &url, other.to_str().unwrap()],
+    ))
+    .ok();
     assert!(other.is_file());
     // A directory gets the object's name.
     let node = dir.path().join("node8");
@@ -519,6 +531,7 @@ fn bad_urls_objects_and_packs_are_one_line_errors_that_install_nothing() {
     // A local pack of another identity is left alone.
     let url = format!("s3://{bucket}/app.wpk");
     run(wasmpak(moto, &["push", pack_arg, &url])).ok();
+    std::fs::create_dir_all(&node).unwrap(); // the failed pulls above created none
     let other = pack_with(&node.join("app.wpk"), "b", 0..1, 10);
     let before = std::fs::read(other.path()).unwrap();
     run(wasmpak(moto, &["pull", &url, node_arg])).fails_naming(1, &[&url, "another directory"]);
@@ -565,6 +578,7 @@ fn a_truncated_object_is_refused_and_nothing_installed() {
     }
     // Into a local pack of the same identity (a delta pull): refused too, the pack untouched.
     let len = bytes.len() / 2;
+    std::fs::create_dir_all(&node).unwrap(); // the refused pulls above created none
     let local = pack_with(&node.join(format!("cut-{len}.wpk")), "a", 0..1, 10);
     let before = std::fs::read(local.path()).unwrap();
     let url = format!("s3://{bucket}/cut-{len}.wpk");
