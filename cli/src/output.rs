@@ -41,6 +41,18 @@ pub fn write_stdout(args: fmt::Arguments<'_>) -> Result<(), CliError> {
     stdout(|out| out.write_fmt(args))
 }
 
+/// A printer of human result lines for a command that may print a `--json` document instead:
+/// each line goes to stdout, or nowhere when `json` (stdout is the document's).
+pub fn lines(json: bool) -> impl Fn(String) -> Result<(), CliError> {
+    move |line| {
+        if json {
+            Ok(())
+        } else {
+            write_stdout(format_args!("{line}\n"))
+        }
+    }
+}
+
 /// Writes raw bytes (an artifact) to stdout, as [`write_stdout`] writes text.
 pub fn write_stdout_bytes(bytes: &[u8]) -> Result<(), CliError> {
     stdout(|out| out.write_all(bytes))

@@ -506,9 +506,14 @@ fn output_that_does_not_mislead() {
         line.contains("pack ") && line.contains("damaged.wpk is not installed"),
         "{line}"
     );
-    // Damage is counted without "(and 0 more".
-    let line = wasmpak(args(&[&"verify", &damaged])).fails(3).to_string();
-    assert!(!line.contains("and 0 more"), "{line}");
+    // One problem is one problem, not "(and 0 more; ...)".
+    #[cfg(feature = "object-store")]
+    {
+        let url = format!("file://{}/", s.dir.path().display());
+        let line = wasmpak(args(&[&"push", &damaged, &url])).fails(1).to_string();
+        assert!(line.contains("refusing to push damaged pack"), "{line}");
+        assert!(!line.contains("and 0 more"), "{line}");
+    }
 }
 
 #[test]

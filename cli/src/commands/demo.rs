@@ -72,13 +72,8 @@ struct Row {
 /// Runs `wasmpak demo`. Interrupted, it stops between steps and removes its directory.
 pub fn run(ctx: &Context, _args: Args) -> Result<(), CliError> {
     let _stoppable = interrupt::stoppable();
-    let say = |line: String| -> Result<(), CliError> {
-        if ctx.json {
-            Ok(())
-        } else {
-            output::write_stdout(format_args!("{line}\n"))
-        }
-    };
+    // Lines as they are found, unless stdout is for the JSON document.
+    let say = output::lines(ctx.json);
     let dir = tempfile::Builder::new()
         .prefix("wasmpak-demo-")
         .tempdir()

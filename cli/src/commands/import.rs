@@ -100,14 +100,8 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
         identity: output::identity_json(&pack_identity),
         ..Imported::default()
     };
-    // Lines as they are decided, unless stdout is for the JSON document.
-    let say = |line: String| -> Result<(), CliError> {
-        if ctx.json {
-            Ok(())
-        } else {
-            output::write_stdout(format_args!("{line}\n"))
-        }
-    };
+    // Lines as they are found, unless stdout is for the JSON document.
+    let say = output::lines(ctx.json);
     let skip = |report: &mut Imported, path: &Path, reason: String| {
         let line = format!("skipped   {}  ({reason})", path.display());
         report.skipped.push(Passed {

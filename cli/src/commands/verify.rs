@@ -103,14 +103,8 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
         identity: output::identity_json(pack.identity()),
         ..Report::default()
     };
-    // Lines go to stdout as they are found, unless stdout is for the JSON document.
-    let say = |line: String| -> Result<(), CliError> {
-        if ctx.json {
-            Ok(())
-        } else {
-            output::write_stdout(format_args!("{line}\n"))
-        }
-    };
+    // Lines as they are found, unless stdout is for the JSON document.
+    let say = output::lines(ctx.json);
     let labels = Labels::of(&pack);
     let name = |key: &Key| match labels.get(key) {
         Some(label) => format!("{key} ({label})"),
