@@ -1,7 +1,9 @@
 //! The global flags, and what they decide, handed to every command: no command reads a
 //! global.
 
-use wasmpak::PackOptions;
+use std::path::Path;
+
+use wasmpak::{PackCache, PackCacheBuilder, PackOptions};
 
 /// The flags every command takes (clap flattens them into the command line).
 #[derive(Debug, clap::Args)]
@@ -38,5 +40,10 @@ impl Context {
     /// The options every pack is opened with.
     pub fn pack_options(&self) -> PackOptions {
         PackOptions::new().allow_shared_write(self.allow_shared_write)
+    }
+
+    /// A `PackCache` over `dir` that opens packs as every command does.
+    pub fn pack_cache(&self, dir: &Path) -> PackCacheBuilder {
+        PackCache::builder(dir).allow_shared_write(self.allow_shared_write)
     }
 }

@@ -151,11 +151,17 @@ pub fn run(ctx: &Context, args: Args) -> Result<u32, CliError> {
     let source = source(pack.as_ref(), &args.input)?;
     // A pack named for its engine in its directory is one a PackCache uses: loading through
     // one records the use in the recency sidecar, as a runtime's load does.
-    let cache = pack
-        .as_ref()
-        .filter(|_| !args.no_save && cache_named(&pack_path, &engine))
-        .and_then(|_| pack_path.parent())
-        .map(|dir| PackCache::builder(dir).auto_compact(false).build());
+    let cache = (!args.no_save && cache_named(&pack_path, &engine))
+        .then(|| pack_path.parent())
+        .flatten()
+        .map(|dir| {
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            };
+            ctx.pack_cache(dir).auto_compact(false).build()
+        });
     let lookup = match (&pack, &cache) {
         (None, _) => Lookup::Miss,
         (Some(_), Some(cache)) => cached_lookup(cache, &source, &engine)?,
