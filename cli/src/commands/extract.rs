@@ -4,15 +4,18 @@
 //! Without `-o`, the artifact goes to stdout when stdout is a pipe or a file, and otherwise to
 //! `{label without extension}.bin` in the current directory (`hello.wasm` gives `hello.bin`).
 //! A file appears complete or not at all: it is written beside its destination and renamed
-//! into place, so a full disk never leaves half an artifact that a loader would trust.
+//! into place, so a full disk never leaves half an artifact that a loader would trust, and a
+//! signal before the rename leaves nothing.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
+use wasmpak::fs::{FileMode, TempFile};
 
 use crate::context::Context;
 use crate::error::CliError;
+use crate::interrupt;
 use crate::open::{self, NewDirs};
 use crate::output::{self, EntryJson, say};
 use crate::resolve::resolve;
@@ -106,9 +109,16 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
             "cannot write {shown}: no file name"
         )));
     }
+    let failed = |e: std::io::Error| CliError::failed(format!("cannot write {shown}: {e}"));
+    // A signal while the artifact is written stops the command before the rename: the
+    // temporary file and the directories made for it go, and nothing is at `path`.
+    let _stoppable = interrupt::stoppable();
     let dirs = NewDirs::for_file(path)?;
-    wasmpak::fs::write_file(path, bytes, wasmpak::fs::FileMode::Public)
-        .map_err(|e| CliError::failed(format!("cannot write {shown}: {e}")))?;
+    let temp = TempFile::create(path, FileMode::Public).map_err(failed)?;
+    temp.write_at(bytes, 0).map_err(failed)?;
+    temp.sync().map_err(failed)?;
+    interrupt::check()?;
+    temp.persist().map_err(failed)?;
     dirs.keep();
     Ok(())
 }
