@@ -44,51 +44,64 @@ fn finish(child: Child) -> Run {
 }
 
 #[test]
-fn sigint_during_compact_finishes_it_and_leaves_no_temporary_file() {
+fn a_signal_during_compact_finishes_it_and_leaves_no_temporary_file() {
     let s = Scratch::new();
     let pack = s.path("big.wpk");
     let identity = PackIdentity::new().with("engine", "test");
-    {
-        let built = PackOptions::new()
-            .durability(Durability::None)
-            .open_or_create(&pack, &identity)
-            .unwrap();
-        let mut batch = built.batch();
-        for n in 0..96 {
-            batch
-                .insert_with_label(&key(n), &value(n, 2 << 20), &format!("m{n}.wasm"))
-                .unwrap();
-        }
-        batch.commit().unwrap();
-        built.remove(&key(0)).unwrap(); // dead bytes: a compaction has work to do
-    }
-    let mut child = command([OsStr::new("compact"), pack.as_os_str()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
+    let built = PackOptions::new()
+        .durability(Durability::None)
+        .open_or_create(&pack, &identity)
         .unwrap();
-    // Interrupt it while its temporary file exists: mid-compaction.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if !temporary_files(s.dir.path()).is_empty() {
-            signal(&child, rustix::process::Signal::INT);
-            break;
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("compact ended ({status}) before its temporary file was seen");
-        }
-        assert!(Instant::now() < deadline, "no temporary file appeared");
-        std::thread::sleep(Duration::from_millis(1));
+    let mut batch = built.batch();
+    for n in 0..96 {
+        batch
+            .insert_with_label(&key(n), &value(n, 2 << 20), &format!("m{n}.wasm"))
+            .unwrap();
     }
-    let run = finish(child);
-    let line = run.fails(130);
-    assert!(line.contains("interrupted by SIGINT"), "{line}");
-    assert!(temporary_files(s.dir.path()).is_empty());
-    // Finished, not torn: the compacted pack is whole.
-    let compacted = Pack::open(&pack, &identity).unwrap();
-    assert!(compacted.verify().unwrap().is_ok());
-    assert_eq!(compacted.stats().unwrap().dead_bytes, 0);
-    assert_eq!(compacted.len().unwrap(), 95);
+    batch.commit().unwrap();
+    drop(built);
+    for (round, (sent, code, name)) in [
+        (rustix::process::Signal::INT, 130, "SIGINT"),
+        (rustix::process::Signal::TERM, 143, "SIGTERM"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        // Dead bytes: a compaction has work to do.
+        PackOptions::new()
+            .durability(Durability::None)
+            .open(&pack, &identity)
+            .unwrap()
+            .remove(&key(round as u64))
+            .unwrap();
+        let mut child = command([OsStr::new("compact"), pack.as_os_str()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Interrupt it while its temporary file exists: mid-compaction.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if !temporary_files(s.dir.path()).is_empty() {
+                signal(&child, sent);
+                break;
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("compact ended ({status}) before its temporary file was seen");
+            }
+            assert!(Instant::now() < deadline, "no temporary file appeared");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let run = finish(child);
+        let line = run.fails(code);
+        assert!(line.contains(&format!("interrupted by {name}")), "{line}");
+        assert!(temporary_files(s.dir.path()).is_empty());
+        // Finished, not torn: the compacted pack is whole.
+        let compacted = Pack::open(&pack, &identity).unwrap();
+        assert!(compacted.verify().unwrap().is_ok());
+        assert_eq!(compacted.stats().unwrap().dead_bytes, 0);
+        assert_eq!(compacted.len().unwrap(), 95 - round as u64);
+    }
 }
 
 #[test]
@@ -99,22 +112,75 @@ fn a_signal_before_the_commit_stops_a_build_and_writes_nothing() {
         "big.wat",
         wasmpak_samples::module_wat(5, 1000, 500).as_bytes(),
     );
-    let pack = s.path("app.wpk");
-    let child = command([OsStr::new("build"), pack.as_os_str(), big.as_os_str()])
+    let pack = s.path("new/app.wpk");
+    for (sent, code, name) in [
+        (rustix::process::Signal::INT, 130, "SIGINT"),
+        (rustix::process::Signal::TERM, 143, "SIGTERM"),
+    ] {
+        let child = command([OsStr::new("build"), pack.as_os_str(), big.as_os_str()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        signal(&child, sent);
+        let run = finish(child);
+        let line = run.fails(code);
+        assert!(line.contains(name) && line.contains("nothing"), "{line}");
+        assert!(!s.path("new").exists(), "no pack, no directory made for it");
+    }
+}
+
+#[test]
+fn a_signal_during_extract_leaves_no_file_and_no_directory() {
+    let s = Scratch::new();
+    let pack = s.path("big.wpk");
+    let identity = PackIdentity::new().with("engine", "test");
+    {
+        let built = PackOptions::new()
+            .durability(Durability::None)
+            .open_or_create(&pack, &identity)
+            .unwrap();
+        let mut batch = built.batch();
+        batch
+            .insert_with_label(&key(1), &value(1, 192 << 20), "big.wasm")
+            .unwrap();
+        batch.commit().unwrap();
+    }
+    let out = s.path("out");
+    for (sent, code) in [
+        (rustix::process::Signal::INT, 130),
+        (rustix::process::Signal::TERM, 143),
+    ] {
+        let mut child = command([
+            OsStr::new("extract"),
+            pack.as_os_str(),
+            OsStr::new("big.wasm"),
+            OsStr::new("-o"),
+            out.join("big.bin").as_os_str(),
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-    signal(&child, rustix::process::Signal::TERM);
-    let run = finish(child);
-    let line = run.fails(143);
-    assert!(
-        line.contains("SIGTERM") && line.contains("nothing"),
-        "{line}"
-    );
-    assert!(!pack.exists());
-    assert!(temporary_files(s.dir.path()).is_empty());
+        // Interrupt it while the artifact is being written: its temporary file exists.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if out.is_dir() && !temporary_files(&out).is_empty() {
+                signal(&child, sent);
+                break;
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("extract ended ({status}) before its temporary file was seen");
+            }
+            assert!(Instant::now() < deadline, "no temporary file appeared");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let run = finish(child);
+        let line = run.fails(code);
+        assert!(line.contains("interrupted by SIG"), "{line}");
+        assert!(!out.exists(), "the directory extract made is gone too");
+    }
 }
 
 #[test]
@@ -361,10 +427,29 @@ fn run_records_use_so_compaction_keeps_what_ran() {
     build.extend(modules.iter().map(|m| m as &dyn AsRef<OsStr>));
     wasmpak(args(&build)).ok();
     // m1 and m2 run, m3 never.
-    for module in &modules[..2] {
-        let run = wasmpak(args(&[&"run", &dir, module, &"--invoke", &"answer"])).ok();
-        assert!(run.stderr.contains("hit"), "{}", run.stderr);
-    }
+    let run = wasmpak(args(&[&"run", &dir, &modules[0], &"--invoke", &"answer"])).ok();
+    assert!(run.stderr.contains("hit"), "{}", run.stderr);
+    // Named by its file name from its own directory, and opened as the global flags say
+    // (a pack others may write), the use is recorded all the same.
+    let pack = host_pack(&dir);
+    set_mode(&pack, 0o666);
+    let run = command([
+        OsStr::new("--json"),
+        OsStr::new("--allow-shared-write"),
+        OsStr::new("run"),
+        pack.file_name().unwrap(),
+        modules[1].as_os_str(),
+        OsStr::new("--invoke"),
+        OsStr::new("answer"),
+    ])
+    .current_dir(&dir)
+    .output()
+    .unwrap();
+    let run = Run::from(run).ok();
+    let report: serde_json::Value = serde_json::from_str(run.stderr.trim()).unwrap();
+    assert_eq!(report["lookup"], "hit", "{report}");
+    assert_eq!(report["use_recorded"], true, "{report}");
+    set_mode(&pack, 0o644);
     let run = wasmpak(args(&[&"compact", &"--max-entries", &"2", &dir])).ok();
     assert!(run.stdout.contains("evicted  "), "{}", run.stdout);
     assert_eq!(labels(&host_pack(&dir)), ["m1.wat", "m2.wat"]);
@@ -510,7 +595,9 @@ fn output_that_does_not_mislead() {
     #[cfg(feature = "object-store")]
     {
         let url = format!("file://{}/", s.dir.path().display());
-        let line = wasmpak(args(&[&"push", &damaged, &url])).fails(1).to_string();
+        let line = wasmpak(args(&[&"push", &damaged, &url]))
+            .fails(1)
+            .to_string();
         assert!(line.contains("refusing to push damaged pack"), "{line}");
         assert!(!line.contains("and 0 more"), "{line}");
     }
@@ -555,8 +642,10 @@ fn every_command_prints_one_json_document_with_the_shared_objects() {
         let mut all: Vec<&dyn AsRef<OsStr>> = vec![&"--json"];
         all.extend_from_slice(parts);
         let run = wasmpak(args(&all)).ok();
-        serde_json::from_str::<serde_json::Value>(&run.stdout)
-            .unwrap_or_else(|e| panic!("{:?}: {e}: {}", args(parts), run.stdout))
+        let doc = serde_json::from_str::<serde_json::Value>(&run.stdout)
+            .unwrap_or_else(|e| panic!("{:?}: {e}: {}", args(parts), run.stdout));
+        documented(&parts[0].as_ref().to_string_lossy(), &doc);
+        doc
     };
     let identity = |doc: &serde_json::Value| {
         assert!(doc["identity"]["engine"].is_string(), "{doc}");
@@ -639,6 +728,7 @@ fn every_command_prints_one_json_document_with_the_shared_objects() {
     .ok();
     assert_eq!(run.stdout.trim(), "42");
     let report: serde_json::Value = serde_json::from_str(run.stderr.trim()).unwrap();
+    documented("run", &report);
     assert_eq!(report["lookup"], "hit");
     assert_eq!(report["label"], "answer.wat");
     #[cfg(feature = "object-store")]
@@ -656,6 +746,25 @@ fn every_command_prints_one_json_document_with_the_shared_objects() {
         let pulled = json(&[&"pull", &format!("{url}app.wpk"), &s.path("pulled")]);
         assert_eq!(pulled["mode"], "full");
         assert_eq!(pulled["pack"], s.path("pulled/app.wpk").to_str().unwrap());
+    }
+}
+
+/// Asserts that every field of `command`'s JSON document is one docs/CLI.md names in its row
+/// of the table of documents.
+fn documented(command: &str, doc: &serde_json::Value) {
+    let docs =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/CLI.md"))
+            .unwrap();
+    let row = docs
+        .lines()
+        .find(|line| line.starts_with(&format!("| `{command}` |")))
+        .unwrap_or_else(|| panic!("docs/CLI.md has no JSON row for {command}"));
+    let named: Vec<&str> = row.split('`').skip(3).step_by(2).collect();
+    for field in doc.as_object().unwrap().keys() {
+        assert!(
+            named.contains(&field.as_str()),
+            "{command} --json prints {field:?}, which docs/CLI.md does not name: {row}"
+        );
     }
 }
 
