@@ -894,3 +894,82 @@ fn progress_shows_on_a_terminal_and_never_in_a_pipe() {
     assert!(output.status.success(), "{seen}");
     assert!(seen.contains("compiling big.wat"), "{seen}");
 }
+
+#[test]
+fn progress_of_transfers_installs_and_compactions_shows_only_on_a_terminal() {
+    let s = Scratch::new();
+    // Large enough that each step lasts a few ticks of its bar.
+    let pack = s.path("big.wpk");
+    let identity = PackIdentity::new().with("engine", "test");
+    let built = PackOptions::new()
+        .durability(Durability::None)
+        .open_or_create(&pack, &identity)
+        .unwrap();
+    let mut batch = built.batch();
+    for n in 0..48 {
+        batch
+            .insert_with_label(&key(n), &value(n, 4 << 20), &format!("m{n}.wasm"))
+            .unwrap();
+    }
+    batch.commit().unwrap();
+    built.remove(&key(0)).unwrap();
+    drop(built);
+    let shown = |p: &Path| p.to_str().unwrap().to_string();
+    let mut steps: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec!["install".into(), shown(&pack), shown(&s.path("node"))],
+            "installing",
+        ),
+        (vec!["compact".into(), shown(&pack)], "compacting"),
+    ];
+    if cfg!(feature = "object-store") {
+        let store = s.path("store");
+        std::fs::create_dir(&store).unwrap();
+        let url = format!("file://{}/big.wpk", store.display());
+        steps.push((
+            vec!["push".into(), shown(&pack), url.clone()],
+            "uploading to",
+        ));
+        steps.push((
+            vec!["pull".into(), url, shown(&s.path("pulled"))],
+            "downloading",
+        ));
+    }
+    // Piped (as here): no bar, no control characters.
+    for (parts, _) in &steps {
+        let run = wasmpak(parts).ok();
+        assert!(
+            !run.stderr.contains('\r') && !run.stderr.contains('\x1b'),
+            "{parts:?}: {run:#?}"
+        );
+    }
+    if !installed("script") {
+        return missing(
+            "script",
+            "script(1), from util-linux, gives the tool a terminal",
+        );
+    }
+    // On a terminal: the bar, then cleared.
+    std::fs::remove_dir_all(s.path("node")).unwrap();
+    std::fs::remove_dir_all(s.path("pulled")).unwrap();
+    for (parts, message) in &steps {
+        let line = format!("{BIN} {}", parts.join(" "));
+        let output = std::process::Command::new("script")
+            .args(["-qec", &line, "/dev/null"])
+            .output()
+            .unwrap();
+        let seen = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{parts:?}: {seen}");
+        assert!(seen.contains(message), "{parts:?}: {seen}");
+    }
+    // --json on a terminal: the document alone.
+    let line = format!("{BIN} --json compact {}", pack.display());
+    let output = std::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .output()
+        .unwrap();
+    let seen = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{seen}");
+    assert!(!seen.contains("compacting"), "{seen}");
+    serde_json::from_str::<serde_json::Value>(seen.trim()).unwrap();
+}

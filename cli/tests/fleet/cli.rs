@@ -345,15 +345,16 @@ fn sigint_during_a_pull_removes_its_temporary_file_and_directory() {
     run(wasmpak(moto, &["push", source.to_str().unwrap(), &url])).ok();
     let node = dir.path().join("node");
     let gate = dir.path().join("gate");
-    let child = paused(moto, &gate, &["pull", &url, node.to_str().unwrap()]);
-    assert_eq!(files_in(&node).len(), 1, "its temporary file");
-    rustix::process::kill_process(
-        rustix::process::Pid::from_child(&child),
-        rustix::process::Signal::INT,
-    )
-    .unwrap();
-    finish(child).fails_naming(130, &["interrupted by SIGINT"]);
-    assert!(!node.exists(), "nothing left: {:?}", files_in(&node));
+    for (signal, code, name) in [
+        (rustix::process::Signal::INT, 130, "interrupted by SIGINT"),
+        (rustix::process::Signal::TERM, 143, "interrupted by SIGTERM"),
+    ] {
+        let child = paused(moto, &gate, &["pull", &url, node.to_str().unwrap()]);
+        assert_eq!(files_in(&node).len(), 1, "its temporary file");
+        rustix::process::kill_process(rustix::process::Pid::from_child(&child), signal).unwrap();
+        finish(child).fails_naming(code, &[name]);
+        assert!(!node.exists(), "nothing left: {:?}", files_in(&node));
+    }
 }
 
 #[test]
