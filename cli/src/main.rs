@@ -89,11 +89,13 @@ fn main() -> ExitCode {
     };
     // A signal during an operation that stops in order: the command noticed it and failed,
     // or finished a step that cannot stop halfway; either way the exit code says so.
+    // Its `--json` document, printed, says what it finished: no second document follows.
     let result = match (result, interrupt::received()) {
         (Ok(_), Some(signal)) => Err(interrupt::interrupted(
             signal,
             "the command had finished what it was doing",
-        )),
+        )
+        .in_report()),
         (result, _) => result,
     };
     result.unwrap_or_else(|error| report(&error, json))

@@ -74,7 +74,12 @@ fn a_signal_during_compact_finishes_it_and_leaves_no_temporary_file() {
             .unwrap()
             .remove(&key(round as u64))
             .unwrap();
-        let mut child = command([OsStr::new("compact"), pack.as_os_str()])
+        // The second round with --json.
+        let mut parts = vec![OsStr::new("compact"), pack.as_os_str()];
+        if round == 1 {
+            parts.insert(0, OsStr::new("--json"));
+        }
+        let mut child = command(parts)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -95,6 +100,11 @@ fn a_signal_during_compact_finishes_it_and_leaves_no_temporary_file() {
         let run = finish(child);
         let line = run.fails(code);
         assert!(line.contains(&format!("interrupted by {name}")), "{line}");
+        if round == 1 {
+            // One document: what it finished; the exit code says it was interrupted.
+            let report = run.json();
+            assert_eq!(report["kept"], 94, "{report}");
+        }
         assert!(temporary_files(s.dir.path()).is_empty());
         // Finished, not torn: the compacted pack is whole.
         let compacted = Pack::open(&pack, &identity).unwrap();
@@ -116,6 +126,7 @@ fn a_signal_before_the_commit_stops_a_build_and_writes_nothing() {
     for (sent, code, name) in [
         (rustix::process::Signal::INT, 130, "SIGINT"),
         (rustix::process::Signal::TERM, 143, "SIGTERM"),
+        (rustix::process::Signal::HUP, 129, "SIGHUP"),
     ] {
         let child = command([OsStr::new("build"), pack.as_os_str(), big.as_os_str()])
             .stdout(Stdio::piped())

@@ -267,7 +267,11 @@ fn a_push_to_a_server_that_stops_or_stalls_fails_and_leaves_no_object() {
     finish(child).fails_naming(1, &[&url]);
     moto.resume();
     std::thread::sleep(std::time::Duration::from_millis(500)); // the requests it queued meanwhile
-    assert_eq!(moto.open_uploads(&bucket), 0, "the timed-out upload was aborted");
+    assert_eq!(
+        moto.open_uploads(&bucket),
+        0,
+        "the timed-out upload was aborted"
+    );
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
