@@ -43,23 +43,70 @@ fn finish(child: Child) -> Run {
     child.wait_with_output().unwrap().into()
 }
 
+/// The identity of the packs [`big_pack`] makes.
+fn test_identity() -> PackIdentity {
+    PackIdentity::new().with("engine", "test")
+}
+
+/// A pack at `path` of `entries` values of `size` bytes (labelled `m{n}.wasm`, the first
+/// `big.wasm`), large enough that copying it takes a while.
+fn big_pack(path: &Path, entries: u64, size: usize) {
+    let built = PackOptions::new()
+        .durability(Durability::None)
+        .open_or_create(path, &test_identity())
+        .unwrap();
+    let mut batch = built.batch();
+    for n in 0..entries {
+        let label = if n == 0 {
+            "big.wasm".into()
+        } else {
+            format!("m{n}.wasm")
+        };
+        batch
+            .insert_with_label(&key(n), &value(n, size), &label)
+            .unwrap();
+    }
+    batch.commit().unwrap();
+}
+
+/// Removes entry `n` of a [`big_pack`]: dead bytes, so that a compaction has work to do.
+fn remove_entry(path: &Path, n: u64) {
+    PackOptions::new()
+        .durability(Durability::None)
+        .open(path, &test_identity())
+        .unwrap()
+        .remove(&key(n))
+        .unwrap();
+}
+
+/// Runs the tool with `parts` and sends it `sent` as soon as a temporary file appears in
+/// `dir` (the command is then mid-write); returns what it did.
+fn interrupted_mid_write(parts: &[&OsStr], dir: &Path, sent: rustix::process::Signal) -> Run {
+    let mut child = command(parts)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if dir.is_dir() && !temporary_files(dir).is_empty() {
+            signal(&child, sent);
+            break;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("{parts:?} ended ({status}) before its temporary file was seen");
+        }
+        assert!(Instant::now() < deadline, "no temporary file appeared");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    finish(child)
+}
+
 #[test]
 fn a_signal_during_compact_finishes_it_and_leaves_no_temporary_file() {
     let s = Scratch::new();
     let pack = s.path("big.wpk");
-    let identity = PackIdentity::new().with("engine", "test");
-    let built = PackOptions::new()
-        .durability(Durability::None)
-        .open_or_create(&pack, &identity)
-        .unwrap();
-    let mut batch = built.batch();
-    for n in 0..96 {
-        batch
-            .insert_with_label(&key(n), &value(n, 2 << 20), &format!("m{n}.wasm"))
-            .unwrap();
-    }
-    batch.commit().unwrap();
-    drop(built);
+    big_pack(&pack, 96, 2 << 20);
     for (round, (sent, code, name)) in [
         (rustix::process::Signal::INT, 130, "SIGINT"),
         (rustix::process::Signal::TERM, 143, "SIGTERM"),
@@ -67,37 +114,13 @@ fn a_signal_during_compact_finishes_it_and_leaves_no_temporary_file() {
     .into_iter()
     .enumerate()
     {
-        // Dead bytes: a compaction has work to do.
-        PackOptions::new()
-            .durability(Durability::None)
-            .open(&pack, &identity)
-            .unwrap()
-            .remove(&key(round as u64))
-            .unwrap();
+        remove_entry(&pack, round as u64);
         // The second round with --json.
         let mut parts = vec![OsStr::new("compact"), pack.as_os_str()];
         if round == 1 {
             parts.insert(0, OsStr::new("--json"));
         }
-        let mut child = command(parts)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // Interrupt it while its temporary file exists: mid-compaction.
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if !temporary_files(s.dir.path()).is_empty() {
-                signal(&child, sent);
-                break;
-            }
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!("compact ended ({status}) before its temporary file was seen");
-            }
-            assert!(Instant::now() < deadline, "no temporary file appeared");
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        let run = finish(child);
+        let run = interrupted_mid_write(&parts, s.dir.path(), sent);
         let line = run.fails(code);
         assert!(line.contains(&format!("interrupted by {name}")), "{line}");
         if round == 1 {
@@ -107,7 +130,7 @@ fn a_signal_during_compact_finishes_it_and_leaves_no_temporary_file() {
         }
         assert!(temporary_files(s.dir.path()).is_empty());
         // Finished, not torn: the compacted pack is whole.
-        let compacted = Pack::open(&pack, &identity).unwrap();
+        let compacted = Pack::open(&pack, &test_identity()).unwrap();
         assert!(compacted.verify().unwrap().is_ok());
         assert_eq!(compacted.stats().unwrap().dead_bytes, 0);
         assert_eq!(compacted.len().unwrap(), 95 - round as u64);
@@ -146,48 +169,21 @@ fn a_signal_before_the_commit_stops_a_build_and_writes_nothing() {
 fn a_signal_during_extract_leaves_no_file_and_no_directory() {
     let s = Scratch::new();
     let pack = s.path("big.wpk");
-    let identity = PackIdentity::new().with("engine", "test");
-    {
-        let built = PackOptions::new()
-            .durability(Durability::None)
-            .open_or_create(&pack, &identity)
-            .unwrap();
-        let mut batch = built.batch();
-        batch
-            .insert_with_label(&key(1), &value(1, 192 << 20), "big.wasm")
-            .unwrap();
-        batch.commit().unwrap();
-    }
+    big_pack(&pack, 1, 192 << 20);
     let out = s.path("out");
+    let file = out.join("big.bin");
     for (sent, code) in [
         (rustix::process::Signal::INT, 130),
         (rustix::process::Signal::TERM, 143),
     ] {
-        let mut child = command([
+        let parts = [
             OsStr::new("extract"),
             pack.as_os_str(),
             OsStr::new("big.wasm"),
             OsStr::new("-o"),
-            out.join("big.bin").as_os_str(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-        // Interrupt it while the artifact is being written: its temporary file exists.
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if out.is_dir() && !temporary_files(&out).is_empty() {
-                signal(&child, sent);
-                break;
-            }
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!("extract ended ({status}) before its temporary file was seen");
-            }
-            assert!(Instant::now() < deadline, "no temporary file appeared");
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        let run = finish(child);
+            file.as_os_str(),
+        ];
+        let run = interrupted_mid_write(&parts, &out, sent);
         let line = run.fails(code);
         assert!(line.contains("interrupted by SIG"), "{line}");
         assert!(!out.exists(), "the directory extract made is gone too");
@@ -911,20 +907,8 @@ fn progress_of_transfers_installs_and_compactions_shows_only_on_a_terminal() {
     let s = Scratch::new();
     // Large enough that each step lasts a few ticks of its bar.
     let pack = s.path("big.wpk");
-    let identity = PackIdentity::new().with("engine", "test");
-    let built = PackOptions::new()
-        .durability(Durability::None)
-        .open_or_create(&pack, &identity)
-        .unwrap();
-    let mut batch = built.batch();
-    for n in 0..48 {
-        batch
-            .insert_with_label(&key(n), &value(n, 4 << 20), &format!("m{n}.wasm"))
-            .unwrap();
-    }
-    batch.commit().unwrap();
-    built.remove(&key(0)).unwrap();
-    drop(built);
+    big_pack(&pack, 48, 4 << 20);
+    remove_entry(&pack, 0);
     let shown = |p: &Path| p.to_str().unwrap().to_string();
     let mut steps: Vec<(Vec<String>, &str)> = vec![
         (
