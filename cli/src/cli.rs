@@ -4,7 +4,8 @@
 use clap::{Parser, Subcommand};
 
 use crate::commands::{
-    build, compact, extract, import, info, install, keygen, list, merge, rm, run, sign, verify,
+    build, compact, demo, extract, import, info, install, keygen, list, merge, path, rm, run, sign,
+    verify,
 };
 #[cfg(feature = "object-store")]
 use crate::commands::{pull, push};
@@ -23,6 +24,7 @@ macro_rules! exit_codes {
        refused the pack for it
   4    `verify --deep` cannot load the pack's modules on this host (another target or CPU);
        the checksums are intact
+  130  interrupted (SIGINT; 143 for SIGTERM): what was under way was undone or finished
   101  internal error (a bug in wasmpak), also reported in one line"
     };
 }
@@ -72,9 +74,15 @@ mod examples {
     );
     pub const LIST: Help = help!(
         "wasmpak list app.wpk",
+        "wasmpak list /var/cache/app      # the pack this host's PackCache uses there",
         "wasmpak list --json app.wpk | jq -r '.entries[].label'",
     );
     pub const INFO: Help = help!("wasmpak info app.wpk", "wasmpak info --json app.wpk");
+    pub const PATH: Help = help!(
+        "wasmpak path /var/cache/app",
+        "wasmpak path --cpu-features x86-64-v3 packs/",
+        "wasmpak path --target aarch64-unknown-linux-gnu",
+    );
     pub const VERIFY: Help = help!(
         "wasmpak verify app.wpk",
         "wasmpak verify app.wpk --key ci.pub.pem",
@@ -107,10 +115,17 @@ mod examples {
     pub const RUN: Help = help!(
         "wasmpak run app.wpk tool.wasm -- --verbose input.txt",
         "wasmpak run app.wpk tool.wasm --env LANG=C --dir ./data:/data -- /data/in.txt",
-        "wasmpak run app.wpk math.wat --invoke add 2 -3";
-        note: "A WASI program's own exit code is wasmpak's, as with `wasmer run`; the codes \
-            above are wasmpak's own failures; a trap is 45, as in wasix. Status lines (hit, \
-            miss) go to stderr. Running WASI programs needs the `wasix` cargo feature."
+        "wasmpak run app.wpk math.wat --invoke add 2 -3",
+        "wasmpak run app.wpk tool.wasm        # a label: the pack alone, no .wasm at hand",
+        "wasmpak run --no-save ci.wpk new.wasm",
+        "wasmpak run --create /var/cache/app tool.wasm";
+        note: "What `run` writes: on a miss, the compiled module into the pack (which must \
+            exist unless --create is given), as a runtime's cache saves it; and, for a pack \
+            named for its engine in a directory (as `build DIR` names it), the module's use in \
+            the recency sidecar PACK.recency. --no-save writes nothing. A WASI program's own \
+            exit code is wasmpak's, as with `wasmer run`; the codes above are wasmpak's own \
+            failures; a trap is 45, as in wasix. Status lines (hit, miss) go to stderr. Running \
+            WASI programs needs the `wasix` cargo feature."
     );
     #[cfg(feature = "object-store")]
     pub const PUSH: Help = help!(
@@ -119,10 +134,11 @@ mod examples {
     );
     #[cfg(feature = "object-store")]
     pub const PULL: Help = help!(
-        "wasmpak pull s3://my-bucket/packs/app.wpk /var/cache/app",
+        "wasmpak pull s3://my-bucket/packs/app.wpk /var/cache/app   # /var/cache/app/app.wpk",
+        "wasmpak pull s3://my-bucket/packs/app.wpk node7/all.wpk    # that file",
         "wasmpak pull --replace gs://my-bucket/app.wpk ./packs",
     );
-    pub const DEMO: Help = help!("wasmpak demo");
+    pub const DEMO: Help = help!("wasmpak demo", "wasmpak demo --json");
 }
 
 /// Compiled WebAssembly modules for wasmer, cached in one pack file per engine identity.
@@ -135,7 +151,11 @@ mod examples {
         A pack is one append-only, memory-mapped, checksummed file holding the modules compiled by \
         one engine (compiler, wasmer version, target, CPU features), each under the SHA-256 of its \
         wasm bytes. Compile once in CI with `build`, ship the pack next to the application, and \
-        every node loads from it.",
+        every node loads from it.\n\n\
+        A PACK argument is a pack file, or a directory: then the pack in it that a PackCache for \
+        the command's engine uses there (`wasmpak path DIR` prints it). Commands that write \
+        create missing directories, and remove them again if they fail. --json makes every \
+        command print one JSON document.",
     after_help = examples::WASMPAK.short,
     after_long_help = examples::WASMPAK.long,
 )]
@@ -159,9 +179,13 @@ pub enum Command {
     /// List a pack's entries: key, label, size, offset
     #[command(after_help = examples::LIST.short, after_long_help = examples::LIST.long)]
     List(list::Args),
-    /// Show a pack's identity, generation, entries and space use
+    /// Show a pack's identity, generation, entries, space use and leftover temporary files
     #[command(after_help = examples::INFO.short, after_long_help = examples::INFO.long)]
     Info(info::Args),
+    /// Print the pack file this host's PackCache (or the engine the options describe) uses in
+    /// a directory
+    #[command(after_help = examples::PATH.short, after_long_help = examples::PATH.long)]
+    Path(path::Args),
     /// Check every entry's checksum; --key also its signature, --deep loads each module
     #[command(after_help = examples::VERIFY.short, after_long_help = examples::VERIFY.long)]
     Verify(verify::Args),
@@ -187,32 +211,22 @@ pub enum Command {
     /// Copy the entries of packs of the same engine identity into one
     #[command(after_help = examples::MERGE.short, after_long_help = examples::MERGE.long)]
     Merge(merge::Args),
-    /// Load a module as a runtime would (pack hit, or compile and save), then run it as a WASI
-    /// program (its exit code becomes wasmpak's) or call one of its functions
+    /// Load a module as a runtime would (pack hit, or compile and save into an existing pack),
+    /// then run it as a WASI program (its exit code becomes wasmpak's) or call one of its
+    /// functions
     #[command(after_help = examples::RUN.short, after_long_help = examples::RUN.long)]
     Run(run::Args),
     /// Upload a pack to an object store (S3, GCS, Azure, a directory), verified, all at once
     #[cfg(feature = "object-store")]
     #[command(after_help = examples::PUSH.short, after_long_help = examples::PUSH.long)]
     Push(push::Args),
-    /// Download a pack from an object store into a directory, verified before it appears;
-    /// into an existing pack, fetch only the entries it lacks
+    /// Download a pack from an object store into a directory or to a file, verified before it
+    /// appears; into an existing pack of its identity, fetch only the entries it lacks
     #[cfg(feature = "object-store")]
     #[command(after_help = examples::PULL.short, after_long_help = examples::PULL.long)]
     Pull(pull::Args),
     /// Compare compiling, loading from a pack and loading one file per module (no arguments,
     /// no network, no files needed)
     #[command(after_help = examples::DEMO.short, after_long_help = examples::DEMO.long)]
-    Demo,
-}
-
-impl Command {
-    /// Whether the command was asked for JSON output: its errors are JSON too.
-    pub fn prints_json(&self) -> bool {
-        match self {
-            Command::List(args) => args.json,
-            Command::Info(args) => args.json,
-            _ => false,
-        }
-    }
+    Demo(demo::Args),
 }

@@ -52,7 +52,7 @@ pub fn build(args: &EngineArgs, triple: Option<&str>) -> Result<Engine, CliError
         && triple.operating_system == host.operating_system;
     let mut features = CpuFeature::set();
     match &args.cpu_features {
-        Some(list) => features.extend(parse_features(list)?),
+        Some(list) => features.extend(parse_features(list, &triple)?),
         None if native => features = CpuFeature::for_host(),
         None => features.extend(baseline_features(&triple)),
     }
@@ -135,9 +135,17 @@ fn baseline_features(triple: &Triple) -> Vec<CpuFeature> {
     }
 }
 
-/// Parses `--cpu-features`: level names and feature names as wasmer spells them,
-/// comma-separated, case-insensitive; the union of everything named. Empty means none.
-fn parse_features(list: &str) -> Result<Vec<CpuFeature>, CliError> {
+/// Parses `--cpu-features` for `triple`: level names and feature names as wasmer spells
+/// them, comma-separated, case-insensitive; the union of everything named. Empty means none.
+/// A level of another architecture, or an x86 feature for another architecture, is a usage
+/// error naming `triple`'s levels.
+fn parse_features(list: &str, triple: &Triple) -> Result<Vec<CpuFeature>, CliError> {
+    let arch = triple.architecture.to_string();
+    let arch = if arch.starts_with("aarch64") {
+        "aarch64".to_string()
+    } else {
+        arch
+    };
     let mut features = Vec::new();
     for name in list
         .split(',')
@@ -145,6 +153,23 @@ fn parse_features(list: &str) -> Result<Vec<CpuFeature>, CliError> {
         .filter(|name| !name.is_empty())
     {
         if let Some(level) = CpuLevel::named(name) {
+            if level.architecture() != arch {
+                let ours: Vec<&str> = CpuLevel::all()
+                    .iter()
+                    .filter(|l| l.architecture() == arch)
+                    .map(|l| l.name())
+                    .collect();
+                return Err(CliError::usage(format!(
+                    "CPU level {name} is an {} level; it does not exist for {triple} (levels \
+                     for {arch}: {})",
+                    level.architecture(),
+                    if ours.is_empty() {
+                        "none".to_string()
+                    } else {
+                        ours.join(", ")
+                    }
+                )));
+            }
             features.extend_from_slice(level.features());
             continue;
         }
@@ -157,6 +182,13 @@ fn parse_features(list: &str) -> Result<Vec<CpuFeature>, CliError> {
                 known.join(",")
             ))
         })?;
+        // Cranelift has no flags for x86 features on other architectures (wasmer would fail
+        // inside it); `neon` elsewhere is only recorded in the identity, as wasmer does.
+        if feature != CpuFeature::NEON && arch != "x86_64" {
+            return Err(CliError::usage(format!(
+                "CPU feature {name} is an x86_64 feature; it does not exist for {triple}"
+            )));
+        }
         features.push(feature);
     }
     Ok(features)

@@ -22,6 +22,9 @@ pub enum ErrorKind {
     VerifyFailed,
     /// `verify --deep` cannot load this pack's modules on this host (another target or CPU).
     CannotLoadHere,
+    /// Stopped by a signal (the exit code is 128 + its number, as shells report it), after
+    /// undoing or finishing what was under way.
+    Interrupted(u8),
     /// A bug in wasmpak (a panic).
     Internal,
 }
@@ -35,6 +38,7 @@ impl ErrorKind {
             ErrorKind::Usage => 2,
             ErrorKind::VerifyFailed => 3,
             ErrorKind::CannotLoadHere => 4,
+            ErrorKind::Interrupted(code) => code,
             ErrorKind::Internal => 101,
         }
     }
@@ -46,6 +50,7 @@ impl ErrorKind {
             ErrorKind::Usage => "usage",
             ErrorKind::VerifyFailed => "damaged",
             ErrorKind::CannotLoadHere => "cannot_load_here",
+            ErrorKind::Interrupted(_) => "interrupted",
             ErrorKind::Internal => "internal",
         }
     }
@@ -58,6 +63,8 @@ pub struct CliError {
     message: String,
     /// The library's error kind, when a library error is the cause: `--json` names it.
     cause: Option<wasmpak::ErrorKind>,
+    /// Whether the command already printed its JSON document with this error in it.
+    in_report: bool,
 }
 
 impl CliError {
@@ -67,7 +74,22 @@ impl CliError {
             kind,
             message: one_line(&message.to_string()),
             cause: None,
+            in_report: false,
         }
+    }
+
+    /// The error, marked as already printed inside the command's `--json` document (`verify`
+    /// reports its verdict in its report), so that no second document follows.
+    pub fn in_report(self) -> CliError {
+        CliError {
+            in_report: true,
+            ..self
+        }
+    }
+
+    /// Whether the command's `--json` document already holds this error.
+    pub fn is_in_report(&self) -> bool {
+        self.in_report
     }
 
     /// A general failure ([`ErrorKind::Failed`], exit code 1).
@@ -113,17 +135,29 @@ impl std::error::Error for CliError {}
 
 impl From<wasmpak::Error> for CliError {
     fn from(error: wasmpak::Error) -> CliError {
-        let hint = match error.kind() {
-            wasmpak::ErrorKind::StorageFull => " (the disk or the file size limit is full)",
-            wasmpak::ErrorKind::Insecure => {
-                " (fix its permissions, or pass --allow-shared-write to open it anyway)"
+        let message = match error.kind() {
+            wasmpak::ErrorKind::StorageFull => {
+                format!("{error} (the disk or the file size limit is full)")
             }
-            _ => "",
+            wasmpak::ErrorKind::Insecure => insecure(&error),
+            _ => error.to_string(),
         };
         CliError {
             cause: Some(error.kind()),
-            ..CliError::failed(format!("{error}{hint}"))
+            ..CliError::failed(message)
         }
+    }
+}
+
+/// A refused shared-write pack, with the advice given once, in the tool's terms: the
+/// library's message ends with advice for programs ("allow shared writes explicitly"), which
+/// the flag that does so replaces here.
+fn insecure(error: &wasmpak::Error) -> String {
+    const ADVICE: &str = "fix its permissions, or pass --allow-shared-write to open it anyway";
+    let text = error.to_string();
+    match text.rsplit_once("; fix the permissions") {
+        Some((reason, _)) => format!("{reason}; {ADVICE})"),
+        None => format!("{text} ({ADVICE})"),
     }
 }
 

@@ -11,6 +11,8 @@ use wasmer::{Engine, Module};
 use wasmpak::{Key, ModuleHash};
 
 use crate::error::{CliError, one_line};
+use crate::interrupt;
+use crate::progress::Bar;
 
 /// A module file read into memory.
 #[derive(Debug)]
@@ -74,13 +76,43 @@ impl Input {
     /// Compiles the module with `engine`.
     pub fn compile(&self, engine: &Engine) -> Result<Module, CliError> {
         let wasm = self.wasm()?;
-        Module::new(engine, &wasm).map_err(|e| {
-            CliError::failed(format!(
-                "{} is not valid WebAssembly: {}",
-                self.path.display(),
-                one_line(&e.to_string())
-            ))
-        })
+        Module::new(engine, &wasm).map_err(|e| self.invalid(&e))
+    }
+
+    /// Compiles the module with `engine`, moving `bar` as the compiler reports its steps, and
+    /// stopping (with the interruption as the error) when a signal asks the command to stop.
+    pub fn compile_with_progress(&self, engine: &Engine, bar: &Bar) -> Result<Module, CliError> {
+        use wasmer::sys::NativeEngineExt;
+        use wasmer_types::{CompilationProgressCallback, UserAbort};
+
+        let wasm = self.wasm()?;
+        let moved = bar.clone();
+        let callback = CompilationProgressCallback::new(move |progress| {
+            if let (Some(step), Some(steps)) = (progress.phase_step(), progress.phase_step_count())
+            {
+                moved.set_len(steps);
+                moved.set(step);
+            }
+            match interrupt::received() {
+                Some(_) => Err(UserAbort::new("interrupted")),
+                None => Ok(()),
+            }
+        });
+        engine
+            .new_module_with_progress(&wasm, callback)
+            .map_err(|e| match interrupt::check() {
+                Err(interrupted) => interrupted,
+                Ok(()) => self.invalid(&e),
+            })
+    }
+
+    /// The error of a module wasmer cannot compile.
+    fn invalid(&self, error: &wasmer::CompileError) -> CliError {
+        CliError::failed(format!(
+            "{} is not valid WebAssembly: {}",
+            self.path.display(),
+            one_line(&error.to_string())
+        ))
     }
 }
 

@@ -13,9 +13,11 @@ mod context;
 mod engine;
 mod error;
 mod input;
+mod interrupt;
 mod open;
 mod output;
 mod panics;
+mod progress;
 #[cfg(feature = "object-store")]
 mod remote;
 mod resolve;
@@ -28,7 +30,7 @@ use clap::Parser;
 
 use crate::cli::{Cli, Command};
 use crate::commands::{
-    build, compact, demo, extract, import, info, install, keygen, list, merge, rm, run, sign,
+    build, compact, demo, extract, import, info, install, keygen, list, merge, path, rm, run, sign,
     verify,
 };
 #[cfg(feature = "object-store")]
@@ -42,17 +44,26 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            // `--help` and `--version` are answers (stdout, 0); anything else is a usage error.
+            // `--help` and `--version` are answers (stdout, 0); anything else is a usage error,
+            // which a `--json` command line gets as JSON too.
+            if !e.use_stderr() {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            let json = std::env::args_os().any(|arg| arg == "--json");
+            if json {
+                let text = e.to_string();
+                let first = text.lines().next().unwrap_or_default();
+                let error = CliError::usage(first.trim_start_matches("error: "));
+                let _ = output::print_json(&error.to_json());
+            }
             let _ = e.print();
-            return if e.use_stderr() {
-                ExitCode::from(ErrorKind::Usage.exit_code())
-            } else {
-                ExitCode::SUCCESS
-            };
+            return ExitCode::from(ErrorKind::Usage.exit_code());
         }
     };
+    interrupt::install();
     let ctx = Context::new(&cli.global);
-    let json = cli.command.prints_json();
+    let json = Json::of(&cli.command, &ctx);
     let done = |()| ExitCode::SUCCESS;
     let result = match cli.command {
         Command::Build(args) => build::run(&ctx, args).map(done),
@@ -73,16 +84,54 @@ fn main() -> ExitCode {
         Command::Push(args) => push::run(&ctx, args).map(done),
         #[cfg(feature = "object-store")]
         Command::Pull(args) => pull::run(&ctx, args).map(done),
-        Command::Demo => demo::run(&ctx).map(done),
+        Command::Path(args) => path::run(&ctx, args).map(done),
+        Command::Demo(args) => demo::run(&ctx, args).map(done),
+    };
+    // A signal during an operation that stops in order: the command noticed it and failed,
+    // or finished a step that cannot stop halfway; either way the exit code says so.
+    // Its `--json` document, printed, says what it finished: no second document follows.
+    let result = match (result, interrupt::received()) {
+        (Ok(_), Some(signal)) => Err(interrupt::interrupted(
+            signal,
+            "the command had finished what it was doing",
+        )
+        .in_report()),
+        (result, _) => result,
     };
     result.unwrap_or_else(|error| report(&error, json))
 }
 
-/// Prints `error: ...` on stderr (and for `--json` commands, the error as a JSON document on
-/// stdout, where the script reading the output looks) and returns the error's exit code.
-fn report(error: &CliError, json: bool) -> ExitCode {
-    if json {
-        let _ = output::print_json(&error.to_json());
+/// Where a failure's JSON goes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Json {
+    /// No `--json`: the `error:` line alone.
+    No,
+    /// On stdout, where the script reading the output looks.
+    Stdout,
+    /// On stderr, for `run`, whose stdout is the program's.
+    Stderr,
+}
+
+impl Json {
+    fn of(command: &Command, ctx: &Context) -> Json {
+        match command {
+            _ if !ctx.json => Json::No,
+            Command::Run(_) => Json::Stderr,
+            _ => Json::Stdout,
+        }
+    }
+}
+
+/// Prints `error: ...` on stderr (and with `--json`, the error as a JSON document, unless the
+/// command's own document holds it) and returns the error's exit code.
+fn report(error: &CliError, json: Json) -> ExitCode {
+    match json {
+        _ if error.is_in_report() => {}
+        Json::No => {}
+        Json::Stdout => {
+            let _ = output::print_json(&error.to_json());
+        }
+        Json::Stderr => output::tell!("{}", error.to_json()),
     }
     let _ = writeln!(std::io::stderr().lock(), "error: {error}");
     ExitCode::from(error.kind().exit_code())

@@ -1,19 +1,75 @@
-//! Opening the pack a command names, with messages that say what to do.
+//! What a pack argument means, and opening the pack a command names, with messages that say
+//! what to do.
+//!
+//! One meaning in every command: a PACK argument names a pack file; a directory (one that
+//! exists, or a path ending in `/`) names the pack in it that a `PackCache` for the command's
+//! engine would use there, the engine identity's file name ([`pack_path`]). A command that
+//! writes a file creates the missing directories on the way to it, and removes the ones it
+//! created if it then fails ([`NewDirs`]). Opening a pack to write it first sweeps the
+//! temporary files that writers which died left beside it ([`writable`], [`or_create`]).
 //!
 //! Inspection commands (`list`, `info`, `verify`, `compact`, `rm`, `extract`, `merge`) accept a
 //! pack of any identity: looking inside a pack built elsewhere is how one finds out why it
 //! does not load. `build` and `run` need the pack of their engine.
 
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use wasmpak::{EngineIdentity, ErrorKind, IdentityValue, Pack, PackIdentity};
 
 use crate::context::Context;
+use crate::engine;
 use crate::error::CliError;
+
+/// Whether a path argument names a directory: one that exists, or a path ending in `/`.
+pub fn names_dir(path: &Path) -> bool {
+    path.is_dir()
+        || path
+            .as_os_str()
+            .to_string_lossy()
+            .ends_with(std::path::MAIN_SEPARATOR)
+}
+
+/// The pack a PACK argument names for a command working with `identity`'s engine: `path`
+/// itself, or for a directory, the pack in it named for the identity (the name a `PackCache`
+/// looks for there).
+pub fn pack_path(path: &Path, identity: &EngineIdentity) -> PathBuf {
+    if names_dir(path) {
+        path.join(identity.pack_file_name())
+    } else {
+        path.to_path_buf()
+    }
+}
+
+/// The pack a PACK argument names for a command of no engine of its own (`list`, `info`,
+/// `verify`, ...): for a directory, the pack this host's `PackCache` would use there.
+pub fn host_pack_path(path: &Path) -> PathBuf {
+    if names_dir(path) {
+        pack_path(path, &engine::host_identity())
+    } else {
+        path.to_path_buf()
+    }
+}
 
 /// Opens an existing pack of any identity.
 pub fn any(ctx: &Context, path: &Path) -> Result<Pack, CliError> {
     Ok(ctx.pack_options().open_any(path)?)
+}
+
+/// Opens an existing pack of any identity to write it: it must be writable, and the
+/// temporary files of writers that died beside it are swept first.
+pub fn writable(ctx: &Context, path: &Path) -> Result<Pack, CliError> {
+    let pack = any(ctx, path)?;
+    prepare_write(path)?;
+    Ok(pack)
+}
+
+/// Before writing the existing pack at `path`: it must be writable, and the temporary files
+/// of writers that died beside it go.
+pub fn prepare_write(path: &Path) -> Result<(), CliError> {
+    check_writable(path)?;
+    wasmpak::fs::remove_leftovers(path);
+    Ok(())
 }
 
 /// Opens the pack at `path`, of any identity, if there is one; `Ok(None)` if there is no file
@@ -34,23 +90,120 @@ fn missing_is_none(
     }
 }
 
-/// The pack a command that writes for `identity` means by `path`: `path` itself, or for a
-/// directory, the pack in it named for the identity (the name a `PackCache` looks for).
-pub fn pack_in(path: &Path, identity: &EngineIdentity) -> Result<PathBuf, CliError> {
-    if path.is_dir() {
-        return Ok(path.join(identity.pack_file_name()));
+/// Directories a command created on the way to the file it writes: removed again (those
+/// still empty, deepest first) unless [`NewDirs::keep`] says the file is in place.
+#[must_use = "the directories are removed when this is dropped, unless kept"]
+pub struct NewDirs {
+    created: Vec<PathBuf>,
+}
+
+impl NewDirs {
+    /// Creates the missing directories above `file`.
+    pub fn for_file(file: &Path) -> Result<NewDirs, CliError> {
+        match file.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => NewDirs::create(dir),
+            _ => Ok(NewDirs {
+                created: Vec::new(),
+            }),
+        }
     }
-    if path
-        .as_os_str()
-        .to_string_lossy()
-        .ends_with(std::path::MAIN_SEPARATOR)
-    {
-        return Err(CliError::failed(format!(
-            "directory {} does not exist; create it first, or name a pack file",
-            path.display()
-        )));
+
+    /// Creates `dir` and its missing parents.
+    pub fn create(dir: &Path) -> Result<NewDirs, CliError> {
+        let mut missing = Vec::new();
+        let mut at = Some(dir);
+        while let Some(path) = at.filter(|p| !p.as_os_str().is_empty() && !p.exists()) {
+            missing.push(path.to_path_buf());
+            at = path.parent();
+        }
+        let mut dirs = NewDirs {
+            created: Vec::new(),
+        };
+        for path in missing.into_iter().rev() {
+            match std::fs::create_dir(&path) {
+                Ok(()) => dirs.created.push(path),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir() => {}
+                Err(e) => {
+                    return Err(CliError::failed(format!(
+                        "cannot create directory {}: {e}",
+                        path.display()
+                    )));
+                }
+            }
+        }
+        Ok(dirs)
     }
-    Ok(path.to_path_buf())
+
+    /// The file is in place: the directories stay.
+    pub fn keep(mut self) {
+        self.created.clear();
+    }
+}
+
+impl Drop for NewDirs {
+    fn drop(&mut self) {
+        for dir in self.created.iter().rev() {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+/// A temporary file beside a pack: one a writer is writing (`live`), or one a writer that
+/// died left behind, which the next command that writes the pack removes.
+#[derive(Debug)]
+pub struct Leftover {
+    pub path: PathBuf,
+    pub size: u64,
+    pub modified: SystemTime,
+    /// Whether a live writer holds it (locked).
+    pub live: bool,
+}
+
+/// The temporary files beside the pack at `path`, named as the library's durable writes name
+/// them (`wasmpak::fs`: `.{file name}.{...}.tmp`, and the unlocked `.creating`/`.installing`
+/// of earlier versions). Looks only: removing them is [`writable`]'s, under the rules of
+/// `wasmpak::fs::remove_leftovers`.
+pub fn leftovers(path: &Path) -> Vec<Leftover> {
+    let (Some(name), dir) = (path.file_name(), dir_of(path)) else {
+        return Vec::new();
+    };
+    let prefix = format!(".{}.", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<Leftover> = entries
+        .flatten()
+        .filter(|entry| {
+            let file_name = entry.file_name().to_string_lossy().into_owned();
+            file_name.strip_prefix(&prefix).is_some_and(|rest| {
+                [".tmp", ".creating", ".installing"]
+                    .iter()
+                    .any(|suffix| rest.ends_with(suffix))
+            })
+        })
+        .filter_map(|entry| {
+            let path = entry.path();
+            let file = std::fs::File::open(&path).ok()?;
+            let meta = file.metadata().ok()?;
+            let live = file.try_lock_shared().is_err();
+            Some(Leftover {
+                size: meta.len(),
+                modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                live,
+                path,
+            })
+        })
+        .collect();
+    found.sort_by(|a, b| a.path.cmp(&b.path));
+    found
+}
+
+/// The directory holding `path` (`.` for a bare file name).
+fn dir_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    }
 }
 
 /// Why a command wants the pack of its engine: decides the advice on a mismatch.
@@ -74,13 +227,16 @@ pub fn existing_for(
         .map_err(|e| explain(ctx, e, identity, purpose))
 }
 
-/// Opens the pack at `path` with `identity`, creating it if there is none.
+/// Opens the pack at `path` with `identity` to write it, creating it if there is none (its
+/// directory must exist: see [`NewDirs`]); the temporary files of writers that died beside it
+/// are swept first.
 pub fn or_create(
     ctx: &Context,
     path: &Path,
     identity: &PackIdentity,
     purpose: Purpose,
 ) -> Result<Pack, CliError> {
+    wasmpak::fs::remove_leftovers(path);
     ctx.pack_options()
         .open_or_create(path, identity)
         .map_err(|e| explain(ctx, e, identity, purpose))
@@ -125,24 +281,26 @@ fn explain(
     ))
 }
 
-/// Fails early, before minutes of compiling, if a pack cannot be created at `path`.
+/// Fails early, before minutes of compiling, if a pack cannot be created at `path`: the
+/// nearest existing directory above it must be one this process can write (the missing ones
+/// are created then).
 pub fn check_creatable(path: &Path) -> Result<(), CliError> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
+    let mut dir = dir_of(path);
+    while !dir.exists() {
+        match dir.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => dir = parent,
+            _ => {
+                dir = Path::new(".");
+                break;
+            }
+        }
+    }
     let shown = path.display();
     match std::fs::metadata(dir) {
         Ok(meta) if meta.is_dir() => {}
         Ok(_) => {
             return Err(CliError::failed(format!(
                 "cannot create pack {shown}: {} is not a directory",
-                dir.display()
-            )));
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(CliError::failed(format!(
-                "cannot create pack {shown}: directory {} does not exist",
                 dir.display()
             )));
         }

@@ -1,15 +1,18 @@
-//! Human and JSON output: aligned tables, sizes in binary units, durations, and a stdout
-//! writer that survives a closed pipe.
+//! Human and JSON output: aligned tables, sizes in binary units, durations, timestamps, the
+//! objects every `--json` document shares, and a stdout writer that survives a closed pipe.
 //!
 //! Humans get `7.2 KiB` and `1.35 ms`; JSON gets exact integers (bytes, nanoseconds) so
-//! scripts never parse units.
+//! scripts never parse units. Timestamps are RFC 3339 in UTC for both (`2026-12-06T21:08:41Z`).
+//! A pack's identity is always [`identity_json`]'s object, an entry always [`EntryJson`], an
+//! entry no longer in the pack [`EntryRef`], and the pack's path always the member `pack`.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Write;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use wasmpak::{IdentityValue, PackIdentity};
+use serde::Serialize;
+use wasmpak::{Entry, IdentityValue, Pack, PackIdentity, SignatureInfo, SignatureStatus};
 
 use crate::error::CliError;
 
@@ -36,6 +39,18 @@ pub(crate) use tell;
 /// failure (stdout redirected to a full disk) is.
 pub fn write_stdout(args: fmt::Arguments<'_>) -> Result<(), CliError> {
     stdout(|out| out.write_fmt(args))
+}
+
+/// A printer of human result lines for a command that may print a `--json` document instead:
+/// each line goes to stdout, or nowhere when `json` (stdout is the document's).
+pub fn lines(json: bool) -> impl Fn(String) -> Result<(), CliError> {
+    move |line| {
+        if json {
+            Ok(())
+        } else {
+            write_stdout(format_args!("{line}\n"))
+        }
+    }
 }
 
 /// Writes raw bytes (an artifact) to stdout, as [`write_stdout`] writes text.
@@ -77,10 +92,91 @@ pub fn identity_json(identity: &PackIdentity) -> BTreeMap<String, serde_json::Va
         .collect()
 }
 
+/// An entry of a pack, as every `--json` document shows one (`list`, `verify`, `build`,
+/// ...); sizes and offsets in bytes.
+#[derive(Debug, Clone, Serialize)]
+pub struct EntryJson {
+    pub key: String,
+    pub label: String,
+    pub size: u64,
+    /// Where the entry's record starts: the offset `verify` names when it is damaged.
+    pub offset: u64,
+    /// Where the artifact's bytes start (`size` bytes from there).
+    pub value_offset: u64,
+    /// Key ids of the valid signatures that list this entry with its size and label.
+    pub signed_by: Vec<String>,
+}
+
+impl EntryJson {
+    /// `entry` of a pack whose signatures are `signatures`.
+    pub fn new(entry: &Entry, signatures: &[SignatureInfo]) -> EntryJson {
+        EntryJson {
+            key: entry.key().to_string(),
+            label: entry.label().to_string(),
+            size: entry.size(),
+            offset: entry.record_offset(),
+            value_offset: entry.offset(),
+            signed_by: signed_by(entry, signatures),
+        }
+    }
+
+    /// Every live entry of `pack`, in the pack's order.
+    pub fn all(pack: &Pack) -> Result<Vec<EntryJson>, CliError> {
+        let signatures = signatures(pack);
+        Ok(pack
+            .iter()?
+            .map(|e| EntryJson::new(&e, &signatures))
+            .collect())
+    }
+}
+
+/// An entry that is no longer in the pack (removed, evicted, dropped), by key and label.
+#[derive(Debug, Clone, Serialize)]
+pub struct EntryRef {
+    pub key: String,
+    pub label: String,
+}
+
+/// A pack's signatures, none if its chain is damaged: a damaged chain vouches for nothing,
+/// and the listing that asks still stands.
+pub fn signatures(pack: &Pack) -> Vec<SignatureInfo> {
+    pack.signatures().unwrap_or_default()
+}
+
+/// Who vouches for `entry`: the key ids of the valid signatures listing it as it is. Whether
+/// its bytes still hash to what was signed is `verify --key`'s question.
+pub fn signed_by(entry: &Entry, signatures: &[SignatureInfo]) -> Vec<String> {
+    signatures
+        .iter()
+        .filter(|s| !matches!(s.status(), SignatureStatus::Invalid(_)))
+        .filter(|s| {
+            s.find(entry.key())
+                .is_some_and(|signed| signed.len == entry.size() && signed.label == entry.label())
+        })
+        .map(|s| s.signer_id())
+        .collect()
+}
+
+/// A time as RFC 3339 in UTC, to the second: `2026-12-06T21:08:41Z`.
+pub fn utc(time: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(time).to_string()
+}
+
 /// `1 entry`, `3 entries`: a count with the noun that agrees with it.
 pub fn count(n: impl Into<u64>, one: &str, many: &str) -> String {
     let n = n.into();
     format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// ` (and 3 more problems)` after the first of several things, nothing after the only one.
+pub fn and_more(more: usize, one: &str, many: &str) -> String {
+    match more {
+        0 => String::new(),
+        n => format!(
+            " (and {})",
+            count(n as u64, &format!("more {one}"), &format!("more {many}"))
+        ),
+    }
 }
 
 /// `1536` → `1.5 KiB`: binary units, three significant digits, exact below 1 KiB.

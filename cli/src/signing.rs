@@ -4,10 +4,12 @@
 
 use std::path::{Path, PathBuf};
 
+use serde::Serialize;
 use wasmpak::{Pack, PublicKey, SecretKey};
 
+use crate::context::Context;
 use crate::error::CliError;
-use crate::output::say;
+use crate::output::{self, say};
 
 /// Reads a secret key for signing, with a one-line error naming the file.
 pub fn read_secret(path: &Path) -> Result<SecretKey, CliError> {
@@ -27,14 +29,42 @@ pub fn key_ids(keys: &[PublicKey]) -> String {
     keys.iter().map(|k| k.id()).collect::<Vec<_>>().join(", ")
 }
 
-/// Signs `pack` and reports it on stdout.
-pub fn sign(pack: &Pack, key: &SecretKey) -> Result<(), CliError> {
+/// A signature just made, as `sign --json` prints it and `build --json` includes it.
+#[derive(Debug, Serialize)]
+pub struct Signed {
+    pub pack: String,
+    pub key_id: String,
+    pub entries: u64,
+    pub generation: u64,
+}
+
+/// Signs `pack`; reports it on stdout (a line, or with `--json` the document).
+pub fn sign(ctx: &Context, pack: &Pack, key: &SecretKey) -> Result<(), CliError> {
+    let signed = sign_quietly(pack, key)?;
+    if ctx.json {
+        return output::print_json(&signed);
+    }
+    report(&signed)
+}
+
+/// Signs `pack` and says nothing: for commands that report it in their own words.
+pub fn sign_quietly(pack: &Pack, key: &SecretKey) -> Result<Signed, CliError> {
     let signature = pack.sign(key)?;
+    Ok(Signed {
+        pack: pack.path().display().to_string(),
+        key_id: signature.signer_id(),
+        entries: signature.entries(),
+        generation: signature.generation(),
+    })
+}
+
+/// The line saying a pack was signed.
+pub fn report(signed: &Signed) -> Result<(), CliError> {
     say!(
         "signed {}: {} entries with key {} (generation {})",
-        pack.path().display(),
-        signature.entries(),
-        signature.signer_id(),
-        signature.generation()
+        signed.pack,
+        signed.entries,
+        signed.key_id,
+        signed.generation
     )
 }

@@ -423,6 +423,7 @@ fn run_misses_then_hits_and_invokes() {
     let pack = s.path("run.wpk");
     let first = wasmpak(args(&[
         &"run",
+        &"--create",
         &pack,
         &s.path("answer.wat"),
         &"--invoke",

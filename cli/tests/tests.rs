@@ -1,6 +1,6 @@
 //! The tool's tests, one binary (so one link of wasmer): its commands (`commands`), bad input
 //! (`bad_input`), shipping packs to hosts (`shipping`), signing (`signing`), WASI programs
-//! (`wasi`), and the fleet tier against a real S3-compatible server (`fleet`). What they share
+//! (`wasi`), the tool as users expect it (`ux`), and the fleet tier against a real S3-compatible server (`fleet`). What they share
 //! is in `common`.
 //!
 //! A test that needs another process runs itself again with a role (`common::child`); a test
@@ -15,4 +15,5 @@ mod commands;
 mod fleet;
 mod shipping;
 mod signing;
+mod ux;
 mod wasi;

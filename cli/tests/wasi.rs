@@ -76,6 +76,7 @@ fn a_wasi_program_misses_then_hits_with_its_args_and_streams() {
     let pack = s.path("new.wpk");
     let first = wasmpak(args(&[
         &"run",
+        &"--create",
         &pack,
         &s.path("tool.wat"),
         &"--",

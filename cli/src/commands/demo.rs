@@ -12,6 +12,7 @@ mod caches;
 
 use std::time::{Duration, Instant};
 
+use serde::Serialize;
 use wasmer::sys::NativeEngineExt;
 use wasmer::{Engine, Instance, Module, Store};
 use wasmpak::{ModuleCache, ModuleHash, PackCache};
@@ -20,7 +21,34 @@ use wasmpak_samples::{SAMPLES, module_wat};
 use self::caches::{DemoCache, peers};
 use crate::context::Context;
 use crate::error::CliError;
+use crate::interrupt;
 use crate::output::{self, Align, Table, say};
+use crate::progress::Progress;
+
+/// Arguments of `wasmpak demo`: none but the global ones.
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+/// The JSON document `demo --json` prints; times in nanoseconds (medians of fresh loads).
+#[derive(Serialize)]
+struct DemoJson {
+    target: String,
+    modules: Vec<ModuleJson>,
+    /// Opening the pack, once per process.
+    open_nanos: u64,
+}
+
+#[derive(Serialize)]
+struct ModuleJson {
+    name: &'static str,
+    wasm_bytes: u64,
+    artifact_bytes: u64,
+    compile_nanos: u64,
+    pack_first_load_nanos: u64,
+    pack_repeated_load_nanos: u64,
+    /// First loads from the caches compared with, by name.
+    peers: std::collections::BTreeMap<String, u64>,
+}
 
 /// Repeated loads timed to get a stable per-load figure for the memo.
 const REPEATS: u32 = 100;
@@ -41,8 +69,11 @@ struct Row {
     peers: Vec<Duration>,
 }
 
-/// Runs `wasmpak demo`.
-pub fn run(_ctx: &Context) -> Result<(), CliError> {
+/// Runs `wasmpak demo`. Interrupted, it stops between steps and removes its directory.
+pub fn run(ctx: &Context, _args: Args) -> Result<(), CliError> {
+    let _stoppable = interrupt::stoppable();
+    // Lines as they are found, unless stdout is for the JSON document.
+    let say = output::lines(ctx.json);
     let dir = tempfile::Builder::new()
         .prefix("wasmpak-demo-")
         .tempdir()
@@ -52,13 +83,14 @@ pub fn run(_ctx: &Context) -> Result<(), CliError> {
         .map_err(|e| CliError::failed(format!("cannot start the async runtime: {e}")))?;
     let engine = Engine::default();
     let peers = peers();
-    say!(
+    say(format!(
         "wasmpak demo: {} generated modules compiled by cranelift for {}, cached in a temporary \
          directory; load times are the median of {ROUNDS} fresh loads (a new cache each time, \
          as in a newly started process)\n",
         SAMPLES.len(),
         engine.target().triple()
-    )?;
+    ))?;
+    let progress = Progress::new(ctx);
     let failed =
         |what: &str, e: &dyn std::fmt::Display| CliError::failed(format!("demo: {what}: {e}"));
 
@@ -73,6 +105,8 @@ pub fn run(_ctx: &Context) -> Result<(), CliError> {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| failed("creating a cache", &e))?;
         for (i, sample) in SAMPLES.iter().enumerate() {
+            interrupt::check()?;
+            let bar = progress.spinner(&format!("compiling the {} module", sample.name), None);
             let seed = 1000 + i as u32;
             let wasm = wasmer::wat2wasm(module_wat(seed, sample.functions, sample.ops).as_bytes())
                 .map_err(|e| failed("generating a module", &e))?
@@ -102,7 +136,9 @@ pub fn run(_ctx: &Context) -> Result<(), CliError> {
                 pack_again: Duration::ZERO,
                 peers: vec![Duration::ZERO; peers.len()],
             });
+            bar.done();
         }
+        let bar = progress.spinner("loading from each cache", None);
 
         // Load, as every node does at startup: a fresh cache is a fresh process. Rounds
         // rotate which cache goes first and the median is kept, so that one-time costs (the
@@ -111,6 +147,7 @@ pub fn run(_ctx: &Context) -> Result<(), CliError> {
         let caches = 1 + peers.len();
         let mut times = vec![vec![Vec::new(); caches]; rows.len()];
         for round in 0..ROUNDS {
+            interrupt::check()?;
             let reader = PackCache::new(&pack_dir);
             let started = Instant::now();
             reader
@@ -153,8 +190,33 @@ pub fn run(_ctx: &Context) -> Result<(), CliError> {
                 *peer = median(&mut times[1 + p]);
             }
         }
+        bar.done();
         Ok::<Duration, CliError>(open)
     })?;
+    if ctx.json {
+        let nanos = |d: Duration| d.as_nanos() as u64;
+        output::print_json(&DemoJson {
+            target: engine.target().triple().to_string(),
+            modules: rows
+                .iter()
+                .map(|row| ModuleJson {
+                    name: row.name,
+                    wasm_bytes: row.wasm.len() as u64,
+                    artifact_bytes: row.artifact_len as u64,
+                    compile_nanos: nanos(row.compile),
+                    pack_first_load_nanos: nanos(row.pack_first),
+                    pack_repeated_load_nanos: nanos(row.pack_again),
+                    peers: peers
+                        .iter()
+                        .zip(&row.peers)
+                        .map(|((_, name), d)| (name.to_string(), nanos(*d)))
+                        .collect(),
+                })
+                .collect(),
+            open_nanos: nanos(open),
+        })?;
+        return close(dir);
+    }
 
     let mut columns = vec![
         ("MODULE", Align::Left),
@@ -216,10 +278,15 @@ pub fn run(_ctx: &Context) -> Result<(), CliError> {
          memo; every loaded module ran and answered correctly",
         output::duration(open)
     )?;
+    close(dir)?;
+    say!("removed the temporary directory")
+}
+
+/// Removes the demo's directory.
+fn close(dir: tempfile::TempDir) -> Result<(), CliError> {
     let path = dir.path().to_path_buf();
     dir.close()
-        .map_err(|e| CliError::failed(format!("cannot remove {}: {e}", path.display())))?;
-    say!("removed the temporary directory")
+        .map_err(|e| CliError::failed(format!("cannot remove {}: {e}", path.display())))
 }
 
 /// The middle value.

@@ -4,29 +4,43 @@
 //! Without `-o`, the artifact goes to stdout when stdout is a pipe or a file, and otherwise to
 //! `{label without extension}.bin` in the current directory (`hello.wasm` gives `hello.bin`).
 //! A file appears complete or not at all: it is written beside its destination and renamed
-//! into place, so a full disk never leaves half an artifact that a loader would trust.
+//! into place, so a full disk never leaves half an artifact that a loader would trust, and a
+//! signal before the rename leaves nothing.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
+use serde::Serialize;
+use wasmpak::fs::{FileMode, TempFile};
+
 use crate::context::Context;
 use crate::error::CliError;
-use crate::open;
-use crate::output::{self, say};
+use crate::interrupt;
+use crate::open::{self, NewDirs};
+use crate::output::{self, EntryJson, say};
 use crate::resolve::resolve;
 
 /// Arguments of `wasmpak extract`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The pack to read
+    /// The pack to read (a directory: the pack this host's PackCache uses there)
+    #[arg(value_name = "PACK|DIR")]
     pub pack: PathBuf,
     /// The entry: a full key, a label, or a unique key prefix (at least 4 hex digits)
     #[arg(value_name = "KEY|LABEL")]
     pub entry: String,
     /// Where to write the artifact (`-` for stdout) [default: stdout if it is not a terminal,
-    /// else LABEL.bin]
+    /// else LABEL.bin; with --json, which takes stdout, always LABEL.bin]
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+}
+
+/// The JSON document `extract --json` prints: the entry, and where its artifact went.
+#[derive(Serialize)]
+struct Extracted {
+    pack: String,
+    entry: EntryJson,
+    output: String,
 }
 
 /// Runs `wasmpak extract`.
@@ -34,14 +48,20 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
     let terminal = std::io::stdout().is_terminal();
     let to_stdout = match &args.output {
         Some(path) => path.as_os_str() == "-",
-        None => !terminal,
+        None => !terminal && !ctx.json,
     };
+    if to_stdout && ctx.json {
+        return Err(CliError::usage(
+            "--json prints the entry's metadata on stdout; write the artifact with -o FILE",
+        ));
+    }
     if to_stdout && terminal {
         return Err(CliError::usage(
             "refusing to write a binary artifact to a terminal; redirect stdout or use -o FILE",
         ));
     }
-    let pack = open::any(ctx, &args.pack)?;
+    let path = open::host_pack_path(&args.pack);
+    let pack = open::any(ctx, &path)?;
     let entries: Vec<_> = pack.iter()?.collect();
     let entry = resolve(&pack, &entries, &args.entry)?;
     let output = match args.output {
@@ -52,13 +72,20 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
         CliError::failed(format!(
             "entry {} was removed from pack {} while reading it",
             entry.key(),
-            args.pack.display()
+            path.display()
         ))
     })?;
     if to_stdout {
         return output::write_stdout_bytes(&bytes);
     }
     write_file(&output, &bytes)?;
+    if ctx.json {
+        return output::print_json(&Extracted {
+            pack: path.display().to_string(),
+            entry: EntryJson::new(entry, &output::signatures(&pack)),
+            output: output.display().to_string(),
+        });
+    }
     say!(
         "extracted {} ({}) to {}: {}",
         entry.key(),
@@ -82,8 +109,18 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
             "cannot write {shown}: no file name"
         )));
     }
-    wasmpak::fs::write_file(path, bytes, wasmpak::fs::FileMode::Public)
-        .map_err(|e| CliError::failed(format!("cannot write {shown}: {e}")))
+    let failed = |e: std::io::Error| CliError::failed(format!("cannot write {shown}: {e}"));
+    // A signal while the artifact is written stops the command before the rename: the
+    // temporary file and the directories made for it go, and nothing is at `path`.
+    let _stoppable = interrupt::stoppable();
+    let dirs = NewDirs::for_file(path)?;
+    let temp = TempFile::create(path, FileMode::Public).map_err(failed)?;
+    temp.write_at(bytes, 0).map_err(failed)?;
+    temp.sync().map_err(failed)?;
+    interrupt::check()?;
+    temp.persist().map_err(failed)?;
+    dirs.keep();
+    Ok(())
 }
 
 /// The file an entry is extracted to by default: its label's file name (never a path: a

@@ -11,17 +11,19 @@
 //! deserialization cannot tell a forged artifact from a real one): import only directories
 //! your own runtime wrote.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
+use serde::Serialize;
 use wasmer::Engine;
 use wasmpak::{CacheErrorKind, EngineIdentity, FileSystemCache, Key};
 
 use crate::context::Context;
 use crate::engine::{self, EngineArgs};
 use crate::error::{CliError, deserialize_detail};
-use crate::open;
+use crate::interrupt;
+use crate::open::{self, NewDirs};
 use crate::output::{self, say};
 
 /// Arguments of `wasmpak import`.
@@ -39,11 +41,39 @@ pub struct Args {
     pub engine: EngineArgs,
 }
 
-/// One artifact file found in the sources.
+/// One file found in the sources.
 struct Candidate {
     path: PathBuf,
     /// The engine directory it sits in (`{id}-{format}-v{abi}`), if it sits in one.
     engine_dir: Option<String>,
+    /// Why it is no artifact to offer wasmer, if it is not (a file in a source directory
+    /// that is not a `.bin` artifact).
+    not_artifact: Option<&'static str>,
+}
+
+/// The JSON document `import --json` prints.
+#[derive(Serialize, Default)]
+struct Imported {
+    pack: String,
+    identity: BTreeMap<String, serde_json::Value>,
+    imported: Vec<ImportedFile>,
+    skipped: Vec<Passed>,
+    refused: Vec<Passed>,
+}
+
+#[derive(Serialize)]
+struct ImportedFile {
+    file: String,
+    key: String,
+    label: String,
+    size: u64,
+}
+
+/// A file not imported, and why.
+#[derive(Serialize)]
+struct Passed {
+    file: String,
+    reason: String,
 }
 
 /// What becomes of one candidate.
@@ -59,11 +89,27 @@ enum Verdict {
 
 /// Runs `wasmpak import`.
 pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
+    let _stoppable = interrupt::stoppable();
     let engine = engine::build(&args.engine, None)?;
     let identity = EngineIdentity::of(&engine);
     let pack_identity = identity.to_pack_identity();
-    let pack_path = open::pack_in(&args.pack, &identity)?;
+    let pack_path = open::pack_path(&args.pack, &identity);
     let ours = engine_dir_name(&identity);
+    let mut report = Imported {
+        pack: pack_path.display().to_string(),
+        identity: output::identity_json(&pack_identity),
+        ..Imported::default()
+    };
+    // Lines as they are found, unless stdout is for the JSON document.
+    let say = output::lines(ctx.json);
+    let skip = |report: &mut Imported, path: &Path, reason: String| {
+        let line = format!("skipped   {}  ({reason})", path.display());
+        report.skipped.push(Passed {
+            file: path.display().to_string(),
+            reason,
+        });
+        say(line)
+    };
 
     let mut candidates = Vec::new();
     for source in &args.sources {
@@ -72,9 +118,8 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
     let existing = open::existing_for(ctx, &pack_path, &pack_identity, open::Purpose::Build)?;
     let mut imports = Vec::new();
     let mut seen = HashSet::new();
-    let (mut skipped, mut refused) = (0usize, 0usize);
     for candidate in &candidates {
-        let shown = candidate.path.display();
+        interrupt::check()?;
         match judge(candidate, &engine, &ours)? {
             Verdict::Import { key, label, bytes } => {
                 let present = match &existing {
@@ -82,49 +127,64 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
                     None => false,
                 };
                 if present || !seen.insert(key) {
-                    say!("skipped   {shown}  (already in the pack)")?;
-                    skipped += 1;
+                    skip(&mut report, &candidate.path, "already in the pack".into())?;
                 } else {
                     imports.push((key, label, bytes, candidate.path.clone()));
                 }
             }
-            Verdict::Skip(why) => {
-                say!("skipped   {shown}  ({why})")?;
-                skipped += 1;
-            }
+            Verdict::Skip(why) => skip(&mut report, &candidate.path, why)?,
             Verdict::Refuse(why) => {
-                say!("refused   {shown}  ({why})")?;
-                refused += 1;
+                say(format!("refused   {}  ({why})", candidate.path.display()))?;
+                report.refused.push(Passed {
+                    file: candidate.path.display().to_string(),
+                    reason: why,
+                });
             }
         }
     }
 
     let mut imported_bytes = 0u64;
-    let mut imported = 0usize;
     if !imports.is_empty() {
         open::check_can_write(&pack_path, existing.is_some())?;
+        let dirs = NewDirs::for_file(&pack_path)?;
         let pack = open::or_create(ctx, &pack_path, &pack_identity, open::Purpose::Build)?;
         let mut batch = pack.batch();
+        let mut lines = Vec::new();
         for (key, label, bytes, path) in &imports {
             if batch.contains(key)? {
-                say!(
-                    "skipped   {}  (added by another process meanwhile)",
-                    path.display()
+                skip(
+                    &mut report,
+                    path,
+                    "added by another process meanwhile".into(),
                 )?;
-                skipped += 1;
                 continue;
             }
             batch.insert_with_label(key, bytes, label)?;
-            say!("imported  {key}  {}", path.display())?;
-            imported += 1;
+            lines.push(format!("imported  {key}  {}  ({label})", path.display()));
+            report.imported.push(ImportedFile {
+                file: path.display().to_string(),
+                key: key.to_string(),
+                label: label.clone(),
+                size: bytes.len() as u64,
+            });
             imported_bytes += bytes.len() as u64;
         }
         batch.commit()?;
+        dirs.keep();
+        for line in lines {
+            say(line)?;
+        }
+    }
+    if ctx.json {
+        return output::print_json(&report);
     }
     say!(
-        "{}: imported {imported} ({}), refused {refused}, skipped {skipped}",
+        "{}: imported {} ({}), refused {}, skipped {}",
         pack_path.display(),
+        report.imported.len(),
         output::bytes(imported_bytes),
+        report.refused.len(),
+        report.skipped.len(),
     )?;
     say!("identity: {pack_identity}")
 }
@@ -145,8 +205,9 @@ fn is_engine_dir(name: &str) -> bool {
         .is_some_and(|(_, abi)| !abi.is_empty() && abi.bytes().all(|b| b.is_ascii_digit()))
 }
 
-/// Adds the artifact files `source` names: itself if it is a file; for a directory, its
-/// `.bin` files and those of its subdirectories (a cache directory holds one per engine).
+/// Adds the files `source` names: itself if it is a file; for a directory, its files and
+/// those of its subdirectories (a cache directory holds one per engine), each but the `.bin`
+/// artifacts to be reported as skipped.
 fn collect(source: &Path, out: &mut Vec<Candidate>) -> Result<(), CliError> {
     let shown = source.display();
     let meta = std::fs::metadata(source).map_err(|e| match e.kind() {
@@ -157,23 +218,37 @@ fn collect(source: &Path, out: &mut Vec<Candidate>) -> Result<(), CliError> {
         out.push(Candidate {
             path: source.to_path_buf(),
             engine_dir: engine_dir_of(source),
+            not_artifact: None,
         });
         return Ok(());
     }
     let mut files = Vec::new();
     for entry in read_dir(source)? {
         if entry.is_dir() {
-            files.extend(read_dir(&entry)?.into_iter().filter(|p| is_artifact(p)));
-        } else if is_artifact(&entry) {
+            files.extend(read_dir(&entry)?.into_iter().filter(|p| !p.is_dir()));
+        } else {
             files.push(entry);
         }
     }
     files.sort();
     out.extend(files.into_iter().map(|path| Candidate {
         engine_dir: engine_dir_of(&path),
+        not_artifact: not_artifact(&path),
         path,
     }));
     Ok(())
+}
+
+/// Why a file in a source directory is not offered to wasmer, if it is not: caches keep
+/// artifacts in `.bin` files (wasix's temporary files have other names).
+fn not_artifact(path: &Path) -> Option<&'static str> {
+    if !path.is_file() {
+        Some("not a regular file")
+    } else if path.extension().is_none_or(|e| e != "bin") {
+        Some("not a .bin artifact")
+    } else {
+        None
+    }
 }
 
 fn read_dir(dir: &Path) -> Result<Vec<PathBuf>, CliError> {
@@ -185,11 +260,6 @@ fn read_dir(dir: &Path) -> Result<Vec<PathBuf>, CliError> {
         .map_err(|e| CliError::failed(format!("cannot list {}: {e}", dir.display())))
 }
 
-/// A `.bin` file (wasix's temporary files have other names).
-fn is_artifact(path: &Path) -> bool {
-    path.is_file() && path.extension().is_some_and(|e| e == "bin")
-}
-
 /// The name of the engine directory `path` sits in, if it sits in one.
 fn engine_dir_of(path: &Path) -> Option<String> {
     let parent = path.parent()?.file_name()?.to_str()?;
@@ -198,6 +268,9 @@ fn engine_dir_of(path: &Path) -> Option<String> {
 
 /// Decides what to do with one artifact file.
 fn judge(candidate: &Candidate, engine: &Engine, ours: &str) -> Result<Verdict, CliError> {
+    if let Some(why) = candidate.not_artifact {
+        return Ok(Verdict::Skip(why.to_string()));
+    }
     if let Some(dir) = &candidate.engine_dir
         && dir != ours
     {
@@ -240,10 +313,11 @@ fn judge(candidate: &Candidate, engine: &Engine, ours: &str) -> Result<Verdict, 
             "cannot tell its key: name the file after its module hash, {KEY}.bin".to_string(),
         ));
     };
-    let label = match (module.name(), named_by_key) {
-        (Some(name), _) => name.to_string(),
-        (None, Some(_)) => String::new(),
-        (None, None) => candidate
+    // The module's own name if it has one, else the file's name, as `build` labels by file
+    // name: `rm` and `extract` can name the entry by it.
+    let label = match module.name() {
+        Some(name) => name.to_string(),
+        None => candidate
             .path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())

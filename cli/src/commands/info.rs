@@ -1,8 +1,11 @@
 //! `wasmpak info`: what a pack is for, whether this host can load it, under which name a
-//! `PackCache` finds it, and how its bytes are spent.
+//! `PackCache` finds it, how its bytes are spent, and the temporary files beside it (a
+//! writer's at work, or the leftovers of one that died, which the next command that writes
+//! the pack removes; `info` only looks).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::SystemTime;
 
 use serde::Serialize;
 use wasmpak::{EngineIdentity, SignatureInfo, SignatureStatus};
@@ -10,17 +13,15 @@ use wasmpak::{EngineIdentity, SignatureInfo, SignatureStatus};
 use crate::context::Context;
 use crate::engine;
 use crate::error::CliError;
-use crate::open;
+use crate::open::{self, Leftover};
 use crate::output::{self, say};
 
 /// Arguments of `wasmpak info`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The pack to describe
+    /// The pack to describe (a directory: the pack this host's PackCache uses there)
+    #[arg(value_name = "PACK|DIR")]
     pub pack: PathBuf,
-    /// Print one JSON document with exact byte counts
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// The JSON document `info --json` prints; sizes in bytes.
@@ -60,6 +61,37 @@ struct Info {
     /// Why its signatures cannot be read, if they cannot.
     #[serde(skip_serializing_if = "Option::is_none")]
     signature_damage: Option<String>,
+    /// Temporary files beside the pack.
+    leftovers: Vec<LeftoverJson>,
+}
+
+/// A temporary file beside the pack in `info --json`.
+#[derive(Serialize)]
+struct LeftoverJson {
+    file: String,
+    size: u64,
+    modified_at: String,
+    age_secs: u64,
+    /// Whether a live writer holds it; if not, a writer died and left it.
+    live: bool,
+}
+
+impl LeftoverJson {
+    fn new(leftover: &Leftover) -> LeftoverJson {
+        LeftoverJson {
+            file: leftover.path.display().to_string(),
+            size: leftover.size,
+            modified_at: output::utc(leftover.modified),
+            age_secs: age(leftover).as_secs(),
+            live: leftover.live,
+        }
+    }
+}
+
+fn age(leftover: &Leftover) -> std::time::Duration {
+    SystemTime::now()
+        .duration_since(leftover.modified)
+        .unwrap_or_default()
 }
 
 /// One signature in `info --json`.
@@ -69,8 +101,8 @@ pub struct SignatureJson {
     /// The signer's public key, raw, as 64 hex digits.
     public_key: String,
     generation: u64,
-    /// Seconds since the Unix epoch, by the signer's clock.
-    signed_at: u64,
+    /// When, by the signer's clock (RFC 3339, UTC).
+    signed_at: String,
     entries: u64,
     /// "valid" (checks out against the key it names), or "invalid: why".
     status: String,
@@ -92,21 +124,17 @@ fn signature_json(s: &SignatureInfo) -> SignatureJson {
             .map(|k| k.to_bytes().iter().map(|b| format!("{b:02x}")).collect())
             .unwrap_or_default(),
         generation: s.generation(),
-        signed_at: seconds(s),
+        signed_at: output::utc(s.signed_at()),
         entries: s.entries(),
         status: status_text(s.status()),
     }
 }
 
-fn seconds(s: &SignatureInfo) -> u64 {
-    s.signed_at()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// Runs `wasmpak info`.
 pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
-    let pack = open::any(ctx, &args.pack)?;
+    let path = open::host_pack_path(&args.pack);
+    let pack = open::any(ctx, &path)?;
+    let leftovers = open::leftovers(&path);
     let stats = pack.stats()?;
     let identity = pack.identity();
     let loadable = engine::host_can_load(identity);
@@ -119,9 +147,9 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
         Err(e) => (Vec::new(), Some(e.to_string())),
     };
     let sealed = pack.is_sealed()?;
-    if args.json {
+    if ctx.json {
         return output::print_json(&Info {
-            pack: args.pack.display().to_string(),
+            pack: path.display().to_string(),
             identity: output::identity_json(identity),
             generation: stats.generation,
             entries: stats.entries,
@@ -145,10 +173,11 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
             sealed,
             signatures: signatures.iter().map(signature_json).collect(),
             signature_damage: chain_damage,
+            leftovers: leftovers.iter().map(LeftoverJson::new).collect(),
         });
     }
     let sized = |n: u64| format!("{} ({n} bytes)", output::bytes(n));
-    say!("pack         {}", args.pack.display())?;
+    say!("pack         {}", path.display())?;
     say!("identity")?;
     for (name, value) in identity.fields() {
         say!("  {name:<10} {value}")?;
@@ -186,7 +215,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
     }
     for (i, s) in signatures.iter().enumerate() {
         say!(
-            "{}key {}: {} entries, generation {}, signed at {} (unix), {}",
+            "{}key {}: {} entries, generation {}, signed at {}, {}",
             if i == 0 {
                 "signatures   "
             } else {
@@ -195,7 +224,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
             s.signer_id(),
             s.entries(),
             s.generation(),
-            seconds(s),
+            output::utc(s.signed_at()),
             status_text(s.status())
         )?;
     }
@@ -212,5 +241,25 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
     say!(
         "host name    {}  (the pack this host's PackCache writes)",
         host.pack_file_name()
-    )
+    )?;
+    for (i, leftover) in leftovers.iter().enumerate() {
+        say!(
+            "{}{}  {}, modified {} ({} ago), {}",
+            if i == 0 {
+                "temporary    "
+            } else {
+                "             "
+            },
+            leftover.path.display(),
+            output::bytes(leftover.size),
+            output::utc(leftover.modified),
+            humantime::format_duration(std::time::Duration::from_secs(age(leftover).as_secs())),
+            if leftover.live {
+                "being written by a live process"
+            } else {
+                "left by a writer that died; the next command that writes the pack removes it"
+            }
+        )?;
+    }
+    Ok(())
 }

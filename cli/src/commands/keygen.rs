@@ -3,11 +3,13 @@
 
 use std::path::PathBuf;
 
+use serde::Serialize;
 use wasmpak::SecretKey;
 
 use crate::context::Context;
 use crate::error::CliError;
-use crate::output::say;
+use crate::open::NewDirs;
+use crate::output::{self, say};
 
 /// Arguments of `wasmpak keygen`.
 #[derive(Debug, clap::Args)]
@@ -27,8 +29,16 @@ pub fn public_path(secret: &std::path::Path) -> PathBuf {
     secret.with_file_name(format!("{stem}.pub.pem"))
 }
 
+/// The JSON document `keygen --json` prints.
+#[derive(Serialize)]
+struct KeyPair {
+    key_id: String,
+    secret_key: String,
+    public_key: String,
+}
+
 /// Runs `wasmpak keygen`.
-pub fn run(_ctx: &Context, args: Args) -> Result<(), CliError> {
+pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
     let public_path = args.public.unwrap_or_else(|| public_path(&args.secret));
     if public_path == args.secret {
         return Err(CliError::usage(
@@ -45,10 +55,22 @@ pub fn run(_ctx: &Context, args: Args) -> Result<(), CliError> {
     }
     let secret = SecretKey::generate().map_err(CliError::failed)?;
     let public = secret.public_key();
+    let dirs = [
+        NewDirs::for_file(&args.secret)?,
+        NewDirs::for_file(&public_path)?,
+    ];
     secret.write_new(&args.secret).map_err(CliError::failed)?;
     if let Err(e) = public.write_new(&public_path) {
         let _ = std::fs::remove_file(&args.secret);
         return Err(CliError::failed(e));
+    }
+    dirs.into_iter().for_each(NewDirs::keep);
+    if ctx.json {
+        return output::print_json(&KeyPair {
+            key_id: public.id(),
+            secret_key: args.secret.display().to_string(),
+            public_key: public_path.display().to_string(),
+        });
     }
     say!("key id      {}", public.id())?;
     say!(

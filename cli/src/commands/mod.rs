@@ -12,6 +12,7 @@ pub mod install;
 pub mod keygen;
 pub mod list;
 pub mod merge;
+pub mod path;
 #[cfg(feature = "object-store")]
 pub mod pull;
 #[cfg(feature = "object-store")]

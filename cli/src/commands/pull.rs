@@ -17,9 +17,14 @@
 //! their writeback starts every few MiB, and the sync, the verification and the last HEAD run
 //! at once. `--json` reports where the time went (`phases`).
 //!
-//! Into a directory that already holds a pack of that name and identity, `pull` fetches only
-//! the entries the local pack lacks and appends them through the pack's own
-//! commits, so processes using the pack meanwhile keep working.
+//! Into a pack of the same identity already there, `pull` fetches only the entries the local
+//! pack lacks and appends them through the pack's own commits, so processes using the pack
+//! meanwhile keep working.
+//!
+//! The destination is a file when it ends in `.wpk` or names an existing file, and otherwise a
+//! directory, which gets the object's file name (and is created if missing, and removed again
+//! if the pull fails). Interrupted, a pull stops: a full one removes its temporary file, a
+//! delta keeps the entries it committed.
 //!
 //! The machinery is under `remote/`: `download.rs` writes a full pull's temporary file,
 //! `delta.rs` fetches what a local pack lacks, `source.rs` pins the object's version.
@@ -32,8 +37,10 @@ use wasmpak::object_store::ObjectStoreExt;
 
 use crate::context::Context;
 use crate::error::CliError;
-use crate::open;
+use crate::interrupt;
+use crate::open::{self, NewDirs};
 use crate::output::{self, say};
+use crate::progress::{Bar, Progress};
 use crate::remote::delta;
 use crate::remote::download::Download;
 use crate::remote::report::{Phases, Summary};
@@ -46,21 +53,21 @@ use crate::remote::store::Remote;
 pub struct Args {
     /// The pack to download: s3://BUCKET/PATH/NAME.wpk, gs://..., az://..., file:///PATH
     pub url: String,
-    /// The directory to install it in, under the object's file name (created if missing)
-    pub dir: PathBuf,
-    /// Replace a local pack of that name with the download, instead of fetching only the
-    /// entries it lacks (needed when the local file is another identity or not a pack)
+    /// Where to: a file (a path ending in .wpk, or an existing file), or a directory, which
+    /// gets the object's file name (created if missing)
+    #[arg(value_name = "FILE|DIR")]
+    pub dest: PathBuf,
+    /// Replace a local pack there with the download, instead of fetching only the entries it
+    /// lacks (needed when the local file is another identity or not a pack)
     #[arg(long)]
     pub replace: bool,
     #[command(flatten)]
     pub timeout: Timeout,
-    /// Print a JSON summary (exact byte counts) instead of a line of text
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// Runs `wasmpak pull`.
 pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
+    let _stoppable = interrupt::stoppable();
     let started = Instant::now();
     let remote = Remote::open(&args.url, None, args.timeout.duration())?;
     let name = remote
@@ -69,20 +76,18 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
         .filter(|name| !name.starts_with('.'))
         .ok_or_else(|| CliError::usage(format!("URL {} does not name a pack file", remote.url())))?
         .to_string();
-    std::fs::create_dir_all(&args.dir).map_err(|e| {
-        CliError::failed(format!(
-            "cannot create directory {}: {e}",
-            args.dir.display()
-        ))
-    })?;
-    let dest = args.dir.join(&name);
+    let dest = destination(&args.dest, &name);
+    // Created now, removed again if the pull fails: a failed pull leaves no directory behind.
+    let dirs = NewDirs::for_file(&dest)?;
     // One thread: the download is one connection, and the disk has threads of its own.
     let network = runtime::current_thread_runtime()?;
     let connect = started.elapsed().as_nanos() as u64;
-    let mut summary = network.block_on(pull(ctx, &remote, &dest, args.replace))?;
+    let progress = Progress::new(ctx);
+    let mut summary = network.block_on(pull(ctx, &remote, &dest, args.replace, &progress))?;
+    dirs.keep();
     summary.phases.connect = connect;
     summary.nanos = started.elapsed().as_nanos() as u64;
-    if args.json {
+    if ctx.json {
         return output::print_json(&summary);
     }
     let what = match summary.mode {
@@ -103,12 +108,25 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
     )
 }
 
+/// The file `dest` names for an object named `name`: `dest` itself if it ends in `.wpk` or is
+/// an existing file, else `name` in the directory `dest`.
+fn destination(dest: &Path, name: &str) -> PathBuf {
+    let file =
+        !open::names_dir(dest) && (dest.extension().is_some_and(|e| e == "wpk") || dest.exists());
+    if file {
+        dest.to_path_buf()
+    } else {
+        dest.join(name)
+    }
+}
+
 /// Pulls into `dest`: a full download, or a delta into the pack already there.
 async fn pull(
     ctx: &Context,
     remote: &Remote,
     dest: &Path,
     replace: bool,
+    progress: &Progress,
 ) -> Result<Summary, CliError> {
     let mut summary = Summary::new(remote.url(), dest.to_path_buf());
     let local = if replace {
@@ -117,7 +135,7 @@ async fn pull(
         open::any_if_exists(ctx, dest).transpose()
     };
     let Some(local) = local else {
-        full(ctx, remote, dest, &mut summary).await?;
+        full(ctx, remote, dest, &mut summary, progress).await?;
         return Ok(summary);
     };
     let mut mark = Instant::now();
@@ -146,7 +164,10 @@ async fn pull(
             remote.url()
         )));
     }
+    open::prepare_write(dest)?;
+    let bar = progress.spinner(&format!("fetching what {} lacks", dest.display()), None);
     delta::pull(&source, &decoded.commit, &local, &mut summary).await?;
+    bar.done();
     summary.phases.download = lap(&mut mark);
     Ok(summary)
 }
@@ -159,6 +180,7 @@ async fn full(
     remote: &Remote,
     dest: &Path,
     summary: &mut Summary,
+    progress: &Progress,
 ) -> Result<(), CliError> {
     let mut mark = Instant::now();
     let response = match remote
@@ -176,7 +198,11 @@ async fn full(
     summary.requests = 2;
     let download = Download::create(dest, ctx.pack_options())?;
     summary.phases.request = lap(&mut mark);
-    let (identity, check) = download.stream(&source, response.into_stream()).await?;
+    let bar: Bar = progress.bytes(&format!("downloading {}", remote.url()), source.meta.size);
+    let (identity, check) = download
+        .stream(&source, response.into_stream(), &bar)
+        .await?;
+    bar.done();
     summary.bytes_downloaded = source.meta.size;
     summary.phases.download = lap(&mut mark);
     let verifying = {

@@ -4,22 +4,27 @@
 //! slots and the committed bytes below it, so a pack that other processes keep appending to
 //! can be pushed at any time. The pack is verified before a byte leaves (a damaged pack is
 //! never spread to a fleet), and the object appears all at once: one request for a small
-//! pack, a multipart upload (completed last, aborted on failure) for a large one.
+//! pack, a multipart upload (completed last, aborted on failure, timeout or signal, so that no
+//! part is left in the bucket) for a large one.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use bytes::Bytes;
+use serde::Serialize;
 use wasmpak::format::snapshot::{self, SUPERBLOCK_LEN};
 use wasmpak::format::superblock;
 use wasmpak::object_store::{PutPayload, WriteMultipart};
 
 use crate::context::Context;
 use crate::error::CliError;
+use crate::interrupt;
 use crate::open;
 use crate::output::{self, say};
+use crate::progress::{Bar, Progress};
 use crate::remote::runtime::{self, Timeout, pause_point};
 use crate::remote::source::header_problem;
 use crate::remote::store::Remote;
@@ -36,7 +41,8 @@ const MAX_ATTEMPTS: usize = 5;
 /// Arguments of `wasmpak push`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The pack to upload
+    /// The pack to upload (a directory: the pack this host's PackCache uses there)
+    #[arg(value_name = "PACK|DIR")]
     pub pack: PathBuf,
     /// Where to: s3://BUCKET/PATH, gs://..., az://..., file:///PATH; a URL ending in `/` gets
     /// the pack's file name
@@ -54,20 +60,52 @@ struct Snapshot {
     generation: u64,
 }
 
+/// The JSON document `push --json` prints.
+#[derive(Serialize)]
+struct Pushed {
+    pack: String,
+    /// The object's URL.
+    url: String,
+    identity: BTreeMap<String, serde_json::Value>,
+    entries: u64,
+    bytes: u64,
+    generation: u64,
+    /// Parts of the multipart upload; 0 for a single request.
+    parts: usize,
+    nanos: u64,
+}
+
 /// Runs `wasmpak push`.
 pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
-    let name = args
-        .pack
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned());
+    let _stoppable = interrupt::stoppable();
+    let path = open::host_pack_path(&args.pack);
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
     let remote = Remote::open(&args.url, name.as_deref(), args.timeout.duration())?;
-    let (snapshot, entries) = checked_snapshot(ctx, &args.pack)?;
+    let (snapshot, entries, identity) = checked_snapshot(ctx, &path)?;
+    interrupt::check()?;
     let started = Instant::now();
     let network = runtime::runtime()?;
-    let parts = network.block_on(upload(&remote, &snapshot))?;
+    let bar = Progress::new(ctx).bytes(
+        &format!("uploading to {}", remote.url()),
+        snapshot.committed_len,
+    );
+    let parts = network.block_on(upload(&remote, &snapshot, &bar))?;
+    bar.done();
+    if ctx.json {
+        return output::print_json(&Pushed {
+            pack: path.display().to_string(),
+            url: remote.url().to_string(),
+            identity: output::identity_json(&identity),
+            entries,
+            bytes: snapshot.committed_len,
+            generation: snapshot.generation,
+            parts,
+            nanos: started.elapsed().as_nanos() as u64,
+        });
+    }
     say!(
         "pushed {} to {}: {}, {}, generation {} ({}) in {}",
-        args.pack.display(),
+        path.display(),
         remote.url(),
         output::count(entries, "entry", "entries"),
         output::bytes(snapshot.committed_len),
@@ -80,8 +118,12 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
     )
 }
 
-/// The latest commit of the pack at `path`, verified whole, and its number of entries.
-fn checked_snapshot(ctx: &Context, path: &Path) -> Result<(Snapshot, u64), CliError> {
+/// The latest commit of the pack at `path`, verified whole, its number of entries and its
+/// identity.
+fn checked_snapshot(
+    ctx: &Context,
+    path: &Path,
+) -> Result<(Snapshot, u64, wasmpak::PackIdentity), CliError> {
     let pack = open::any(ctx, path)?;
     for _ in 0..MAX_ATTEMPTS {
         let snapshot = read_snapshot(path)?;
@@ -94,13 +136,12 @@ fn checked_snapshot(ctx: &Context, path: &Path) -> Result<(Snapshot, u64), CliEr
         }
         if let Some(problem) = report.problems().first() {
             return Err(CliError::failed(format!(
-                "refusing to push damaged pack {}: {} (and {} more; see `wasmpak verify`)",
+                "refusing to push damaged pack {}: {problem}{}",
                 path.display(),
-                problem,
-                report.problems().len() - 1
+                output::and_more(report.problems().len() - 1, "problem", "problems"),
             )));
         }
-        return Ok((snapshot, report.entries()));
+        return Ok((snapshot, report.entries(), pack.identity().clone()));
     }
     Err(CliError::failed(format!(
         "pack {} kept changing while being checked; try again",
@@ -160,7 +201,7 @@ fn chunks(snapshot: &Snapshot, chunk: usize) -> impl Iterator<Item = std::io::Re
 }
 
 /// Uploads the snapshot; returns the number of multipart parts (0 for a single request).
-async fn upload(remote: &Remote, snapshot: &Snapshot) -> Result<usize, CliError> {
+async fn upload(remote: &Remote, snapshot: &Snapshot, bar: &Bar) -> Result<usize, CliError> {
     let read_error = |e: std::io::Error| CliError::failed(format!("cannot read the pack: {e}"));
     if snapshot.committed_len <= SINGLE_PUT_MAX {
         let payload: PutPayload = chunks(snapshot, PART)
@@ -176,6 +217,7 @@ async fn upload(remote: &Remote, snapshot: &Snapshot) -> Result<usize, CliError>
             .within("upload to", put)
             .await?
             .map_err(|e| remote.error("upload to", &e))?;
+        bar.set(snapshot.committed_len);
         return Ok(0);
     }
     let start = remote
@@ -186,36 +228,53 @@ async fn upload(remote: &Remote, snapshot: &Snapshot) -> Result<usize, CliError>
         .await?
         .map_err(|e| remote.error("start an upload to", &e))?;
     let mut writer = WriteMultipart::new_with_chunk_size(upload, PART);
+    match send_parts(remote, snapshot, &mut writer, bar).await {
+        Ok(()) => {}
+        Err(error) => {
+            // The parts sent so far never become an object; aborting frees them. Bounded by
+            // the timeout alone: an interrupted push must still abort.
+            let _ = remote.cleanup("abort the upload to", writer.abort()).await;
+            return Err(error);
+        }
+    }
+    // Every part is up: completing is the quickest way to leave nothing open, so a signal now
+    // lets it finish.
+    remote
+        .cleanup("finish the upload to", writer.finish())
+        .await?
+        .map_err(|e| remote.error("finish the upload to", &e))?;
+    Ok(snapshot.committed_len.div_ceil(PART as u64) as usize)
+}
+
+/// Sends the snapshot's parts, at most [`CONCURRENT_PARTS`] at once.
+async fn send_parts(
+    remote: &Remote,
+    snapshot: &Snapshot,
+    writer: &mut WriteMultipart,
+    bar: &Bar,
+) -> Result<(), CliError> {
     let mut sent = 0usize;
     let mut paused = false;
     for chunk in chunks(snapshot, PART) {
-        let written = match chunk {
-            Ok(bytes) => {
-                sent += bytes.len();
-                writer.put(bytes);
-                match remote
-                    .within("upload to", writer.wait_for_capacity(CONCURRENT_PARTS))
-                    .await
-                {
-                    Ok(done) => done.map_err(|e| remote.error("upload to", &e)),
-                    Err(stalled) => Err(stalled),
-                }
-            }
-            Err(e) => Err(read_error(e)),
-        };
-        if let Err(error) = written {
-            // The parts sent so far never become an object; aborting frees them.
-            let _ = remote.within("abort the upload to", writer.abort()).await;
-            return Err(error);
-        }
+        let bytes = chunk.map_err(|e| CliError::failed(format!("cannot read the pack: {e}")))?;
+        sent += bytes.len();
+        writer.put(bytes);
+        remote
+            .within("upload to", writer.wait_for_capacity(CONCURRENT_PARTS))
+            .await?
+            .map_err(|e| remote.error("upload to", &e))?;
+        // Parts in flight are not done: the bar shows what the store has taken at least.
+        bar.set(sent.saturating_sub(CONCURRENT_PARTS * PART) as u64);
         if !paused && sent >= PART {
             paused = true;
             pause_point().await;
         }
     }
+    // The last parts, before the upload is completed: an interruption now still aborts it.
     remote
-        .within("finish the upload to", writer.finish())
+        .within("upload to", writer.wait_for_capacity(0))
         .await?
-        .map_err(|e| remote.error("finish the upload to", &e))?;
-    Ok(snapshot.committed_len.div_ceil(PART as u64) as usize)
+        .map_err(|e| remote.error("upload to", &e))?;
+    bar.set(snapshot.committed_len);
+    Ok(())
 }

@@ -6,16 +6,19 @@
 
 use std::path::PathBuf;
 
+use serde::Serialize;
+
 use crate::context::Context;
 use crate::error::CliError;
 use crate::open;
-use crate::output::{self, say};
+use crate::output::{self, EntryRef, say};
 use crate::resolve::{find, resolve};
 
 /// Arguments of `wasmpak rm`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The pack to remove from
+    /// The pack to remove from (a directory: the pack this host's PackCache uses there)
+    #[arg(value_name = "PACK|DIR")]
     pub pack: PathBuf,
     /// Entries to remove: full keys, labels, or unique key prefixes (at least 4 hex digits)
     #[arg(required = true, value_name = "KEY|LABEL")]
@@ -25,9 +28,18 @@ pub struct Args {
     pub force: bool,
 }
 
+/// The JSON document `rm --json` prints.
+#[derive(Serialize)]
+struct Removed {
+    pack: String,
+    removed: Vec<EntryRef>,
+    entries_left: u64,
+}
+
 /// Runs `wasmpak rm`.
 pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
-    let pack = open::any(ctx, &args.pack)?;
+    let path = open::host_pack_path(&args.pack);
+    let pack = open::any(ctx, &path)?;
     let entries: Vec<_> = pack.iter()?.collect();
     let mut chosen = Vec::new();
     for name in &args.entries {
@@ -46,26 +58,35 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
             chosen.push(entry);
         }
     }
-    if chosen.is_empty() {
-        return say!(
-            "{}: removed 0, {} left",
-            args.pack.display(),
-            output::count(pack.len()?, "entry", "entries")
-        );
+    if !chosen.is_empty() {
+        open::prepare_write(&path)?;
+        let mut batch = pack.batch();
+        for entry in &chosen {
+            batch.remove(entry.key())?;
+        }
+        batch.commit()?;
     }
-    open::check_writable(&args.pack)?;
-    let mut batch = pack.batch();
-    for entry in &chosen {
-        batch.remove(entry.key())?;
+    let left = pack.len()?;
+    if ctx.json {
+        return output::print_json(&Removed {
+            pack: path.display().to_string(),
+            removed: chosen
+                .iter()
+                .map(|e| EntryRef {
+                    key: e.key().to_string(),
+                    label: e.label().to_string(),
+                })
+                .collect(),
+            entries_left: left,
+        });
     }
-    batch.commit()?;
     for entry in &chosen {
         say!("removed  {}  {}", entry.key(), entry.label())?;
     }
     say!(
         "{}: removed {}, {} left",
-        args.pack.display(),
+        path.display(),
         chosen.len(),
-        output::count(pack.len()?, "entry", "entries")
+        output::count(left, "entry", "entries")
     )
 }

@@ -10,7 +10,8 @@ use crate::signing;
 /// Arguments of `wasmpak sign`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The pack to sign
+    /// The pack to sign (a directory: the pack this host's PackCache uses there)
+    #[arg(value_name = "PACK|DIR")]
     pub pack: PathBuf,
     /// The secret key (PKCS#8 PEM, from `wasmpak keygen` or `openssl genpkey -algorithm ed25519`)
     #[arg(long, value_name = "SECRET.pem")]
@@ -20,7 +21,6 @@ pub struct Args {
 /// Runs `wasmpak sign`.
 pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
     let key = signing::read_secret(&args.key)?;
-    let pack = open::any(ctx, &args.pack)?;
-    open::check_writable(&args.pack)?;
-    signing::sign(&pack, &key)
+    let pack = open::writable(ctx, &open::host_pack_path(&args.pack))?;
+    signing::sign(ctx, &pack, &key)
 }

@@ -18,6 +18,7 @@ use wasmpak::object_store::ObjectMeta;
 use wasmpak::{PackIdentity, PackOptions};
 
 use crate::error::CliError;
+use crate::progress::Bar;
 use crate::remote::report::Phases;
 use crate::remote::runtime;
 use crate::remote::source::{Source, decode, head};
@@ -66,6 +67,7 @@ impl Download {
         &self,
         source: &Source<'_>,
         mut body: BoxStream<'static, wasmpak::object_store::Result<Bytes>>,
+        bar: &Bar,
     ) -> Result<(PackIdentity, Check), CliError> {
         let remote = source.remote;
         let (batches, received) = tokio::sync::mpsc::channel::<Pending>(BATCHES_IN_FLIGHT);
@@ -81,6 +83,7 @@ impl Download {
         while let Some(chunk) = remote.within("download", body.next()).await? {
             let chunk = chunk.map_err(|e| source.failed(&e))?;
             received_len += chunk.len() as u64;
+            bar.set(received_len);
             pending.push(chunk);
             let full = pending.len >= WRITE_BUFFER || pending.chunks.len() >= MAX_CHUNKS;
             if !full || (identity.is_none() && pending.len < WRITE_BUFFER) {
@@ -172,9 +175,8 @@ impl Download {
         let report = pack.verify()?;
         if let Some(problem) = report.problems().first() {
             return Err(CliError::failed(format!(
-                "the pack downloaded from {url} is damaged: {problem} (and {} more); nothing \
-                 was installed",
-                report.problems().len() - 1
+                "the pack downloaded from {url} is damaged: {problem}{}; nothing was installed",
+                crate::output::and_more(report.problems().len() - 1, "problem", "problems"),
             )));
         }
         Ok(report.entries())

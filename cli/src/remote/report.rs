@@ -9,6 +9,7 @@ pub struct Summary {
     /// The URL pulled.
     pub url: String,
     /// The local pack.
+    #[serde(rename = "pack")]
     pub path: PathBuf,
     /// `full`, `delta` or `up-to-date`.
     pub mode: &'static str,

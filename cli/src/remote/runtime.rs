@@ -41,7 +41,8 @@ fn started(builder: &mut Builder) -> Result<Runtime, CliError> {
 
 /// Test hook: with the `fault-injection` feature, a transfer stops after its first part
 /// while the file `WASMPAK_PAUSE_FILE` exists, having created `{file}.reached`, so that tests
-/// can stop the server, kill the process or replace the object at a known point.
+/// can stop the server, kill or interrupt the process or replace the object at a known point.
+/// A signal ends the pause, as it ends any step.
 pub async fn pause_point() {
     #[cfg(feature = "fault-injection")]
     if let Some(gate) = std::env::var_os("WASMPAK_PAUSE_FILE") {
@@ -49,8 +50,14 @@ pub async fn pause_point() {
         let mut reached = gate.clone().into_os_string();
         reached.push(".reached");
         let _ = std::fs::write(&reached, b"");
-        while gate.exists() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        let paused = async {
+            while gate.exists() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::select! {
+            () = paused => {}
+            _ = crate::interrupt::signalled("") => {}
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The object a `push` or `pull` URL names: the library's [`StoreUrl`] (scheme, credentials
 //! and endpoints from the environment, connect timeout, retries), with what the tool adds
 //! around it: a folder URL completed by the pack's file name, the `--timeout` every step is
-//! bounded by, and its messages.
+//! bounded by, the signal that stops every step, and its messages.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -12,6 +12,7 @@ use wasmpak::object_store::path::Path as ObjectPath;
 use wasmpak::{RemoteErrorKind, StoreUrl};
 
 use crate::error::CliError;
+use crate::interrupt;
 
 /// An object in a store, as a URL named it.
 #[derive(Debug, Clone)]
@@ -57,8 +58,23 @@ impl Remote {
     }
 
     /// `step` (a request, a chunk of a download, a part of an upload), or an error naming the
-    /// URL if the store makes no progress for the timeout.
+    /// URL if the store makes no progress for the timeout, or the interruption if a signal
+    /// asks the command to stop (the caller then undoes what it started, with
+    /// [`Remote::cleanup`]).
     pub async fn within<T>(
+        &self,
+        doing: &str,
+        step: impl Future<Output = T>,
+    ) -> Result<T, CliError> {
+        tokio::select! {
+            done = self.cleanup(doing, step) => done,
+            stopped = interrupt::signalled("what was under way was undone") => Err(stopped),
+        }
+    }
+
+    /// `step`, bounded by the timeout alone: for undoing what an interrupted or failed
+    /// transfer started (aborting an upload), which a signal must not stop too.
+    pub async fn cleanup<T>(
         &self,
         doing: &str,
         step: impl Future<Output = T>,

@@ -266,6 +266,12 @@ fn a_push_to_a_server_that_stops_or_stalls_fails_and_leaves_no_object() {
     std::fs::remove_file(&gate).unwrap();
     finish(child).fails_naming(1, &[&url]);
     moto.resume();
+    std::thread::sleep(std::time::Duration::from_millis(500)); // the requests it queued meanwhile
+    assert_eq!(
+        moto.open_uploads(&bucket),
+        0,
+        "the timed-out upload was aborted"
+    );
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -288,6 +294,117 @@ fn a_push_to_a_server_that_stops_or_stalls_fails_and_leaves_no_object() {
     moto.kill();
     std::fs::remove_file(&gate).unwrap();
     finish(child).fails_naming(1, &[&url]);
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "stops the tool at its pause point: needs the fault-injection feature"
+)]
+fn sigint_during_a_multipart_push_aborts_the_upload() {
+    let moto = Moto::shared();
+    let bucket = moto.bucket("sigint-push");
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("app.wpk");
+    pack_with(&source, "a", 0..5, 8 << 20); // 40 MiB: three parts
+    let url = format!("s3://{bucket}/app.wpk");
+    let gate = dir.path().join("gate");
+    for signal in [rustix::process::Signal::INT, rustix::process::Signal::TERM] {
+        let child = paused(moto, &gate, &["push", source.to_str().unwrap(), &url]);
+        assert_eq!(moto.open_uploads(&bucket), 1, "the upload is under way");
+        rustix::process::kill_process(rustix::process::Pid::from_child(&child), signal).unwrap();
+        let code = if signal == rustix::process::Signal::INT {
+            130
+        } else {
+            143
+        };
+        let line = finish(child).fails(code).to_string();
+        assert!(line.contains("interrupted"), "{line}");
+        assert_eq!(moto.open_uploads(&bucket), 0, "the upload was aborted");
+    }
+    // Nothing was pushed; a push that runs to the end leaves no upload open either.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let found = rt.block_on(moto.store(&bucket).head(&ObjectPath::from("app.wpk")));
+    assert!(
+        matches!(found, Err(wasmpak::object_store::Error::NotFound { .. })),
+        "{found:?}"
+    );
+    run(wasmpak(moto, &["push", source.to_str().unwrap(), &url])).ok();
+    assert_eq!(moto.open_uploads(&bucket), 0);
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "stops the tool at its pause point: needs the fault-injection feature"
+)]
+fn sigint_during_a_pull_removes_its_temporary_file_and_directory() {
+    let moto = Moto::shared();
+    let bucket = moto.bucket("sigint-pull");
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("app.wpk");
+    pack_with(&source, "a", 0..4, 6 << 20);
+    let url = format!("s3://{bucket}/app.wpk");
+    run(wasmpak(moto, &["push", source.to_str().unwrap(), &url])).ok();
+    let node = dir.path().join("node");
+    let gate = dir.path().join("gate");
+    for (signal, code, name) in [
+        (rustix::process::Signal::INT, 130, "interrupted by SIGINT"),
+        (rustix::process::Signal::TERM, 143, "interrupted by SIGTERM"),
+    ] {
+        let child = paused(moto, &gate, &["pull", &url, node.to_str().unwrap()]);
+        assert_eq!(files_in(&node).len(), 1, "its temporary file");
+        rustix::process::kill_process(rustix::process::Pid::from_child(&child), signal).unwrap();
+        finish(child).fails_naming(code, &[name]);
+        assert!(!node.exists(), "nothing left: {:?}", files_in(&node));
+    }
+}
+
+#[test]
+fn pull_to_a_file_path_and_over_an_existing_pack() {
+    let moto = Moto::shared();
+    let bucket = moto.bucket("dest");
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("all.wpk");
+    let pack = pack_with(&source, "a", 0..5, 1000);
+    let url = format!("s3://{bucket}/packs/all.wpk");
+    run(wasmpak(moto, &["push", source.to_str().unwrap(), &url])).ok();
+    // A path ending in .wpk is the file.
+    let file = dir.path().join("node7/all.wpk");
+    run(wasmpak(moto, &["pull", &url, file.to_str().unwrap()])).ok();
+    assert!(file.is_file(), "a file, not a directory");
+    same_entries(&pack, &Pack::open(&file, &identity("a")).unwrap());
+    // Pulling over it again: an update, never "File exists".
+    pack_with(&source, "a", 5..7, 1000);
+    run(wasmpak(moto, &["push", source.to_str().unwrap(), &url])).ok();
+    let again = run(wasmpak(
+        moto,
+        &["pull", &url, file.to_str().unwrap(), "--json"],
+    ))
+    .ok();
+    assert_eq!(again.json()["mode"], "delta");
+    assert_eq!(Pack::open(&file, &identity("a")).unwrap().len().unwrap(), 7);
+    // An existing file under another name is the destination too; --replace replaces it whole.
+    let other = dir.path().join("node7/current");
+    std::fs::copy(&file, &other).unwrap();
+    run(wasmpak(
+        moto,
+        &["pull", "--replace", &url, other.to_str().unwrap()],
+    ))
+    .ok();
+    assert!(other.is_file());
+    // A directory gets the object's name.
+    let node = dir.path().join("node8");
+    run(wasmpak(moto, &["pull", &url, node.to_str().unwrap()])).ok();
+    assert!(node.join("all.wpk").is_file());
+    // A failed pull creates no directory.
+    let missing = format!("s3://{bucket}/packs/none.wpk");
+    let fresh = dir.path().join("node9/deeper");
+    run(wasmpak(moto, &["pull", &missing, fresh.to_str().unwrap()])).fails(1);
+    assert!(!dir.path().join("node9").exists());
 }
 
 #[test]
@@ -421,6 +538,7 @@ fn bad_urls_objects_and_packs_are_one_line_errors_that_install_nothing() {
     // A local pack of another identity is left alone.
     let url = format!("s3://{bucket}/app.wpk");
     run(wasmpak(moto, &["push", pack_arg, &url])).ok();
+    std::fs::create_dir_all(&node).unwrap(); // the failed pulls above created none
     let other = pack_with(&node.join("app.wpk"), "b", 0..1, 10);
     let before = std::fs::read(other.path()).unwrap();
     run(wasmpak(moto, &["pull", &url, node_arg])).fails_naming(1, &[&url, "another directory"]);
@@ -467,6 +585,7 @@ fn a_truncated_object_is_refused_and_nothing_installed() {
     }
     // Into a local pack of the same identity (a delta pull): refused too, the pack untouched.
     let len = bytes.len() / 2;
+    std::fs::create_dir_all(&node).unwrap(); // the refused pulls above created none
     let local = pack_with(&node.join(format!("cut-{len}.wpk")), "a", 0..1, 10);
     let before = std::fs::read(local.path()).unwrap();
     let url = format!("s3://{bucket}/cut-{len}.wpk");

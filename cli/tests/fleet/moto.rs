@@ -154,6 +154,18 @@ impl Moto {
 
     /// Sends one plain HTTP request (moto checks no signatures); returns the status code.
     pub fn request(&self, method: &str, path: &str, body: &[u8]) -> u16 {
+        self.exchange(method, path, body).0
+    }
+
+    /// The multipart uploads open in `bucket` (S3's `?uploads` listing).
+    pub fn open_uploads(&self, bucket: &str) -> usize {
+        let (status, listing) = self.exchange("GET", &format!("/{bucket}?uploads"), b"");
+        assert_eq!(status, 200, "listing the uploads of {bucket}: {listing}");
+        listing.matches("<Upload>").count()
+    }
+
+    /// Sends one plain HTTP request; returns the status code and the whole response.
+    fn exchange(&self, method: &str, path: &str, body: &[u8]) -> (u16, String) {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         stream
             .set_read_timeout(Some(Duration::from_secs(30)))
@@ -169,11 +181,12 @@ impl Moto {
         stream.write_all(body).unwrap();
         let mut response = String::new();
         let _ = stream.read_to_string(&mut response);
-        response
+        let status = response
             .split_whitespace()
             .nth(1)
             .and_then(|code| code.parse().ok())
-            .unwrap_or(0)
+            .unwrap_or(0);
+        (status, response)
     }
 
     /// A store for `bucket` on this server, as an application would build one.

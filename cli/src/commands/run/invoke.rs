@@ -35,17 +35,18 @@ pub fn prepare(
 }
 
 /// Instantiates `module` and calls `name` with `values` (from [`prepare`]), printing its
-/// results.
+/// results (and, if `tell`, what was stubbed, on stderr).
 pub fn call(
     engine: &Engine,
     module: &Module,
     label: &str,
     name: &str,
     values: &[Value],
+    tell: bool,
 ) -> Result<(), CliError> {
     let mut store = Store::new(engine.clone());
     let (imports, stubbed) = stub_imports(&mut store, module)?;
-    if !stubbed.is_empty() {
+    if tell && !stubbed.is_empty() {
         tell!(
             "stubbed {}: {}",
             output::count(stubbed.len() as u64, "import", "imports"),
