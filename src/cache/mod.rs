@@ -86,6 +86,8 @@ mod memo;
 #[cfg(feature = "object-store")]
 mod object_store;
 mod pack_cache;
+#[cfg(feature = "wasmer-cache")]
+mod wasmer_cache;
 
 #[cfg(feature = "object-store")]
 pub use self::object_store::{
@@ -101,3 +103,5 @@ pub use thread_local::ThreadLocalCache;
 pub use types::{CacheError, ModuleCache, ModuleHash};
 #[cfg(feature = "wasix")]
 pub use wasix_runtime::{WasiRunError, WasiRunErrorKind, WasixHost};
+#[cfg(feature = "wasmer-cache")]
+pub use wasmer_cache::WasmerCache;
