@@ -97,9 +97,13 @@ impl Remote {
                     .build()
                     .map(|s| Arc::new(s) as Arc<dyn ObjectStore>)
             }
+            // `with_client_options` replaces the builder's options, whose default for GCS
+            // allows plain http: the only http URL it can reach is a base URL the user set
+            // (an emulator's `gcs_base_url`, GOOGLE_BASE_URL). Without it, requests to such a
+            // URL fail before they are sent ("HTTP error: builder error").
             ObjectStoreScheme::GoogleCloudStorage => GoogleCloudStorageBuilder::from_env()
                 .with_url(url)
-                .with_client_options(options)
+                .with_client_options(options.with_allow_http(true))
                 .with_retry(retry)
                 .build()
                 .map(|s| Arc::new(s) as Arc<dyn ObjectStore>),
