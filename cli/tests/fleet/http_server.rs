@@ -1,0 +1,156 @@
+//! Plain HTTP servers for the tests of `wasmpak pull http://...`, serving a directory on
+//! 127.0.0.1: nginx, which answers as a CDN or release host does (byte ranges, strong ETags,
+//! `If-Match`, `If-Range`), optionally with ranges or ETags turned off; and Python's
+//! `http.server`, which knows neither ranges nor ETags (only `Last-Modified`).
+//!
+//! nginx comes from Debian's packages (`apt-get install nginx-light`, a step of `.ci/run`);
+//! Python's server from the standard library. A missing one fails the test with a message
+//! saying so. Both run under the supervisor of `server.rs`, so they end with the test process,
+//! and nginx runs as one process (no master), so that freezing it stalls every connection.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use crate::server::Server;
+
+/// What an nginx serves besides the files.
+#[derive(Debug, Clone, Copy)]
+pub struct Nginx {
+    /// Answer `Range` requests with 206 (else with the whole file, 200).
+    pub ranges: bool,
+    /// Send ETags (else `Last-Modified` only).
+    pub etags: bool,
+}
+
+impl Default for Nginx {
+    fn default() -> Nginx {
+        Nginx {
+            ranges: true,
+            etags: true,
+        }
+    }
+}
+
+/// A server of the test's own, serving `root`.
+pub struct HttpServer {
+    server: Server,
+    root: PathBuf,
+    /// nginx's configuration, pid and temporary files.
+    _runtime: Option<tempfile::TempDir>,
+}
+
+impl HttpServer {
+    /// nginx serving `root` as `options` say.
+    pub fn nginx(root: &Path, options: Nginx) -> HttpServer {
+        let nginx = ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/bin/nginx"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|path| path.exists())
+            .unwrap_or_else(|| {
+                panic!(
+                    "the HTTP pull tests need nginx: `apt-get install nginx-light` (Debian), as \
+                     .ci/run does"
+                )
+            });
+        let runtime = tempfile::tempdir().unwrap();
+        let dir = runtime.path().to_path_buf();
+        let root = root.to_path_buf();
+        let server = Server::start("nginx", &nginx, |port| {
+            let config = dir.join(format!("nginx-{port}.conf"));
+            std::fs::write(&config, nginx_config(&dir, &root, port, options)).unwrap();
+            vec![
+                "-p".into(),
+                dir.display().to_string(),
+                "-e".into(),
+                dir.join("error.log").display().to_string(),
+                "-c".into(),
+                config.display().to_string(),
+            ]
+        });
+        HttpServer {
+            server,
+            root,
+            _runtime: Some(runtime),
+        }
+    }
+
+    /// Python's `http.server` serving `root`: no ranges, no ETags.
+    pub fn python(root: &Path) -> HttpServer {
+        let root = root.to_path_buf();
+        let server = Server::start("python3 -m http.server", Path::new("python3"), |port| {
+            vec![
+                "-m".into(),
+                "http.server".into(),
+                "--bind".into(),
+                "127.0.0.1".into(),
+                "--directory".into(),
+                root.display().to_string(),
+                port.to_string(),
+            ]
+        });
+        HttpServer {
+            server,
+            root,
+            _runtime: None,
+        }
+    }
+
+    /// The URL of `name` in the served directory.
+    pub fn url(&self, name: &str) -> String {
+        format!("{}/{name}", self.server.url())
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Sends one plain HTTP/1.1 request; returns the status code and the body.
+    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> (u16, Vec<u8>) {
+        self.server.request(method, path, headers, b"")
+    }
+
+    /// Freezes the server: connections are accepted by the kernel, never answered.
+    pub fn stall(&self) {
+        self.server.stall();
+    }
+
+    pub fn resume(&self) {
+        self.server.resume();
+    }
+
+    /// Stops the server for good.
+    pub fn kill(&mut self) {
+        self.server.kill();
+    }
+}
+
+fn nginx_config(dir: &Path, root: &Path, port: u16, options: Nginx) -> String {
+    let dir = dir.display();
+    let ranges = if options.ranges { "" } else { "max_ranges 0;" };
+    let etags = if options.etags { "on" } else { "off" };
+    format!(
+        "daemon off;
+master_process off;
+worker_processes 1;
+pid {dir}/nginx.pid;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    default_type application/octet-stream;
+    server {{
+        listen 127.0.0.1:{port};
+        root {root};
+        etag {etags};
+        {ranges}
+    }}
+}}
+",
+        root = root.display()
+    )
+}
