@@ -15,6 +15,28 @@
 //! - Nothing else reaches the server: no listing (PROPFIND) is ever sent, since a plain server
 //!   would refuse it; a 404 says all there is to say.
 
+//!
+//! # The pull it serves (design)
+//!
+//! - `http://` and `https://` always mean plain GETs, no credentials: a presigned or public
+//!   URL of any host (`ObjectStoreScheme::parse` would take some hosts for S3, GCS or Azure;
+//!   those are named `s3://`, `gs://`, `az://`). The local file is named after the URL's last
+//!   path segment. `push` refuses such URLs.
+//! - Full pull: unchanged (`pull.rs`'s `full`): one GET, its answer the pin, streamed into the
+//!   temporary file, verified, renamed; the HEAD after the body is compared with
+//!   [`same_version`] (ETag, Last-Modified and size, since many servers send no ETag). A body
+//!   cut short resumes only from the same ETag, else the pull fails and installs nothing.
+//! - Delta pull: HEAD, then range requests built by [`pinned_range`], each answer checked with
+//!   [`same_version`]; a 412 or a changed validator is "replaced during the download". When
+//!   the first range request [`refuses_ranges`], the object is downloaded whole into the
+//!   temporary file, verified, and the entries the local pack lacks are copied from it through
+//!   a local batch (as `merge` does), so local entries survive as in a delta; then the copy is
+//!   removed.
+//! - 404: "no pack at URL" at once (no listing to tell a bucket from an object).
+//! - `--key`: the downloaded copy's signatures are checked (`verify_signatures`) before the
+//!   rename or the copy; until the delta can fetch and check signature records by range, a
+//!   pull with `--key` takes the whole-download path.
+
 #![allow(dead_code)]
 
 use std::ops::Range;
@@ -44,15 +66,16 @@ pub fn open(
 
 /// The options of a range request pinned to the version `pinned` describes: `If-Match` its
 /// ETag, else `If-Unmodified-Since` its Last-Modified. Servers that honour neither still name
-/// the version they answered with, which [`same_version`] checks.
+/// the version they answered with, which [`same_version`] checks. A weak ETag (`W/"..."`)
+/// never satisfies `If-Match` (RFC 9110 compares strongly), so it pins by date instead.
 pub fn pinned_range(pinned: &ObjectMeta, range: Range<u64>) -> GetOptions {
     let options = GetOptions::new().with_range(Some(range));
     match &pinned.e_tag {
-        Some(tag) => options.with_if_match(Some(tag.clone())),
-        None if pinned.last_modified.timestamp() > 0 => {
+        Some(tag) if !tag.starts_with("W/") => options.with_if_match(Some(tag.clone())),
+        _ if pinned.last_modified.timestamp() > 0 => {
             options.with_if_unmodified_since(Some(pinned.last_modified))
         }
-        None => options,
+        _ => options,
     }
 }
 
