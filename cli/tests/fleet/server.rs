@@ -8,9 +8,12 @@
 
 #![allow(dead_code)]
 
+use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// Runs `"$@"` in the background, prints its pid, kills it once standard input closes, and
@@ -185,6 +188,49 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// What `install` returns, run once per process and, behind the file lock `{name}.lock` in
+/// the cargo target directory, by one test binary at a time (it skips what an earlier run
+/// installed). Every test that needs it gets the same answer, a failed install included.
+pub fn install_once<T: Send + Sync>(
+    cell: &'static OnceLock<Result<T, String>>,
+    name: &str,
+    install: impl FnOnce(PathBuf) -> T + std::panic::UnwindSafe,
+) -> &'static T {
+    let outcome = cell.get_or_init(|| {
+        let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        std::fs::create_dir_all(&base).unwrap();
+        let lock = File::create(base.join(format!("{name}.lock"))).unwrap();
+        lock.lock().unwrap();
+        std::panic::catch_unwind(|| install(base)).map_err(|payload| {
+            payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| format!("installing {name} failed"))
+        })
+    });
+    match outcome {
+        Ok(installed) => installed,
+        Err(why) => panic!("{why}"),
+    }
+}
+
+/// The client options of the tests' own stores: plain http, a request may take 30 s.
+pub fn client_options() -> wasmpak::object_store::ClientOptions {
+    wasmpak::object_store::ClientOptions::new()
+        .with_allow_http(true)
+        .with_timeout(Duration::from_secs(30))
+}
+
+/// The retries of the tests' own stores: a couple, within 5 s.
+pub fn retry() -> wasmpak::object_store::RetryConfig {
+    wasmpak::object_store::RetryConfig {
+        max_retries: 2,
+        retry_timeout: Duration::from_secs(5),
+        ..Default::default()
     }
 }
 
