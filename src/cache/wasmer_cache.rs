@@ -16,7 +16,8 @@ use std::io;
 use wasmer::{AsEngineRef, DeserializeError, Engine, Module, SerializeError};
 use wasmer_cache::{Cache, Hash};
 
-use super::{CacheError, EngineIdentity, ModuleCache, ModuleHash};
+use super::{CacheError, ModuleCache, ModuleHash};
+use crate::engine::EngineIdentity;
 use crate::Key;
 
 /// One of our caches as a `wasmer_cache::Cache` for one engine: the door for programs written
