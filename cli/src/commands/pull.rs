@@ -2,9 +2,9 @@
 //! `Pack::open` to use.
 //!
 //! A reader never sees half a download: the pack is written to a temporary file beside its
-//! destination, synced, verified whole (every checksum; signatures are checked by `install
-//! --key`, which a signed pack goes through after the pull), and only then renamed into place. A full pull is one GET, whose answer names the
-//! version (ETag) the pull holds to: `object_store` resumes a broken body only from that
+//! destination, synced, verified whole (every checksum, and with `--key` every entry against
+//! the signatures by the given keys), and only then renamed into place. A full pull is one
+//! GET, whose answer names the version (ETag) the pull holds to: `object_store` resumes a broken body only from that
 //! version, and a HEAD asked as soon as the body has arrived (answered while the file is
 //! synced and verified) reports an object replaced during the download instead of installing
 //! it. A delta pull's range requests all ask for the version its first HEAD saw (`If-Match`).
@@ -27,6 +27,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use wasmpak::PublicKey;
 use wasmpak::format::snapshot::SUPERBLOCK_LEN;
 use wasmpak::object_store::ObjectStoreExt;
 
@@ -40,11 +41,13 @@ use crate::remote::report::{Phases, Summary};
 use crate::remote::runtime::{self, Timeout};
 use crate::remote::source::{Source, decode, head, request_error};
 use crate::remote::store::Remote;
+use crate::signing;
 
 /// Arguments of `wasmpak pull`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The pack to download: s3://BUCKET/PATH/NAME.wpk, gs://..., az://..., file:///PATH
+    /// The pack to download: s3://BUCKET/PATH/NAME.wpk, gs://..., az://...,
+    /// https://HOST/PATH/NAME.wpk (GETs alone; http:// too), file:///PATH
     pub url: String,
     /// The directory to install it in, under the object's file name (created if missing)
     pub dir: PathBuf,
@@ -52,6 +55,11 @@ pub struct Args {
     /// entries it lacks (needed when the local file is another identity or not a pack)
     #[arg(long)]
     pub replace: bool,
+    /// Install only if every entry is signed by this public key (SPKI PEM); repeat for
+    /// several trusted keys. The pack is then downloaded whole and checked before it
+    /// replaces the local copy (no delta: signatures cover the whole commit)
+    #[arg(long, value_name = "PUBLIC.pem")]
+    pub key: Vec<PathBuf>,
     #[command(flatten)]
     pub timeout: Timeout,
     /// Print a JSON summary (exact byte counts) instead of a line of text
@@ -62,6 +70,7 @@ pub struct Args {
 /// Runs `wasmpak pull`.
 pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
     let started = Instant::now();
+    let keys = signing::read_public_keys(&args.key)?;
     let remote = Remote::open(&args.url, None, args.timeout.duration())?;
     let name = remote
         .path()
@@ -79,7 +88,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
     // One thread: the download is one connection, and the disk has threads of its own.
     let network = runtime::current_thread_runtime()?;
     let connect = started.elapsed().as_nanos() as u64;
-    let mut summary = network.block_on(pull(ctx, &remote, &dest, args.replace))?;
+    let mut summary = network.block_on(pull(ctx, &remote, &dest, args.replace, &keys))?;
     summary.phases.connect = connect;
     summary.nanos = started.elapsed().as_nanos() as u64;
     if args.json {
@@ -93,8 +102,13 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
         ),
         _ => output::count(summary.entries_added, "entry", "entries"),
     };
+    let signed = if keys.is_empty() {
+        String::new()
+    } else {
+        format!(", signed by {}", signing::key_ids(&keys))
+    };
     say!(
-        "pulled {} into {}: {what}, {} downloaded ({} requests) in {}",
+        "pulled {} into {}: {what}{signed}, {} downloaded ({} requests) in {}",
         summary.url,
         summary.path.display(),
         output::bytes(summary.bytes_downloaded),
@@ -103,21 +117,23 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
     )
 }
 
-/// Pulls into `dest`: a full download, or a delta into the pack already there.
+/// Pulls into `dest`: a full download, or a delta into the pack already there (never with
+/// `keys`: the download is checked whole against them).
 async fn pull(
     ctx: &Context,
     remote: &Remote,
     dest: &Path,
     replace: bool,
+    keys: &[PublicKey],
 ) -> Result<Summary, CliError> {
     let mut summary = Summary::new(remote.url(), dest.to_path_buf());
-    let local = if replace {
+    let local = if replace || !keys.is_empty() {
         None
     } else {
         open::any_if_exists(ctx, dest).transpose()
     };
     let Some(local) = local else {
-        full(ctx, remote, dest, &mut summary).await?;
+        full(ctx, remote, dest, keys, &mut summary).await?;
         return Ok(summary);
     };
     let mut mark = Instant::now();
@@ -158,6 +174,7 @@ async fn full(
     ctx: &Context,
     remote: &Remote,
     dest: &Path,
+    keys: &[PublicKey],
     summary: &mut Summary,
 ) -> Result<(), CliError> {
     let mut mark = Instant::now();
@@ -174,7 +191,7 @@ async fn full(
     };
     summary.object_bytes = source.meta.size;
     summary.requests = 2;
-    let download = Download::create(dest, ctx.pack_options())?;
+    let download = Download::create(dest, ctx.pack_options(), keys)?;
     summary.phases.request = lap(&mut mark);
     let (identity, check) = download.stream(&source, response.into_stream()).await?;
     summary.bytes_downloaded = source.meta.size;
@@ -199,7 +216,11 @@ async fn full(
     })?;
     (summary.phases.sync, summary.phases.verify) = (phases.sync, phases.verify);
     let now = now?;
-    if now.e_tag != source.meta.e_tag || now.size != source.meta.size {
+    // Last-Modified too: a plain web server may send no ETag.
+    if now.e_tag != source.meta.e_tag
+        || now.last_modified != source.meta.last_modified
+        || now.size != source.meta.size
+    {
         return Err(source.replaced());
     }
     let entries = verified?;

@@ -21,7 +21,7 @@ use std::sync::{Arc, OnceLock};
 use wasmpak::object_store::ObjectStore;
 use wasmpak::object_store::azure::MicrosoftAzureBuilder;
 
-use crate::server::{self, Server, install_once};
+use super::server::{self, Server, install_once};
 
 /// The Azurite release the tests run against: the last one that runs on Node 20 (3.36 needs
 /// Node 21, 3.37 Node 22), which is what Debian 12 and the CI image have.

