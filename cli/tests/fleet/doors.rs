@@ -444,3 +444,45 @@ mod stalled {
         super::stalled(&Door::python("stalled").unwrap());
     }
 }
+
+/// HTTPS from a server whose certificate a private CA signed: refused until the CA is trusted
+/// through `SSL_CERT_FILE` (read by the system's certificate loader, as curl and openssl
+/// read it); then a full pull and a delta.
+#[test]
+fn https_with_a_private_ca_named_by_ssl_cert_file() {
+    if http_server::nginx().is_none() {
+        return missing("nginx", "the HTTPS test serves with nginx");
+    }
+    let root = tempfile::tempdir().unwrap();
+    let tls = Nginx {
+        tls: true,
+        ..Nginx::default()
+    };
+    let door = Door::Http(HttpServer::nginx(root.path(), tls), root);
+    let Door::Http(server, _) = &door else {
+        unreachable!()
+    };
+    let ca = server.ca().unwrap().to_path_buf();
+    door.publish("app.wpk", &pack_bytes(1..2, LEN, None));
+    let url = door.url("app.wpk");
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    let dir = tempfile::tempdir().unwrap();
+    let into = dir.path().to_str().unwrap();
+    let pull = |trusted: bool| -> Run {
+        let mut pull = command(["pull", "--json", "--timeout", "5", &url, into]);
+        if trusted {
+            pull.env("SSL_CERT_FILE", &ca);
+        } else {
+            pull.env_remove("SSL_CERT_FILE");
+        }
+        pull.output().unwrap().into()
+    };
+    pull(false).fails_naming(1, &[&url]);
+    assert!(files_in(dir.path()).is_empty());
+    assert_eq!(pull(true).ok().json()["mode"], "full");
+    door.publish("app.wpk", &pack_bytes(1..4, LEN, None));
+    let delta = pull(true).ok().json();
+    assert_eq!(delta["mode"], "delta");
+    assert!(delta["bytes_downloaded"].as_u64() < delta["object_bytes"].as_u64());
+    assert_entries(&dir.path().join("app.wpk"), 1..4, LEN);
+}

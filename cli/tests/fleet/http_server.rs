@@ -21,6 +21,9 @@ pub struct Nginx {
     pub ranges: bool,
     /// Send ETags (else `Last-Modified` only).
     pub etags: bool,
+    /// Serve HTTPS only, with a certificate for 127.0.0.1 signed by a test CA of its own
+    /// ([`HttpServer::ca`]), made with openssl.
+    pub tls: bool,
 }
 
 impl Default for Nginx {
@@ -28,6 +31,7 @@ impl Default for Nginx {
         Nginx {
             ranges: true,
             etags: true,
+            tls: false,
         }
     }
 }
@@ -38,6 +42,8 @@ pub struct HttpServer {
     root: PathBuf,
     /// Whether it answers a `Range` request with the range.
     ranges: bool,
+    /// The CA certificate that signed its certificate, when it serves HTTPS.
+    ca: Option<PathBuf>,
     /// nginx's configuration, pid and temporary files.
     _runtime: Option<tempfile::TempDir>,
 }
@@ -54,6 +60,7 @@ impl HttpServer {
         let runtime = tempfile::tempdir().unwrap();
         let dir = runtime.path().to_path_buf();
         let root = root.to_path_buf();
+        let ca = options.tls.then(|| certificates(&dir));
         let server = Server::start("nginx", &nginx, |port| {
             let config = dir.join(format!("nginx-{port}.conf"));
             std::fs::write(&config, nginx_config(&dir, &root, port, options)).unwrap();
@@ -70,6 +77,7 @@ impl HttpServer {
             server,
             root,
             ranges: options.ranges,
+            ca,
             _runtime: Some(runtime),
         }
     }
@@ -92,13 +100,22 @@ impl HttpServer {
             server,
             root,
             ranges: false,
+            ca: None,
             _runtime: None,
         }
     }
 
     /// The URL of `name` in the served directory.
     pub fn url(&self, name: &str) -> String {
-        format!("{}/{name}", self.server.url())
+        match self.ca {
+            Some(_) => format!("https://127.0.0.1:{}/{name}", self.server.port),
+            None => format!("{}/{name}", self.server.url()),
+        }
+    }
+
+    /// The CA certificate (PEM) that signed the server's, when it serves HTTPS.
+    pub fn ca(&self) -> Option<&Path> {
+        self.ca.as_deref()
     }
 
     /// Whether it answers a `Range` request with the range (a delta pull).
@@ -130,6 +147,36 @@ impl HttpServer {
     }
 }
 
+/// A CA (`ca.pem`) and a certificate for 127.0.0.1 it signed (`server.pem`, `server.key`) in
+/// `dir`; returns the CA's path. A self-signed leaf would not do: rustls refuses a CA
+/// certificate used as a server's.
+fn certificates(dir: &Path) -> PathBuf {
+    let openssl = |args: &[&str]| {
+        let output = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap_or_else(|e| panic!("the HTTPS test needs openssl: {e}"));
+        assert!(
+            output.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1";
+    let run = |line: &str| openssl(&line.split(' ').collect::<Vec<_>>());
+    run(&format!("req -x509 {ec} -subj /CN=test-ca -keyout ca.key -out ca.pem"));
+    run(&format!("req {ec} -subj /CN=127.0.0.1 -keyout server.key -out server.csr"));
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run("x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 \
+         -extfile server.ext -out server.pem");
+    dir.join("ca.pem")
+}
+
 /// Where Debian (or a local build) puts nginx.
 pub fn nginx() -> Option<PathBuf> {
     ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/bin/nginx"]
@@ -142,6 +189,11 @@ fn nginx_config(dir: &Path, root: &Path, port: u16, options: Nginx) -> String {
     let dir = dir.display();
     let ranges = if options.ranges { "" } else { "max_ranges 0;" };
     let etags = if options.etags { "on" } else { "off" };
+    let tls = if options.tls {
+        format!("ssl; ssl_certificate {dir}/server.pem; ssl_certificate_key {dir}/server.key")
+    } else {
+        String::new()
+    };
     format!(
         "daemon off;
 master_process off;
@@ -157,7 +209,7 @@ http {{
     scgi_temp_path {dir}/scgi;
     default_type application/octet-stream;
     server {{
-        listen 127.0.0.1:{port};
+        listen 127.0.0.1:{port} {tls};
         root {root};
         etag {etags};
         {ranges}
