@@ -17,8 +17,8 @@ use wasmer::{AsEngineRef, DeserializeError, Engine, Module, SerializeError};
 use wasmer_cache::{Cache, Hash};
 
 use super::{CacheError, ModuleCache, ModuleHash};
-use crate::engine::EngineIdentity;
 use crate::Key;
+use crate::engine::EngineIdentity;
 
 /// One of our caches as a `wasmer_cache::Cache` for one engine: the door for programs written
 /// against the `wasmer-cache` crate (what `wasmer run` uses).

@@ -12,7 +12,12 @@ const ANSWER: &[u8] = br#"(module (func (export "answer") (result i32) i32.const
 
 /// The usual wasmer-cache code: the module from `cache`, else compiled and stored; whether it
 /// was loaded.
-fn load_or_compile<C: Cache>(cache: &mut C, engine: &Engine, wasm: &[u8], key: Hash) -> (Module, bool)
+fn load_or_compile<C: Cache>(
+    cache: &mut C,
+    engine: &Engine,
+    wasm: &[u8],
+    key: Hash,
+) -> (Module, bool)
 where
     C::SerializeError: std::fmt::Debug,
 {

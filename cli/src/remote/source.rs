@@ -24,9 +24,7 @@ impl Source<'_> {
         let options = GetOptions::new()
             .with_range(Some(range.clone()))
             .with_if_match(self.meta.e_tag.clone())
-            .with_if_unmodified_since(
-                self.meta.e_tag.is_none().then_some(self.meta.last_modified),
-            );
+            .with_if_unmodified_since(self.meta.e_tag.is_none().then_some(self.meta.last_modified));
         let request = async {
             self.remote
                 .store()
@@ -70,13 +68,11 @@ impl Source<'_> {
                 self.remote.url()
             )),
             // `HttpStore` refuses a whole body sent in answer to a range request.
-            Error::NotSupported { .. } => {
-                CliError::failed(format!(
+            Error::NotSupported { .. } => CliError::failed(format!(
                 "the server of {} does not serve byte ranges, so no delta pull; nothing was \
                  changed (pass --replace for a full download)",
-                    self.remote.url()
-                ))
-            }
+                self.remote.url()
+            )),
             other => self.remote.error("download", other),
         }
     }

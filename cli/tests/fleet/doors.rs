@@ -79,7 +79,6 @@ impl Door<'static> {
 }
 
 impl Door<'_> {
-
     /// The URL of the object `name`.
     fn url(&self, name: &str) -> String {
         match self {
@@ -235,17 +234,26 @@ fn full_then_delta(door: &Door) {
     } else {
         door.publish("app.wpk", &one);
     }
-    let full = door.wasmpak(&["pull", "--json", &url, into_arg]).ok().json();
+    let full = door
+        .wasmpak(&["pull", "--json", &url, into_arg])
+        .ok()
+        .json();
     assert_eq!(full["mode"], "full");
     assert_eq!(full["bytes_downloaded"], one.len() as u64);
     assert_entries(&into.join("app.wpk"), 1..2, LEN);
 
     door.publish("app.wpk", &pack_bytes(1..4, LEN, None));
     if door.serves_ranges() {
-        let delta = door.wasmpak(&["pull", "--json", &url, into_arg]).ok().json();
+        let delta = door
+            .wasmpak(&["pull", "--json", &url, into_arg])
+            .ok()
+            .json();
         assert_eq!(delta["mode"], "delta");
         assert_eq!(delta["entries_added"], 2);
-        let (got, whole) = (delta["bytes_downloaded"].as_u64(), delta["object_bytes"].as_u64());
+        let (got, whole) = (
+            delta["bytes_downloaded"].as_u64(),
+            delta["object_bytes"].as_u64(),
+        );
         assert!(got < whole, "{delta}");
     } else {
         let before = std::fs::read(into.join("app.wpk")).unwrap();
@@ -309,7 +317,9 @@ fn signed_with_key(door: &Door) {
     door.wasmpak(&["pull", "--key", stranger_arg, &url, into_arg])
         .fails_naming(3, &[&url, "not signed by the given key"]);
     assert!(files_in(&into).is_empty(), "{:?}", files_in(&into));
-    let pulled = door.wasmpak(&["pull", "--key", vendor_arg, &url, into_arg]).ok();
+    let pulled = door
+        .wasmpak(&["pull", "--key", vendor_arg, &url, into_arg])
+        .ok();
     assert!(pulled.stdout.contains("signed by"), "{pulled:?}");
     assert_entries(&into.join("signed.wpk"), 1..3, LEN);
 

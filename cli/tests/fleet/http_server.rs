@@ -52,11 +52,11 @@ impl HttpServer {
     /// nginx serving `root` as `options` say.
     pub fn nginx(root: &Path, options: Nginx) -> HttpServer {
         let nginx = nginx().unwrap_or_else(|| {
-                panic!(
-                    "the HTTP pull tests need nginx: `apt-get install nginx-light` (Debian), as \
+            panic!(
+                "the HTTP pull tests need nginx: `apt-get install nginx-light` (Debian), as \
                      .ci/run does"
-                )
-            });
+            )
+        });
         let runtime = tempfile::tempdir().unwrap();
         let dir = runtime.path().to_path_buf();
         let root = root.to_path_buf();
@@ -165,15 +165,21 @@ fn certificates(dir: &Path) -> PathBuf {
     };
     let ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1";
     let run = |line: &str| openssl(&line.split(' ').collect::<Vec<_>>());
-    run(&format!("req -x509 {ec} -subj /CN=test-ca -keyout ca.key -out ca.pem"));
-    run(&format!("req {ec} -subj /CN=127.0.0.1 -keyout server.key -out server.csr"));
+    run(&format!(
+        "req -x509 {ec} -subj /CN=test-ca -keyout ca.key -out ca.pem"
+    ));
+    run(&format!(
+        "req {ec} -subj /CN=127.0.0.1 -keyout server.key -out server.csr"
+    ));
     std::fs::write(
         dir.join("server.ext"),
         "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
     )
     .unwrap();
-    run("x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 \
-         -extfile server.ext -out server.pem");
+    run(
+        "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 \
+         -extfile server.ext -out server.pem",
+    );
     dir.join("ca.pem")
 }
 

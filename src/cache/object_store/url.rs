@@ -212,7 +212,10 @@ fn s3(
 /// The path of a plain URL's object: its last segment, in a store based at the folder above
 /// it (so a folder URL joins file names as the other stores do).
 fn plain_path(url: &::url::Url) -> ObjectPath {
-    let name = url.path_segments().and_then(|mut s| s.next_back()).unwrap_or("");
+    let name = url
+        .path_segments()
+        .and_then(|mut s| s.next_back())
+        .unwrap_or("");
     ObjectPath::from_url_path(name).unwrap_or_default()
 }
 
@@ -343,11 +346,7 @@ mod tests {
 
     #[test]
     fn malformed_and_unsupported_urls_say_what_is_accepted() {
-        for url in [
-            "not a url",
-            "ftp://host/x",
-            "memory:///x",
-        ] {
+        for url in ["not a url", "ftp://host/x", "memory:///x"] {
             let error = StoreUrl::open(url, TIMEOUT).unwrap_err();
             assert_eq!(error.kind(), RemoteErrorKind::InvalidUrl, "{url}: {error}");
             let text = error.to_string();
