@@ -26,6 +26,7 @@ use wasmpak::{
 };
 
 use super::azurite::Azurite;
+use super::cli::files_in;
 use super::gcs::FakeGcs;
 use super::http_server::{self, HttpServer, Nginx};
 use super::moto::Moto;
@@ -203,17 +204,6 @@ fn assert_entries(path: &Path, entries: std::ops::Range<u8>, len: usize) {
             "entry {n}"
         );
     }
-}
-
-fn files_in(dir: &Path) -> Vec<String> {
-    let mut names: Vec<_> = std::fs::read_dir(dir)
-        .map(|d| {
-            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
 }
 
 const LEN: usize = 100_000;
