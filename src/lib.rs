@@ -98,6 +98,7 @@
 //! - `wasix`: implement `wasmer_wasix::runtime::module_cache::ModuleCache` for our caches, and
 //!   run WASI programs from a cache with `WasixHost` (also `wasmpak run PROGRAM.wasm -- ARGS`).
 //! - `singlepass`: wasmer's singlepass compiler, for engines built with it.
+//! - `wasmer-cache`: [`WasmerCache`], our caches behind the `wasmer-cache` crate's `Cache` trait.
 //! - `object-store`: [`ObjectStoreCache`], the fleet tier over S3 and other object stores, and
 //!   the tool's `push` and `pull`.
 //! - `conformance`: `wasmpak::conformance`, the checks every [`ModuleCache`] runs (a round trip, a

@@ -93,6 +93,8 @@ mod memo;
 #[cfg(feature = "object-store")]
 mod object_store;
 mod pack_cache;
+#[cfg(feature = "wasmer-cache")]
+mod wasmer_cache;
 
 #[cfg(feature = "object-store")]
 pub use self::object_store::{
@@ -108,3 +110,5 @@ pub use pack_cache::{CacheStats, PackCache, PackCacheBuilder};
 pub use shared::SharedCache;
 pub use thread_local::ThreadLocalCache;
 pub use types::{ModuleCache, ModuleHash};
+#[cfg(feature = "wasmer-cache")]
+pub use wasmer_cache::WasmerCache;

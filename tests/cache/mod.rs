@@ -6,3 +6,5 @@ mod pack;
 #[cfg(target_os = "linux")]
 mod pinning;
 mod signed;
+#[cfg(feature = "wasmer-cache")]
+mod wasmer_cache;

@@ -2,9 +2,9 @@
 //! `Pack::open` to use.
 //!
 //! A reader never sees half a download: the pack is written to a temporary file beside its
-//! destination, synced, verified whole (every checksum; signatures are checked by `install
-//! --key`, which a signed pack goes through after the pull), and only then renamed into place. A full pull is one GET, whose answer names the
-//! version (ETag) the pull holds to: `object_store` resumes a broken body only from that
+//! destination, synced, verified whole (every checksum, and with `--key` every entry against
+//! the signatures by the given keys), and only then renamed into place. A full pull is one
+//! GET, whose answer names the version (ETag) the pull holds to: `object_store` resumes a broken body only from that
 //! version, and a HEAD asked as soon as the body has arrived (answered while the file is
 //! synced and verified) reports an object replaced during the download instead of installing
 //! it. A delta pull's range requests all ask for the version its first HEAD saw (`If-Match`).
@@ -32,6 +32,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use wasmpak::PublicKey;
 use wasmpak::format::snapshot::SUPERBLOCK_LEN;
 use wasmpak::object_store::ObjectStoreExt;
 
@@ -47,11 +48,13 @@ use crate::remote::report::{Phases, Summary};
 use crate::remote::runtime::{self, Timeout};
 use crate::remote::source::{Source, decode, head, request_error};
 use crate::remote::store::Remote;
+use crate::signing;
 
 /// Arguments of `wasmpak pull`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The pack to download: s3://BUCKET/PATH/NAME.wpk, gs://..., az://..., file:///PATH
+    /// The pack to download: s3://BUCKET/PATH/NAME.wpk, gs://..., az://...,
+    /// https://HOST/PATH/NAME.wpk (GETs alone; http:// too), file:///PATH
     pub url: String,
     /// Where to: a file (a path ending in .wpk, or an existing file), or a directory, which
     /// gets the object's file name (created if missing)
@@ -61,6 +64,11 @@ pub struct Args {
     /// lacks (needed when the local file is another identity or not a pack)
     #[arg(long)]
     pub replace: bool,
+    /// Install only if every entry is signed by this public key (SPKI PEM); repeat for
+    /// several trusted keys. The pack is then downloaded whole and checked before it
+    /// replaces the local copy (no delta: signatures cover the whole commit)
+    #[arg(long, value_name = "PUBLIC.pem")]
+    pub key: Vec<PathBuf>,
     #[command(flatten)]
     pub timeout: Timeout,
 }
@@ -69,6 +77,7 @@ pub struct Args {
 pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
     let _stoppable = interrupt::stoppable();
     let started = Instant::now();
+    let keys = signing::read_public_keys(&args.key)?;
     let remote = Remote::open(&args.url, None, args.timeout.duration())?;
     let name = remote
         .path()
@@ -83,7 +92,8 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
     let network = runtime::current_thread_runtime()?;
     let connect = started.elapsed().as_nanos() as u64;
     let progress = Progress::new(ctx);
-    let mut summary = network.block_on(pull(ctx, &remote, &dest, args.replace, &progress))?;
+    let mut summary =
+        network.block_on(pull(ctx, &remote, &dest, args.replace, &keys, &progress))?;
     dirs.keep();
     summary.phases.connect = connect;
     summary.nanos = started.elapsed().as_nanos() as u64;
@@ -98,8 +108,13 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
         ),
         _ => output::count(summary.entries_added, "entry", "entries"),
     };
+    let signed = if keys.is_empty() {
+        String::new()
+    } else {
+        format!(", signed by {}", signing::key_ids(&keys))
+    };
     say!(
-        "pulled {} into {}: {what}, {} downloaded ({} requests) in {}",
+        "pulled {} into {}: {what}{signed}, {} downloaded ({} requests) in {}",
         summary.url,
         summary.path.display(),
         output::bytes(summary.bytes_downloaded),
@@ -120,22 +135,24 @@ fn destination(dest: &Path, name: &str) -> PathBuf {
     }
 }
 
-/// Pulls into `dest`: a full download, or a delta into the pack already there.
+/// Pulls into `dest`: a full download, or a delta into the pack already there (never with
+/// `keys`: the download is checked whole against them).
 async fn pull(
     ctx: &Context,
     remote: &Remote,
     dest: &Path,
     replace: bool,
+    keys: &[PublicKey],
     progress: &Progress,
 ) -> Result<Summary, CliError> {
     let mut summary = Summary::new(remote.url(), dest.to_path_buf());
-    let local = if replace {
+    let local = if replace || !keys.is_empty() {
         None
     } else {
         open::any_if_exists(ctx, dest).transpose()
     };
     let Some(local) = local else {
-        full(ctx, remote, dest, &mut summary, progress).await?;
+        full(ctx, remote, dest, keys, &mut summary, progress).await?;
         return Ok(summary);
     };
     let mut mark = Instant::now();
@@ -179,6 +196,7 @@ async fn full(
     ctx: &Context,
     remote: &Remote,
     dest: &Path,
+    keys: &[PublicKey],
     summary: &mut Summary,
     progress: &Progress,
 ) -> Result<(), CliError> {
@@ -196,7 +214,7 @@ async fn full(
     };
     summary.object_bytes = source.meta.size;
     summary.requests = 2;
-    let download = Download::create(dest, ctx.pack_options())?;
+    let download = Download::create(dest, ctx.pack_options(), keys)?;
     summary.phases.request = lap(&mut mark);
     let bar: Bar = progress.bytes(&format!("downloading {}", remote.url()), source.meta.size);
     let (identity, check) = download
@@ -225,7 +243,11 @@ async fn full(
     })?;
     (summary.phases.sync, summary.phases.verify) = (phases.sync, phases.verify);
     let now = now?;
-    if now.e_tag != source.meta.e_tag || now.size != source.meta.size {
+    // Last-Modified too: a plain web server may send no ETag.
+    if now.e_tag != source.meta.e_tag
+        || now.last_modified != source.meta.last_modified
+        || now.size != source.meta.size
+    {
         return Err(source.replaced());
     }
     let entries = verified?;

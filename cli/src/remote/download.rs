@@ -15,7 +15,7 @@ use futures::stream::BoxStream;
 use wasmpak::format::snapshot::SUPERBLOCK_LEN;
 use wasmpak::fs::{FileMode, TempFile};
 use wasmpak::object_store::ObjectMeta;
-use wasmpak::{PackIdentity, PackOptions};
+use wasmpak::{PackIdentity, PackOptions, PublicKey};
 
 use crate::error::CliError;
 use crate::progress::Bar;
@@ -44,17 +44,25 @@ pub type Check = tokio::task::JoinHandle<Result<ObjectMeta, CliError>>;
 pub struct Download {
     temp: Arc<TempFile>,
     options: PackOptions,
+    /// The keys every entry must be signed by (`pull --key`); none checks no signature.
+    keys: Arc<[PublicKey]>,
 }
 
 impl Download {
-    /// Creates the temporary file for `dest`, first removing those of writers that died.
-    pub fn create(dest: &Path, options: PackOptions) -> Result<Download, CliError> {
+    /// Creates the temporary file for `dest`, first removing those of writers that died. The
+    /// pack is installed only if every entry is signed by one of `keys` (when there are any).
+    pub fn create(
+        dest: &Path,
+        options: PackOptions,
+        keys: &[PublicKey],
+    ) -> Result<Download, CliError> {
         wasmpak::fs::remove_leftovers(dest);
         let temp = TempFile::create(dest, FileMode::Public)
             .map_err(|e| CliError::failed(format!("cannot write {}: {e}", dest.display())))?;
         Ok(Download {
             temp: Arc::new(temp),
             options,
+            keys: keys.into(),
         })
     }
 
@@ -164,11 +172,9 @@ impl Download {
         verified
     }
 
-    /// Checks every checksum of the downloaded pack (and its signature when keys are
-    /// configured). Returns its entry count.
+    /// Checks every checksum of the downloaded pack, and every entry against the signatures
+    /// by the keys the pull was given. Returns its entry count.
     fn verify(&self, url: &str, identity: &PackIdentity) -> Result<u64, CliError> {
-        // Signed packs: trusted keys would travel in the options every command opens packs
-        // with, so opening and verifying here is where a signature gets checked.
         let pack = self.options.open(self.temp.path(), identity).map_err(|e| {
             CliError::failed(format!("the pack downloaded from {url} is unusable: {e}"))
         })?;
@@ -178,6 +184,20 @@ impl Download {
                 "the pack downloaded from {url} is damaged: {problem}{}; nothing was installed",
                 crate::output::and_more(report.problems().len() - 1, "problem", "problems"),
             )));
+        }
+        if !self.keys.is_empty() {
+            let signed = pack.verify_signatures(&self.keys)?;
+            if let Some(problem) = signed.problems().first() {
+                return Err(CliError::new(
+                    crate::error::ErrorKind::VerifyFailed,
+                    format!(
+                        "the pack downloaded from {url} is not signed by the given key ({}): \
+                         {problem} (and {} more); nothing was installed",
+                        crate::signing::key_ids(&self.keys),
+                        signed.problems().len() - 1
+                    ),
+                ));
+            }
         }
         Ok(report.entries())
     }

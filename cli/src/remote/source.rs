@@ -20,9 +20,11 @@ pub struct Source<'a> {
 impl Source<'_> {
     /// The bytes `range` of the object, as of the version the pull started with.
     pub async fn range(&self, range: std::ops::Range<u64>) -> Result<bytes::Bytes, CliError> {
+        // A server that sends no ETag (a plain web server may not) is held to its date.
         let options = GetOptions::new()
             .with_range(Some(range.clone()))
-            .with_if_match(self.meta.e_tag.clone());
+            .with_if_match(self.meta.e_tag.clone())
+            .with_if_unmodified_since(self.meta.e_tag.is_none().then_some(self.meta.last_modified));
         let request = async {
             self.remote
                 .store()
@@ -63,6 +65,12 @@ impl Source<'_> {
             Error::Precondition { .. } | Error::NotModified { .. } => self.replaced(),
             Error::NotFound { .. } => CliError::failed(format!(
                 "the object at {} was deleted during the download; nothing was installed",
+                self.remote.url()
+            )),
+            // `HttpStore` refuses a whole body sent in answer to a range request.
+            Error::NotSupported { .. } => CliError::failed(format!(
+                "the server of {} does not serve byte ranges, so no delta pull; nothing was \
+                 changed (pass --replace for a full download)",
                 self.remote.url()
             )),
             other => self.remote.error("download", other),
@@ -112,6 +120,13 @@ pub async fn head(remote: &Remote) -> Result<ObjectMeta, CliError> {
 pub async fn request_error(remote: &Remote, error: wasmpak::object_store::Error) -> CliError {
     if !matches!(error, wasmpak::object_store::Error::NotFound { .. }) {
         return remote.error("read", &error);
+    }
+    // A plain web server has no listing: its 404 says all there is to say.
+    if remote.is_plain_http() {
+        return CliError::failed(format!(
+            "no pack at {}: the server answered 404 Not Found",
+            remote.url()
+        ));
     }
     // S3 answers a request in a missing bucket with a bare 404: a listing says which.
     let prefix = remote.path().parent().unwrap_or_default();

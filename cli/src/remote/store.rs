@@ -47,6 +47,11 @@ impl Remote {
         self.location.url()
     }
 
+    /// Whether the URL names a plain web server (`http://`, `https://`): GETs only.
+    pub fn is_plain_http(&self) -> bool {
+        self.url().starts_with("http://") || self.url().starts_with("https://")
+    }
+
     /// The store the URL's scheme and bucket name.
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
         self.location.store()

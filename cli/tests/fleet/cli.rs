@@ -53,7 +53,8 @@ fn same_entries(a: &Pack, b: &Pack) {
     }
 }
 
-fn files_in(dir: &Path) -> Vec<String> {
+/// The names in `dir`, sorted (none if it does not exist).
+pub(super) fn files_in(dir: &Path) -> Vec<String> {
     let mut names: Vec<_> = std::fs::read_dir(dir)
         .map(|d| {
             d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

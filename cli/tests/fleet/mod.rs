@@ -1,10 +1,17 @@
-//! The fleet tier against a real S3-compatible server (moto, on 127.0.0.1, started by the
-//! tests): `ObjectStoreCache` behind local tiers, across processes and through failures, and
-//! the tool's `push` and `pull`.
+//! The fleet tier against real servers on 127.0.0.1, started by the tests: `ObjectStoreCache`
+//! behind local tiers, across processes and through failures, and the tool's `push` and
+//! `pull`, against moto (S3; `cache`, `cli`); and the same `pull` cases against every door
+//! (`doors`: S3, Azure Blob through Azurite, Google Cloud Storage through fake-gcs-server,
+//! plain HTTP through nginx and Python's `http.server`). The starters share `server.rs`.
 
+mod azurite;
 mod cache;
 mod cli;
+mod doors;
+mod gcs;
+mod http_server;
 mod moto;
+mod server;
 
 use wasmer::{Engine, Module};
 use wasmpak::ModuleHash;

@@ -1,7 +1,8 @@
 //! An object store built from a URL, the way the cloud's own tools build theirs.
 //!
 //! Assumptions: the URL names a store and a path in it (`s3://BUCKET/PATH`,
-//! `gs://BUCKET/PATH`, `az://CONTAINER/PATH`, `file:///PATH`), and everything else comes from
+//! `gs://BUCKET/PATH`, `az://CONTAINER/PATH`, `file:///PATH`, or a plain `https://HOST/PATH`
+//! read with GETs alone, `http://` too), and everything else comes from
 //! the environment, as the AWS, Google Cloud and Azure command-line tools read it: credentials
 //! and endpoints (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`,
 //! `AWS_ENDPOINT_URL`, `GOOGLE_SERVICE_ACCOUNT`, `AZURE_STORAGE_ACCOUNT_NAME`, ...). A store
@@ -22,7 +23,8 @@ use ::object_store::{BackoffConfig, ClientOptions, ObjectStore, ObjectStoreSchem
 use super::{RemoteError, RemoteErrorKind};
 
 /// The URL forms [`StoreUrl::open`] accepts, for messages.
-const FORMS: &str = "s3://BUCKET/PATH, gs://BUCKET/PATH, az://CONTAINER/PATH or file:///PATH";
+const FORMS: &str =
+    "s3://BUCKET/PATH, gs://BUCKET/PATH, az://CONTAINER/PATH, https://HOST/PATH or file:///PATH";
 
 /// An object store and a path in it, as a URL names them: what a tool that pushes or pulls
 /// packs, or a fleet node that builds an [`ObjectStoreCache`](super::ObjectStoreCache) from
@@ -82,7 +84,12 @@ impl StoreUrl {
         let parsed = ::url::Url::parse(url)
             .map_err(|e| invalid(format!("invalid URL: {e}; expected {FORMS}")))?;
         let unsupported = || invalid(format!("unsupported URL: expected {FORMS}"));
-        let (scheme, path) = ObjectStoreScheme::parse(&parsed).map_err(|_| unsupported())?;
+        // A plain URL is a plain server, whatever its host: `ObjectStoreScheme::parse` would
+        // take some hosts for S3, GCS or Azure, which have schemes of their own.
+        let (scheme, path) = match parsed.scheme() {
+            "http" | "https" => (ObjectStoreScheme::Http, plain_path(&parsed)),
+            _ => ObjectStoreScheme::parse(&parsed).map_err(|_| unsupported())?,
+        };
         let folder = path.as_ref().is_empty() || parsed.path().ends_with('/');
         let options = ClientOptions::new()
             .with_timeout_disabled()
@@ -97,9 +104,13 @@ impl StoreUrl {
                 Ok(Arc::new(LocalFileSystem::new()) as Arc<dyn ObjectStore>)
             }
             ObjectStoreScheme::AmazonS3 => s3(url, options, retry),
+            // `with_client_options` replaces the builder's options, whose default for GCS
+            // allows plain http: the only http URL it can reach is a base URL the user set
+            // (an emulator's `gcs_base_url`, GOOGLE_BASE_URL). Without it, requests to such a
+            // URL fail before they are sent ("HTTP error: builder error").
             ObjectStoreScheme::GoogleCloudStorage => GoogleCloudStorageBuilder::from_env()
                 .with_url(url)
-                .with_client_options(options)
+                .with_client_options(options.with_allow_http(true))
                 .with_retry(retry)
                 .build()
                 .map(|s| Arc::new(s) as Arc<dyn ObjectStore>),
@@ -109,6 +120,7 @@ impl StoreUrl {
                 .with_retry(retry)
                 .build()
                 .map(|s| Arc::new(s) as Arc<dyn ObjectStore>),
+            ObjectStoreScheme::Http => plain(&parsed, options, retry),
             _ => return Err(unsupported()),
         };
         let store =
@@ -192,6 +204,39 @@ fn s3(
                 .with_allow_http(plain_http)
                 .with_no_system_certificates(no_tls),
         )
+        .with_retry(retry)
+        .build()
+        .map(|s| Arc::new(s) as Arc<dyn ObjectStore>)
+}
+
+/// The path of a plain URL's object: its last segment, in a store based at the folder above
+/// it (so a folder URL joins file names as the other stores do).
+fn plain_path(url: &::url::Url) -> ObjectPath {
+    let name = url
+        .path_segments()
+        .and_then(|mut s| s.next_back())
+        .unwrap_or("");
+    ObjectPath::from_url_path(name).unwrap_or_default()
+}
+
+/// A plain HTTP(S) server, read with GET and HEAD alone (no listing, no credentials): the
+/// store is based at the URL's folder, query and fragment dropped. Plain http is allowed for
+/// an `http://` URL only; an HTTPS server is trusted through the system's roots (which
+/// `SSL_CERT_FILE` can name, for a private certificate).
+fn plain(
+    url: &::url::Url,
+    options: ClientOptions,
+    retry: RetryConfig,
+) -> ::object_store::Result<Arc<dyn ObjectStore>> {
+    let mut base = url.clone();
+    base.set_query(None);
+    base.set_fragment(None);
+    if let Ok(mut segments) = base.path_segments_mut() {
+        segments.pop().push("");
+    }
+    ::object_store::http::HttpBuilder::new()
+        .with_url(base.as_str())
+        .with_client_options(options.with_allow_http(url.scheme() == "http"))
         .with_retry(retry)
         .build()
         .map(|s| Arc::new(s) as Arc<dyn ObjectStore>)
@@ -301,12 +346,7 @@ mod tests {
 
     #[test]
     fn malformed_and_unsupported_urls_say_what_is_accepted() {
-        for url in [
-            "not a url",
-            "ftp://host/x",
-            "memory:///x",
-            "https://example.com/x",
-        ] {
+        for url in ["not a url", "ftp://host/x", "memory:///x"] {
             let error = StoreUrl::open(url, TIMEOUT).unwrap_err();
             assert_eq!(error.kind(), RemoteErrorKind::InvalidUrl, "{url}: {error}");
             let text = error.to_string();
@@ -315,6 +355,22 @@ mod tests {
                 "{text}"
             );
         }
+    }
+
+    #[test]
+    fn plain_urls_are_plain_servers_whatever_the_host() {
+        for (url, path) in [
+            ("https://example.com/releases/v1/app.wpk", "app.wpk"),
+            ("http://127.0.0.1:8080/app.wpk?sig=abc", "app.wpk"),
+            ("https://bucket.s3.amazonaws.com/app.wpk", "app.wpk"),
+        ] {
+            let plain = StoreUrl::open(url, TIMEOUT).unwrap();
+            assert!(!plain.is_folder(), "{url}");
+            assert_eq!(plain.path().as_ref(), path, "{url}");
+        }
+        let folder = StoreUrl::open("https://example.com/releases/", TIMEOUT).unwrap();
+        assert!(folder.is_folder());
+        assert_eq!(folder.join("app.wpk").path().as_ref(), "app.wpk");
     }
 
     #[test]
