@@ -49,11 +49,12 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Mutex, OnceLock};
 
 use wasmer::{Engine, Instance, Module, Store, imports};
 
 use super::{CacheError, ModuleCache, ModuleHash};
+use crate::sync::lock;
 
 /// The checks [`run`] runs, in order.
 pub const CHECKS: [&str; 5] = [
@@ -369,10 +370,6 @@ fn block_on<T>(future: impl Future<Output = T>) -> T {
             .expect("a current-thread runtime starts");
     }
     RUNTIME.with(|runtime| runtime.block_on(future))
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The modules the checks save: module `n` exports `answer`, which returns `n`.

@@ -5,12 +5,13 @@
 //! shared artifact, so handing out clones costs a reference count, not a copy.
 
 use std::collections::HashMap;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, RwLock};
 
 use wasmer::{Engine, Module};
 
 use super::{CacheError, CacheResult, ModuleCache, ModuleHash};
 use crate::EngineIdentity;
+use crate::sync;
 
 type Modules = HashMap<(ModuleHash, EngineIdentity), Module>;
 
@@ -68,11 +69,11 @@ impl SharedCache {
     // A panic while holding the lock cannot leave the map half-updated (every update is a
     // single insert or clear), so a poisoned lock is safe to keep using.
     fn read<T>(&self, f: impl FnOnce(&Modules) -> T) -> T {
-        f(&self.modules.read().unwrap_or_else(PoisonError::into_inner))
+        f(&sync::read(&self.modules))
     }
 
     fn write<T>(&self, f: impl FnOnce(&mut Modules) -> T) -> T {
-        f(&mut self.modules.write().unwrap_or_else(PoisonError::into_inner))
+        f(&mut sync::write(&self.modules))
     }
 }
 

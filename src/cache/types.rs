@@ -11,7 +11,8 @@ use std::ops::Deref;
 use wasmer::{Engine, Module};
 pub use wasmer_types::ModuleHash;
 
-use super::{CacheError, CacheResult, FallbackCache};
+use super::fallback_base::FallbackCache;
+use super::{CacheError, CacheResult};
 
 /// A cache of compiled WebAssembly modules, keyed by the hash of the wasm bytes.
 ///

@@ -1,11 +1,16 @@
 use std::sync::Arc;
 
+use ::object_store::ObjectStoreExt;
 use ::object_store::memory::InMemory;
+use wasmer::Engine;
 
+use super::module_object::key_bytes;
 use super::*;
 use crate::EngineIdentity;
 use crate::cache::conformance::{self, CHECKS, CacheUnderTest, Overwrite};
 use crate::cache::test_support::{answer, compiled, engine, key};
+use crate::cache::{ModuleCache, ModuleHash};
+use crate::format::object;
 
 fn cache(store: &Arc<InMemory>) -> ObjectStoreCache {
     ObjectStoreCache::builder(store.clone(), "fleet")

@@ -1,13 +1,13 @@
-//! Options for a [`PackCache`](super::PackCache).
+//! Options for a [`PackCache`](crate::PackCache).
 
 use std::path::{Path, PathBuf};
 
 use crate::cache::memo::MemoLimits;
 use crate::{Durability, PackOptions, PublicKey, Retention, Verify};
 
-use super::Sources;
+use super::pack_files::Sources;
 
-/// Options for a [`PackCache`](super::PackCache): where its packs are, and how it keeps them.
+/// Options for a [`PackCache`](crate::PackCache): where its packs are, and how it keeps them.
 ///
 /// A cache reads packs from up to four kinds of places, in this order:
 ///
@@ -24,7 +24,7 @@ use super::Sources;
 ///    that one directory serves a fleet: every host reads the packs of the highest CPU levels
 ///    it can load.
 /// 3. **The cache's own directory** ([`dir`](Self::dir), or
-///    [`PackCache::new`](super::PackCache::new)): the engine's own pack, where every save goes,
+///    [`PackCache::new`](crate::PackCache::new)): the engine's own pack, where every save goes,
 ///    then packs of lower CPU levels found there.
 ///
 /// # Example
@@ -218,7 +218,7 @@ impl PackCacheBuilder {
     /// Load only modules signed by one of `keys` (see [`PackOptions::trusted_keys`]). An
     /// entry no trusted signature covers, or whose bytes differ from what was signed, is a
     /// miss, logged as a warning and counted in
-    /// [`CacheStats::untrusted`](super::CacheStats::untrusted). Such a cache does not write to
+    /// [`CacheStats::untrusted`](crate::CacheStats::untrusted). Such a cache does not write to
     /// its packs: a module saved locally would carry no signature, so `save` only memoizes it.
     ///
     /// # Example
@@ -239,7 +239,7 @@ impl PackCacheBuilder {
     /// Load from installed packs without hashing each module in every process (see
     /// [`PackOptions::trust_installed`], whose contract this carries): packs that are not
     /// sealed, read-only and private are refused, which for a load is a miss counted in
-    /// [`CacheStats::stale`](super::CacheStats::stale).
+    /// [`CacheStats::stale`](crate::CacheStats::stale).
     ///
     /// # Safety
     ///
@@ -251,12 +251,6 @@ impl PackCacheBuilder {
         // SAFETY: the caller takes on the same contract.
         self.pack_options = unsafe { self.pack_options.trust_installed() };
         self
-    }
-
-    /// Builds the cache. Infallible and lazy: nothing touches the disk until the first load
-    /// or save, and a missing shipped pack or directory is not an error.
-    pub fn build(self) -> super::PackCache {
-        super::PackCache::from_builder(self)
     }
 }
 

@@ -7,7 +7,7 @@ use crate::cache::CacheError;
 use crate::format::superblock::DATA_START;
 use crate::{CompactReport, Pack, Retention};
 
-use super::PackCache;
+use super::cache::PackCache;
 use super::slot::PackSlot;
 
 /// How often a process merges its recency stamps into a pack's sidecar.
@@ -126,7 +126,8 @@ impl PackCache {
     pub(super) fn flush_recency_if_due(&self) {
         let due: Vec<Arc<PackSlot>> = self
             .inner
-            .all_slots()
+            .files
+            .all()
             .into_iter()
             .filter(|slot| {
                 slot.recency
@@ -165,7 +166,7 @@ impl PackCache {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn flush(&self) -> Result<(), CacheError> {
-        for slot in self.inner.all_slots() {
+        for slot in self.inner.files.all() {
             slot.flush_recency()
                 .map_err(|error| CacheError::FileWrite {
                     path: crate::pack::recency::sidecar_path(&slot.path),

@@ -1,12 +1,18 @@
 use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::*;
+use wasmer::{Engine, Module};
+
+use super::cache::key_of;
+use super::load::INLINE_LOAD_BYTES;
+use super::{PackCache, PackCacheBuilder};
 use crate::cache::conformance::{self, CHECKS, CacheUnderTest};
 use crate::cache::test_support::{
     answer, baseline_engine, compiled, compiled_by, engine, engine_without_cpu_features, key,
     poll_ready, warnings_during, wat_module,
 };
-use crate::{Pack, PackIdentity};
+use crate::cache::{CacheError, ModuleCache, ModuleHash};
+use crate::{EngineIdentity, Pack, PackIdentity};
 
 /// A pack cache under the conformance checks; damage is two bytes overwritten in the
 /// middle of the module's value.
