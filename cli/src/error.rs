@@ -127,18 +127,6 @@ impl From<wasmpak::Error> for CliError {
     }
 }
 
-/// What a library error of kind `Corrupt` says is damaged, without the `pack PATH is corrupt:`
-/// its message starts with (the variant's `detail`, read through the message because callers
-/// match on `kind()`, not on variants).
-pub fn corrupt_detail(error: &wasmpak::Error) -> String {
-    let text = error.to_string();
-    let prefix = format!("pack {} is corrupt: ", error.path().display());
-    match text.strip_prefix(&prefix) {
-        Some(detail) => detail.to_string(),
-        None => text,
-    }
-}
-
 /// `IdentityMismatch` → `identity_mismatch`.
 fn snake_case(name: &str) -> String {
     let mut out = String::new();
@@ -192,7 +180,7 @@ mod tests {
     #[test]
     fn json_errors_carry_kind_and_exit_code() {
         let (_dir, corrupt) = corrupt_pack_error();
-        let detail = corrupt_detail(&corrupt);
+        let detail = corrupt.detail();
         assert!(!detail.starts_with("pack "), "{detail}");
         assert_eq!(
             corrupt.to_string(),

@@ -9,14 +9,17 @@ use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use crate::error::Repr;
 use crate::fs::parent_dir;
 use crate::{Error, Result};
 
 /// Refuses packs that users other than the owner (or root) could have written.
 pub(crate) fn check_not_shared(path: &Path, meta: &Metadata) -> Result<()> {
-    let insecure = |detail: String| Error::Insecure {
-        path: path.to_path_buf(),
-        detail,
+    let insecure = |detail: String| {
+        Error::from(Repr::Insecure {
+            path: path.to_path_buf(),
+            detail,
+        })
     };
     if meta.mode() & 0o002 != 0 {
         return Err(insecure(format!(
@@ -45,9 +48,11 @@ pub(crate) fn check_not_shared(path: &Path, meta: &Metadata) -> Result<()> {
 /// bit, is owned by another user than this one or root, or lies in a directory that others
 /// can write (and could replace it in). `meta` is the open file's.
 pub(crate) fn check_installed(path: &Path, sealed: bool, meta: &Metadata) -> Result<()> {
-    let refuse = |detail: String| Error::NotSealed {
-        path: path.to_path_buf(),
-        detail,
+    let refuse = |detail: String| {
+        Error::from(Repr::NotSealed {
+            path: path.to_path_buf(),
+            detail,
+        })
     };
     if !sealed {
         return Err(refuse(
