@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use wasmer::Engine;
-use wasmpak::{CacheError, EngineIdentity, Key};
+use wasmpak::{EngineIdentity, Key};
 
 use crate::artifact;
 use crate::context::Context;
@@ -206,23 +206,19 @@ fn judge(candidate: &Candidate, engine: &Engine, ours: &str) -> Result<Verdict, 
             "written by another engine or wasmer version ({dir}); this pack is for {ours}"
         )));
     }
+    let bytes = std::fs::read(&candidate.path)
+        .map_err(|e| CliError::failed(format!("cannot read {}: {e}", candidate.path.display())))?;
+    let bytes = Bytes::from(bytes);
     // A fresh engine per artifact: an engine keeps the code of every module it loads.
     let loader = engine::headless_like(engine);
-    let module = match artifact::load_cached_file(&loader, &candidate.path) {
+    let module = match artifact::load_cached_file(&loader, bytes.clone()) {
         Ok(module) => module,
-        Err(CacheError::FileRead { path, error }) => {
-            return Err(CliError::failed(format!(
-                "cannot read {}: {error}",
-                path.display()
+        Err(e) => {
+            return Ok(Verdict::Refuse(format!(
+                "this host's wasmer refuses it: {}",
+                one_line(&e.to_string())
             )));
         }
-        Err(e) => return Ok(Verdict::Refuse(refusal(&e))),
-    };
-    // The pack stores what wasmer validated, not a second read of the file (for an rkyv
-    // artifact `serialize` gives back the same bytes).
-    let bytes = match module.serialize() {
-        Ok(bytes) => bytes,
-        Err(e) => return Ok(Verdict::Refuse(format!("cannot serialize it again: {e}"))),
     };
     let stem = candidate.path.file_stem().and_then(|s| s.to_str());
     let named_by_key = stem.and_then(|s| s.parse::<Key>().ok());
@@ -247,15 +243,6 @@ fn judge(candidate: &Candidate, engine: &Engine, ours: &str) -> Result<Verdict, 
             .unwrap_or_default(),
     };
     Ok(Verdict::Import { key, label, bytes })
-}
-
-/// Why wasmer would not load an artifact, in a phrase.
-fn refusal(error: &CacheError) -> String {
-    let reason = match error {
-        CacheError::Deserialize(e) => e.to_string(),
-        other => other.to_string(),
-    };
-    format!("this host's wasmer refuses it: {}", one_line(&reason))
 }
 
 #[cfg(test)]

@@ -187,7 +187,6 @@ fn lookup(pack: &Pack, input: &Input, engine: &Engine) -> Result<Lookup, CliErro
             Ok(Lookup::Unusable(e.to_string()))
         }
         Err(LoadError::Pack(e)) => Err(e.into()),
-        Err(LoadError::Other(e)) => Err(CliError::failed(e.to_string())),
         Err(LoadError::Wasmer(e)) => Ok(Lookup::Unusable(format!(
             "wasmer refused it: {}",
             one_line(&e.to_string())

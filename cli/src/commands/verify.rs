@@ -169,7 +169,6 @@ fn deep(
             }
             Err(LoadError::Missing) => "removed while verifying".to_string(),
             Err(LoadError::Pack(e)) => e.to_string(),
-            Err(LoadError::Other(e)) => e.to_string(),
             Err(LoadError::Wasmer(e)) => format!("wasmer refuses it: {}", one_line(&e.to_string())),
         };
         let line = format!("entry {}: {detail}", name(&key));
