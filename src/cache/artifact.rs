@@ -236,12 +236,18 @@ mod tests {
         (pack, key)
     }
 
+    /// A pack of [`engine`]'s identity in `dir` holding `value`, with that identity.
+    fn engine_pack(dir: &Path, value: &[u8]) -> (Pack, Key, PackIdentity) {
+        let identity = EngineIdentity::of(engine()).to_pack_identity();
+        let (pack, key) = pack_of(&identity, dir, value);
+        (pack, key, identity)
+    }
+
     #[test]
     fn loads_an_entry_and_refuses_what_the_engine_cannot_load() {
         let dir = tempfile::tempdir().unwrap();
         let engine = engine();
-        let identity = EngineIdentity::of(engine).to_pack_identity();
-        let (pack, key) = pack_of(&identity, dir.path(), &compiled(5).serialize().unwrap());
+        let (pack, key, _) = engine_pack(dir.path(), &compiled(5).serialize().unwrap());
         let module = load_module(&pack, &key, engine).unwrap();
         assert_eq!(answer(&module, engine), 5);
         assert_eq!(
@@ -271,8 +277,7 @@ mod tests {
         use std::os::unix::fs::FileExt;
         let dir = tempfile::tempdir().unwrap();
         let engine = engine();
-        let identity = EngineIdentity::of(engine).to_pack_identity();
-        let (pack, key) = pack_of(&identity, dir.path(), &compiled(6).serialize().unwrap());
+        let (pack, key, identity) = engine_pack(dir.path(), &compiled(6).serialize().unwrap());
         let offset = pack.iter().unwrap().next().unwrap().offset();
         drop(pack);
         let path = dir.path().join("p.wpk");
@@ -287,8 +292,7 @@ mod tests {
     fn checksummed_bytes_that_are_no_artifact_are_refused_by_wasmer() {
         let dir = tempfile::tempdir().unwrap();
         let engine = engine();
-        let identity = EngineIdentity::of(engine).to_pack_identity();
-        let (pack, key) = pack_of(&identity, dir.path(), b"checksummed, but not an artifact");
+        let (pack, key, _) = engine_pack(dir.path(), b"checksummed, but not an artifact");
         let refused = load_module(&pack, &key, engine).unwrap_err();
         assert_eq!(refused.kind(), CacheErrorKind::Deserialize, "{refused}");
     }
@@ -297,8 +301,7 @@ mod tests {
     fn a_pack_that_checks_no_bytes_is_refused_before_any_read() {
         let dir = tempfile::tempdir().unwrap();
         let engine = engine();
-        let identity = EngineIdentity::of(engine).to_pack_identity();
-        let (pack, key) = pack_of(&identity, dir.path(), &compiled(7).serialize().unwrap());
+        let (pack, key, identity) = engine_pack(dir.path(), &compiled(7).serialize().unwrap());
         drop(pack);
         let path = dir.path().join("p.wpk");
         let never = crate::PackOptions::new().verify(crate::Verify::Never);

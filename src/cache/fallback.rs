@@ -64,7 +64,9 @@ mod tests {
 
     use super::*;
     use crate::cache::conformance::{self, CHECKS, CacheUnderTest};
-    use crate::cache::test_support::{answer, compiled, engine, key, poll_ready, tear};
+    use crate::cache::test_support::{
+        compiled, engine, key, loaded_answer, misses, poll_ready, save_numbered, tear,
+    };
     use crate::cache::{FileSystemCache, SharedCache};
 
     /// Memory in front of files under the conformance checks; damage is a torn file.
@@ -130,15 +132,8 @@ mod tests {
     async fn primary_hit_leaves_the_fallback_alone() {
         let engine = engine();
         let cache = SharedCache::new().with_fallback(Broken::default());
-        cache
-            .primary()
-            .save(key(3), engine, &compiled(3))
-            .await
-            .unwrap();
-        assert_eq!(
-            answer(&cache.load(key(3), engine).await.unwrap(), engine),
-            3
-        );
+        save_numbered(cache.primary(), 3, engine).await;
+        assert_eq!(loaded_answer(&cache, 3, engine).await, 3);
         assert!(cache.contains(key(3), engine).await.unwrap());
         assert_eq!(cache.fallback().calls.load(Ordering::SeqCst), 0);
     }
@@ -147,33 +142,19 @@ mod tests {
     async fn fallback_hit_is_promoted() {
         let engine = engine();
         let cache = SharedCache::new().with_fallback(SharedCache::new());
-        cache
-            .fallback()
-            .save(key(4), engine, &compiled(4))
-            .await
-            .unwrap();
+        save_numbered(cache.fallback(), 4, engine).await;
         assert!(!cache.primary().contains(key(4), engine).await.unwrap());
         assert!(cache.contains(key(4), engine).await.unwrap());
-        assert_eq!(
-            answer(&cache.load(key(4), engine).await.unwrap(), engine),
-            4
-        );
+        assert_eq!(loaded_answer(&cache, 4, engine).await, 4);
         let (primary, _) = cache.into_inner();
-        assert_eq!(
-            answer(&primary.load(key(4), engine).await.unwrap(), engine),
-            4
-        );
+        assert_eq!(loaded_answer(&primary, 4, engine).await, 4);
     }
 
     #[test]
     fn miss_everywhere_is_not_found_even_without_a_runtime() {
         let engine = engine();
         let cache = SharedCache::new().with_fallback(SharedCache::new());
-        assert!(
-            poll_ready(cache.load(key(5), engine))
-                .unwrap_err()
-                .is_not_found()
-        );
+        assert!(poll_ready(misses(&cache, 5, engine)));
         assert!(!poll_ready(cache.contains(key(5), engine)).unwrap());
     }
 
@@ -181,16 +162,13 @@ mod tests {
     async fn broken_primary_is_skipped() {
         let engine = engine();
         let cache = Broken::default().with_fallback(SharedCache::new());
-        assert!(cache.load(key(6), engine).await.unwrap_err().is_not_found());
+        assert!(misses(&cache, 6, engine).await);
         assert!(!cache.contains(key(6), engine).await.unwrap());
         // Saving reports the primary's failure but still reaches the fallback.
         let error = cache.save(key(6), engine, &compiled(6)).await.unwrap_err();
         assert_eq!(error.to_string(), "broken save");
         // Loading falls through to the fallback and survives the failed promotion.
-        assert_eq!(
-            answer(&cache.load(key(6), engine).await.unwrap(), engine),
-            6
-        );
+        assert_eq!(loaded_answer(&cache, 6, engine).await, 6);
         assert!(cache.contains(key(6), engine).await.unwrap());
         assert_eq!(cache.primary().calls.load(Ordering::SeqCst), 6);
     }
@@ -206,9 +184,6 @@ mod tests {
         assert_eq!(error.to_string(), "broken save");
         // The primary was saved even though the fallback failed.
         assert!(cache.primary().contains(key(7), engine).await.unwrap());
-        assert_eq!(
-            answer(&cache.load(key(7), engine).await.unwrap(), engine),
-            7
-        );
+        assert_eq!(loaded_answer(&cache, 7, engine).await, 7);
     }
 }

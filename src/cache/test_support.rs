@@ -103,6 +103,41 @@ impl std::io::Write for Capture {
     }
 }
 
+/// Saves [`compiled`]`(n)` under [`key`]`(n)` in `cache` for `engine`, which must succeed.
+pub(crate) async fn save_numbered(
+    cache: &(impl crate::ModuleCache + ?Sized),
+    n: u32,
+    engine: &Engine,
+) {
+    let module = compiled(n);
+    cache
+        .save(key(n), engine, &module)
+        .await
+        .expect("the save succeeds");
+}
+
+/// The answer of the module `cache` loads under [`key`]`(n)` for `engine`, which must load.
+pub(crate) async fn loaded_answer(
+    cache: &(impl crate::ModuleCache + ?Sized),
+    n: u32,
+    engine: &Engine,
+) -> i32 {
+    let module = cache.load(key(n), engine).await.expect("the module loads");
+    answer(&module, engine)
+}
+
+/// Whether loading [`key`]`(n)` from `cache` for `engine` is a plain miss.
+pub(crate) async fn misses(
+    cache: &(impl crate::ModuleCache + ?Sized),
+    n: u32,
+    engine: &Engine,
+) -> bool {
+    cache
+        .load(key(n), engine)
+        .await
+        .is_err_and(|e| e.is_not_found())
+}
+
 /// Polls `future` once with no runtime, as a caller outside tokio would, and expects it to be
 /// done: outside tokio our caches do their work inline and never wait for a wake-up.
 pub(crate) fn poll_ready<T>(future: impl Future<Output = T>) -> T {

@@ -3,8 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use crate::cache::memo::MemoLimits;
-use crate::{Durability, PackOptions, PublicKey, Retention, Verify};
+use crate::{Durability, PackOptions, PublicKey, Verify};
 
+use super::compaction::CompactionPolicy;
 use super::pack_files::Sources;
 
 /// Options for a [`PackCache`](crate::PackCache): where its packs are, and how it keeps them.
@@ -46,10 +47,7 @@ pub struct PackCacheBuilder {
     pub(super) sources: Sources,
     pub(super) pack_options: PackOptions,
     pub(super) memo: MemoLimits,
-    pub(super) retention: Retention,
-    pub(super) auto_compact: bool,
-    pub(super) dead_fraction: f64,
-    pub(super) min_dead_bytes: u64,
+    pub(super) compaction: CompactionPolicy,
 }
 
 impl PackCacheBuilder {
@@ -76,10 +74,7 @@ impl PackCacheBuilder {
                 max_entries: 1024,
                 max_bytes: 1 << 30,
             },
-            retention: Retention::new(),
-            auto_compact: true,
-            dead_fraction: 0.5,
-            min_dead_bytes: 8 << 20,
+            compaction: CompactionPolicy::default(),
         }
     }
 
@@ -159,14 +154,14 @@ impl PackCacheBuilder {
     /// Soft limit on the bytes of modules a pack keeps: beyond it, the next compaction evicts
     /// the least recently used (like wasmtime's `files-total-size-soft-limit`).
     pub fn max_live_bytes(mut self, bytes: u64) -> Self {
-        self.retention = self.retention.max_live_bytes(bytes);
+        self.compaction.retention = self.compaction.retention.max_live_bytes(bytes);
         self
     }
 
     /// Soft limit on the number of modules a pack keeps (like wasmtime's
     /// `file-count-soft-limit`).
     pub fn max_entries(mut self, entries: u64) -> Self {
-        self.retention = self.retention.max_entries(entries);
+        self.compaction.retention = self.compaction.retention.max_entries(entries);
         self
     }
 
@@ -174,14 +169,14 @@ impl PackCacheBuilder {
     /// [`compact_dead_fraction`](Self::compact_dead_fraction) of the pack, or a soft limit is
     /// exceeded.
     pub fn auto_compact(mut self, enabled: bool) -> Self {
-        self.auto_compact = enabled;
+        self.compaction.auto = enabled;
         self
     }
 
     /// The share of a pack's data that may be dead before it is compacted (default 0.5). A
     /// pack is never compacted for fewer than [`compact_min_dead_bytes`](Self::compact_min_dead_bytes).
     pub fn compact_dead_fraction(mut self, fraction: f64) -> Self {
-        self.dead_fraction = fraction.clamp(0.0, 1.0);
+        self.compaction.dead_fraction = fraction.clamp(0.0, 1.0);
         self
     }
 
@@ -189,7 +184,7 @@ impl PackCacheBuilder {
     /// leaves the replaced file pinned by the engines that loaded from it, so compacting
     /// rarely keeps that bounded.
     pub fn compact_min_dead_bytes(mut self, bytes: u64) -> Self {
-        self.min_dead_bytes = bytes;
+        self.compaction.min_dead_bytes = bytes;
         self
     }
 

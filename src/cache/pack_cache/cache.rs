@@ -9,13 +9,14 @@ use tokio::sync::OnceCell;
 use wasmer::{Engine, EngineId, Module};
 
 use crate::EngineIdentity;
+use crate::Key;
 use crate::cache::blocking::run_blocking;
 use crate::cache::memo::Memo;
 use crate::cache::{CacheError, CacheResult, ModuleCache, ModuleHash};
 use crate::sync::{lock, read, write};
-use crate::{Key, Retention};
 
 use super::builder::PackCacheBuilder;
+use super::compaction::CompactionPolicy;
 use super::pack_files::PackFiles;
 use super::pack_set::PackSet;
 use super::slot::PackSlot;
@@ -96,10 +97,7 @@ pub struct PackCache {
 #[derive(Debug)]
 pub(super) struct Inner {
     pub(super) files: PackFiles,
-    pub(super) retention: Retention,
-    pub(super) auto_compact: bool,
-    pub(super) dead_fraction: f64,
-    pub(super) min_dead_bytes: u64,
+    pub(super) compaction: CompactionPolicy,
     sets: Mutex<HashMap<EngineIdentity, Arc<PackSet>>>,
     engines: RwLock<HashMap<EngineId, Arc<PackSet>>>,
     pub(super) memo: Memo,
@@ -201,10 +199,7 @@ impl PackCacheBuilder {
         PackCache {
             inner: Arc::new(Inner {
                 files: PackFiles::new(b.sources, b.pack_options),
-                retention: b.retention,
-                auto_compact: b.auto_compact,
-                dead_fraction: b.dead_fraction,
-                min_dead_bytes: b.min_dead_bytes,
+                compaction: b.compaction,
                 sets: Mutex::new(HashMap::new()),
                 engines: RwLock::new(HashMap::new()),
                 memo: Memo::new(b.memo),

@@ -3,6 +3,7 @@
 
 mod builder;
 mod cache;
+mod compaction;
 mod discovery;
 mod load;
 mod maintenance;
