@@ -127,6 +127,14 @@ impl From<wasmpak::Error> for CliError {
     }
 }
 
+/// What a library error of kind `Corrupt` says is damaged, without the `pack PATH is corrupt:`
+/// its message starts with (the variant's `detail`, read through the message because callers
+/// match on `kind()`, not on variants).
+pub fn corrupt_detail(error: &wasmpak::Error) -> String {
+    // The library now says it itself, without string surgery.
+    error.detail()
+}
+
 /// `IdentityMismatch` → `identity_mismatch`.
 fn snake_case(name: &str) -> String {
     let mut out = String::new();
@@ -180,7 +188,7 @@ mod tests {
     #[test]
     fn json_errors_carry_kind_and_exit_code() {
         let (_dir, corrupt) = corrupt_pack_error();
-        let detail = corrupt.detail();
+        let detail = corrupt_detail(&corrupt);
         assert!(!detail.starts_with("pack "), "{detail}");
         assert_eq!(
             corrupt.to_string(),

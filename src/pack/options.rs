@@ -141,7 +141,6 @@ impl PackOptions {
     }
 
     /// Whether a check above the store (signatures) vets values.
-    #[cfg(feature = "wasmer")]
     pub(crate) fn checks_signatures(&self) -> bool {
         self.check.is_some()
     }

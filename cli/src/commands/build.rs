@@ -25,7 +25,7 @@ use wasmpak::{EngineIdentity, Key, Pack};
 
 use crate::context::Context;
 use crate::engine::{self, EngineArgs};
-use crate::error::CliError;
+use crate::error::{CliError, corrupt_detail};
 use crate::input::Input;
 use crate::open;
 use crate::output::{self, say};
@@ -199,7 +199,9 @@ fn present(pack: &Pack, key: &Key) -> Result<Present, CliError> {
     match pack.get(key) {
         Ok(Some(_)) => Ok(Present::Intact),
         Ok(None) => Ok(Present::Absent),
-        Err(e) if e.kind() == wasmpak::ErrorKind::Corrupt => Ok(Present::Damaged(e.detail())),
+        Err(e) if e.kind() == wasmpak::ErrorKind::Corrupt => {
+            Ok(Present::Damaged(corrupt_detail(&e)))
+        }
         Err(e) => Err(e.into()),
     }
 }
