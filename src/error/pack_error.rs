@@ -60,12 +60,18 @@ impl Error {
     /// # Example
     ///
     /// ```
-    /// use wasmpak::{ErrorKind, Pack};
+    /// use std::os::unix::fs::FileExt;
+    /// use wasmpak::{ErrorKind, Key, Pack, PackIdentity};
     ///
     /// let dir = tempfile::tempdir()?;
-    /// let path = dir.path().join("garbage.wpk");
-    /// std::fs::write(&path, vec![7u8; 8192])?;
-    /// let err = Pack::open_any(&path).unwrap_err();
+    /// let path = dir.path().join("modules.wpk");
+    /// let pack = Pack::create(&path, &PackIdentity::new().with("engine", "demo"))?;
+    /// let key = Key::from_bytes([1; 32]);
+    /// pack.insert(&key, &[7u8; 1000])?;
+    /// let value_at = pack.iter()?.next().unwrap().offset();
+    /// let file = std::fs::OpenOptions::new().write(true).open(&path)?;
+    /// file.write_all_at(b"\xde\xad", value_at + 100)?; // a flipped value, as a bad disk would
+    /// let err = Pack::open_any(&path)?.get(&key).unwrap_err();
     /// assert_eq!(err.kind(), ErrorKind::Corrupt);
     /// let prefix = format!("pack {} is corrupt: ", path.display());
     /// assert_eq!(err.to_string(), format!("{prefix}{}", err.detail()));
