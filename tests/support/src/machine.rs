@@ -16,7 +16,7 @@ const SKIP: &str = "WASMPAK_TEST_SKIP";
 
 /// The prerequisites, by the names `WASMPAK_TEST_SKIP` takes (one list for the library's and
 /// the tool's tests).
-const PREREQUISITES: [&str; 7] = [
+const PREREQUISITES: [&str; 9] = [
     // The openssl command.
     "openssl",
     // unshare(1) from util-linux, and an unprivileged user and mount namespace.
@@ -31,6 +31,10 @@ const PREREQUISITES: [&str; 7] = [
     "cpu",
     // The examples, which `cargo test` builds and `cargo test --test NAME` does not.
     "examples",
+    // node and npm, to install and run Azurite (the Azure Blob emulator).
+    "node",
+    // nginx, the HTTP server with byte ranges (`apt-get install nginx-light`).
+    "nginx",
 ];
 
 /// The uid the permission tests drop to when run as root (root ignores permissions).
