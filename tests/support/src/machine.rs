@@ -14,8 +14,8 @@ use crate::process::{assert_passed, child};
 /// The opt-out: prerequisites to skip the tests of, comma-separated, or `all`.
 const SKIP: &str = "WASMPAK_TEST_SKIP";
 
-/// The prerequisites, by the names `WASMPAK_TEST_SKIP` takes (one list for the library's and
-/// the tool's tests).
+/// The prerequisites, by the names `WASMPAK_TEST_SKIP` takes (the same list in the tool's
+/// tests).
 const PREREQUISITES: [&str; 9] = [
     // The openssl command.
     "openssl",
