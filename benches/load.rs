@@ -153,9 +153,7 @@ fn load(c: &mut Criterion) {
         let pack_cache = PackCache::new(&packs);
         let file_cache = FileSystemCache::new(&files);
         for case in &cases {
-            // SAFETY: the bytes were produced by `Module::serialize` of an engine with this
-            // configuration, moments ago or in an earlier run of this benchmark.
-            let module = unsafe { Module::deserialize(&engine, case.artifact.clone()) }.unwrap();
+            let module = FileSystemCache::load_file(&case.artifact_file, &engine).unwrap();
             ready(pack_cache.save(case.key, &engine, &module)).unwrap();
             ready(file_cache.save(case.key, &engine, &module)).unwrap();
         }
@@ -567,8 +565,7 @@ fn main() {
         let pack_cache = PackCache::new(dir.path().join("packs"));
         let file_cache = FileSystemCache::new(dir.path().join("files"));
         for case in &cases {
-            // SAFETY: bytes from `Module::serialize` of this configuration.
-            let module = unsafe { Module::deserialize(&engine, case.artifact.clone()) }.unwrap();
+            let module = FileSystemCache::load_file(&case.artifact_file, &engine).unwrap();
             ready(pack_cache.save(case.key, &engine, &module)).unwrap();
             ready(file_cache.save(case.key, &engine, &module)).unwrap();
         }

@@ -71,10 +71,7 @@ fn cases(dir: &Path) -> Vec<Case> {
 
 /// Checksum and deserialize, as a first load does once the pack is open.
 fn load(pack: &Pack, key: &Key, engine: &Engine) -> Module {
-    let bytes = pack.get(key).unwrap().unwrap();
-    // SAFETY: the pack holds `Module::serialize` output of an engine with `engine`'s identity,
-    // written moments ago, and `get` has just checked its checksum.
-    unsafe { Module::deserialize_unchecked(engine, bytes) }.unwrap()
+    wasmpak::load_module(pack, key, engine).unwrap()
 }
 
 fn time(runtime: &tokio::runtime::Runtime, run: impl AsyncFnOnce(&Engine) -> Module) -> Duration {

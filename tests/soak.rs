@@ -30,7 +30,9 @@ use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
 use wasmer::{Engine, Module};
-use wasmpak::{EngineIdentity, Key, ModuleCache, ModuleHash, Pack, PackCache, Retention};
+use wasmpak::{
+    EngineIdentity, FileSystemCache, Key, ModuleCache, ModuleHash, Pack, PackCache, Retention,
+};
 
 use crate::common::{assert_passed, child, env_path, env_u64, played};
 
@@ -424,10 +426,9 @@ fn recycling() {
             .build()
             .unwrap();
         for (_, key) in &modules {
-            let bytes = std::fs::read(dir.join(format!("{key}.bin"))).unwrap();
-            // SAFETY: `Module::serialize` output of this engine configuration, written by
-            // `corpus` (the directory is named after the engine identity).
-            let module = unsafe { Module::deserialize(&engine, bytes) }.unwrap();
+            // `corpus` wrote it whole and renamed it into place, as a file cache does.
+            let artifact = dir.join(format!("{key}.bin"));
+            let module = FileSystemCache::load_file(&artifact, &engine).unwrap();
             tokio.block_on(pack.save(*key, &engine, &module)).unwrap();
         }
     }
@@ -505,9 +506,8 @@ fn worker(role: &str) {
         let i = rng.random_range(0..modules.len());
         let (seed, key) = modules[i];
         if role == "writer" {
-            let bytes = std::fs::read(artifacts.join(format!("{key}.bin"))).unwrap();
-            // SAFETY: `Module::serialize` output of this engine configuration.
-            let module = unsafe { Module::deserialize(&engine, bytes) }.unwrap();
+            let artifact = artifacts.join(format!("{key}.bin"));
+            let module = FileSystemCache::load_file(&artifact, &engine).unwrap();
             tokio.block_on(cache.save(key, &engine, &module)).unwrap();
             writeln!(out, "saved {i}").unwrap();
             std::thread::sleep(Duration::from_millis(rng.random_range(5..40)));

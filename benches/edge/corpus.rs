@@ -84,9 +84,8 @@ pub fn load_or_build(engine: &Engine, cache_dir: &Path) -> Vec<CorpusModule> {
 
 /// The artifact as a module of `engine`.
 pub fn deserialize(engine: &Engine, module: &CorpusModule) -> Module {
-    // SAFETY: the file holds `Module::serialize` output of an engine with this identity (the
-    // directory is named after it), written whole by `load_or_build` (renamed into place).
-    unsafe { Module::deserialize_from_file(engine, &module.artifact) }.unwrap()
+    // Written whole by `load_or_build` (renamed into place), as a file cache does.
+    wasmpak::FileSystemCache::load_file(&module.artifact, engine).unwrap()
 }
 
 /// Checks that `module` is corpus module `m`: its `answer` export returns the seed.

@@ -187,12 +187,8 @@ pub fn deserialize_detail(error: &wasmpak::CacheError) -> String {
 /// its message starts with (the variant's `detail`, read through the message because callers
 /// match on `kind()`, not on variants).
 pub fn corrupt_detail(error: &wasmpak::Error) -> String {
-    let text = error.to_string();
-    let prefix = format!("pack {} is corrupt: ", error.path().display());
-    match text.strip_prefix(&prefix) {
-        Some(detail) => detail.to_string(),
-        None => text,
-    }
+    // The library now says it itself, without string surgery.
+    error.detail()
 }
 
 /// `IdentityMismatch` → `identity_mismatch`.

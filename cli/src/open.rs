@@ -224,7 +224,7 @@ pub fn existing_for(
     purpose: Purpose,
 ) -> Result<Option<Pack>, CliError> {
     missing_is_none(ctx.pack_options().open(path, identity), path)
-        .map_err(|e| explain(ctx, e, identity, purpose))
+        .map_err(|e| explain(e, identity, purpose))
 }
 
 /// Opens the pack at `path` with `identity` to write it, creating it if there is none (its
@@ -239,32 +239,22 @@ pub fn or_create(
     wasmpak::fs::remove_leftovers(path);
     ctx.pack_options()
         .open_or_create(path, identity)
-        .map_err(|e| explain(ctx, e, identity, purpose))
+        .map_err(|e| explain(e, identity, purpose))
 }
 
 /// A library error, with an identity mismatch spelled out for people who did not build the
 /// pack: both identities, and what to do about it.
-fn explain(
-    ctx: &Context,
-    error: wasmpak::Error,
-    ours: &PackIdentity,
-    purpose: Purpose,
-) -> CliError {
-    if error.kind() != ErrorKind::IdentityMismatch {
+fn explain(error: wasmpak::Error, ours: &PackIdentity, purpose: Purpose) -> CliError {
+    // Only a mismatch carries the pack's own identity.
+    let Some(found) = error.found_identity() else {
         return error.into();
-    }
-    // The pack's own identity, read from the pack: the error's message names it, but only
-    // its variant holds it as a value, and variants are not what callers match on.
-    let path = error.path();
-    let found = match any(ctx, path) {
-        Ok(pack) => pack.identity().clone(),
-        Err(_) => return error.into(),
     };
+    let path = error.path();
     let target = |identity: &PackIdentity| match identity.get("target") {
         Some(IdentityValue::Str(s)) => s.clone(),
         _ => String::from("no target"),
     };
-    let (theirs, mine) = (target(&found), target(ours));
+    let (theirs, mine) = (target(found), target(ours));
     let advice = match purpose {
         Purpose::Run if theirs != mine => format!(
             "its modules are compiled for {theirs} and cannot be loaded on this {mine} host"

@@ -314,11 +314,10 @@ fn extract_writes_an_artifact_module_deserialize_loads() {
         .unwrap();
     assert_eq!(bytes, &stored[..], "the raw artifact, byte for byte");
 
+    // wasmer's own file loader (`Module::deserialize_from_file`, which validates the layout,
+    // reached through the library's one audited call) takes the extracted file as it is.
     let engine = wasmer::Engine::default();
-    // SAFETY: the bytes are what `Module::serialize` wrote for this host's default engine
-    // (the test built the pack with it a moment ago, and they match the pack's checksummed
-    // value above); nothing modifies them while the module lives.
-    let module = unsafe { wasmer::Module::deserialize(&engine, bytes) }.expect("deserializes");
+    let module = wasmpak::FileSystemCache::load_file(&out, &engine).expect("deserializes");
     let mut store = wasmer::Store::new(engine);
     let instance = wasmer::Instance::new(&mut store, &module, &wasmer::imports! {}).unwrap();
     let add = instance

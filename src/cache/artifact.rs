@@ -21,8 +21,9 @@
 //!      (once per value and process, as committed bytes are never rewritten); with trusted
 //!      keys, against the BLAKE3 hash a trusted key signed, which also stops forgeries; or,
 //!      on the `unsafe` `trust_installed` path, by the install that verified the sealed,
-//!      read-only file, which that option's contract keeps unchanged since. (A pack opened
-//!      with `Verify::Never` is checked by whoever chose that option, as it documents.)
+//!      read-only file, which that option's contract keeps unchanged since. A pack whose
+//!      `get` checks no bytes (opened with `Verify::Never` and without `trust_installed`) is
+//!      refused before any read: see `Pack::verifies_values`.
 //!    - *Unchanged and alive:* the `Bytes` holds the read-only mapping (or the `&'static`
 //!      or `Bytes` of an embedded pack) alive, and the format never modifies or truncates
 //!      committed bytes.
@@ -70,8 +71,9 @@ enum Source {
 
 impl CheckedArtifact {
     /// The value under `key` in `pack`, for `engine`; `None` if the pack has no value there.
-    /// Fails if `engine` cannot load the pack's artifacts ([`CacheErrorKind::Incompatible`]) or
-    /// the pack refuses the value (corrupt, untrusted, unreadable).
+    /// Fails if the pack does not check its values' bytes (`Verify::Never`), if `engine`
+    /// cannot load the pack's artifacts ([`CacheErrorKind::Incompatible`]) or the pack
+    /// refuses the value (corrupt, untrusted, unreadable).
     ///
     /// [`CacheErrorKind::Incompatible`]: super::CacheErrorKind::Incompatible
     pub(crate) fn from_pack(
@@ -79,6 +81,14 @@ impl CheckedArtifact {
         key: &Key,
         engine: &Engine,
     ) -> Result<Option<CheckedArtifact>, CacheError> {
+        if !pack.verifies_values() {
+            return Err(CacheError::other(std::io::Error::other(format!(
+                "refusing to load a module from pack {}: it was opened with Verify::Never, so \
+                 nothing checks its bytes before wasmer's unchecked deserialization; open it \
+                 with Verify::Once or Verify::Always",
+                pack.path().display()
+            ))));
+        }
         loadable::known(engine)
             .can_load(pack.identity())
             .map_err(CacheError::other)?;
@@ -181,7 +191,8 @@ pub(crate) fn aligned(bytes: Bytes) -> Bytes {
 /// [`CacheErrorKind`](crate::CacheErrorKind) `NotFound` if the pack has no value under `key`;
 /// `Incompatible` if `engine` cannot load the pack's artifacts; `Corrupt` or `Untrusted` if
 /// the pack refuses the value; `Deserialize` if wasmer refuses it; `Read` if the file cannot
-/// be read.
+/// be read; `Other` if the pack was opened with [`Verify::Never`](crate::Verify::Never)
+/// (without `trust_installed`), since nothing would check the bytes wasmer is handed.
 ///
 /// # Example
 ///
@@ -225,12 +236,18 @@ mod tests {
         (pack, key)
     }
 
+    /// A pack of [`engine`]'s identity in `dir` holding `value`, with that identity.
+    fn engine_pack(dir: &Path, value: &[u8]) -> (Pack, Key, PackIdentity) {
+        let identity = EngineIdentity::of(engine()).to_pack_identity();
+        let (pack, key) = pack_of(&identity, dir, value);
+        (pack, key, identity)
+    }
+
     #[test]
     fn loads_an_entry_and_refuses_what_the_engine_cannot_load() {
         let dir = tempfile::tempdir().unwrap();
         let engine = engine();
-        let identity = EngineIdentity::of(engine).to_pack_identity();
-        let (pack, key) = pack_of(&identity, dir.path(), &compiled(5).serialize().unwrap());
+        let (pack, key, _) = engine_pack(dir.path(), &compiled(5).serialize().unwrap());
         let module = load_module(&pack, &key, engine).unwrap();
         assert_eq!(answer(&module, engine), 5);
         assert_eq!(
@@ -260,8 +277,7 @@ mod tests {
         use std::os::unix::fs::FileExt;
         let dir = tempfile::tempdir().unwrap();
         let engine = engine();
-        let identity = EngineIdentity::of(engine).to_pack_identity();
-        let (pack, key) = pack_of(&identity, dir.path(), &compiled(6).serialize().unwrap());
+        let (pack, key, identity) = engine_pack(dir.path(), &compiled(6).serialize().unwrap());
         let offset = pack.iter().unwrap().next().unwrap().offset();
         drop(pack);
         let path = dir.path().join("p.wpk");
@@ -276,10 +292,44 @@ mod tests {
     fn checksummed_bytes_that_are_no_artifact_are_refused_by_wasmer() {
         let dir = tempfile::tempdir().unwrap();
         let engine = engine();
-        let identity = EngineIdentity::of(engine).to_pack_identity();
-        let (pack, key) = pack_of(&identity, dir.path(), b"checksummed, but not an artifact");
+        let (pack, key, _) = engine_pack(dir.path(), b"checksummed, but not an artifact");
         let refused = load_module(&pack, &key, engine).unwrap_err();
         assert_eq!(refused.kind(), CacheErrorKind::Deserialize, "{refused}");
+    }
+
+    #[test]
+    fn a_pack_that_checks_no_bytes_is_refused_before_any_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine();
+        let (pack, key, identity) = engine_pack(dir.path(), &compiled(7).serialize().unwrap());
+        drop(pack);
+        let path = dir.path().join("p.wpk");
+        let never = crate::PackOptions::new().verify(crate::Verify::Never);
+        let unchecked = never.open(&path, &identity).unwrap();
+        let refused = load_module(&unchecked, &key, engine).unwrap_err();
+        assert_eq!(refused.kind(), CacheErrorKind::Other, "{refused}");
+        let message = refused.to_string();
+        assert!(
+            message.contains("Verify::Never") && message.contains("p.wpk"),
+            "{message}"
+        );
+        // Trusted keys check lengths and labels under `Verify::Never`, not the bytes.
+        let vendor = crate::SecretKey::generate().unwrap();
+        let signer = Pack::open(&path, &identity).unwrap();
+        signer.sign(&vendor).unwrap();
+        drop(signer);
+        let keyed = never.trusted_keys([vendor.public_key()]);
+        let refused = load_module(&keyed.open(&path, &identity).unwrap(), &key, engine);
+        assert_eq!(refused.unwrap_err().kind(), CacheErrorKind::Other);
+        // Either check on its own lets the same entry through.
+        for verify in [crate::Verify::Once, crate::Verify::Always] {
+            let checked = crate::PackOptions::new().verify(verify);
+            let module = load_module(&checked.open(&path, &identity).unwrap(), &key, engine);
+            assert_eq!(answer(&module.unwrap(), engine), 7);
+        }
+        let signed = crate::PackOptions::new().trusted_keys([vendor.public_key()]);
+        let module = load_module(&signed.open(&path, &identity).unwrap(), &key, engine);
+        assert_eq!(answer(&module.unwrap(), engine), 7);
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! work goes to tokio's blocking pool; outside tokio there is nothing to stall, so it runs
 //! inline. Unlike wasix's `FileSystemCache`, nothing here panics for lack of a runtime.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
+
+use crate::sync::lock;
 
 /// Runs `f` on tokio's blocking pool when called inside a tokio runtime, else inline.
 ///
@@ -39,7 +41,7 @@ where
 }
 
 fn take<F>(slot: &Mutex<Option<F>>) -> Option<F> {
-    slot.lock().unwrap_or_else(PoisonError::into_inner).take()
+    lock(slot).take()
 }
 
 #[cfg(test)]

@@ -49,11 +49,12 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Mutex, OnceLock};
 
 use wasmer::{Engine, Instance, Module, Store, imports};
 
 use super::{CacheError, ModuleCache, ModuleHash};
+use crate::sync::lock;
 
 /// The checks [`run`] runs, in order.
 pub const CHECKS: [&str; 5] = [
@@ -371,10 +372,6 @@ fn block_on<T>(future: impl Future<Output = T>) -> T {
     RUNTIME.with(|runtime| runtime.block_on(future))
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 /// The modules the checks save: module `n` exports `answer`, which returns `n`.
 pub mod fixtures {
     use super::*;
@@ -512,42 +509,40 @@ mod tests {
         }
     }
 
-    fn broken(defect: Defect) -> Broken {
-        Broken {
+    /// What [`run`] reports for a cache with `defect`, which must be a failure of `check`.
+    fn failure_of(defect: Defect, check: &str) -> Failure {
+        let broken = Broken {
             defect,
             modules: SharedCache::new(),
             damaged: AtomicBool::new(false),
-        }
+        };
+        let failure = run(&broken).unwrap_err();
+        assert_eq!(failure.check, check, "{failure}");
+        failure
     }
 
     #[test]
     fn a_cache_that_loses_saves_fails_the_round_trip() {
-        let failure = run(&broken(Defect::LosesSaves)).unwrap_err();
-        assert_eq!(failure.check, "round trip", "{failure}");
+        let failure = failure_of(Defect::LosesSaves, "round trip");
         assert!(failure.message.contains("after a save"), "{failure}");
     }
 
     #[test]
     fn a_cache_that_returns_another_module_fails_the_round_trip() {
-        let failure = run(&broken(Defect::ReturnsAnother)).unwrap_err();
-        assert_eq!(failure.check, "round trip", "{failure}");
-        assert!(
-            failure.message.contains("is not the one saved"),
-            "{failure}"
-        );
+        let failure = failure_of(Defect::ReturnsAnother, "round trip");
+        let says = "is not the one saved";
+        assert!(failure.message.contains(says), "{failure}");
     }
 
     #[test]
     fn a_cache_that_serves_damaged_bytes_fails_the_corruption_check() {
-        let failure = run(&broken(Defect::IgnoresDamage)).unwrap_err();
-        assert_eq!(failure.check, "corruption", "{failure}");
+        let failure = failure_of(Defect::IgnoresDamage, "corruption");
         assert!(failure.message.contains("damaged bytes"), "{failure}");
     }
 
     #[test]
     fn a_cache_that_panics_on_damaged_bytes_fails_the_corruption_check() {
-        let failure = run(&broken(Defect::PanicsOnDamage)).unwrap_err();
-        assert_eq!(failure.check, "corruption", "{failure}");
+        let failure = failure_of(Defect::PanicsOnDamage, "corruption");
         assert_eq!(failure.message, "panicked: the damaged bytes broke it");
     }
 }

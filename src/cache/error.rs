@@ -8,6 +8,7 @@
 
 use std::path::PathBuf;
 
+use crate::error::Repr;
 use crate::{Error, ErrorKind};
 
 /// What went wrong in a [`ModuleCache`](crate::ModuleCache) operation.
@@ -131,32 +132,32 @@ impl CacheError {
         }
     }
 
-    /// A pack error met while loading.
+    /// A pack error met while loading: failing to open, read or lock the file is a
+    /// [`CacheError::FileRead`], anything else keeps the pack's error as the source.
     pub(crate) fn from_pack_read(error: Error) -> CacheError {
-        let path = error.path().to_path_buf();
-        match error {
-            Error::Open { source, .. }
-            | Error::Read { source, .. }
-            | Error::Lock { source, .. } => CacheError::FileRead {
+        match error.into_repr() {
+            Repr::Open { path, source }
+            | Repr::Read { path, source }
+            | Repr::Lock { path, source } => CacheError::FileRead {
                 path,
                 error: source,
             },
-            other => CacheError::other(other),
+            other => CacheError::other(Error::from(other)),
         }
     }
 
-    /// A pack error met while saving or compacting.
+    /// A pack error met while saving or compacting: failing to open, create, write or lock
+    /// the file is a [`CacheError::FileWrite`], anything else keeps the pack's error.
     pub(crate) fn from_pack_write(error: Error) -> CacheError {
-        let path = error.path().to_path_buf();
-        match error {
-            Error::Open { source, .. }
-            | Error::Create { source, .. }
-            | Error::Write { source, .. }
-            | Error::Lock { source, .. } => CacheError::FileWrite {
+        match error.into_repr() {
+            Repr::Open { path, source }
+            | Repr::Create { path, source }
+            | Repr::Write { path, source }
+            | Repr::Lock { path, source } => CacheError::FileWrite {
                 path,
                 error: source,
             },
-            other => CacheError::other(other),
+            other => CacheError::other(Error::from(other)),
         }
     }
 }

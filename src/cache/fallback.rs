@@ -6,64 +6,8 @@
 
 use wasmer::{Engine, Module};
 
+use super::fallback_base::FallbackCache;
 use super::{CacheError, CacheResult, ModuleCache, ModuleHash};
-
-/// Two caches chained: every lookup tries `Primary` first, then `Fallback`; a module found
-/// only in the fallback is promoted (saved) into the primary. Usually built with
-/// [`ModuleCache::with_fallback`].
-///
-/// Unlike wasix's `FallbackCache`, an error from the primary does not fail a lookup: it is
-/// logged with `tracing::warn!` and the fallback is asked instead.
-///
-/// # Example
-///
-/// ```
-/// use wasmer::{Engine, Module};
-/// use wasmpak::{ModuleCache, ModuleHash, SharedCache, ThreadLocalCache};
-///
-/// let runtime = tokio::runtime::Builder::new_current_thread().build()?;
-/// runtime.block_on(async {
-///     let engine = Engine::default();
-///     let wasm = wasmer::wat2wasm(b"(module)")?;
-///     let key = ModuleHash::new(&wasm);
-///     let shared = SharedCache::new();
-///     shared.save(key, &engine, &Module::new(&engine, &wasm)?).await?;
-///
-///     let cache = ThreadLocalCache::new().with_fallback(shared);
-///     assert!(!cache.primary().contains(key, &engine).await?);
-///     cache.load(key, &engine).await?; // found in the fallback, promoted
-///     assert!(cache.primary().contains(key, &engine).await?);
-///     Ok::<(), Box<dyn std::error::Error>>(())
-/// })?;
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct FallbackCache<Primary, Fallback> {
-    primary: Primary,
-    fallback: Fallback,
-}
-
-impl<Primary, Fallback> FallbackCache<Primary, Fallback> {
-    /// Chains `fallback` behind `primary`.
-    pub fn new(primary: Primary, fallback: Fallback) -> Self {
-        FallbackCache { primary, fallback }
-    }
-
-    /// The cache tried first.
-    pub fn primary(&self) -> &Primary {
-        &self.primary
-    }
-
-    /// The cache tried when the primary misses.
-    pub fn fallback(&self) -> &Fallback {
-        &self.fallback
-    }
-
-    /// The two caches, primary first.
-    pub fn into_inner(self) -> (Primary, Fallback) {
-        (self.primary, self.fallback)
-    }
-}
 
 #[async_trait::async_trait]
 impl<Primary, Fallback> ModuleCache for FallbackCache<Primary, Fallback>
@@ -120,7 +64,9 @@ mod tests {
 
     use super::*;
     use crate::cache::conformance::{self, CHECKS, CacheUnderTest};
-    use crate::cache::test_support::{answer, compiled, engine, key, poll_ready, tear};
+    use crate::cache::test_support::{
+        compiled, engine, key, loaded_answer, misses, poll_ready, save_numbered, tear,
+    };
     use crate::cache::{FileSystemCache, SharedCache};
 
     /// Memory in front of files under the conformance checks; damage is a torn file.
@@ -186,15 +132,8 @@ mod tests {
     async fn primary_hit_leaves_the_fallback_alone() {
         let engine = engine();
         let cache = SharedCache::new().with_fallback(Broken::default());
-        cache
-            .primary()
-            .save(key(3), engine, &compiled(3))
-            .await
-            .unwrap();
-        assert_eq!(
-            answer(&cache.load(key(3), engine).await.unwrap(), engine),
-            3
-        );
+        save_numbered(cache.primary(), 3, engine).await;
+        assert_eq!(loaded_answer(&cache, 3, engine).await, 3);
         assert!(cache.contains(key(3), engine).await.unwrap());
         assert_eq!(cache.fallback().calls.load(Ordering::SeqCst), 0);
     }
@@ -203,33 +142,19 @@ mod tests {
     async fn fallback_hit_is_promoted() {
         let engine = engine();
         let cache = SharedCache::new().with_fallback(SharedCache::new());
-        cache
-            .fallback()
-            .save(key(4), engine, &compiled(4))
-            .await
-            .unwrap();
+        save_numbered(cache.fallback(), 4, engine).await;
         assert!(!cache.primary().contains(key(4), engine).await.unwrap());
         assert!(cache.contains(key(4), engine).await.unwrap());
-        assert_eq!(
-            answer(&cache.load(key(4), engine).await.unwrap(), engine),
-            4
-        );
+        assert_eq!(loaded_answer(&cache, 4, engine).await, 4);
         let (primary, _) = cache.into_inner();
-        assert_eq!(
-            answer(&primary.load(key(4), engine).await.unwrap(), engine),
-            4
-        );
+        assert_eq!(loaded_answer(&primary, 4, engine).await, 4);
     }
 
     #[test]
     fn miss_everywhere_is_not_found_even_without_a_runtime() {
         let engine = engine();
         let cache = SharedCache::new().with_fallback(SharedCache::new());
-        assert!(
-            poll_ready(cache.load(key(5), engine))
-                .unwrap_err()
-                .is_not_found()
-        );
+        assert!(poll_ready(misses(&cache, 5, engine)));
         assert!(!poll_ready(cache.contains(key(5), engine)).unwrap());
     }
 
@@ -237,16 +162,13 @@ mod tests {
     async fn broken_primary_is_skipped() {
         let engine = engine();
         let cache = Broken::default().with_fallback(SharedCache::new());
-        assert!(cache.load(key(6), engine).await.unwrap_err().is_not_found());
+        assert!(misses(&cache, 6, engine).await);
         assert!(!cache.contains(key(6), engine).await.unwrap());
         // Saving reports the primary's failure but still reaches the fallback.
         let error = cache.save(key(6), engine, &compiled(6)).await.unwrap_err();
         assert_eq!(error.to_string(), "broken save");
         // Loading falls through to the fallback and survives the failed promotion.
-        assert_eq!(
-            answer(&cache.load(key(6), engine).await.unwrap(), engine),
-            6
-        );
+        assert_eq!(loaded_answer(&cache, 6, engine).await, 6);
         assert!(cache.contains(key(6), engine).await.unwrap());
         assert_eq!(cache.primary().calls.load(Ordering::SeqCst), 6);
     }
@@ -262,9 +184,6 @@ mod tests {
         assert_eq!(error.to_string(), "broken save");
         // The primary was saved even though the fallback failed.
         assert!(cache.primary().contains(key(7), engine).await.unwrap());
-        assert_eq!(
-            answer(&cache.load(key(7), engine).await.unwrap(), engine),
-            7
-        );
+        assert_eq!(loaded_answer(&cache, 7, engine).await, 7);
     }
 }

@@ -178,7 +178,8 @@ mod tests {
     use super::*;
     use crate::cache::conformance::{self, CHECKS, CacheUnderTest};
     use crate::cache::test_support::{
-        answer, compiled, engine, engine_without_cpu_features, key, poll_ready, tear,
+        answer, compiled, engine, engine_without_cpu_features, key, loaded_answer, misses,
+        poll_ready, save_numbered, tear,
     };
 
     /// The file cache under the conformance checks; damage is a torn file.
@@ -227,8 +228,8 @@ mod tests {
         let engine = engine();
         let cache = FileSystemCache::new(temp.path().join("not/yet"));
         assert!(!cache.contains(key(1), engine).await.unwrap());
-        assert!(cache.load(key(1), engine).await.unwrap_err().is_not_found());
-        cache.save(key(1), engine, &compiled(1)).await.unwrap();
+        assert!(misses(&cache, 1, engine).await);
+        save_numbered(&cache, 1, engine).await;
 
         let subdir = format!(
             "{}-{}-v{}",
@@ -242,10 +243,7 @@ mod tests {
         let name = expected.file_name().unwrap().to_string_lossy().into_owned();
         assert_eq!(name, name.to_uppercase().replace(".BIN", ".bin"));
         assert!(cache.contains(key(1), engine).await.unwrap());
-        assert_eq!(
-            answer(&cache.load(key(1), engine).await.unwrap(), engine),
-            1
-        );
+        assert_eq!(loaded_answer(&cache, 1, engine).await, 1);
         // Only the module file remains: the temporary file was renamed, not copied.
         assert_eq!(files_in(expected.parent().unwrap()), [name]);
     }
@@ -272,7 +270,7 @@ mod tests {
             let error = poll_ready(cache.load(key(2), engine)).unwrap_err();
             assert!(error.is_not_found(), "{} bytes: {error}", bytes.len());
             assert!(path.exists(), "a bad file is left for the next save");
-            poll_ready(cache.save(key(2), engine, &compiled(2))).unwrap();
+            poll_ready(save_numbered(&cache, 2, engine));
             let module = poll_ready(cache.load(key(2), engine)).unwrap();
             assert_eq!(answer(&module, engine), 2);
         }
@@ -287,7 +285,7 @@ mod tests {
         let temp = tempfile::tempdir().unwrap();
         let (engine, other) = (engine(), engine_without_cpu_features());
         let cache = FileSystemCache::new(temp.path());
-        poll_ready(cache.save(key(6), engine, &compiled(6))).unwrap();
+        poll_ready(save_numbered(&cache, 6, engine));
         // Same compiler and layout version, so the same file; but the code needs CPU
         // features the other engine's target lacks.
         assert_eq!(cache.path(key(6), other), cache.path(key(6), engine));
@@ -316,10 +314,7 @@ mod tests {
         });
         let path = cache.path(key(3), engine);
         assert_eq!(files_in(path.parent().unwrap()).len(), 1);
-        assert_eq!(
-            answer(&poll_ready(cache.load(key(3), engine)).unwrap(), engine),
-            3
-        );
+        assert_eq!(poll_ready(loaded_answer(&cache, 3, engine)), 3);
     }
 
     #[test]
@@ -331,12 +326,9 @@ mod tests {
             .build()
             .unwrap();
         runtime.block_on(async {
-            cache.save(key(4), engine, &compiled(4)).await.unwrap();
+            save_numbered(&cache, 4, engine).await;
             assert!(cache.contains(key(4), engine).await.unwrap());
-            assert_eq!(
-                answer(&cache.load(key(4), engine).await.unwrap(), engine),
-                4
-            );
+            assert_eq!(loaded_answer(&cache, 4, engine).await, 4);
         });
     }
 

@@ -7,12 +7,13 @@
 //! the least recently used module.
 
 use std::collections::HashMap;
+use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{PoisonError, RwLock};
 
 use wasmer::{EngineId, Module};
 
 use crate::Key;
+use crate::sync::{read, write};
 
 /// Bounds on the memo.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,18 +57,14 @@ impl Memo {
 
     /// A memoized module: a clone of an `Arc`, under a shared lock.
     pub(crate) fn get(&self, engine: EngineId, key: &Key) -> Option<Module> {
-        let table = self.slots.read().unwrap_or_else(PoisonError::into_inner);
+        let table = read(&self.slots);
         let slot = table.map.get(&(engine, *key))?;
         slot.last_used.store(self.tick(), Ordering::Relaxed);
         Some(slot.module.clone())
     }
 
     pub(crate) fn contains(&self, engine: EngineId, key: &Key) -> bool {
-        self.slots
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .map
-            .contains_key(&(engine, *key))
+        read(&self.slots).map.contains_key(&(engine, *key))
     }
 
     /// Remembers a module of `bytes` artifact bytes; returns the module to hand out, which is
@@ -83,7 +80,7 @@ impl Memo {
     }
 
     fn put(&self, engine: EngineId, key: Key, module: Module, bytes: u64, replace: bool) -> Module {
-        let mut table = self.slots.write().unwrap_or_else(PoisonError::into_inner);
+        let mut table = write(&self.slots);
         if replace && let Some(replaced) = table.map.remove(&(engine, key)) {
             table.bytes -= replaced.bytes;
         }
@@ -120,10 +117,6 @@ impl Memo {
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.slots
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .map
-            .len()
+        read(&self.slots).map.len()
     }
 }

@@ -79,6 +79,7 @@ mod artifact;
 mod blocking;
 mod error;
 mod fallback;
+mod fallback_base;
 mod filesystem;
 mod shared;
 mod thread_local;
@@ -104,7 +105,7 @@ pub use self::object_store::{
 pub use artifact::load_module;
 pub(crate) use error::CacheResult;
 pub use error::{CacheError, CacheErrorKind};
-pub use fallback::FallbackCache;
+pub use fallback_base::FallbackCache;
 pub use filesystem::FileSystemCache;
 pub use pack_cache::{CacheStats, PackCache, PackCacheBuilder};
 pub use shared::SharedCache;

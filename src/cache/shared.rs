@@ -5,12 +5,13 @@
 //! shared artifact, so handing out clones costs a reference count, not a copy.
 
 use std::collections::HashMap;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, RwLock};
 
 use wasmer::{Engine, Module};
 
 use super::{CacheError, CacheResult, ModuleCache, ModuleHash};
 use crate::EngineIdentity;
+use crate::sync;
 
 type Modules = HashMap<(ModuleHash, EngineIdentity), Module>;
 
@@ -68,11 +69,11 @@ impl SharedCache {
     // A panic while holding the lock cannot leave the map half-updated (every update is a
     // single insert or clear), so a poisoned lock is safe to keep using.
     fn read<T>(&self, f: impl FnOnce(&Modules) -> T) -> T {
-        f(&self.modules.read().unwrap_or_else(PoisonError::into_inner))
+        f(&sync::read(&self.modules))
     }
 
     fn write<T>(&self, f: impl FnOnce(&mut Modules) -> T) -> T {
-        f(&mut self.modules.write().unwrap_or_else(PoisonError::into_inner))
+        f(&mut sync::write(&self.modules))
     }
 }
 
@@ -101,7 +102,8 @@ mod tests {
     use super::*;
     use crate::cache::conformance::{self, MemoryOnly};
     use crate::cache::test_support::{
-        answer, compiled, engine, engine_without_cpu_features, key, poll_ready,
+        answer, compiled, engine, engine_without_cpu_features, key, loaded_answer, misses,
+        poll_ready, save_numbered,
     };
 
     #[test]
@@ -119,15 +121,12 @@ mod tests {
         let engine = engine();
         let cache = SharedCache::new();
         assert!(cache.is_empty());
-        assert!(cache.load(key(1), engine).await.unwrap_err().is_not_found());
-        cache.save(key(1), engine, &compiled(1)).await.unwrap();
-        cache.save(key(2), engine, &compiled(2)).await.unwrap();
-        cache.save(key(2), engine, &compiled(2)).await.unwrap();
+        assert!(misses(&cache, 1, engine).await);
+        save_numbered(&cache, 1, engine).await;
+        save_numbered(&cache, 2, engine).await;
+        save_numbered(&cache, 2, engine).await;
         assert_eq!(cache.len(), 2);
-        assert_eq!(
-            answer(&cache.load(key(2), engine).await.unwrap(), engine),
-            2
-        );
+        assert_eq!(loaded_answer(&cache, 2, engine).await, 2);
         cache.clear();
         assert!(cache.is_empty());
         assert!(!cache.contains(key(2), engine).await.unwrap());
@@ -151,7 +150,7 @@ mod tests {
     fn engines_with_other_cpu_features_do_not_share_entries() {
         let (engine, other) = (engine(), engine_without_cpu_features());
         let cache = SharedCache::new();
-        poll_ready(cache.save(key(4), engine, &compiled(4))).unwrap();
+        poll_ready(save_numbered(&cache, 4, engine));
         assert_eq!(other.deterministic_id(), engine.deterministic_id());
         assert!(!poll_ready(cache.contains(key(4), other)).unwrap());
         assert!(poll_ready(cache.load(key(4), other)).is_err());

@@ -6,11 +6,13 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::pin;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll, Waker};
 
 use wasmer::sys::{CpuFeature, Cranelift, Features, NativeEngineExt, Target, Triple};
 use wasmer::{Engine, Module};
+
+use crate::sync::lock;
 
 pub(crate) use super::conformance::fixtures::{answer, compiled, engine, key, wat_module};
 
@@ -64,20 +66,11 @@ pub(crate) fn compiled_by(engine: &Engine, n: u32) -> Module {
     static MODULES: OnceLock<Mutex<HashMap<(wasmer::EngineId, u32), Module>>> = OnceLock::new();
     let modules = MODULES.get_or_init(Default::default);
     let id = (engine.id(), n);
-    if let Some(module) = modules
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .get(&id)
-    {
+    if let Some(module) = lock(modules).get(&id) {
         return module.clone();
     }
     let module = Module::new(engine, wat_module(n)).expect("test module compiles");
-    modules
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .entry(id)
-        .or_insert(module)
-        .clone()
+    lock(modules).entry(id).or_insert(module).clone()
 }
 
 /// Runs `f`, returning what it returned and every warning logged on this thread meanwhile,
@@ -92,8 +85,7 @@ pub(crate) fn warnings_during<T>(f: impl FnOnce() -> T) -> (T, Vec<String>) {
         .with_writer(move || Capture(writer.clone()))
         .finish();
     let value = tracing::subscriber::with_default(subscriber, f);
-    let text = String::from_utf8_lossy(&buffer.lock().unwrap_or_else(PoisonError::into_inner))
-        .into_owned();
+    let text = String::from_utf8_lossy(&lock(&buffer)).into_owned();
     (value, text.lines().map(str::to_string).collect())
 }
 
@@ -102,16 +94,48 @@ struct Capture(Arc<Mutex<Vec<u8>>>);
 
 impl std::io::Write for Capture {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .extend_from_slice(bytes);
+        lock(&self.0).extend_from_slice(bytes);
         Ok(bytes.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+/// Saves [`compiled`]`(n)` under [`key`]`(n)` in `cache` for `engine`, which must succeed.
+pub(crate) async fn save_numbered(
+    cache: &(impl crate::ModuleCache + ?Sized),
+    n: u32,
+    engine: &Engine,
+) {
+    let module = compiled(n);
+    cache
+        .save(key(n), engine, &module)
+        .await
+        .expect("the save succeeds");
+}
+
+/// The answer of the module `cache` loads under [`key`]`(n)` for `engine`, which must load.
+pub(crate) async fn loaded_answer(
+    cache: &(impl crate::ModuleCache + ?Sized),
+    n: u32,
+    engine: &Engine,
+) -> i32 {
+    let module = cache.load(key(n), engine).await.expect("the module loads");
+    answer(&module, engine)
+}
+
+/// Whether loading [`key`]`(n)` from `cache` for `engine` is a plain miss.
+pub(crate) async fn misses(
+    cache: &(impl crate::ModuleCache + ?Sized),
+    n: u32,
+    engine: &Engine,
+) -> bool {
+    cache
+        .load(key(n), engine)
+        .await
+        .is_err_and(|e| e.is_not_found())
 }
 
 /// Polls `future` once with no runtime, as a caller outside tokio would, and expects it to be

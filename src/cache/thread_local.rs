@@ -96,7 +96,7 @@ impl ModuleCache for ThreadLocalCache {
 mod tests {
     use super::*;
     use crate::cache::conformance::{self, MemoryOnly};
-    use crate::cache::test_support::{answer, compiled, engine, key, poll_ready};
+    use crate::cache::test_support::{engine, key, loaded_answer, poll_ready, save_numbered};
 
     #[test]
     fn conforms() {
@@ -112,20 +112,17 @@ mod tests {
     async fn clones_share_their_original_s_entries() {
         let engine = engine();
         let cache = ThreadLocalCache::default();
-        cache.save(key(1), engine, &compiled(1)).await.unwrap();
+        save_numbered(&cache, 1, engine).await;
         let clone = cache.clone();
-        assert_eq!(
-            answer(&clone.load(key(1), engine).await.unwrap(), engine),
-            1
-        );
+        assert_eq!(loaded_answer(&clone, 1, engine).await, 1);
     }
 
     #[test]
     fn instances_are_separate() {
         let engine = engine();
         let (one, two) = (ThreadLocalCache::new(), ThreadLocalCache::new());
-        poll_ready(one.save(key(2), engine, &compiled(2))).unwrap();
-        poll_ready(two.save(key(3), engine, &compiled(3))).unwrap();
+        poll_ready(save_numbered(&one, 2, engine));
+        poll_ready(save_numbered(&two, 3, engine));
         assert!(poll_ready(one.contains(key(2), engine)).unwrap());
         assert!(!poll_ready(one.contains(key(3), engine)).unwrap());
         assert!(!poll_ready(two.contains(key(2), engine)).unwrap());
@@ -136,7 +133,7 @@ mod tests {
     fn threads_are_separate() {
         let engine = engine();
         let cache = ThreadLocalCache::new();
-        poll_ready(cache.save(key(4), engine, &compiled(4))).unwrap();
+        poll_ready(save_numbered(&cache, 4, engine));
         let elsewhere = cache.clone();
         let seen = std::thread::spawn(move || poll_ready(elsewhere.contains(key(4), engine)))
             .join()

@@ -11,7 +11,8 @@ use std::ops::Deref;
 use wasmer::{Engine, Module};
 pub use wasmer_types::ModuleHash;
 
-use super::{CacheError, CacheResult, FallbackCache};
+use super::fallback_base::FallbackCache;
+use super::{CacheError, CacheResult};
 
 /// A cache of compiled WebAssembly modules, keyed by the hash of the wasm bytes.
 ///
@@ -97,7 +98,7 @@ mod tests {
     use super::*;
     use crate::cache::SharedCache;
     use crate::cache::conformance::{self, MemoryOnly};
-    use crate::cache::test_support::{answer, compiled, engine, key};
+    use crate::cache::test_support::{engine, key, loaded_answer, save_numbered};
 
     #[test]
     fn a_shared_trait_object_conforms_through_the_blanket_impl() {
@@ -113,11 +114,8 @@ mod tests {
         let shared = SharedCache::new();
         // The blanket impl makes a boxed trait object a cache, so it chains like any other.
         let cache = boxed.with_fallback(shared.clone());
-        shared.save(key(2), engine, &compiled(2)).await.unwrap();
-        assert_eq!(
-            answer(&cache.load(key(2), engine).await.unwrap(), engine),
-            2
-        );
+        save_numbered(&shared, 2, engine).await;
+        assert_eq!(loaded_answer(&cache, 2, engine).await, 2);
         assert!(cache.primary().contains(key(2), engine).await.unwrap());
     }
 }

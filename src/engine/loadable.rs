@@ -8,12 +8,13 @@
 //! target and CPU features: the compiler matters for compiling only.
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use wasmer::{Engine, EngineId};
 
 use super::{EngineIdentity, Incompatibility};
 use crate::PackIdentity;
+use crate::sync::{read, write};
 
 /// How many engines' identities are remembered; beyond that the memo starts over (a
 /// forgotten identity only costs recomputing it, about a microsecond).
@@ -71,11 +72,11 @@ pub(crate) fn known(engine: &Engine) -> Arc<Known> {
     static KNOWN: OnceLock<RwLock<HashMap<EngineId, Arc<Known>>>> = OnceLock::new();
     let memo = KNOWN.get_or_init(Default::default);
     let id = engine.id();
-    if let Some(known) = memo.read().unwrap_or_else(PoisonError::into_inner).get(&id) {
+    if let Some(known) = read(memo).get(&id) {
         return known.clone();
     }
     let known = Arc::new(Known::of(engine));
-    let mut memo = memo.write().unwrap_or_else(PoisonError::into_inner);
+    let mut memo = write(memo);
     if memo.len() >= MAX_REMEMBERED_ENGINES {
         memo.clear();
     }

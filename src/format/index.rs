@@ -7,7 +7,10 @@ use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 use super::record::{HEADER_LEN, MAX_LABEL_LEN, RecordHeader, RecordKind};
-use super::{DecodeError, align_up, read_u16, read_u32, read_u64, write_u16, write_u32, write_u64};
+use super::{
+    DecodeError, align_up, is_sealed, part, read_u16, read_u32, read_u64, seal, write_u16,
+    write_u32, write_u64,
+};
 use crate::Key;
 
 /// The size of one index entry.
@@ -59,17 +62,14 @@ impl IndexEntry {
         write_u32(&mut b, 48, self.payload_crc);
         write_u16(&mut b, 52, self.label_len);
         b[54] = self.kind as u8;
-        let crc = crc32fast::hash(&b[..60]);
-        write_u32(&mut b, 60, crc);
+        seal(&mut b);
         b
     }
 
     /// Decodes and verifies one entry.
     pub fn decode(b: &[u8]) -> Result<IndexEntry, DecodeError> {
-        let b = b
-            .get(..ENTRY_LEN)
-            .ok_or_else(|| DecodeError::new("index entry is truncated"))?;
-        if read_u32(b, 60) != crc32fast::hash(&b[..60]) {
+        let b = part(b, ..ENTRY_LEN, "index entry")?;
+        if !is_sealed(b) {
             return Err(DecodeError::new("index entry checksum mismatch"));
         }
         let kind = match b[54] {

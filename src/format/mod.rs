@@ -64,6 +64,31 @@ fn header_crc(fixed: &[u8], variable: &[u8]) -> u32 {
     hasher.finalize()
 }
 
+/// `bytes[range]`, or the error "{what} is truncated".
+fn part<'a, R>(bytes: &'a [u8], range: R, what: &str) -> Result<&'a [u8], DecodeError>
+where
+    R: std::slice::SliceIndex<[u8], Output = [u8]>,
+{
+    bytes
+        .get(range)
+        .ok_or_else(|| DecodeError::new(format!("{what} is truncated")))
+}
+
+/// Where a 64-byte structure (an index entry, a commit slot) keeps the CRC-32 of the bytes
+/// before it.
+const SEAL_AT: usize = 60;
+
+/// Writes the CRC-32 of `b[..60]` into `b[60..64]`.
+fn seal(b: &mut [u8]) {
+    let crc = crc32fast::hash(&b[..SEAL_AT]);
+    write_u32(b, SEAL_AT, crc);
+}
+
+/// Whether `b[60..64]` holds the CRC-32 of `b[..60]`.
+fn is_sealed(b: &[u8]) -> bool {
+    read_u32(b, SEAL_AT) == crc32fast::hash(&b[..SEAL_AT])
+}
+
 fn read_u16(bytes: &[u8], at: usize) -> u16 {
     u16::from_le_bytes([bytes[at], bytes[at + 1]])
 }

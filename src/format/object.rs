@@ -21,7 +21,7 @@
 //! error, never a shorter or different value.
 
 use super::identity::MAX_IDENTITY_LEN;
-use super::{DecodeError, align_up, header_crc, read_u32, read_u64, write_u32, write_u64};
+use super::{DecodeError, align_up, header_crc, part, read_u32, read_u64, write_u32, write_u64};
 
 /// The first eight bytes of every module object.
 pub const MAGIC: [u8; 8] = *b"\x89WPM\r\n\x1a\n";
@@ -91,9 +91,7 @@ pub fn decode(bytes: &[u8]) -> Result<ModuleObject<'_>, DecodeError> {
             "identity length {identity_len} is too large"
         )));
     }
-    let identity = bytes
-        .get(HEADER_LEN..HEADER_LEN + identity_len)
-        .ok_or_else(|| DecodeError::new("the identity is truncated"))?;
+    let identity = part(bytes, HEADER_LEN..HEADER_LEN + identity_len, "the identity")?;
     if read_u32(head, 60) != header_crc(&head[..60], identity) {
         return Err(DecodeError::new("header checksum mismatch"));
     }

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use super::DecodeError;
+use super::{DecodeError, part};
 use crate::Key;
 
 /// The first bytes of a sidecar.
@@ -24,9 +24,7 @@ pub const MAX_RECORDS: u64 = 1 << 24;
 /// The number of records the sidecar whose first [`HEADER_LEN`] bytes are `header` holds:
 /// what a reader needs to read the rest ([`body_len`]).
 pub fn decode_count(header: &[u8]) -> Result<u64, DecodeError> {
-    let header = header
-        .get(..HEADER_LEN)
-        .ok_or_else(|| DecodeError::new("recency sidecar header is truncated"))?;
+    let header = part(header, ..HEADER_LEN, "recency sidecar header")?;
     if &header[..4] != MAGIC || header[4..8] != VERSION.to_le_bytes() {
         return Err(DecodeError::new("not a recency sidecar"));
     }

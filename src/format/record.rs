@@ -1,7 +1,7 @@
 //! Record headers: the 64 bytes in front of every entry, tombstone and index structure.
 
 use super::{
-    DecodeError, align_up, header_crc, read_u16, read_u32, read_u64, write_u16, write_u32,
+    DecodeError, align_up, header_crc, part, read_u16, read_u32, read_u64, write_u16, write_u32,
     write_u64,
 };
 
@@ -106,9 +106,7 @@ impl RecordHeader {
     /// Decodes a header and its label from `bytes`, which start at the record and must hold
     /// at least the header and the label area.
     pub fn decode(bytes: &[u8]) -> Result<(RecordHeader, &[u8]), DecodeError> {
-        let head = bytes
-            .get(..HEADER_LEN as usize)
-            .ok_or_else(|| DecodeError::new("record header is truncated"))?;
+        let head = part(bytes, ..HEADER_LEN as usize, "record header")?;
         if head[..4] != MAGIC {
             return Err(DecodeError::new("record header has no magic"));
         }
@@ -121,9 +119,7 @@ impl RecordHeader {
             )));
         }
         let start = HEADER_LEN as usize;
-        let label = bytes
-            .get(start..start + usize::from(label_len))
-            .ok_or_else(|| DecodeError::new("record label is truncated"))?;
+        let label = part(bytes, start..start + usize::from(label_len), "record label")?;
         if read_u32(head, 60) != header_crc(&head[..60], label) {
             return Err(DecodeError::new("record header checksum mismatch"));
         }

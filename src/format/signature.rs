@@ -10,7 +10,7 @@
 //! Everything here is pure: decoding checks lengths, order and bounds, never the signature
 //! or the hash (that is the trust layer's job, `src/trust/`, with the trusted keys).
 
-use super::{DecodeError, read_u16, read_u32, read_u64, write_u16, write_u32, write_u64};
+use super::{DecodeError, part, read_u16, read_u32, read_u64, write_u16, write_u32, write_u64};
 use crate::Key;
 
 /// The size of the fixed part of a signature payload, before the manifest entries.
@@ -162,9 +162,7 @@ impl<'a> SignatureRecord<'a> {
     /// matches its counts, and that every label lies inside the label area; not the order of
     /// the entries (see [`SignatureRecord::check_sorted`]), the hash or the signature.
     pub fn decode(payload: &'a [u8]) -> Result<SignatureRecord<'a>, DecodeError> {
-        let fixed = payload
-            .get(..FIXED_LEN)
-            .ok_or_else(|| DecodeError::new("signature record is truncated"))?;
+        let fixed = part(payload, ..FIXED_LEN, "signature record")?;
         if fixed[..4] != MAGIC {
             return Err(DecodeError::new("signature record has no magic"));
         }

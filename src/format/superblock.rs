@@ -1,6 +1,8 @@
 //! The header page and the two commit slots at the front of every pack.
 
-use super::{DecodeError, header_crc, read_u32, read_u64, write_u32, write_u64};
+use super::{
+    DecodeError, header_crc, is_sealed, part, read_u32, read_u64, seal, write_u32, write_u64,
+};
 
 /// The first eight bytes of every pack.
 pub const MAGIC: [u8; 8] = *b"\x89WPK\r\n\x1a\n";
@@ -178,21 +180,18 @@ impl CommitSlot {
             write_u64(&mut b, SLOT_DURABLE_LEN_AT, durable_len);
         }
         write_u64(&mut b, SLOT_SIGNATURE_AT, self.signature_offset);
-        let crc = crc32fast::hash(&b[..60]);
-        write_u32(&mut b, 60, crc);
+        seal(&mut b);
         b
     }
 
     /// Decodes a slot, checking its magic, checksum and self-consistency. The caller checks
     /// `committed_len` against the file length with [`CommitSlot::fits`].
     pub fn decode(b: &[u8]) -> Result<CommitSlot, DecodeError> {
-        let b = b
-            .get(..SLOT_LEN)
-            .ok_or_else(|| DecodeError::new("commit slot is truncated"))?;
+        let b = part(b, ..SLOT_LEN, "commit slot")?;
         if b[..4] != SLOT_MAGIC {
             return Err(DecodeError::new("commit slot has no magic"));
         }
-        if read_u32(b, 60) != crc32fast::hash(&b[..60]) {
+        if !is_sealed(b) {
             return Err(DecodeError::new("commit slot checksum mismatch"));
         }
         let flags = read_u32(b, 4);

@@ -16,7 +16,7 @@ use super::view::{Block, View};
 impl Session<'_> {
     /// Writes the index and the commit slot; returns the new generation. Nothing is visible to
     /// anyone before this, and once the slot is written the commit stands: an error after
-    /// that is [`Error::NotDurable`], never a plain failure a caller would retry.
+    /// that is [`ErrorKind::NotDurable`](crate::ErrorKind::NotDurable), never a plain failure a caller would retry.
     pub(crate) fn commit(mut self) -> Result<u64> {
         self.check_failed()?;
         if self.pending.is_empty() {

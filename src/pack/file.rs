@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
+use crate::error::Repr;
 use crate::format::ALIGN;
 use crate::format::superblock::{
     self, CommitSlot, DATA_START, HeaderError, PAGE, SLOT_LEN, SLOT_OFFSETS,
@@ -85,32 +86,34 @@ impl PackFile {
                 // The trusted path skips hashing because an install verified a file nobody
                 // can change since; bytes in memory had no such check.
                 Source::Memory(_) => {
-                    return Err(Error::NotSealed {
+                    return Err(Error::from(Repr::NotSealed {
                         path: file.path.clone(),
                         detail: "an embedded pack is not an installed file: open it without \
                                  trust_installed (its entries are checked as they are read)"
                             .to_string(),
-                    });
+                    }));
                 }
             }
         }
         if let Some(expected) = expected
             && *expected != file.identity
         {
-            return Err(Error::IdentityMismatch {
+            return Err(Error::from(Repr::IdentityMismatch {
                 path: file.path.clone(),
                 expected: expected.clone(),
                 found: file.identity,
-            });
+            }));
         }
         Ok(file)
     }
 
     /// Opens `path`, preferring write access, and validates its header.
     fn open_path(path: &Path, allow_shared_write: bool) -> Result<PackFile> {
-        let open_err = |source| Error::Open {
-            path: path.to_path_buf(),
-            source,
+        let open_err = |source| {
+            Error::from(Repr::Open {
+                path: path.to_path_buf(),
+                source,
+            })
         };
         let meta = std::fs::metadata(path).map_err(open_err)?;
         if meta.is_dir() {
@@ -186,10 +189,10 @@ impl PackFile {
     pub(crate) fn os_file(&self) -> Result<&File> {
         match &self.source {
             Source::File(file) => Ok(file),
-            Source::Memory(_) => Err(Error::ReadOnly {
+            Source::Memory(_) => Err(Error::from(Repr::ReadOnly {
                 path: self.path.clone(),
                 reason: READ_ONLY_REASON.to_string(),
-            }),
+            })),
         }
     }
 
@@ -230,18 +233,18 @@ impl PackFile {
     /// Fails unless the file was opened for writing.
     pub(crate) fn check_writable(&self) -> Result<()> {
         if self.sealed {
-            return Err(Error::ReadOnly {
+            return Err(Error::from(Repr::ReadOnly {
                 path: self.path.clone(),
                 reason: "it is sealed (installed): install a new pack instead of changing this one"
                     .to_string(),
-            });
+            }));
         }
         match &self.read_only {
             None => Ok(()),
-            Some(reason) => Err(Error::ReadOnly {
+            Some(reason) => Err(Error::from(Repr::ReadOnly {
                 path: self.path.clone(),
                 reason: reason.clone(),
-            }),
+            })),
         }
     }
 }
@@ -277,11 +280,11 @@ fn decode_identity(superblock: &[u8], len: u64, path: &Path) -> Result<(PackIden
     let page = &superblock[..superblock.len().min(PAGE as usize)];
     let header = superblock::decode_header(page).map_err(|e| match e {
         HeaderError::NotAPack(reason) => Error::not_a_pack(path, reason),
-        HeaderError::UnsupportedVersion(found) => Error::UnsupportedVersion {
+        HeaderError::UnsupportedVersion(found) => Error::from(Repr::UnsupportedVersion {
             path: path.to_path_buf(),
             found,
             supported: superblock::FORMAT_VERSION,
-        },
+        }),
         HeaderError::Corrupt(detail) => Error::corrupt(path, detail),
     })?;
     if len < DATA_START {
@@ -299,9 +302,11 @@ fn decode_identity(superblock: &[u8], len: u64, path: &Path) -> Result<(PackIden
 /// it, synced, linked into place if nothing is there, the directory synced. Returns
 /// `Ok(false)` if a file already exists at `path`.
 pub(crate) fn create(path: &Path, identity: &PackIdentity) -> Result<bool> {
-    let create_err = |source| Error::Create {
-        path: path.to_path_buf(),
-        source,
+    let create_err = |source| {
+        Error::from(Repr::Create {
+            path: path.to_path_buf(),
+            source,
+        })
     };
     let encoded = identity
         .encode()

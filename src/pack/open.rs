@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use crate::error::Repr;
 use crate::{Error, ErrorKind, Pack, PackIdentity, PackOptions, Result};
 
 use super::file::{self, Origin, PackFile};
@@ -40,9 +41,9 @@ impl Pack {
 
     fn create_with(path: &Path, identity: &PackIdentity, options: PackOptions) -> Result<Pack> {
         if !file::create(path, identity)? {
-            return Err(Error::AlreadyExists {
+            return Err(Error::from(Repr::AlreadyExists {
                 path: path.to_path_buf(),
-            });
+            }));
         }
         Pack::open_with(path, Some(identity), options)
     }

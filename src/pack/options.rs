@@ -16,7 +16,10 @@ pub enum Verify {
     /// never rewrites committed bytes.
     #[default]
     Once,
-    /// Never: for callers that verify by other means.
+    /// Never: for callers that verify by other means. `load_module` (feature `wasmer`)
+    /// refuses such a pack (unless it is opened with
+    /// [`trust_installed`](PackOptions::trust_installed)): nothing would check the bytes it
+    /// hands to wasmer.
     Never,
 }
 

@@ -17,7 +17,7 @@ use crate::storage::{Io, Storage};
 
 /// Publishes `slot`, the commit that follows `base` (the live commit read under the writer
 /// lock), with `durability`. An error before the slot is written means nothing was published;
-/// [`Error::NotDurable`] means the commit landed but may not survive a power loss.
+/// [`ErrorKind::NotDurable`](crate::ErrorKind::NotDurable) means the commit landed but may not survive a power loss.
 pub(crate) fn publish(base: &View, slot: CommitSlot, durability: Durability) -> Result<()> {
     match durability {
         Durability::Full => {

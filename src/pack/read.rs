@@ -96,6 +96,17 @@ impl Pack {
         }
     }
 
+    /// Whether [`get`](Pack::get) checks the bytes of a value before handing it out (its
+    /// CRC-32, or the hash a trusted key signed; every time or the first time), or the file
+    /// is an installed pack an install verified. `false` for [`Verify::Never`] without
+    /// `trust_installed`, trusted keys or not: then only lengths and labels are checked, so
+    /// nothing may hand its values to an unchecked deserializer.
+    #[cfg_attr(not(feature = "wasmer"), allow(dead_code))]
+    pub(crate) fn verifies_values(&self) -> bool {
+        let options = self.options();
+        options.trust_installed || options.verify != Verify::Never
+    }
+
     /// Whether `key` has a value (no checksum is computed).
     pub fn contains(&self, key: &Key) -> Result<bool> {
         Ok(self.lookup(key)?.1.is_some())

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use crate::error::Repr;
 use crate::format::superblock::{self, DATA_START};
 use crate::fs::{self, FileMode, TempFile};
 use crate::{Error, Pack, PackOptions, Result};
@@ -64,9 +65,11 @@ impl Pack {
                 "the pack is already in that directory; install it into another one",
             ));
         }
-        let create_err = |source| Error::Create {
-            path: dest.clone(),
-            source,
+        let create_err = |source| {
+            Error::from(Repr::Create {
+                path: dest.clone(),
+                source,
+            })
         };
         let view = self.view()?;
         let identity = view
@@ -116,11 +119,11 @@ impl Pack {
             && let Some(problem) = check.check_all(&*copy.view()?)?
         {
             return Err(match problem.key() {
-                Some(key) => Error::Untrusted {
+                Some(key) => Error::from(Repr::Untrusted {
                     path: dest.clone(),
                     key: *key,
                     reason: format!("not installed: {}", problem.detail()),
-                },
+                }),
                 None => refuse(problem.to_string()),
             });
         }

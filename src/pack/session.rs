@@ -9,6 +9,7 @@ use std::fs::File;
 use std::io;
 use std::sync::{Arc, MutexGuard, TryLockError};
 
+use crate::error::Repr;
 use crate::format::index::{EntryKind, IndexEntry};
 use crate::{Error, Key, Pack, Result, sync};
 
@@ -65,9 +66,11 @@ impl<'a> Session<'a> {
         for _ in 0..MAX_REOPENS {
             let view = pack.view()?;
             view.file.check_writable()?;
-            let lock_err = |source| Error::Lock {
-                path: view.file.path.clone(),
-                source,
+            let lock_err = |source| {
+                Error::from(Repr::Lock {
+                    path: view.file.path.clone(),
+                    source,
+                })
             };
             if wait {
                 view.file.os_file()?.lock().map_err(lock_err)?;
@@ -113,13 +116,13 @@ impl<'a> Session<'a> {
             Some(true) => {}
             Some(false) => return Ok(None),
             None => {
-                return Err(Error::Open {
+                return Err(Error::from(Repr::Open {
                     path: view.file.path.clone(),
                     source: io::Error::new(
                         io::ErrorKind::NotFound,
                         "the pack was removed while it was open",
                     ),
-                });
+                }));
             }
         }
         let fresh = View::load(view.file.clone(), Some(view))?;
@@ -219,10 +222,10 @@ impl<'a> Session<'a> {
 }
 
 fn unreachable_busy(pack: &Pack) -> Error {
-    Error::Lock {
+    Error::from(Repr::Lock {
         path: pack.path().to_path_buf(),
         source: io::Error::other("the writer lock was busy although we waited for it"),
-    }
+    })
 }
 
 impl Drop for Session<'_> {

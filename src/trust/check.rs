@@ -6,6 +6,7 @@
 use std::any::Any;
 use std::sync::Arc;
 
+use crate::error::Repr;
 use crate::format::index::IndexEntry;
 use crate::pack::check::ValueCheck;
 use crate::pack::problem::Problem;
@@ -24,11 +25,11 @@ impl ValueCheck for TrustedKeys {
         let chain = self.chain(view)?;
         let (_, label) = view.record_header(entry.record_offset)?;
         judge_entry(&chain, &entry.key, entry.payload_len, label, payload).map_err(|reason| {
-            Error::Untrusted {
+            Error::from(Repr::Untrusted {
                 path: view.file.path.clone(),
                 key: entry.key,
                 reason,
-            }
+            })
         })
     }
 

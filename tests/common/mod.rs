@@ -1,21 +1,20 @@
-//! What the tests share: keys, values and scratch packs; raw access to a pack's bytes; child
-//! processes; and prerequisites of the machine, which fail a test unless opted out.
+//! What the tests share: keys, values and scratch packs; raw access to a pack's bytes; and,
+//! from `wasmpak-testkit` (shared with the tool's tests), child processes and prerequisites of
+//! the machine, which fail a test unless opted out.
 #![allow(dead_code)]
 
-mod machine;
 #[cfg(feature = "wasmer")]
 pub mod modules;
-mod process;
 
 use std::path::{Path, PathBuf};
 
 use wasmpak::{Key, PackIdentity};
 
-pub use machine::{
+pub use wasmpak_testkit::machine::{
     NOBODY, installed, is_root, missing, nobody_can_run, on_read_only_fs, run_unprivileged,
     set_mode,
 };
-pub use process::{Victim, assert_passed, child, env_path, env_u64, played};
+pub use wasmpak_testkit::process::{Victim, assert_passed, child, env_path, env_u64, played};
 
 /// The identity the pack tests use.
 pub fn identity() -> PackIdentity {

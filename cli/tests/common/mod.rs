@@ -1,12 +1,8 @@
 //! What the tool's tests share: running the binary and checking its output, scratch
-//! directories with test modules, child processes, and prerequisites of the machine, which
-//! fail a test unless opted out.
+//! directories with test modules, and, from `wasmpak-testkit` (shared with the library's
+//! tests), child processes and prerequisites of the machine, which fail a test unless opted
+//! out.
 #![allow(dead_code)]
-
-mod machine;
-// Only the fleet's tests start children of their own.
-#[cfg(feature = "object-store")]
-mod process;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -15,12 +11,19 @@ use std::sync::OnceLock;
 
 use wasmpak::Key;
 
-pub use machine::{installed, is_root, missing, nobody_can_run, set_mode, unprivileged};
+pub use wasmpak_testkit::machine::{installed, is_root, missing, set_mode, unprivileged};
+// Only the fleet's tests start children of their own.
 #[cfg(feature = "object-store")]
-pub use process::{assert_passed, child, env_path, env_var, played};
+pub use wasmpak_testkit::process::{assert_passed, child, env_path, env_var, played};
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_wasmpak");
+
+/// Whether user `nobody` can run the tool when we are root (not if it lives under a directory
+/// only root may enter). `Err` says why not.
+pub fn nobody_can_run() -> Result<(), String> {
+    wasmpak_testkit::machine::nobody_can_start(Path::new(BIN), "--version")
+}
 
 /// `answer` returns 42; `add` adds two i32s.
 pub const ANSWER_WAT: &str = r#"(module

@@ -1,14 +1,10 @@
-//! Options for an [`ObjectStoreCache`](super::ObjectStoreCache).
+//! Options for an [`ObjectStoreCache`](crate::ObjectStoreCache).
 
-use std::collections::HashSet;
-use std::sync::atomic::AtomicUsize;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ::object_store::ObjectStore;
 use ::object_store::path::Path as ObjectPath;
-
-use super::{Counters, Inner, ObjectStoreCache};
 
 /// Options for an [`ObjectStoreCache`].
 ///
@@ -66,24 +62,5 @@ impl ObjectStoreCacheBuilder {
     pub fn max_pending_uploads(mut self, uploads: usize) -> Self {
         self.max_pending_uploads = uploads;
         self
-    }
-
-    /// Builds the cache. Infallible and lazy: nothing is sent until the first load or save.
-    pub fn build(self) -> ObjectStoreCache {
-        ObjectStoreCache {
-            inner: Arc::new(Inner {
-                store: self.store,
-                prefix: self.prefix,
-                timeout: self.timeout,
-                retry_after: self.retry_after,
-                background_saves: self.background_saves,
-                max_pending_uploads: self.max_pending_uploads,
-                unavailable_until: Mutex::new(None),
-                damaged: Mutex::new(HashSet::new()),
-                pending: AtomicUsize::new(0),
-                idle: tokio::sync::Notify::new(),
-                counters: Counters::default(),
-            }),
-        }
     }
 }

@@ -1,10 +1,22 @@
 //! One module as one object: where it lives. What is checked before wasmer sees it is
 //! `CheckedArtifact::from_module_object`'s (`cache/artifact.rs`).
 
+use std::sync::Arc;
+
 use ::object_store::path::Path as ObjectPath;
 
-use super::{EXTENSION, Tier};
 use crate::cache::ModuleHash;
+use crate::engine::loadable::Known;
+
+/// The file name extension of module objects.
+pub(super) const EXTENSION: &str = "wpkm";
+
+/// What the objects of one engine are stored under: its identity and its folder.
+#[derive(Debug)]
+pub(super) struct Tier {
+    pub(super) engine: Arc<Known>,
+    pub(super) folder: ObjectPath,
+}
 
 /// The object of `key` in an engine's folder.
 pub(super) fn object_in(tier: &Tier, key: ModuleHash) -> ObjectPath {

@@ -1,11 +1,16 @@
 use std::sync::Arc;
 
+use ::object_store::ObjectStoreExt;
 use ::object_store::memory::InMemory;
+use wasmer::Engine;
 
+use super::module_object::key_bytes;
 use super::*;
 use crate::EngineIdentity;
 use crate::cache::conformance::{self, CHECKS, CacheUnderTest, Overwrite};
-use crate::cache::test_support::{answer, compiled, engine, key};
+use crate::cache::test_support::{answer, compiled, engine, key, misses, save_numbered};
+use crate::cache::{ModuleCache, ModuleHash};
+use crate::format::object;
 
 fn cache(store: &Arc<InMemory>) -> ObjectStoreCache {
     ObjectStoreCache::builder(store.clone(), "fleet")
@@ -63,8 +68,8 @@ async fn round_trip_through_the_store() {
     let store = Arc::new(InMemory::new());
     let (engine, cache) = (engine(), cache(&store));
     assert!(!cache.contains(key(1), engine).await.unwrap());
-    assert!(cache.load(key(1), engine).await.unwrap_err().is_not_found());
-    cache.save(key(1), engine, &compiled(1)).await.unwrap();
+    assert!(misses(&cache, 1, engine).await);
+    save_numbered(&cache, 1, engine).await;
     assert!(cache.contains(key(1), engine).await.unwrap());
     let module = cache.load(key(1), engine).await.unwrap();
     assert_eq!(answer(&module, engine), 1);
@@ -80,9 +85,9 @@ async fn round_trip_through_the_store() {
 async fn second_save_of_a_key_is_already_saved() {
     let store = Arc::new(InMemory::new());
     let (engine, cache) = (engine(), cache(&store));
-    cache.save(key(2), engine, &compiled(2)).await.unwrap();
+    save_numbered(&cache, 2, engine).await;
     let first = store.get(&cache.object_path(key(2), engine)).await.unwrap();
-    cache.save(key(2), engine, &compiled(2)).await.unwrap();
+    save_numbered(&cache, 2, engine).await;
     let second = store.get(&cache.object_path(key(2), engine)).await.unwrap();
     assert_eq!(first.meta.e_tag, second.meta.e_tag, "the first write wins");
     assert_eq!((cache.stats().saves, cache.stats().already_saved), (1, 1));
@@ -124,7 +129,7 @@ async fn damaged_foreign_and_misplaced_objects_are_misses_then_replaced() {
         assert!(error.is_not_found(), "case {i}: {error}");
         assert_eq!(cache.stats().stale, i as u64 + 1);
         // The next save replaces the unusable object instead of deferring to it.
-        cache.save(key(3), engine, &compiled(3)).await.unwrap();
+        save_numbered(&cache, 3, engine).await;
         let module = cache.load(key(3), engine).await.unwrap();
         assert_eq!(answer(&module, engine), 3, "case {i}");
     }
@@ -136,7 +141,7 @@ async fn background_saves_finish_by_flush() {
     let cache = ObjectStoreCache::new(store.clone(), "bg");
     let engine = engine();
     for n in 10..14 {
-        cache.save(key(n), engine, &compiled(n)).await.unwrap();
+        save_numbered(&cache, n, engine).await;
     }
     cache.flush().await;
     assert_eq!(cache.stats().saves, 4);
@@ -164,8 +169,8 @@ async fn uploads_beyond_the_pending_limit_are_dropped_not_queued() {
         .max_pending_uploads(0)
         .build();
     let engine = engine();
-    cache.save(key(6), engine, &compiled(6)).await.unwrap();
+    save_numbered(&cache, 6, engine).await;
     cache.flush().await;
     assert_eq!((cache.stats().saves, cache.stats().uploads_dropped), (0, 1));
-    assert!(cache.load(key(6), engine).await.unwrap_err().is_not_found());
+    assert!(misses(&cache, 6, engine).await);
 }

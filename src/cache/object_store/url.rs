@@ -20,7 +20,7 @@ use ::object_store::local::LocalFileSystem;
 use ::object_store::path::Path as ObjectPath;
 use ::object_store::{BackoffConfig, ClientOptions, ObjectStore, ObjectStoreScheme, RetryConfig};
 
-use super::{RemoteError, RemoteErrorKind};
+use super::error::{RemoteError, RemoteErrorKind};
 
 /// The URL forms [`StoreUrl::open`] accepts, for messages.
 const FORMS: &str =

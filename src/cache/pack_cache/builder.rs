@@ -1,13 +1,14 @@
-//! Options for a [`PackCache`](super::PackCache).
+//! Options for a [`PackCache`](crate::PackCache).
 
 use std::path::{Path, PathBuf};
 
 use crate::cache::memo::MemoLimits;
-use crate::{Durability, PackOptions, PublicKey, Retention, Verify};
+use crate::{Durability, PackOptions, PublicKey, Verify};
 
-use super::Sources;
+use super::compaction::CompactionPolicy;
+use super::pack_files::Sources;
 
-/// Options for a [`PackCache`](super::PackCache): where its packs are, and how it keeps them.
+/// Options for a [`PackCache`](crate::PackCache): where its packs are, and how it keeps them.
 ///
 /// A cache reads packs from up to four kinds of places, in this order:
 ///
@@ -24,7 +25,7 @@ use super::Sources;
 ///    that one directory serves a fleet: every host reads the packs of the highest CPU levels
 ///    it can load.
 /// 3. **The cache's own directory** ([`dir`](Self::dir), or
-///    [`PackCache::new`](super::PackCache::new)): the engine's own pack, where every save goes,
+///    [`PackCache::new`](crate::PackCache::new)): the engine's own pack, where every save goes,
 ///    then packs of lower CPU levels found there.
 ///
 /// # Example
@@ -46,10 +47,7 @@ pub struct PackCacheBuilder {
     pub(super) sources: Sources,
     pub(super) pack_options: PackOptions,
     pub(super) memo: MemoLimits,
-    pub(super) retention: Retention,
-    pub(super) auto_compact: bool,
-    pub(super) dead_fraction: f64,
-    pub(super) min_dead_bytes: u64,
+    pub(super) compaction: CompactionPolicy,
 }
 
 impl PackCacheBuilder {
@@ -76,10 +74,7 @@ impl PackCacheBuilder {
                 max_entries: 1024,
                 max_bytes: 1 << 30,
             },
-            retention: Retention::new(),
-            auto_compact: true,
-            dead_fraction: 0.5,
-            min_dead_bytes: 8 << 20,
+            compaction: CompactionPolicy::default(),
         }
     }
 
@@ -159,14 +154,14 @@ impl PackCacheBuilder {
     /// Soft limit on the bytes of modules a pack keeps: beyond it, the next compaction evicts
     /// the least recently used (like wasmtime's `files-total-size-soft-limit`).
     pub fn max_live_bytes(mut self, bytes: u64) -> Self {
-        self.retention = self.retention.max_live_bytes(bytes);
+        self.compaction.retention = self.compaction.retention.max_live_bytes(bytes);
         self
     }
 
     /// Soft limit on the number of modules a pack keeps (like wasmtime's
     /// `file-count-soft-limit`).
     pub fn max_entries(mut self, entries: u64) -> Self {
-        self.retention = self.retention.max_entries(entries);
+        self.compaction.retention = self.compaction.retention.max_entries(entries);
         self
     }
 
@@ -174,14 +169,14 @@ impl PackCacheBuilder {
     /// [`compact_dead_fraction`](Self::compact_dead_fraction) of the pack, or a soft limit is
     /// exceeded.
     pub fn auto_compact(mut self, enabled: bool) -> Self {
-        self.auto_compact = enabled;
+        self.compaction.auto = enabled;
         self
     }
 
     /// The share of a pack's data that may be dead before it is compacted (default 0.5). A
     /// pack is never compacted for fewer than [`compact_min_dead_bytes`](Self::compact_min_dead_bytes).
     pub fn compact_dead_fraction(mut self, fraction: f64) -> Self {
-        self.dead_fraction = fraction.clamp(0.0, 1.0);
+        self.compaction.dead_fraction = fraction.clamp(0.0, 1.0);
         self
     }
 
@@ -189,7 +184,7 @@ impl PackCacheBuilder {
     /// leaves the replaced file pinned by the engines that loaded from it, so compacting
     /// rarely keeps that bounded.
     pub fn compact_min_dead_bytes(mut self, bytes: u64) -> Self {
-        self.min_dead_bytes = bytes;
+        self.compaction.min_dead_bytes = bytes;
         self
     }
 
@@ -218,7 +213,7 @@ impl PackCacheBuilder {
     /// Load only modules signed by one of `keys` (see [`PackOptions::trusted_keys`]). An
     /// entry no trusted signature covers, or whose bytes differ from what was signed, is a
     /// miss, logged as a warning and counted in
-    /// [`CacheStats::untrusted`](super::CacheStats::untrusted). Such a cache does not write to
+    /// [`CacheStats::untrusted`](crate::CacheStats::untrusted). Such a cache does not write to
     /// its packs: a module saved locally would carry no signature, so `save` only memoizes it.
     ///
     /// # Example
@@ -239,7 +234,7 @@ impl PackCacheBuilder {
     /// Load from installed packs without hashing each module in every process (see
     /// [`PackOptions::trust_installed`], whose contract this carries): packs that are not
     /// sealed, read-only and private are refused, which for a load is a miss counted in
-    /// [`CacheStats::stale`](super::CacheStats::stale).
+    /// [`CacheStats::stale`](crate::CacheStats::stale).
     ///
     /// # Safety
     ///
@@ -251,12 +246,6 @@ impl PackCacheBuilder {
         // SAFETY: the caller takes on the same contract.
         self.pack_options = unsafe { self.pack_options.trust_installed() };
         self
-    }
-
-    /// Builds the cache. Infallible and lazy: nothing touches the disk until the first load
-    /// or save, and a missing shipped pack or directory is not an error.
-    pub fn build(self) -> super::PackCache {
-        super::PackCache::from_builder(self)
     }
 }
 

@@ -14,7 +14,7 @@ use crate::cache::blocking::run_blocking;
 use crate::cache::{CacheError, CacheErrorKind};
 use crate::{Key, Pack};
 
-use super::PackCache;
+use super::cache::PackCache;
 use super::pack_set::{Layers, PackSet};
 use super::slot::{PackSlot, is_stale};
 
@@ -95,7 +95,7 @@ impl PackCache {
         engine: &Engine,
         skip: Option<PathBuf>,
     ) -> Result<Module, CacheError> {
-        let mut layers = set.layers_or_build(&self.inner);
+        let mut layers = set.layers_or_build(&self.inner.files);
         let mut tried: HashSet<PathBuf> = skip.into_iter().collect();
         let mut first_error = None;
         loop {
@@ -105,7 +105,7 @@ impl PackCache {
                 }
                 let on_stale = |e: &crate::Error| self.inner.stale("unusable module pack", e);
                 let found = slot
-                    .for_read(&self.inner.pack_options, on_stale)
+                    .for_read(&self.inner.files.options, on_stale)
                     .and_then(|pack| match pack {
                         Some(pack) => self.read_from(slot, &pack, key, engine),
                         None => Ok(None),
@@ -123,7 +123,7 @@ impl PackCache {
             if !set.rescan_due() {
                 break;
             }
-            layers = set.rebuild(&self.inner, true);
+            layers = set.rebuild(&self.inner.files, true);
         }
         self.report_unusable(set, &layers);
         Err(first_error.unwrap_or(CacheError::NotFound))
@@ -204,12 +204,12 @@ impl PackCache {
     }
 
     pub(super) fn contains_blocking(&self, set: &PackSet, key: &Key) -> Result<bool, CacheError> {
-        let mut layers = set.layers_or_build(&self.inner);
+        let mut layers = set.layers_or_build(&self.inner.files);
         let mut first_error = None;
         loop {
             for slot in &layers.readable {
                 let on_stale = |e: &crate::Error| self.inner.stale("unusable module pack", e);
-                match slot.for_read(&self.inner.pack_options, on_stale) {
+                match slot.for_read(&self.inner.files.options, on_stale) {
                     Ok(Some(pack)) => match pack.contains(key) {
                         Ok(true) => return Ok(true),
                         Ok(false) => {}
@@ -227,7 +227,7 @@ impl PackCache {
             if !set.rescan_due() {
                 break;
             }
-            layers = set.rebuild(&self.inner, true);
+            layers = set.rebuild(&self.inner.files, true);
         }
         first_error.map_or(Ok(false), Err)
     }

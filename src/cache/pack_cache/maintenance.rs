@@ -4,10 +4,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crate::cache::CacheError;
-use crate::format::superblock::DATA_START;
 use crate::{CompactReport, Pack, Retention};
 
-use super::PackCache;
+use super::cache::PackCache;
 use super::slot::PackSlot;
 
 /// How often a process merges its recency stamps into a pack's sidecar.
@@ -36,7 +35,7 @@ impl PackCache {
 
     /// The configured limits with every process's recency stamps for `slot`'s pack.
     fn retention_for(&self, slot: &PackSlot) -> Retention {
-        let mut retention = self.inner.retention.clone();
+        let mut retention = self.inner.compaction.retention.clone();
         let Some(recency) = &slot.recency else {
             retention.touch_from_sidecar(&slot.path);
             return retention;
@@ -71,19 +70,12 @@ impl PackCache {
         let Ok(stats) = pack.stats() else {
             return false;
         };
-        let data = stats.committed_len.saturating_sub(DATA_START) as f64;
-        let dead_enough = stats.dead_bytes >= self.inner.min_dead_bytes
-            && stats.dead_bytes as f64 >= self.inner.dead_fraction * data;
-        dead_enough
-            || self
-                .inner
-                .retention
-                .exceeded(stats.entries, stats.live_bytes)
+        self.inner.compaction.due(&stats)
     }
 
     /// After a save: compacts on a background thread if due and nobody else is at it.
     pub(super) fn compact_if_due(&self, slot: &Arc<PackSlot>) {
-        if !self.inner.auto_compact {
+        if !self.inner.compaction.auto {
             return;
         }
         let Some(pack) = slot.open_pack() else {
@@ -126,7 +118,8 @@ impl PackCache {
     pub(super) fn flush_recency_if_due(&self) {
         let due: Vec<Arc<PackSlot>> = self
             .inner
-            .all_slots()
+            .files
+            .all()
             .into_iter()
             .filter(|slot| {
                 slot.recency
@@ -165,7 +158,7 @@ impl PackCache {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn flush(&self) -> Result<(), CacheError> {
-        for slot in self.inner.all_slots() {
+        for slot in self.inner.files.all() {
             slot.flush_recency()
                 .map_err(|error| CacheError::FileWrite {
                     path: crate::pack::recency::sidecar_path(&slot.path),

@@ -10,14 +10,15 @@
 
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
+use crate::sync::{lock, read, write};
 use crate::{EngineIdentity, Incompatibility};
 
 use super::discovery::{siblings, specificity};
+use super::pack_files::{PackFiles, Sources};
 use super::slot::PackSlot;
-use super::{Inner, Sources};
 
 /// How long a set of layers is trusted before a miss lists the directories again, so that a
 /// pack installed while the process runs is found.
@@ -66,18 +67,15 @@ impl PackSet {
 
     /// The layers if they were built already: no I/O.
     pub(super) fn layers(&self) -> Option<Arc<Layers>> {
-        self.layers
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        read(&self.layers).clone()
     }
 
     /// The layers, built on first use (without listing the cache's own directory). Blocks on
     /// the file system then.
-    pub(super) fn layers_or_build(&self, cache: &Inner) -> Arc<Layers> {
+    pub(super) fn layers_or_build(&self, files: &PackFiles) -> Arc<Layers> {
         match self.layers() {
             Some(layers) => layers,
-            None => self.rebuild(cache, false),
+            None => self.rebuild(files, false),
         }
     }
 
@@ -90,19 +88,19 @@ impl PackSet {
 
     /// Looks at the sources again, listing the own directory if `complete`. Blocks on the
     /// file system.
-    pub(super) fn rebuild(&self, cache: &Inner, complete: bool) -> Arc<Layers> {
-        let layers = Arc::new(self.build(cache, complete));
-        *self.layers.write().unwrap_or_else(PoisonError::into_inner) = Some(layers.clone());
+    pub(super) fn rebuild(&self, files: &PackFiles, complete: bool) -> Arc<Layers> {
+        let layers = Arc::new(self.build(files, complete));
+        *write(&self.layers) = Some(layers.clone());
         layers
     }
 
-    fn build(&self, cache: &Inner, complete: bool) -> Layers {
+    fn build(&self, files: &PackFiles, complete: bool) -> Layers {
         let Sources {
             local_dir,
             shipped_packs,
             shipped_dirs,
             embedded_packs,
-        } = &cache.sources;
+        } = &files.sources;
         let mut unusable = Vec::new();
         let mut refuse = |path: &PathBuf, why: String| {
             unusable.push(Unusable {
@@ -113,18 +111,18 @@ impl PackSet {
 
         let mut shipped: Vec<(usize, Arc<PackSlot>)> = Vec::new();
         let embedded = embedded_packs.iter().map(|(name, bytes)| {
-            let slot = cache.slot(name, || PackSlot::embedded(name.clone(), bytes.clone()));
+            let slot = files.slot(name, || PackSlot::embedded(name.clone(), bytes.clone()));
             (name, slot)
         });
-        let files = shipped_packs.iter().map(|path| {
+        let shipped_files = shipped_packs.iter().map(|path| {
             (
                 path,
-                cache.slot(path, || PackSlot::shipped(path.clone(), None)),
+                files.slot(path, || PackSlot::shipped(path.clone(), None)),
             )
         });
-        for (path, slot) in embedded.chain(files) {
+        for (path, slot) in embedded.chain(shipped_files) {
             let on_stale = |e: &crate::Error| tracing::debug!(error = %e, "unusable shipped pack");
-            match slot.for_read(&cache.pack_options, on_stale) {
+            match slot.for_read(&files.options, on_stale) {
                 Ok(Some(pack)) => match EngineIdentity::from_pack_identity(pack.identity()) {
                     Some(theirs) => match self.identity.can_load(&theirs) {
                         Ok(()) => shipped.push((specificity(&theirs), slot)),
@@ -145,7 +143,7 @@ impl PackSet {
         }
         for dir in shipped_dirs {
             let found = self.compatible_in(dir, &mut refuse, |path, theirs| {
-                cache.slot(path, || {
+                files.slot(path, || {
                     PackSlot::shipped(path.clone(), Some(theirs.clone()))
                 })
             });
@@ -160,7 +158,7 @@ impl PackSet {
         }
         if let Some(dir) = local_dir.as_ref().filter(|_| complete) {
             let mut local = self.compatible_in(dir, &mut refuse, |path, theirs| {
-                cache.slot(path, || PackSlot::local(path.clone(), theirs.clone()))
+                files.slot(path, || PackSlot::local(path.clone(), theirs.clone()))
             });
             local.sort_by_key(|(specific, _)| std::cmp::Reverse(*specific));
             readable.extend(local.into_iter().map(|(_, s)| s));
@@ -213,7 +211,7 @@ impl PackSet {
         if layers.unusable.is_empty() {
             return 0;
         }
-        let mut reported = self.reported.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut reported = lock(&self.reported);
         let mut new = 0;
         for pack in &layers.unusable {
             if !reported.insert(pack.path.clone()) {
@@ -239,9 +237,5 @@ impl PackSet {
 /// Whether the log has named `path` as unusable in this process already (and notes it).
 fn warned_in_this_process(path: &std::path::Path) -> bool {
     static WARNED: OnceLock<Mutex<HashSet<PathBuf>>> = OnceLock::new();
-    !WARNED
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .insert(path.to_path_buf())
+    !lock(WARNED.get_or_init(Default::default)).insert(path.to_path_buf())
 }

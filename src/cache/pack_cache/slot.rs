@@ -9,13 +9,14 @@ use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock, PoisonError, RwLock};
+use std::sync::{Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::EngineIdentity;
 use crate::cache::CacheError;
 use crate::pack::embedded::open_memory;
 use crate::pack::recency::Recency;
+use crate::sync::{lock, read, write};
 use crate::{Error, ErrorKind, Pack, PackIdentity, PackOptions};
 
 /// How many times creating a pack moves an unusable file aside before giving up.
@@ -95,10 +96,7 @@ impl PackSlot {
 
     /// The pack if it is open already.
     pub(super) fn open_pack(&self) -> Option<Pack> {
-        self.pack
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        read(&self.pack).clone()
     }
 
     /// Whether the last attempt to open the pack, less than [`ABSENT_TRUST`] ago, found no
@@ -119,16 +117,13 @@ impl PackSlot {
 
     /// Why this shipped pack was found unusable, if it was.
     pub(super) fn stale_reason(&self) -> Option<String> {
-        self.stale
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        lock(&self.stale).clone()
     }
 
     /// Keeps `pack` as the open handle unless another thread opened one meanwhile; returns
     /// the one kept.
     fn install(&self, pack: Pack) -> Pack {
-        let mut slot = self.pack.write().unwrap_or_else(PoisonError::into_inner);
+        let mut slot = write(&self.pack);
         slot.get_or_insert(pack).clone()
     }
 
@@ -161,8 +156,7 @@ impl PackSlot {
             // A pack refused for the trusted load path is a miss, never set aside.
             Err(e) if is_stale(e.kind()) || e.kind() == ErrorKind::NotSealed => {
                 if self.recency.is_none() {
-                    *self.stale.lock().unwrap_or_else(PoisonError::into_inner) =
-                        Some(e.to_string());
+                    *lock(&self.stale) = Some(e.to_string());
                 }
                 on_stale(&e);
                 Ok(None)

@@ -1,12 +1,18 @@
 use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::*;
+use wasmer::{Engine, Module};
+
+use super::cache::key_of;
+use super::load::INLINE_LOAD_BYTES;
+use super::{PackCache, PackCacheBuilder};
 use crate::cache::conformance::{self, CHECKS, CacheUnderTest};
 use crate::cache::test_support::{
     answer, baseline_engine, compiled, compiled_by, engine, engine_without_cpu_features, key,
-    poll_ready, warnings_during, wat_module,
+    loaded_answer, misses, poll_ready, save_numbered, warnings_during, wat_module,
 };
-use crate::{Pack, PackIdentity};
+use crate::cache::{CacheError, ModuleCache, ModuleHash};
+use crate::{EngineIdentity, Pack, PackIdentity};
 
 /// A pack cache under the conformance checks; damage is two bytes overwritten in the
 /// middle of the module's value.
@@ -58,13 +64,9 @@ fn saves_and_loads_across_caches_without_a_runtime() {
     let dir = tempfile::tempdir().unwrap();
     let engine = engine();
     let cache = PackCache::new(dir.path());
-    assert!(
-        poll_ready(cache.load(key(1), engine))
-            .unwrap_err()
-            .is_not_found()
-    );
+    assert!(poll_ready(misses(&cache, 1, engine)));
     assert!(!poll_ready(cache.contains(key(1), engine)).unwrap());
-    poll_ready(cache.save(key(1), engine, &compiled(1))).unwrap();
+    poll_ready(save_numbered(&cache, 1, engine));
     assert!(cache.pack_path(engine).unwrap().exists());
 
     let fresh = PackCache::new(dir.path());
@@ -107,7 +109,7 @@ fn the_memo_is_bounded() {
     let engine = engine();
     let cache = PackCache::builder(dir.path()).memo_entries(2).build();
     for n in 10..15 {
-        poll_ready(cache.save(key(n), engine, &compiled(n))).unwrap();
+        poll_ready(save_numbered(&cache, n, engine));
     }
     assert_eq!(cache.stats().memo_entries, 2);
     // The most recent two are memoized; the others load from the pack.
@@ -151,7 +153,7 @@ fn a_corrupt_entry_is_a_miss_and_save_replaces_it() {
     let dir = tempfile::tempdir().unwrap();
     let engine = engine();
     let cache = PackCache::new(dir.path());
-    poll_ready(cache.save(key(4), engine, &compiled(4))).unwrap();
+    poll_ready(save_numbered(&cache, 4, engine));
     let path = cache.pack_path(engine).unwrap();
     let offset = Pack::open_any(&path)
         .unwrap()
@@ -164,24 +166,13 @@ fn a_corrupt_entry_is_a_miss_and_save_replaces_it() {
     file.write_all_at(b"\xde\xad", offset + 200).unwrap();
 
     let fresh = PackCache::new(dir.path());
-    assert!(
-        poll_ready(fresh.load(key(4), engine))
-            .unwrap_err()
-            .is_not_found()
-    );
+    assert!(poll_ready(misses(&fresh, 4, engine)));
     assert_eq!(fresh.stats().stale, 1);
     // It stays a miss (no poisoning), and a save repairs it.
-    assert!(
-        poll_ready(fresh.load(key(4), engine))
-            .unwrap_err()
-            .is_not_found()
-    );
-    poll_ready(fresh.save(key(4), engine, &compiled(4))).unwrap();
+    assert!(poll_ready(misses(&fresh, 4, engine)));
+    poll_ready(save_numbered(&fresh, 4, engine));
     let again = PackCache::new(dir.path());
-    assert_eq!(
-        answer(&poll_ready(again.load(key(4), engine)).unwrap(), engine),
-        4
-    );
+    assert_eq!(poll_ready(loaded_answer(&again, 4, engine)), 4);
 }
 
 #[test]
@@ -192,19 +183,12 @@ fn a_pack_of_another_identity_is_moved_aside_on_save() {
     let path = cache.pack_path(engine).unwrap();
     std::fs::create_dir_all(dir.path()).unwrap();
     Pack::create(&path, &PackIdentity::new().with("engine", "someone-else")).unwrap();
-    assert!(
-        poll_ready(cache.load(key(5), engine))
-            .unwrap_err()
-            .is_not_found()
-    );
+    assert!(poll_ready(misses(&cache, 5, engine)));
     assert_eq!(cache.stats().stale, 1);
-    poll_ready(cache.save(key(5), engine, &compiled(5))).unwrap();
+    poll_ready(save_numbered(&cache, 5, engine));
     assert!(path.with_extension("wpk.corrupt").exists());
     let fresh = PackCache::new(dir.path());
-    assert_eq!(
-        answer(&poll_ready(fresh.load(key(5), engine)).unwrap(), engine),
-        5
-    );
+    assert_eq!(poll_ready(loaded_answer(&fresh, 5, engine)), 5);
 }
 
 #[test]
@@ -214,17 +198,10 @@ fn garbage_at_the_pack_path_is_a_miss_then_replaced() {
     let cache = PackCache::new(dir.path());
     let path = cache.pack_path(engine).unwrap();
     std::fs::write(&path, b"not a pack at all").unwrap();
-    assert!(
-        poll_ready(cache.load(key(6), engine))
-            .unwrap_err()
-            .is_not_found()
-    );
-    poll_ready(cache.save(key(6), engine, &compiled(6))).unwrap();
+    assert!(poll_ready(misses(&cache, 6, engine)));
+    poll_ready(save_numbered(&cache, 6, engine));
     let fresh = PackCache::new(dir.path());
-    assert_eq!(
-        answer(&poll_ready(fresh.load(key(6), engine)).unwrap(), engine),
-        6
-    );
+    assert_eq!(poll_ready(loaded_answer(&fresh, 6, engine)), 6);
 }
 
 #[test]
@@ -234,7 +211,7 @@ fn an_engine_lacking_a_pack_s_cpu_features_misses_with_one_warning() {
     let host = engine();
     let plain = engine_without_cpu_features();
     assert_ne!(cache.pack_path(host), cache.pack_path(plain));
-    poll_ready(cache.save(key(7), host, &compiled(7))).unwrap();
+    poll_ready(save_numbered(&cache, 7, host));
 
     let reader = PackCache::new(dir.path());
     let (missed, warnings) = warnings_during(|| poll_ready(reader.load(key(7), plain)));
@@ -309,7 +286,7 @@ fn shipped_packs_are_read_first_and_never_written() {
     // A module the shipment lacks is compiled and saved locally, not into the shipped pack.
     let miss = poll_ready(cache.load(key(32), host)).unwrap_err();
     assert!(miss.is_not_found());
-    poll_ready(cache.save(key(32), host, &compiled(32))).unwrap();
+    poll_ready(save_numbered(&cache, 32, host));
     assert!(cache.pack_path(host).unwrap().exists());
     cache.compact().unwrap();
     drop(cache);
@@ -341,7 +318,7 @@ fn a_cache_of_shipped_packs_only_saves_nothing() {
             .any(|w| w.contains("missing.wpk") && w.contains("does not exist")),
         "{warnings:?}"
     );
-    poll_ready(cache.save(key(33), host, &compiled(33))).unwrap();
+    poll_ready(save_numbered(&cache, 33, host));
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     assert_eq!(cache.stats().saves, 0);
 }
@@ -411,7 +388,7 @@ fn save_replaces_an_intact_entry_wasmer_refuses() {
     let miss = poll_ready(cache.load(key(36), engine)).unwrap_err();
     assert!(miss.is_not_found());
     assert_eq!(cache.stats().stale, 1);
-    poll_ready(cache.save(key(36), engine, &compiled(36))).unwrap();
+    poll_ready(save_numbered(&cache, 36, engine));
     assert_eq!(cache.stats().saves, 1, "the refused entry is replaced");
     let fresh = PackCache::new(dir.path());
     let loaded = poll_ready(fresh.load(key(36), engine)).unwrap();
@@ -469,10 +446,7 @@ fn an_unwritable_directory_fails_saves_clearly_and_loads_still_work() {
     assert!(matches!(err, CacheError::FileWrite { .. }), "{err}");
     assert!(err.to_string().contains("a-file"), "{err}");
     let good = PackCache::new(dir.path());
-    assert_eq!(
-        answer(&poll_ready(good.load(key(8), engine)).unwrap(), engine),
-        8
-    );
+    assert_eq!(poll_ready(loaded_answer(&good, 8, engine)), 8);
 }
 
 #[test]
@@ -482,22 +456,16 @@ fn works_inside_a_runtime() {
     let rt = runtime();
     rt.block_on(async {
         let cache = PackCache::new(dir.path());
-        cache.save(key(9), engine, &compiled(9)).await.unwrap();
+        save_numbered(&cache, 9, engine).await;
         let fresh = PackCache::new(dir.path());
-        assert_eq!(
-            answer(&fresh.load(key(9), engine).await.unwrap(), engine),
-            9
-        );
+        assert_eq!(loaded_answer(&fresh, 9, engine).await, 9);
     });
     let current = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
     current.block_on(async {
         let fresh = PackCache::new(dir.path());
-        assert_eq!(
-            answer(&fresh.load(key(9), engine).await.unwrap(), engine),
-            9
-        );
+        assert_eq!(loaded_answer(&fresh, 9, engine).await, 9);
     });
 }
 
@@ -510,7 +478,7 @@ fn background_compaction_evicts_beyond_the_soft_limit() {
         .compact_min_dead_bytes(0)
         .build();
     for n in 20..26 {
-        poll_ready(cache.save(key(n), engine, &compiled(n))).unwrap();
+        poll_ready(save_numbered(&cache, n, engine));
         // Recently loaded: key 20 must survive eviction.
         poll_ready(cache.load(key(20), engine)).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(20));
@@ -531,7 +499,7 @@ fn background_compaction_evicts_beyond_the_soft_limit() {
             "no background compaction brought the pack down to 3 modules"
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
-        poll_ready(cache.save(key(25), engine, &compiled(25))).unwrap();
+        poll_ready(save_numbered(&cache, 25, engine));
     }
     let stats = cache.stats();
     assert!(stats.compactions > 0, "{stats:?}");
@@ -686,11 +654,7 @@ fn a_pack_another_handle_creates_is_seen_at_once() {
     let host = engine();
     let reader = PackCache::new(dir.path());
     let writer = PackCache::new(dir.path());
-    assert!(
-        poll_ready(reader.load(key(61), host))
-            .unwrap_err()
-            .is_not_found()
-    );
+    assert!(poll_ready(misses(&reader, 61, host)));
     poll_ready(writer.save(key(61), host, &compiled_by(host, 61))).unwrap();
     let loaded = poll_ready(reader.load(key(61), host)).unwrap();
     assert_eq!(answer(&loaded, host), 61);

@@ -5,8 +5,10 @@
 //! name in the arguments: a wrapper (`sh -c`, `unshare`, `prlimit`) that passes the name on
 //! passes the role too, so that a child can never run the test itself again.
 
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
 
 /// The argument that tells a child which role to play.
 const ROLE: &str = "wasmpak-test-role=";
@@ -80,4 +82,69 @@ pub fn env_path(name: &str) -> PathBuf {
 /// A value the parent test gave its child in the environment.
 pub fn env_var(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} is set by the parent test"))
+}
+
+/// A number the parent test gave its child in the environment.
+pub fn env_u64(name: &str) -> u64 {
+    let text = std::env::var(name).unwrap_or_else(|_| panic!("{name} is set by the parent test"));
+    text.parse()
+        .unwrap_or_else(|_| panic!("{name} is a number, not {text:?}"))
+}
+
+/// A child to kill at a moment of the test's choosing, its stdout read as it goes.
+pub struct Victim {
+    child: Child,
+    stdout: BufReader<ChildStdout>,
+    /// What it printed so far.
+    pub printed: String,
+}
+
+impl Victim {
+    /// Starts `command` with its stdout and stderr piped.
+    pub fn start(command: &mut Command) -> Victim {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        Victim {
+            child,
+            stdout,
+            printed: String::new(),
+        }
+    }
+
+    /// Reads its stdout until `enough` says so of what it printed, or it ends.
+    pub fn read_until(&mut self, enough: impl Fn(&str) -> bool) {
+        while !enough(&self.printed) {
+            if self.stdout.read_line(&mut self.printed).unwrap() == 0 {
+                break;
+            }
+        }
+    }
+
+    /// Kills it with SIGKILL, asserts that it died of that (not of its own failure, nor done
+    /// before), and returns the complete lines it printed (a kill can cut the last one short).
+    pub fn kill(mut self, context: &str) -> String {
+        self.child.kill().unwrap();
+        let status = self.child.wait().unwrap();
+        self.stdout.read_to_string(&mut self.printed).unwrap();
+        let mut stderr = String::new();
+        self.child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        assert_eq!(
+            status.signal(),
+            Some(libc::SIGKILL),
+            "{context}: the child ended with {status}:\n{}\n{stderr}",
+            self.printed
+        );
+        let end = self.printed.rfind('\n').unwrap_or(0);
+        self.printed.truncate(end);
+        self.printed
+    }
 }

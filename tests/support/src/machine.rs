@@ -9,7 +9,7 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use super::process::{assert_passed, child};
+use crate::process::{assert_passed, child};
 
 /// The opt-out: prerequisites to skip the tests of, comma-separated, or `all`.
 const SKIP: &str = "WASMPAK_TEST_SKIP";
@@ -99,24 +99,37 @@ pub fn set_mode(path: &Path, mode: u32) {
 /// Whether the permission tests can run their children as [`NOBODY`] when we are root (not if
 /// the test binary lives under a directory only root may enter). `Err` says why not.
 pub fn nobody_can_run() -> Result<(), String> {
+    nobody_can_start(&std::env::current_exe().unwrap(), "--list")
+}
+
+/// Whether user [`NOBODY`] can run `program` (with `arg`, which must succeed) when we are
+/// root: the tool's tests ask it of the tool. `Err` says why not.
+pub fn nobody_can_start(program: &Path, arg: &str) -> Result<(), String> {
     if !is_root() {
         return Ok(());
     }
-    let exe = std::env::current_exe().unwrap();
-    let output = Command::new(&exe)
-        .arg("--list")
+    let output = Command::new(program)
+        .arg(arg)
         .uid(NOBODY)
         .gid(NOBODY)
         .output();
+    let shown = program.display();
     match output {
         Ok(output) if output.status.success() => Ok(()),
         Ok(output) => Err(format!(
-            "user {NOBODY} cannot run {}: {}",
-            exe.display(),
+            "user {NOBODY} cannot run {shown}: {}",
             String::from_utf8_lossy(&output.stderr).trim()
         )),
-        Err(e) => Err(format!("user {NOBODY} cannot run {}: {e}", exe.display())),
+        Err(e) => Err(format!("user {NOBODY} cannot run {shown}: {e}")),
     }
+}
+
+/// Makes `command` run as [`NOBODY`] if we are root. Check [`nobody_can_run`] first.
+pub fn unprivileged(command: &mut Command) -> &mut Command {
+    if is_root() {
+        command.uid(NOBODY).gid(NOBODY);
+    }
+    command
 }
 
 /// Runs the current test's `role` in a child on `pack` (`WASMPAK_TEST_PACK`), as [`NOBODY`] if
@@ -124,10 +137,7 @@ pub fn nobody_can_run() -> Result<(), String> {
 pub fn run_unprivileged(role: &str, pack: &Path) {
     let mut command = child(role);
     command.env("WASMPAK_TEST_PACK", pack);
-    if is_root() {
-        command.uid(NOBODY).gid(NOBODY);
-    }
-    assert_passed(&command.output().unwrap(), role);
+    assert_passed(&unprivileged(&mut command).output().unwrap(), role);
 }
 
 /// `command` to run in a private user and mount namespace in which `dir` is a read-only tmpfs
