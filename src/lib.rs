@@ -147,8 +147,8 @@ pub use error::{Error, ErrorKind, Result};
 pub use format::identity::{IdentityValue, PackIdentity};
 pub use format::key::{Key, ParseKeyError};
 pub use pack::{
-    Batch, CompactReport, Durability, Entry, Pack, PackOptions, Problem, Retention, Stats, Verify,
-    VerifyReport, aligned_bytes,
+    Batch, CompactReport, Durability, Entry, LostCommit, LostEntry, Pack, PackOptions, Problem,
+    Retention, Stats, Verify, VerifyReport, aligned_bytes,
 };
 pub use trust::{
     KeyError, KeyErrorKind, PublicKey, SecretKey, SignatureInfo, SignatureReport, SignatureStatus,

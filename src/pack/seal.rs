@@ -69,6 +69,7 @@ impl Pack {
             source,
         };
         let view = self.view()?;
+        view.check_not_degraded()?; // a copy would bring back what the lost commit replaced
         let identity = view
             .file
             .identity
