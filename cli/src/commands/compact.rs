@@ -74,6 +74,12 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
         report.evicted().len(),
         output::count(dropped, "damaged entry", "damaged entries")
     )?;
+    if report.recovered() > 0 {
+        say!(
+            "repaired: {} of the damaged newest commit checked out and were kept",
+            output::count(report.recovered(), "entry", "entries")
+        )?;
+    }
     if dropped > 0 {
         eprintln!(
             "warning: {} dropped from {}: rebuild {} with `wasmpak build`",

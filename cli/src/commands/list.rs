@@ -15,7 +15,8 @@ pub struct Args {
     /// The pack to list
     pub pack: PathBuf,
     /// Print one JSON document: {"pack", "identity", "entries": [{"key", "label", "size",
-    /// "offset", "value_offset", "signed_by"}]}
+    /// "offset", "value_offset", "signed_by"}], "degraded": null or {"lost_commit", "reason",
+    /// "lost_keys"}}
     #[arg(long)]
     pub json: bool,
 }
@@ -26,6 +27,17 @@ struct Listing {
     pack: String,
     identity: String,
     entries: Vec<EntryJson>,
+    /// Set when the pack's newest commit was found damaged and the listing is of the one
+    /// before it, without the keys the damaged one wrote.
+    degraded: Option<Degraded>,
+}
+
+/// `list --json`'s `degraded`: the damaged commit and the keys it wrote.
+#[derive(Serialize)]
+struct Degraded {
+    lost_commit: u64,
+    reason: String,
+    lost_keys: Vec<String>,
 }
 
 /// One entry in `list --json`; sizes and offsets in bytes.
@@ -46,6 +58,7 @@ struct EntryJson {
 pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
     let pack = open::any(ctx, &args.pack)?;
     let entries: Vec<_> = pack.iter()?.collect();
+    let lost = pack.lost_commit()?;
     // A damaged signature chain vouches for nothing; the listing itself still stands.
     let signatures = pack.signatures().unwrap_or_default();
     // Who vouches for an entry: a valid signature listing it as it is. Whether its bytes still
@@ -76,6 +89,11 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
                     signed_by: signed_by(e),
                 })
                 .collect(),
+            degraded: lost.map(|lost| Degraded {
+                lost_commit: lost.generation(),
+                reason: lost.reason().to_string(),
+                lost_keys: lost.written().iter().map(|e| e.key().to_string()).collect(),
+            }),
         });
     }
     let mut table = Table::new(&[
@@ -106,5 +124,9 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
         "{}, {}",
         output::count(entries.len() as u64, "entry", "entries"),
         output::bytes(total)
-    )
+    )?;
+    if let Some(lost) = lost {
+        say!("degraded: {lost}; `wasmpak verify` names them, `wasmpak compact` repairs the pack")?;
+    }
+    Ok(())
 }
