@@ -2,17 +2,23 @@
 //! for byte, nothing uncommitted shows, and the pack always opens, whatever a power loss at
 //! any point of a workload left on disk.
 //!
-//! A workload (creation, inserts, batches, removals, compactions with and without retention)
-//! runs through real `Pack` handles while the storage seam records every write, sync, rename,
-//! link and removal (`workload.rs`). The trace is then replayed into a model file system that
-//! keeps durable and volatile state apart per file and per directory entry (`model.rs`). At
-//! every point of the trace, the simulator enumerates what a power loss could leave: every
-//! subset of the writes not yet synced, in every order the kernel may have written them back,
-//! torn at 512-byte sectors, with renames and links not yet made durable by a directory sync
-//! kept or lost (`crashes.rs`); exhaustively where that is at most `2^EXHAUSTIVE_UNITS` states,
-//! else a seeded random sample. Each distinct result is written out as real files and opened
-//! with the real `Pack::open`, checked against the contents the workload recorded, written to,
-//! and now and then compacted (`check.rs`).
+//! A workload (creation, inserts, batches, removals, signing, compactions with and without
+//! retention; installs and pulls into a second directory) runs through the library's real
+//! code while the storage seam records every write, sync, mode change, rename, link and
+//! removal (`workload.rs`). The trace is then replayed into a model file system that keeps
+//! durable and volatile state apart per file, per mode and per directory entry, for every
+//! directory the trace touches (`model.rs`). At every point of the trace, the simulator
+//! enumerates what a power loss could leave: every subset of the writes not yet synced, in
+//! every order the kernel may have written them back, torn at 512-byte sectors, with modes not
+//! yet made durable by an `fsync` and renames and links not yet made durable by a directory
+//! sync kept or lost (`crashes.rs`). Where those volatile units number at most
+//! `EXHAUSTIVE_UNITS` (10, so at most 1,024 states), every state is tried; past that the
+//! states are *sampled*: nothing persisted, everything persisted, seven in-order prefixes, and
+//! `WASMPAK_SIM_SAMPLES` (default 24) seeded random ones. Each distinct result is written out
+//! as real files and opened with the real `Pack::open`, checked against the contents the
+//! workload recorded, its signatures judged with the workload's key, written to, and now and
+//! then compacted; the copies in the second directory are opened and checked too
+//! (`check.rs`).
 //!
 //! Bounded for the test suite; `WASMPAK_SIM_CASES=N` runs N workloads per durability mode
 //! (a campaign), `WASMPAK_SIM_SAMPLES` sets the random states per crash point, and
@@ -82,8 +88,8 @@ fn simulate(mode: Mode, default_samples: u64) {
     for case in 0..cases {
         let seed = base_seed.wrapping_add(case);
         let context = |k: usize| format!("{mode:?}, seed {seed}, crash at trace position {k}");
+        let _ = &context;
         let recorded = workload::run(seed, mode, ACTIONS);
-        let name = recorded.path.file_name().unwrap().to_owned();
         let mut rng = Rng::new(seed ^ 0x5eed);
         let mut fs = ModelFs::default();
         let mut seen = HashSet::new();
@@ -104,26 +110,19 @@ fn simulate(mode: Mode, default_samples: u64) {
                 }
                 figures.images += 1;
                 let compact = figures.images % 8 == 0;
-                let verdict = check::check(
-                    scratch.path(),
-                    &name,
-                    &image,
-                    &recorded.steps,
-                    k,
-                    compact,
-                )
-                .unwrap_or_else(|e| {
-                    let (lo, hi) = check::window(&recorded.steps, k);
-                    panic!(
-                        "{}: {e}\n  last operation: {:?}\n  may show steps {lo:?}..={hi}: {:?}",
-                        context(k),
-                        k.checked_sub(1).map(|i| short(&recorded.trace[i])),
-                        &recorded.steps[lo.unwrap_or(0)..=hi]
-                            .iter()
-                            .map(|s| &s.what)
-                            .collect::<Vec<_>>()
-                    )
-                });
+                let verdict = check::check(scratch.path(), &image, &recorded, k, compact)
+                    .unwrap_or_else(|e| {
+                        let (lo, hi) = check::window(&recorded.steps, k);
+                        panic!(
+                            "{}: {e}\n  last operation: {:?}\n  may show steps {lo:?}..={hi}: {:?}",
+                            context(k),
+                            k.checked_sub(1).map(|i| short(&recorded.trace[i])),
+                            &recorded.steps[lo.unwrap_or(0)..=hi]
+                                .iter()
+                                .map(|s| &s.what)
+                                .collect::<Vec<_>>()
+                        )
+                    });
                 figures.rolled_back += u64::from(verdict.rolled_back);
                 figures.damaged += verdict.damaged as u64;
             }
