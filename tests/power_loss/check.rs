@@ -118,19 +118,24 @@ fn describe_difference(
     )
 }
 
-/// Writes `image`, the files a crash of `workload` left, under `scratch` (in place of the
-/// workload's root), with their modes.
-pub fn materialize(scratch: &Path, image: &Image, workload: &Workload) -> Result<(), String> {
+/// Writes `image`, the files a crash left of a workload whose root is `root`, under `scratch`
+/// (in place of that root, with the directories `dirs`), with their modes.
+pub fn materialize_under(
+    scratch: &Path,
+    image: &Image,
+    root: &Path,
+    dirs: &[&str],
+) -> Result<(), String> {
     for entry in std::fs::read_dir(scratch).map_err(|e| e.to_string())? {
         std::fs::remove_dir_all(entry.map_err(|e| e.to_string())?.path())
             .map_err(|e| e.to_string())?;
     }
-    for dir in [PACK_DIR, COPY_DIR] {
+    for dir in dirs {
         std::fs::create_dir(scratch.join(dir)).map_err(|e| e.to_string())?;
     }
     for (path, file) in image {
         let relative = path
-            .strip_prefix(workload.root.path())
+            .strip_prefix(root)
             .map_err(|_| format!("{} is outside the workload", path.display()))?;
         let at = scratch.join(relative);
         std::fs::write(&at, &file.bytes).map_err(|e| e.to_string())?;
@@ -150,7 +155,7 @@ pub fn check(
     k: usize,
     compact: bool,
 ) -> Result<Verdict, String> {
-    materialize(scratch, image, workload)?;
+    materialize_under(scratch, image, workload.root.path(), &[PACK_DIR, COPY_DIR])?;
     check_copies(&scratch.join(COPY_DIR), &workload.steps, k)?;
     check_pack(
         &scratch.join(PACK_DIR).join(PACK_NAME),

@@ -142,7 +142,17 @@ pub fn run(seed: u64, mode: Mode, actions: usize) -> Workload {
     };
     let full = open(Durability::Full);
     let none = open(Durability::None);
-    for _ in 0..actions {
+    // Each workload signs, installs and pulls at least once: forced into its last steps if
+    // the dice did not pick them.
+    let (mut signed_once, mut installed_once, mut pulled_once) = (false, false, false);
+    for i in 0..actions {
+        let left = actions - i;
+        let roll = match (signed_once, installed_once, pulled_once) {
+            (false, _, _) if left <= 3 => 20,
+            (_, false, _) if left <= 2 => 22,
+            (_, _, false) if left <= 1 => 24,
+            _ => rng.below(26),
+        };
         let step = steps.len();
         let durable_commit = match mode {
             Mode::Full => true,
@@ -154,7 +164,7 @@ pub fn run(seed: u64, mode: Mode, actions: usize) -> Workload {
         let mut durable = durable_commit;
         let mut unsynced = !durable_commit;
         let mut copy = None;
-        let what = match rng.below(26) {
+        let what = match roll {
             0..9 => {
                 let k = key(rng.below(KEYS));
                 let v = value(rng.next(), value_len(&mut rng));
@@ -211,11 +221,13 @@ pub fn run(seed: u64, mode: Mode, actions: usize) -> Workload {
             20..22 => {
                 pack.sign(&signer).expect("sign");
                 signed = contents.clone();
+                signed_once = true;
                 "sign".to_string()
             }
             22..24 => {
                 (durable, unsynced) = (false, false);
                 full.install_into(&copies).expect("install");
+                installed_once = true;
                 copy = Some(Copy {
                     name: PACK_NAME.into(),
                     contents: contents.clone(),
@@ -226,6 +238,7 @@ pub fn run(seed: u64, mode: Mode, actions: usize) -> Workload {
             _ => {
                 (durable, unsynced) = (false, false);
                 pull(&path, &copies.join(PULLED_NAME), &mut rng);
+                pulled_once = true;
                 copy = Some(Copy {
                     name: PULLED_NAME.into(),
                     contents: contents.clone(),
