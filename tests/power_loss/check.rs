@@ -178,15 +178,17 @@ fn check_copies(dir: &Path, steps: &[Step], k: usize) -> Result<(), String> {
         let in_flight = steps.iter().filter(made).find(|s| s.start < k && k < s.end);
         let path = dir.join(name);
         if !path.exists() {
-            return match returned {
-                None => Ok(()),
-                Some(step) => Err(format!(
-                    "{} is gone, though the {} at trace position {} returned",
-                    path.display(),
-                    step.what,
-                    step.end
-                )),
-            };
+            match returned {
+                None => continue,
+                Some(step) => {
+                    return Err(format!(
+                        "{} is gone, though the {} at trace position {} returned",
+                        path.display(),
+                        step.what,
+                        step.end
+                    ));
+                }
+            }
         }
         let copy = |s: &Step| s.copy.clone().expect("a step that made a copy");
         let allowed: Vec<_> = returned.into_iter().chain(in_flight).map(copy).collect();
