@@ -9,9 +9,9 @@
 //! content after the last write that reached it there; later writes that did not, and earlier
 //! ones, are what a reordering looks like. Directory changes since the directory's last sync
 //! survive in any subset, each rename whole or not at all, and a mode set since the file's
-//! last `fsync` survives or not. Where the volatile units are few,
-//! every subset is tried; where they are many, a seeded random sample, always including
-//! nothing persisted, everything persisted, and in-order prefixes.
+//! last `fsync` survives or not. Where the volatile units are few, every subset (each unit
+//! whole or lost) is tried, and torn writes are sampled; where they are many, a seeded random
+//! sample, always including nothing persisted, everything persisted, and in-order prefixes.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -12,9 +12,10 @@
 //! every order the kernel may have written them back, torn at 512-byte sectors, with modes not
 //! yet made durable by an `fsync` and renames and links not yet made durable by a directory
 //! sync kept or lost (`crashes.rs`). Where those volatile units number at most
-//! `EXHAUSTIVE_UNITS` (10, so at most 1,024 states), every state is tried; past that the
-//! states are *sampled*: nothing persisted, everything persisted, seven in-order prefixes, and
-//! `WASMPAK_SIM_SAMPLES` (default 24) seeded random ones. Each distinct result is written out
+//! `EXHAUSTIVE_UNITS` (10, so at most 1,024 states), every whole-or-lost combination is
+//! tried, plus `WASMPAK_SIM_SAMPLES / 4` random states with torn writes; past that the states
+//! are *sampled*: nothing persisted, everything persisted, seven in-order prefixes, and
+//! `WASMPAK_SIM_SAMPLES` (default 24) seeded random ones. Torn writes are always sampled. Each distinct result is written out
 //! as real files and opened with the real `Pack::open`, checked against the contents the
 //! workload recorded, its signatures judged with the workload's key, written to, and now and
 //! then compacted; the copies in the second directory are opened and checked too
