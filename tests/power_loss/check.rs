@@ -256,7 +256,7 @@ fn check_pack(
     let open = || {
         PackOptions::new()
             .verify(Verify::Always)
-            .open(&path, &identity())
+            .open(path, &identity())
     };
     let pack = open().map_err(|e| format!("the pack does not open: {e}"))?;
     // A power loss loses unsynced commits, never a synced one's index: falling back from a
