@@ -263,6 +263,13 @@ pub fn write_new_file(dest: impl AsRef<Path>, bytes: &[u8], mode: FileMode) -> i
     temp.persist_new()
 }
 
+/// Renames `from` to `to` (in one directory), replacing `to`, and syncs the directory: the
+/// one way the library moves a file it did not write (a pack set aside as unusable).
+pub(crate) fn rename(from: &Path, to: &Path) -> io::Result<()> {
+    Io::rename(from, to)?;
+    Io::sync_dir(parent_dir(to))
+}
+
 /// Removes the temporary files that writers of `dest` which died mid-write left beside it,
 /// and returns how many. A temporary file whose writer is alive is locked and stays.
 pub fn remove_leftovers(dest: impl AsRef<Path>) -> usize {

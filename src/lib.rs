@@ -78,7 +78,8 @@
 //!   slot after ([`Durability::Full`]): once it returned, it survives power loss. Two commit
 //!   slots survive a torn slot write; unsynced commits ([`Durability::None`]) never overwrite
 //!   the slot of the last synced one, so after a power loss the pack opens at a consistent
-//!   commit. A simulator replays every power loss a workload could suffer to prove both.
+//!   commit. A power-loss simulator checks both: every crash state at small crash points,
+//!   a sample of them past that (docs/FORMAT.md, section 4.3).
 //! - **Maintenance.** Values are never rewritten in place: replaced and removed values become
 //!   dead bytes, which [`Pack::compact`] (or [`PackCache`]'s background compaction) reclaims by
 //!   writing a new file and renaming it over the old one, optionally evicting the least
@@ -148,8 +149,8 @@ pub use error::{Error, ErrorKind, Result};
 pub use format::identity::{IdentityValue, PackIdentity};
 pub use format::key::{Key, ParseKeyError};
 pub use pack::{
-    Batch, CompactReport, Durability, Entry, Pack, PackOptions, Problem, Retention, Stats, Verify,
-    VerifyReport, aligned_bytes,
+    Batch, CompactReport, Durability, Entry, LostCommit, LostEntry, Pack, PackOptions, Problem,
+    Retention, Stats, Verify, VerifyReport, aligned_bytes,
 };
 pub use trust::{
     KeyError, KeyErrorKind, PublicKey, SecretKey, SignatureInfo, SignatureReport, SignatureStatus,

@@ -609,3 +609,62 @@ fn a_pack_other_users_can_write_needs_allow_shared_write() {
     .ok();
     assert!(run.stderr.starts_with("hit   answer.wat"), "{run:#?}");
 }
+
+/// Media damage to the newest commit (docs/FORMAT.md, section 4.4), as a user meets it: one
+/// flipped byte in the newest index root of a pack built by three `build`s. `list` and `run`
+/// work from the commit before it and say so, `verify` exits 3 naming the lost commit and
+/// entry, and `compact` repairs the pack.
+#[test]
+fn a_damaged_newest_index_root_is_listed_degraded_verified_lost_and_compacted_back() {
+    use wasmpak::format::record::RecordHeader;
+    use wasmpak::format::superblock::{self, SLOT_LEN, SLOT_OFFSETS};
+    let s = Scratch::new();
+    let pack = s.path("app.wpk");
+    for module in ["answer.wat", "imports.wat", "answer.wasm"] {
+        wasmpak(args(&[&"build", &pack, &s.path(module)])).ok();
+    }
+    let bytes = std::fs::read(&pack).unwrap();
+    let slot = |i: usize| &bytes[SLOT_OFFSETS[i] as usize..][..SLOT_LEN];
+    let (_, live) = superblock::live_slot([slot(0), slot(1)], bytes.len() as u64).unwrap();
+    let root = live.root_offset;
+    let (header, _) = RecordHeader::decode(&bytes[root as usize..]).unwrap();
+    flip(&pack, header.payload_offset(root).unwrap() + 1);
+    let lost_key = key_of(&s.path("answer.wasm"));
+
+    let list = wasmpak(args(&[&"list", &pack])).ok();
+    assert!(list.stdout.contains("2 entries"), "{}", list.stdout);
+    assert!(
+        list.stdout.contains("degraded: commit 4 is damaged"),
+        "{}",
+        list.stdout
+    );
+    assert_eq!(
+        listing(&pack)["degraded"]["lost_keys"][0],
+        lost_key.as_str()
+    );
+    let run = wasmpak(args(&[
+        &"run",
+        &pack,
+        &s.path("answer.wat"),
+        &"--invoke",
+        &"answer",
+    ]))
+    .ok();
+    assert!(run.stderr.starts_with("hit"), "{}", run.stderr);
+    assert_eq!(run.stdout, "42\n");
+
+    let verify = fails_unchanged(&pack, 3, &[&"verify", &pack]);
+    assert!(verify.contains("commit 4"), "{verify}");
+    let verify = wasmpak(args(&[&"verify", &pack]));
+    assert!(
+        verify.stdout.contains(&lost_key) || verify.stderr.contains(&lost_key),
+        "verify names the lost entry: {} {}",
+        verify.stdout,
+        verify.stderr
+    );
+
+    wasmpak(args(&[&"compact", &pack])).ok();
+    wasmpak(args(&[&"verify", &pack])).ok();
+    assert_eq!(labels(&pack), ["answer.wasm", "answer.wat", "imports.wat"]);
+    assert!(listing(&pack)["degraded"].is_null());
+}

@@ -27,6 +27,10 @@ pub const SLOT_CRC_WORD_AT: usize = 56;
 pub const SLOT_DURABLE_LEN_AT: usize = 32;
 /// Where a slot's signature chain head sits (0 for an unsigned commit).
 pub const SLOT_SIGNATURE_AT: usize = 40;
+/// Where, in a slot's page, a synced commit keeps a copy of the commit it followed: the one
+/// a reader falls back to if the newest commit's index turns out damaged (docs/FORMAT.md,
+/// section 4.4). Readers of version 1 that predate it ignore it.
+pub const PREVIOUS_SLOT_AT: u64 = SLOT_LEN as u64;
 
 const SLOT_MAGIC: [u8; 4] = *b"WPKS";
 const SUPERSEDED: u32 = 1;
@@ -271,6 +275,16 @@ impl CommitSlot {
             publication: Publication::Synced,
             ..*self
         }
+    }
+
+    /// The bytes a synced commit writes into a slot page: this slot, then `previous` (the
+    /// commit it followed, as a synced one: a synced commit's first sync made it durable) at
+    /// [`PREVIOUS_SLOT_AT`].
+    pub fn encode_with_previous(&self, previous: &CommitSlot) -> [u8; 2 * SLOT_LEN] {
+        let mut b = [0u8; 2 * SLOT_LEN];
+        b[..SLOT_LEN].copy_from_slice(&self.encode());
+        b[SLOT_LEN..].copy_from_slice(&previous.for_copy().encode());
+        b
     }
 
     /// Whether the commit lies within a file of `file_len` bytes.

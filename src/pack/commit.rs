@@ -95,10 +95,15 @@ impl Session<'_> {
 /// The generation of the commit after `base`'s. Only a damaged or hostile slot gets to the
 /// limit (2^64 commits), but wrapping to 0 would write an invalid slot and lose the commit.
 pub(super) fn next_generation(base: &View) -> Result<u64> {
-    base.commit.generation.checked_add(1).ok_or_else(|| {
+    // Past a damaged newest commit too (a degraded view is of the one before it).
+    let newest = base
+        .lost
+        .as_ref()
+        .map_or(base.commit.generation, |lost| lost.commit.generation);
+    newest.checked_add(1).ok_or_else(|| {
         Error::corrupt(
             &base.file.path,
-            format!("commit generation {} cannot grow", base.commit.generation),
+            format!("commit generation {newest} cannot grow"),
         )
     })
 }

@@ -17,7 +17,7 @@ use super::append::Appender;
 use super::commit::next_generation;
 use super::publish::mark_superseded;
 use super::retention::{Retention, evict};
-use super::salvage::live_records;
+use super::salvage::{live_records, recover_lost};
 use super::session::Session;
 use super::signatures;
 use super::view::View;
@@ -28,6 +28,7 @@ pub struct CompactReport {
     kept: u64,
     evicted: Vec<Key>,
     dropped_unreadable: u64,
+    recovered: u64,
     size_before: u64,
     size_after: u64,
 }
@@ -49,6 +50,14 @@ impl CompactReport {
     /// and values whose record header or payload fails its checksum.
     pub fn dropped_unreadable(&self) -> u64 {
         self.dropped_unreadable
+    }
+
+    /// Values of a damaged newest commit that compaction brought back (see
+    /// [`Pack::lost_commit`]): their records and payloads checked out, though the commit's
+    /// index did not. Those that did not are counted in
+    /// [`CompactReport::dropped_unreadable`].
+    pub fn recovered(&self) -> u64 {
+        self.recovered
     }
 
     /// Committed length before.
@@ -74,7 +83,7 @@ impl Pack {
 
     /// Compacts, also evicting least recently used entries beyond `retention`'s limits.
     pub fn compact_with(&self, retention: &Retention) -> Result<CompactReport> {
-        let session = self.begin()?;
+        let session = Session::begin_repair(self)?;
         compact_locked(self, session, retention)
     }
 
@@ -101,7 +110,10 @@ fn compact_locked(
     // Safe under the writer lock, which the session holds: no live compaction of this pack
     // has a temporary file, and other writers' are locked.
     fs::remove_leftovers(&path);
-    let (mut live, dropped_unreadable) = live_records(&view);
+    let (mut live, mut dropped_unreadable) = live_records(&view);
+    let (recovered, lost_damaged) = recover_lost(&view, &mut live);
+    let lost = view.lost.clone();
+    dropped_unreadable += lost_damaged;
     let evicted = evict(&mut live, retention);
     crash_point("compact:before-write");
 
@@ -141,14 +153,27 @@ fn compact_locked(
         tracing::warn!(error = %e, "could not mark the compacted-away pack as superseded");
     }
     drop(session);
-    let size_before = view.commit.committed_len;
+    let size_before = view
+        .lost
+        .as_ref()
+        .map_or(view.commit.committed_len, |lost| lost.commit.committed_len);
     if let Err(e) = pack.reopen(view) {
         tracing::warn!(error = %e, "could not open the compacted pack; the next access retries");
+    }
+    if let Some(lost) = &lost {
+        tracing::warn!(
+            path = %path.display(),
+            generation = lost.commit.generation,
+            recovered,
+            damaged = lost_damaged,
+            "repaired a pack whose newest commit was damaged"
+        );
     }
     Ok(CompactReport {
         kept,
         evicted,
         dropped_unreadable,
+        recovered,
         size_before,
         size_after,
     })

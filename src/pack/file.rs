@@ -11,7 +11,7 @@ use bytes::Bytes;
 use crate::error::Repr;
 use crate::format::ALIGN;
 use crate::format::superblock::{
-    self, CommitSlot, DATA_START, HeaderError, PAGE, SLOT_LEN, SLOT_OFFSETS,
+    self, CommitSlot, DATA_START, HeaderError, PAGE, PREVIOUS_SLOT_AT, SLOT_LEN, SLOT_OFFSETS,
 };
 use crate::fs::{FileMode, TempFile};
 use crate::storage::{Io, Storage};
@@ -206,13 +206,33 @@ impl PackFile {
 
     /// Reads both commit slots with `pread`.
     pub(crate) fn read_slots(&self) -> Result<[[u8; SLOT_LEN]; 2]> {
-        let file = match &self.source {
-            Source::File(file) => file,
-            Source::Memory(_) => return Ok(self.opened_with.0),
-        };
+        match &self.source {
+            Source::File(_) => self.read_slot_pages_at(0),
+            Source::Memory(_) => Ok(self.opened_with.0),
+        }
+    }
+
+    /// The copies of the commits the slots' synced commits followed (docs/FORMAT.md, section
+    /// 4.4), as read now: what a reader falls back to when the newest commit is damaged.
+    pub(crate) fn read_previous_slots(&self) -> Result<[[u8; SLOT_LEN]; 2]> {
+        self.read_slot_pages_at(PREVIOUS_SLOT_AT)
+    }
+
+    /// The 64 bytes at `within` of each slot page.
+    fn read_slot_pages_at(&self, within: u64) -> Result<[[u8; SLOT_LEN]; 2]> {
         let mut slots = [[0u8; SLOT_LEN]; 2];
         for (slot, offset) in slots.iter_mut().zip(SLOT_OFFSETS) {
-            read_exact_or_zero(file, slot, offset).map_err(|e| Error::read(&self.path, e))?;
+            let at = offset + within;
+            match &self.source {
+                Source::File(file) => {
+                    read_exact_or_zero(file, slot, at).map_err(|e| Error::read(&self.path, e))?
+                }
+                Source::Memory(bytes) => {
+                    if let Some(b) = bytes.get(at as usize..at as usize + SLOT_LEN) {
+                        slot.copy_from_slice(b);
+                    }
+                }
+            }
         }
         Ok(slots)
     }

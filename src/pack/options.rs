@@ -25,7 +25,8 @@ pub enum Verify {
 
 /// How hard a commit works to survive power loss. A process crash loses nothing committed
 /// either way: the page cache survives it. docs/FORMAT.md, section 4.3, states both exactly;
-/// `tests/power_loss/` proves them by simulation.
+/// `tests/power_loss/` checks them by simulation, trying every crash state where a crash point
+/// leaves few unsynced writes and a seeded sample of them where it leaves more.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Durability {
     /// Sync the appended records before writing the commit slot, and the slot after (two

@@ -1,9 +1,9 @@
 //! Publishing a commit: which commit slot to write, and the syncs around it, in the order that
 //! survives power loss (docs/FORMAT.md, section 4.3).
 //!
-//! `Durability::Full` syncs the records, writes the slot that does not hold the live commit,
-//! syncs again (the commit is durable from here), then mirrors the slot into the other one so
-//! that at rest both hold it. `Durability::None` never overwrites the last slot known to be
+//! `Durability::Full` syncs the records, writes the slot that does not hold the live commit
+//! (with a copy of the commit it follows beside it), syncs again (the commit is durable from
+//! here), then mirrors the slot into the other one so that at rest both hold it. `Durability::None` never overwrites the last slot known to be
 //! durable: the first unsynced commit after a synced one syncs once (which makes the synced
 //! commit's slot durable too) and writes the other slot; later unsynced commits rewrite that
 //! same slot in place, with no sync at all. After a power loss, a reader finds either an
@@ -27,12 +27,15 @@ pub(crate) fn publish(base: &View, slot: CommitSlot, durability: Durability) -> 
                 publication: Publication::Synced,
                 ..slot
             };
-            write_slot(base, target, &slot)?;
+            // Beside it, the commit it follows: if this commit's index is ever found damaged,
+            // readers fall back to that one rather than lose the pack (section 4.4).
+            let page = slot.encode_with_previous(&base.commit);
+            write_page(base, target, &page)?;
             Io::sync_data(base.file.os_file()?)
                 .map_err(|e| Error::not_durable(&base.file.path, e))?;
             // At rest both slots hold the commit, so damage to either one loses nothing. The
             // commit is already durable: if this write is lost or torn, the other slot has it.
-            if let Err(e) = write_slot(base, 1 - target, &slot) {
+            if let Err(e) = write_page(base, 1 - target, &page) {
                 tracing::warn!(error = %e, "could not mirror the commit slot; the commit stands");
             }
         }
@@ -86,6 +89,11 @@ fn sync(base: &View) -> Result<()> {
 }
 
 fn write_slot(base: &View, index: usize, slot: &CommitSlot) -> Result<()> {
-    Io::write_at(base.file.os_file()?, &slot.encode(), SLOT_OFFSETS[index])
+    write_page(base, index, &slot.encode())
+}
+
+/// Writes `bytes` at the start of slot page `index`.
+fn write_page(base: &View, index: usize, bytes: &[u8]) -> Result<()> {
+    Io::write_at(base.file.os_file()?, bytes, SLOT_OFFSETS[index])
         .map_err(|e| Error::write(&base.file.path, e))
 }

@@ -9,12 +9,14 @@
 //! that flushed. The sidecar is advisory: if it is lost or torn, LRU order degrades to write
 //! order and nothing else happens.
 //!
-//! The sidecar's bytes are `format::recency`'s; it is rewritten in place under an exclusive
-//! `flock`.
+//! The sidecar's bytes are `format::recency`'s; each flush replaces it whole, through the one
+//! durable write, under an exclusive `flock` (so a power loss leaves the old sidecar or the
+//! new one, never a torn one).
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,6 +24,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::format::DecodeError;
 use crate::format::recency;
+use crate::fs::{self, FileMode};
 use crate::{Key, sync};
 
 /// Milliseconds since the Unix epoch.
@@ -103,23 +106,32 @@ impl Recency {
     /// Merges this process's stamps into the sidecar of `pack_path` and returns the merged
     /// stamps of every process. `keep` limits what is written back (after a compaction, the
     /// keys still in the pack); `None` keeps everything.
+    ///
+    /// The sidecar is replaced whole, through the one durable write (`fs::write_file`), under
+    /// an exclusive `flock` on the file it replaces: a flusher that waited for that lock finds
+    /// the path naming a newer file, and merges into that one instead.
     pub(crate) fn flush(
         &self,
         pack_path: &Path,
         keep: Option<&dyn Fn(&Key) -> bool>,
     ) -> io::Result<HashMap<Key, u64>> {
         let path = sidecar_path(pack_path);
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)?;
-        file.lock()?;
         // Cleared before the snapshot: a touch racing with this flush marks it dirty again.
         self.dirty.store(false, Ordering::SeqCst);
-        let result = (|| {
-            let mut merged = read(&mut file).unwrap_or_default();
+        let result = self.merge_into(&path, keep);
+        if result.is_err() {
+            self.dirty.store(true, Ordering::SeqCst);
+        }
+        self.last_flush.store(now(), Ordering::Relaxed);
+        result
+    }
+
+    fn merge_into(
+        &self,
+        path: &Path,
+        keep: Option<&dyn Fn(&Key) -> bool>,
+    ) -> io::Result<HashMap<Key, u64>> {
+        let merge = |mut merged: HashMap<Key, u64>| {
             for (key, stamp) in self.snapshot() {
                 let slot = merged.entry(key).or_insert(stamp);
                 *slot = (*slot).max(stamp);
@@ -129,14 +141,46 @@ impl Recency {
                 // And forget them here: the next flush would write an evicted key back.
                 sync::write(&self.stamps).retain(|k, _| keep(k));
             }
-            write(&mut file, &merged)?;
-            Ok(merged)
-        })();
-        let _ = file.unlock();
-        self.last_flush.store(now(), Ordering::Relaxed);
-        result
+            merged
+        };
+        for _ in 0..MAX_REPLACED {
+            let mut file = match File::open(path) {
+                Ok(file) => file,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    // The first flush: a new file, unless another process's got there first.
+                    let merged = merge(HashMap::new());
+                    match fs::write_new_file(path, &recency::encode(&merged), FileMode::Public) {
+                        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                        other => return other.map(|()| merged),
+                    }
+                }
+                Err(e) => return Err(e),
+            };
+            file.lock()?;
+            let locked = file.metadata()?;
+            let current = std::fs::metadata(path)
+                .is_ok_and(|now| (now.dev(), now.ino()) == (locked.dev(), locked.ino()));
+            let result = if current {
+                let merged = merge(read(&mut file).unwrap_or_default());
+                fs::write_file(path, &recency::encode(&merged), FileMode::Public).map(|()| merged)
+            } else {
+                Err(io::Error::from(io::ErrorKind::Interrupted)) // replaced meanwhile
+            };
+            let _ = file.unlock();
+            match result {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => return other,
+            }
+        }
+        Err(io::Error::other(format!(
+            "{} keeps being replaced while we merge into it",
+            path.display()
+        )))
     }
 }
+
+/// How many times a flush follows the sidecar's path to a newer file before giving up.
+const MAX_REPLACED: usize = 16;
 
 /// The stamps in the sidecar of `pack_path`; empty if it is missing, torn or foreign.
 pub(crate) fn read_sidecar(pack_path: &Path) -> HashMap<Key, u64> {
@@ -169,13 +213,6 @@ fn read(file: &mut File) -> io::Result<HashMap<Key, u64>> {
     bytes.resize(recency::HEADER_LEN + recency::body_len(count), 0);
     file.read_exact(&mut bytes[recency::HEADER_LEN..])?;
     recency::decode(&bytes).map_err(invalid)
-}
-
-fn write(file: &mut File, stamps: &HashMap<Key, u64>) -> io::Result<()> {
-    let bytes = recency::encode(stamps);
-    file.set_len(0)?;
-    file.seek(SeekFrom::Start(0))?;
-    file.write_all(&bytes)
 }
 
 #[cfg(test)]

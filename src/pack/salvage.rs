@@ -130,6 +130,33 @@ pub(super) fn live_records(view: &View) -> (Vec<IndexEntry>, u64) {
     (live, unreadable)
 }
 
+/// What compaction keeps of a degraded view's damaged newest commit (docs/FORMAT.md,
+/// section 4.4): drops from `live` every key that commit wrote (the older commit's value may
+/// be one it replaced or removed) and adds the values it wrote that still check out, keeping
+/// `live` sorted by record offset. Returns how many values it brought back and how many it
+/// could not (their record or payload is damaged).
+pub(super) fn recover_lost(view: &View, live: &mut Vec<IndexEntry>) -> (u64, u64) {
+    let Some(lost) = &view.lost else {
+        return (0, 0);
+    };
+    live.retain(|entry| !lost.hides(&entry.key));
+    let (mut recovered, mut damaged) = (0, 0);
+    for (entry, _) in &lost.written {
+        if entry.kind != EntryKind::Value {
+            continue;
+        }
+        if view.lost_value(entry).is_some() {
+            live.push(*entry);
+            recovered += 1;
+        } else {
+            tracing::warn!(key = %entry.key, "dropping a damaged value of the lost commit");
+            damaged += 1;
+        }
+    }
+    live.sort_by_key(|e| e.record_offset);
+    (recovered, damaged)
+}
+
 /// Whether the record an index entry points at is the one it describes, lies within the
 /// commit, and holds a payload that matches its checksum.
 fn value_checks_out(view: &View, entry: &IndexEntry, buf: &mut Vec<u8>) -> bool {

@@ -72,6 +72,7 @@ impl Pack {
             })
         };
         let view = self.view()?;
+        view.check_not_degraded()?; // a copy would bring back what the lost commit replaced
         let identity = view
             .file
             .identity

@@ -43,12 +43,23 @@ impl Pack {
 
 impl<'a> Session<'a> {
     /// Takes the writer locks, waiting for other writers, and reads the latest commit.
+    /// Refuses a pack whose newest commit was found damaged (docs/FORMAT.md, section 4.4): a
+    /// commit on top of the one before it would bring back values the damaged one replaced
+    /// or removed. Compaction, which repairs such a pack, uses [`Session::begin_repair`].
     pub(crate) fn begin(pack: &'a Pack) -> Result<Session<'a>> {
+        let session = Self::begin_repair(pack)?;
+        session.base.check_not_degraded()?;
+        Ok(session)
+    }
+
+    /// Like [`Session::begin`], also on a pack whose newest commit was found damaged.
+    pub(crate) fn begin_repair(pack: &'a Pack) -> Result<Session<'a>> {
         let exclusive = sync::lock(&pack.inner.writer);
         Self::begin_locked(pack, exclusive, true)?.ok_or_else(|| unreachable_busy(pack))
     }
 
-    /// Like [`Session::begin`], but `Ok(None)` instead of waiting if another writer is busy.
+    /// Like [`Session::begin_repair`], but `Ok(None)` instead of waiting if another writer is
+    /// busy.
     pub(crate) fn try_begin(pack: &'a Pack) -> Result<Option<Session<'a>>> {
         let exclusive = match pack.inner.writer.try_lock() {
             Ok(guard) => guard,

@@ -40,6 +40,8 @@ impl VerifyReport {
 impl Pack {
     /// Checks every index block and every live value against its checksums. The pack opened,
     /// so its header, commit slot and index root are already known good; this reads the rest.
+    /// A pack whose newest commit was found damaged ([`Pack::lost_commit`]) is reported with
+    /// that commit and every key it wrote.
     ///
     /// # Example
     ///
@@ -57,6 +59,35 @@ impl Pack {
     pub fn verify(&self) -> Result<VerifyReport> {
         let view = self.view()?;
         let mut report = VerifyReport::default();
+        if let Some(lost) = self.lost_commit()? {
+            // The damaged newest commit, then each key it wrote: what reads as absent.
+            let at = view.lost.as_ref().map_or(0, |l| l.commit.root_offset);
+            report
+                .problems
+                .push(Problem::new(None, at, lost.to_string()));
+            for entry in lost.written() {
+                let detail = match entry.size() {
+                    None => format!("removed by the lost commit {}", lost.generation()),
+                    Some(size) => format!(
+                        "{size} bytes written by the lost commit {}{}, {}",
+                        lost.generation(),
+                        if entry.label().is_empty() {
+                            String::new()
+                        } else {
+                            format!(" as {:?}", entry.label())
+                        },
+                        if entry.intact() {
+                            "intact: `compact` brings it back"
+                        } else {
+                            "damaged"
+                        }
+                    ),
+                };
+                report
+                    .problems
+                    .push(Problem::new(Some(*entry.key()), entry.offset(), detail));
+            }
+        }
         // Each block's entries that decode, oldest block first (the order problems are
         // reported in).
         let mut decoded: Vec<Vec<IndexEntry>> = Vec::with_capacity(view.blocks.len());
@@ -89,7 +120,10 @@ impl Pack {
             }
             decoded.push(entries);
         }
-        let newest = index::newest_per_key(decoded.into_iter().rev(), |e| e.key);
+        let mut newest = index::newest_per_key(decoded.into_iter().rev(), |e| e.key);
+        if let Some(lost) = &view.lost {
+            newest.retain(|key, _| !lost.hides(key));
+        }
         for entry in newest.into_values() {
             if let Err(detail) = check_entry(&view, &entry, &mut report) {
                 report

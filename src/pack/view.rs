@@ -15,6 +15,7 @@ use crate::format::superblock::{
 use crate::{Error, Key, Result};
 
 use super::file::{PackFile, Source};
+use super::lost::Lost;
 use super::mapping::{CommittedLen, Mapping, SlotWords, data_area};
 
 /// Which entries of an index block this process has verified the values of (the
@@ -84,6 +85,9 @@ pub(crate) struct View {
     /// The committed data area `[DATA_START, committed_len)` as one `Bytes`, so that values
     /// are handed out as slices of it: a reference count, no allocation.
     data: Bytes,
+    /// The newest commit, if it was damaged and this view is of the one before it (degraded:
+    /// the keys it wrote read as absent; see `lost.rs`).
+    pub(crate) lost: Option<Arc<Lost>>,
 }
 
 /// The slots as `read`, or read again while one fails to decode and keeps changing: a writer
@@ -132,9 +136,10 @@ impl View {
         View::load_from(file, None, slots, file_len)
     }
 
-    /// The view of the newest valid commit, or of the older one when the newest was published
-    /// unsynced and does not check out (docs/FORMAT.md, section 4.3): after a power loss, the
-    /// records of an unsynced commit may be missing or torn while its slot is whole.
+    /// The view of the newest valid commit, or of an older one when the newest does not check
+    /// out (docs/FORMAT.md, sections 4.3 and 4.4): after a power loss, the records of an
+    /// unsynced commit may be missing or torn while its slot is whole (the older commit is
+    /// then simply the live one); damage to a synced commit's index makes the view degraded.
     fn load_from(
         file: Arc<PackFile>,
         previous: Option<&View>,
@@ -163,45 +168,157 @@ impl View {
             }
         };
         let seen = [0, 1].map(|i| valid[i].map(|_| slot_words(&slots[i])));
-        let load = |live: usize| View::build(file.clone(), previous, live, valid, seen, file_len);
-        match load(newest) {
-            Ok(view) => Ok(view),
-            Err(e) => {
-                let older = 1 - newest;
-                let unsynced = matches!(
-                    valid[newest].map(|s| s.publication),
-                    Some(Publication::Unsynced { .. })
+        let load = |live: usize, commit: CommitSlot| {
+            View::build(file.clone(), previous, live, commit, valid, seen, file_len)
+        };
+        let Some(newest_slot) = valid[newest] else {
+            unreachable!("the newest slot is a valid one")
+        };
+        let error = match load(newest, newest_slot) {
+            Ok(view) => return Ok(view),
+            Err(e) => e,
+        };
+        let older = 1 - newest;
+        let (damaged, error) = match (newest_slot.publication, valid[older]) {
+            (Publication::Unsynced { .. }, Some(slot))
+                if slot.generation < newest_slot.generation =>
+            {
+                tracing::warn!(
+                    path = %file.path.display(),
+                    error = %error,
+                    generation = slot.generation,
+                    "the newest commit was not synced and did not survive; using the commit \
+                     before it"
                 );
-                let newest_generation = valid[newest].map_or(0, |s| s.generation);
-                match valid[older] {
-                    Some(slot) if unsynced && slot.generation < newest_generation => {
-                        tracing::warn!(
-                            path = %file.path.display(),
-                            error = %e,
-                            generation = slot.generation,
-                            "the newest commit was not synced and did not survive; using the \
-                             commit before it"
-                        );
-                        load(older)
-                    }
-                    _ => Err(e),
+                match load(older, slot) {
+                    Ok(view) => return Ok(view),
+                    Err(e) if slot.publication == Publication::Synced => ((older, slot), e),
+                    Err(e) => return Err(e),
                 }
+            }
+            (Publication::Synced, _) => ((newest, newest_slot), error),
+            _ => return Err(error),
+        };
+        View::fall_back(&file, damaged, valid, seen, file_len, error)
+    }
+
+    /// The view of the commit a damaged synced commit (`damaged`, from slot `.0`) followed,
+    /// degraded (docs/FORMAT.md, section 4.4); `error` if there is none that checks out, or if
+    /// what the damaged commit wrote cannot be named.
+    fn fall_back(
+        file: &Arc<PackFile>,
+        (live, damaged): (usize, CommitSlot),
+        slots: [Option<CommitSlot>; 2],
+        seen: [Option<SlotWords>; 2],
+        file_len: u64,
+        error: Error,
+    ) -> Result<View> {
+        let copies = file.read_previous_slots()?;
+        let copies = superblock::decode_slots([&copies[0], &copies[1]], file_len);
+        let mut candidates: Vec<(usize, CommitSlot)> = [(1 - live, slots[1 - live])]
+            .into_iter()
+            .chain([(live, copies[live].as_ref().ok().copied())])
+            .chain([(1 - live, copies[1 - live].as_ref().ok().copied())])
+            .filter_map(|(i, slot)| slot.map(|slot| (i, slot)))
+            .filter(|(_, slot)| {
+                slot.generation < damaged.generation
+                    && slot.committed_len <= damaged.committed_len
+                    && !slot.superseded
+            })
+            .collect();
+        candidates.sort_by_key(|(_, slot)| std::cmp::Reverse(slot.generation));
+        candidates.dedup_by_key(|(_, slot)| *slot);
+        let reason = error.detail();
+        for (i, commit) in candidates {
+            // A fresh mapping: the walk reads up to the damaged commit's length.
+            let Ok(mut view) = View::build(file.clone(), None, i, commit, slots, seen, file_len)
+            else {
+                continue;
+            };
+            let lost = match Lost::walk(&view.map, &damaged, commit.committed_len, reason.clone()) {
+                Ok(lost) => lost,
+                Err(why) => {
+                    return Err(Error::corrupt(
+                        &file.path,
+                        format!("{reason}; the commit before it is intact, but {why}"),
+                    ));
+                }
+            };
+            view.hide(&lost);
+            tracing::warn!(
+                path = %file.path.display(),
+                error = %reason,
+                generation = damaged.generation,
+                lost = lost.written.len(),
+                "the newest commit is damaged; reading the commit before it, without the keys \
+                 the damaged one wrote (`wasmpak compact` repairs the pack)"
+            );
+            view.lost = Some(Arc::new(lost));
+            return Ok(view);
+        }
+        Err(error)
+    }
+
+    /// Fails if this view is degraded (its newest commit was found damaged): nothing may build
+    /// on it or copy it, or the values that commit replaced or removed would be back.
+    pub(crate) fn check_not_degraded(&self) -> Result<()> {
+        match &self.lost {
+            None => Ok(()),
+            Some(lost) => Err(self.corrupt(format!(
+                "its newest commit ({}) is damaged ({}); `compact` repairs the pack",
+                lost.commit.generation, lost.reason
+            ))),
+        }
+    }
+
+    /// Takes the keys `lost` wrote out of the totals of this (older) commit: they read as
+    /// absent.
+    fn hide(&mut self, lost: &Lost) {
+        for (entry, _) in &lost.written {
+            if let Ok(Some(Found { entry, .. })) = self.find(&entry.key)
+                && entry.kind == EntryKind::Value
+            {
+                let root = &mut self.root;
+                root.live_entries = root.live_entries.saturating_sub(1);
+                root.live_payload_bytes = root.live_payload_bytes.saturating_sub(entry.payload_len);
+                root.live_record_bytes = root
+                    .live_record_bytes
+                    .saturating_sub(entry.record_len().unwrap_or(0));
             }
         }
     }
 
-    /// The view of the commit in slot `live`.
+    /// The value a lost commit wrote for `entry` (one of its `written`), if its record header
+    /// and payload check out: what compaction keeps of it.
+    pub(crate) fn lost_value(&self, entry: &IndexEntry) -> Option<&[u8]> {
+        let lost = self.lost.as_ref()?;
+        let within = CommittedLen::of(&lost.commit);
+        let bytes = self.map.committed(
+            CommittedLen::of(&lost.commit),
+            entry.record_offset,
+            (64 + 1024u64).min(lost.commit.committed_len - entry.record_offset),
+        )?;
+        let (header, _) = RecordHeader::decode(bytes).ok()?;
+        if !entry.matches(&header) || entry.kind != EntryKind::Value {
+            return None;
+        }
+        let payload = self
+            .map
+            .committed(within, entry.payload_offset()?, entry.payload_len)?;
+        (crc32fast::hash(payload) == entry.payload_crc).then_some(payload)
+    }
+
+    /// The view of `commit`, read from slot page `live`.
     fn build(
         file: Arc<PackFile>,
         previous: Option<&View>,
         live: usize,
+        commit: CommitSlot,
         slots: [Option<CommitSlot>; 2],
         seen: [Option<SlotWords>; 2],
         file_len: u64,
     ) -> Result<View> {
         let path = &file.path;
-        let commit =
-            slots[live].ok_or_else(|| Error::corrupt(path, "the commit slot is invalid"))?;
         let same_file = previous.filter(|p| Arc::ptr_eq(&p.file, &file));
         let map = match same_file {
             Some(p) if p.map.len() >= commit.committed_len => p.map.clone(),
@@ -227,6 +344,7 @@ impl View {
             root_record_len: 0,
             blocks: Vec::new(),
             data,
+            lost: None,
         };
         if commit.root_offset != 0 {
             let (root, root_record_len) = view.load_root()?;
@@ -425,6 +543,11 @@ impl View {
 
     /// The newest index entry for `key` and where it is.
     pub(crate) fn find(&self, key: &Key) -> Result<Option<Found>> {
+        if let Some(lost) = &self.lost
+            && lost.hides(key)
+        {
+            return Ok(None);
+        }
         for (i, block) in self.blocks.iter().enumerate() {
             let found = index::search_block(self.block_payload(block)?, key).map_err(|e| {
                 self.corrupt(format!("index block at offset {}: {e}", block.offset))
@@ -504,7 +627,11 @@ impl View {
             .iter()
             .map(|block| self.block_entries(block))
             .collect::<Result<Vec<_>>>()?;
-        Ok(index::newest_per_key(blocks, |e| e.key))
+        let mut newest = index::newest_per_key(blocks, |e| e.key);
+        if let Some(lost) = &self.lost {
+            newest.retain(|key, _| !lost.hides(key));
+        }
+        Ok(newest)
     }
 
     /// The newest live value of each key, sorted by key, each with its label: the index, and

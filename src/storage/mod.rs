@@ -2,7 +2,9 @@
 //!
 //! Every change the library makes to what is on disk goes through [`Storage`]: creating a
 //! file, writing at an offset, copying a range between files, syncing a file, setting its
-//! mode, renaming, linking, removing, syncing a directory. The store (`pack/`) and the durable
+//! mode, renaming, linking, removing, syncing a directory. (The one exception is the start of
+//! writeback, `sync_file_range`, which a large download may issue on a `TempFile`'s file: a
+//! hint, no promise, so nothing the simulator needs to see.) The store (`pack/`) and the durable
 //! writes of `fs.rs` call it through [`Io`], chosen at compile time:
 //! [`os::Os`] (the system calls themselves, a zero-sized type, statically dispatched) in
 //! every normal build, and with the `fault-injection` feature [`trace::Traced`], which also
@@ -37,8 +39,9 @@ pub(crate) trait Storage {
     fn sync_data(file: &File) -> io::Result<()>;
     /// Makes the file's data and metadata durable.
     fn sync_all(file: &File) -> io::Result<()>;
-    /// Sets the file's permission bits to exactly `mode` (no umask). Not recorded for the
-    /// power-loss simulator, which models names and bytes, not modes.
+    /// Sets the file's permission bits to exactly `mode` (no umask). Recorded for the
+    /// power-loss simulator: a mode is part of what a file promises (an installed pack's
+    /// 0444 is what lets readers trust it), and it is metadata, durable only at an `fsync`.
     fn set_mode(file: &File, mode: u32) -> io::Result<()>;
     /// Renames `from` to `to`, replacing `to` atomically.
     fn rename(from: &Path, to: &Path) -> io::Result<()>;

@@ -29,6 +29,8 @@ pub enum TraceOp {
         path: PathBuf,
         /// The new file.
         file: FileId,
+        /// Its permission bits as created (the umask applied).
+        mode: u32,
     },
     /// `bytes` were written to `file` at `offset` (a copy between files is recorded as the
     /// write of the bytes copied).
@@ -45,10 +47,18 @@ pub enum TraceOp {
         /// The file synced.
         file: FileId,
     },
-    /// `fsync`: the file's data, length and metadata are durable.
+    /// `fsync`: the file's data, length and metadata (its mode too) are durable.
     SyncAll {
         /// The file synced.
         file: FileId,
+    },
+    /// The file's permission bits were set to `mode`: metadata, durable at the next `fsync`
+    /// of the file (an `fdatasync` need not write it).
+    SetMode {
+        /// The file.
+        file: FileId,
+        /// The new permission bits.
+        mode: u32,
     },
     /// `from` was renamed to `to`, replacing it.
     Rename {
@@ -191,9 +201,11 @@ impl Storage for Traced {
     fn create_new(path: &Path, mode: u32) -> io::Result<File> {
         let file = Os::create_new(path, mode)?;
         if recording() {
+            let meta = file.metadata()?;
             record(TraceOp::Create {
                 path: path.to_path_buf(),
-                file: id(&file)?,
+                file: (meta.dev(), meta.ino()),
+                mode: meta.mode() & 0o7777,
             });
         }
         Ok(file)
@@ -237,7 +249,8 @@ impl Storage for Traced {
     }
 
     fn set_mode(file: &File, mode: u32) -> io::Result<()> {
-        Os::set_mode(file, mode)
+        Os::set_mode(file, mode)?;
+        record_sync(file, |file| TraceOp::SetMode { file, mode })
     }
 
     fn rename(from: &Path, to: &Path) -> io::Result<()> {

@@ -125,6 +125,67 @@ fn a_truncated_pack_is_a_miss_and_is_replaced_by_the_next_save() {
     );
 }
 
+/// Media damage to the newest commit (docs/FORMAT.md, section 4.4): one flipped byte in the
+/// newest index root of a pack built by three saves costs that save's module alone. The two
+/// older modules load from the pack (hits, nothing compiled), nothing is set aside, and the
+/// next save repairs the pack.
+#[test]
+fn a_damaged_newest_index_root_costs_only_the_module_it_committed() {
+    use wasmpak::format::record::RecordHeader;
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let modules = &pool()[..3];
+    let cache = PackCache::builder(dir.path()).auto_compact(false).build();
+    for module in modules {
+        rt.block_on(cache.save(module.key, engine(), &module.module))
+            .unwrap();
+    }
+    let path = cache.pack_path(engine()).unwrap();
+    drop(cache);
+    let root = crate::common::raw::live(&path).root_offset;
+    let bytes = std::fs::read(&path).unwrap();
+    let (header, _) = RecordHeader::decode(&bytes[root as usize..]).unwrap();
+    crate::common::flip(&path, header.payload_offset(root).unwrap() + 5, 0x04);
+
+    let fresh = PackCache::builder(dir.path()).auto_compact(false).build();
+    for module in &modules[..2] {
+        assert_same_module(
+            &rt.block_on(fresh.load(module.key, engine())).unwrap(),
+            module,
+        );
+    }
+    let err = rt
+        .block_on(fresh.load(modules[2].key, engine()))
+        .unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+    let stats = fresh.stats();
+    assert_eq!((stats.hits, stats.misses, stats.stale), (2, 1, 0));
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.to_string_lossy().ends_with(".corrupt")),
+        "nothing set aside: {names:?}"
+    );
+    // The next save repairs the pack and lands; every module loads in a fresh process.
+    rt.block_on(fresh.save(modules[2].key, engine(), &modules[2].module))
+        .unwrap();
+    let again = PackCache::new(dir.path());
+    for module in modules {
+        assert_same_module(
+            &rt.block_on(again.load(module.key, engine())).unwrap(),
+            module,
+        );
+    }
+    assert_eq!(again.stats().hits, 3);
+    let pack = wasmpak::Pack::open_any(&path).unwrap();
+    assert_eq!(pack.lost_commit().unwrap(), None);
+    assert!(pack.verify().unwrap().is_ok());
+}
+
 #[test]
 fn memory_in_front_of_a_pack() {
     let dir = tempfile::tempdir().unwrap();

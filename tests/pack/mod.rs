@@ -6,6 +6,7 @@ mod compact;
 mod compact_crash;
 mod crash;
 mod embedded;
+mod media;
 mod model;
 mod multiprocess;
 mod permissions;

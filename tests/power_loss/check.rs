@@ -1,17 +1,20 @@
 //! Opening what a simulated power loss left, with the real `Pack::open`, and judging it: the
 //! pack opens, it holds exactly the contents after one step between the last durable step
 //! that returned and the last step that began, byte for byte (values written by unsynced
-//! commits since the last durable step may instead fail their checksum), and it takes the
-//! next write.
+//! commits since the last durable step may instead fail their checksum), its signatures vouch
+//! for exactly what that step's newest signature listed, and it takes the next write. In the
+//! second directory, an installed or pulled copy is absent only if no install (pull) returned,
+//! and otherwise whole: the contents of the last one that returned or of the one in flight,
+//! an install sealed and read-only.
 
 use std::collections::BTreeSet;
-use std::ffi::OsStr;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use wasmpak::{ErrorKind, Key, Pack, PackOptions, Verify};
 
 use super::crashes::Image;
-use super::workload::{Contents, KEYS, Step};
+use super::workload::{COPY_DIR, Contents, KEYS, PACK_DIR, PACK_NAME, Step, Workload};
 use crate::common::{identity, key, value};
 
 /// What a crash image turned out to hold.
@@ -115,26 +118,133 @@ fn describe_difference(
     )
 }
 
-/// Checks the image of a crash at trace position `k`, materialized in `dir` with the pack
-/// named `name`; then writes to it, and if `compact`, compacts it.
-pub fn check(
-    dir: &Path,
-    name: &OsStr,
+/// Writes `image`, the files a crash left of a workload whose root is `root`, under `scratch`
+/// (in place of that root, with the directories `dirs`), with their modes.
+pub fn materialize_under(
+    scratch: &Path,
     image: &Image,
-    steps: &[Step],
+    root: &Path,
+    dirs: &[&str],
+) -> Result<(), String> {
+    for entry in std::fs::read_dir(scratch).map_err(|e| e.to_string())? {
+        std::fs::remove_dir_all(entry.map_err(|e| e.to_string())?.path())
+            .map_err(|e| e.to_string())?;
+    }
+    for dir in dirs {
+        std::fs::create_dir(scratch.join(dir)).map_err(|e| e.to_string())?;
+    }
+    for (path, file) in image {
+        let relative = path
+            .strip_prefix(root)
+            .map_err(|_| format!("{} is outside the workload", path.display()))?;
+        let at = scratch.join(relative);
+        std::fs::write(&at, &file.bytes).map_err(|e| e.to_string())?;
+        std::fs::set_permissions(&at, std::fs::Permissions::from_mode(file.mode))
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Checks the image of a crash at trace position `k` of `workload`, materialized under
+/// `scratch`: the copies in the second directory, then the pack, its signatures, and a write
+/// to it (and if `compact`, a compaction).
+pub fn check(
+    scratch: &Path,
+    image: &Image,
+    workload: &Workload,
     k: usize,
     compact: bool,
 ) -> Result<Verdict, String> {
+    materialize_under(scratch, image, workload.root.path(), &[PACK_DIR, COPY_DIR])?;
+    check_copies(&scratch.join(COPY_DIR), &workload.steps, k)?;
+    check_pack(
+        &scratch.join(PACK_DIR).join(PACK_NAME),
+        workload,
+        k,
+        compact,
+    )
+}
+
+/// The installed and pulled copies in `dir`.
+fn check_copies(dir: &Path, steps: &[Step], k: usize) -> Result<(), String> {
+    let names: BTreeSet<_> = steps
+        .iter()
+        .filter_map(|s| s.copy.as_ref())
+        .map(|c| &c.name)
+        .collect();
+    for name in names {
+        let made = |s: &&Step| s.copy.as_ref().is_some_and(|c| &c.name == name);
+        let returned = steps.iter().filter(made).rfind(|s| s.end <= k);
+        let in_flight = steps.iter().filter(made).find(|s| s.start < k && k < s.end);
+        let path = dir.join(name);
+        if !path.exists() {
+            match returned {
+                None => continue,
+                Some(step) => {
+                    return Err(format!(
+                        "{} is gone, though the {} at trace position {} returned",
+                        path.display(),
+                        step.what,
+                        step.end
+                    ));
+                }
+            }
+        }
+        let copy = |s: &Step| s.copy.clone().expect("a step that made a copy");
+        let allowed: Vec<_> = returned.into_iter().chain(in_flight).map(copy).collect();
+        let installed = allowed.iter().any(|c| c.installed);
+        let pack = PackOptions::new()
+            .verify(Verify::Always)
+            .open(&path, &identity())
+            .map_err(|e| format!("{} does not open: {e}", path.display()))?;
+        let mode = std::fs::metadata(&path)
+            .map_err(|e| e.to_string())?
+            .permissions()
+            .mode();
+        if installed && (!pack.is_sealed().map_err(|e| e.to_string())? || mode & 0o777 != 0o444) {
+            return Err(format!(
+                "{} is not sealed read-only (mode {:o})",
+                path.display(),
+                mode & 0o7777
+            ));
+        }
+        if mode & 0o022 != 0 {
+            return Err(format!(
+                "{} is writable by others: {mode:o}",
+                path.display()
+            ));
+        }
+        let keys = pack.keys().map_err(|e| e.to_string())?;
+        let holds = |contents: &Contents| {
+            keys.iter().eq(contents.keys())
+                && contents.iter().all(|(k, v)| {
+                    pack.get(k)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|got| got[..] == v[..])
+                })
+        };
+        if !allowed.iter().any(|c| holds(&c.contents)) {
+            return Err(format!(
+                "{} holds none of the copies that may be there ({} keys)",
+                path.display(),
+                keys.len()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks the pack at `path` as a crash at trace position `k` of `workload` left it.
+fn check_pack(
+    path: &Path,
+    workload: &Workload,
+    k: usize,
+    compact: bool,
+) -> Result<Verdict, String> {
+    let steps = &workload.steps;
     let (lo, hi) = window(steps, k);
-    for entry in std::fs::read_dir(dir).map_err(|e| e.to_string())? {
-        std::fs::remove_file(entry.map_err(|e| e.to_string())?.path())
-            .map_err(|e| e.to_string())?;
-    }
-    for (file, bytes) in image {
-        std::fs::write(dir.join(file), bytes).map_err(|e| e.to_string())?;
-    }
-    let path = dir.join(name);
-    if !image.contains_key(name) {
+    if !path.exists() {
         return match lo {
             None => Ok(Verdict::default()),
             Some(lo) => Err(format!(
@@ -146,9 +256,14 @@ pub fn check(
     let open = || {
         PackOptions::new()
             .verify(Verify::Always)
-            .open(&path, &identity())
+            .open(path, &identity())
     };
     let pack = open().map_err(|e| format!("the pack does not open: {e}"))?;
+    // A power loss loses unsynced commits, never a synced one's index: falling back from a
+    // damaged synced commit (docs/FORMAT.md, section 4.4) is for media damage alone.
+    if let Some(lost) = pack.lost_commit().map_err(|e| e.to_string())? {
+        return Err(format!("the pack opens degraded: {lost}"));
+    }
     let universe: BTreeSet<Key> = (0..KEYS).map(key).collect();
     let (keys, seen) = observe(&pack, &universe)?;
     let floor = lo.unwrap_or(0);
@@ -160,21 +275,38 @@ pub fn check(
                 .is_some_and(|&w| steps[w].unsynced && lo.is_none_or(|lo| w > lo))
         }
     };
-    let j = (floor..=hi)
+    let candidates: Vec<usize> = (floor..=hi)
         .rev()
-        .find(|&j| matches(&keys, &seen, &steps[j].contents, &damage_ok(j)))
-        .ok_or_else(|| {
+        .filter(|&j| matches(&keys, &seen, &steps[j].contents, &damage_ok(j)))
+        .collect();
+    // Steps that only sign hold the same contents as the one before: the signatures tell them
+    // apart.
+    let mut refusal = None;
+    let j = candidates.iter().copied().find(|&j| {
+        match check_signatures(path, workload, &steps[j], &damage_ok(j)) {
+            Ok(()) => true,
+            Err(e) => {
+                refusal.get_or_insert(format!("at step {j} ({}): {e}", steps[j].what));
+                false
+            }
+        }
+    });
+    let j = match (j, refusal) {
+        (Some(j), _) => j,
+        (None, Some(refusal)) => return Err(refusal),
+        (None, None) => {
             let candidates: Vec<String> = (floor..=hi)
                 .map(|j| describe_difference(&keys, &seen, &steps[j], j, &damage_ok(j)))
                 .collect();
-            format!(
+            return Err(format!(
                 "the pack holds none of the states it may: it lists {} keys, {} damaged; \
                  candidates: {}",
                 keys.len(),
                 seen.iter().filter(|(_, s)| *s == Seen::Damaged).count(),
                 candidates.join(", ")
-            )
-        })?;
+            ));
+        }
+    };
     let damaged: Vec<Key> = seen
         .iter()
         .filter(|(_, s)| *s == Seen::Damaged)
@@ -190,7 +322,7 @@ pub fn check(
     // The next writer finds the crashed pack and writes a durable commit over it.
     let probe = key(1000 + k as u64);
     let probe_value = value(k as u64, 700);
-    let writer = Pack::open(&path, &identity()).map_err(|e| format!("reopen: {e}"))?;
+    let writer = Pack::open(path, &identity()).map_err(|e| format!("reopen: {e}"))?;
     writer
         .insert(&probe, &probe_value)
         .map_err(|e| format!("the next write failed: {e}"))?;
@@ -247,4 +379,42 @@ pub fn check(
         }
     }
     Ok(verdict)
+}
+
+/// With the workload's key trusted, every value the step's newest signature listed with the
+/// bytes the pack holds loads (the chain survived whole), and nothing else does: a chain never
+/// vouches for bytes its signer did not sign.
+fn check_signatures(
+    path: &Path,
+    workload: &Workload,
+    step: &Step,
+    damage_ok: &dyn Fn(&Key) -> bool,
+) -> Result<(), String> {
+    let pack = PackOptions::new()
+        .trusted_keys([workload.signer.public_key()])
+        .open(path, &identity())
+        .map_err(|e| format!("with trusted keys, the pack does not open: {e}"))?;
+    for (k, v) in &step.contents {
+        let signed = step.signed.get(k) == Some(v);
+        match pack.get(k) {
+            Ok(Some(got)) if signed && got[..] == v[..] => {}
+            Ok(Some(_)) => {
+                return Err(format!(
+                    "{k} loads with trusted keys, though not signed as it is"
+                ));
+            }
+            Err(e)
+                if damage_ok(k)
+                    && matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::Untrusted) => {}
+            Err(e) if !signed && e.kind() == ErrorKind::Untrusted => {}
+            other => {
+                return Err(format!(
+                    "{k} ({}signed): {:?}",
+                    if signed { "" } else { "not " },
+                    other.map(|v| v.map(|v| v.len()))
+                ));
+            }
+        }
+    }
+    Ok(())
 }

@@ -8,12 +8,13 @@
 //! disk whole, not at all, or torn (some of its sectors), and each sector then holds the
 //! content after the last write that reached it there; later writes that did not, and earlier
 //! ones, are what a reordering looks like. Directory changes since the directory's last sync
-//! survive in any subset, each rename whole or not at all. Where the volatile units are few,
-//! every subset is tried; where they are many, a seeded random sample, always including
-//! nothing persisted, everything persisted, and in-order prefixes.
+//! survive in any subset, each rename whole or not at all, and a mode set since the file's
+//! last `fsync` survives or not. Where the volatile units are few, every subset (each unit
+//! whole or lost) is tried, and torn writes are sampled; where they are many, a seeded random
+//! sample, always including nothing persisted, everything persisted, and in-order prefixes.
 
 use std::collections::BTreeMap;
-use std::ffi::OsString;
+use std::path::PathBuf;
 
 use super::model::{ModelFs, Object};
 use super::rng::Rng;
@@ -42,17 +43,25 @@ pub enum Tail {
     Garbage(u64),
 }
 
-/// One power loss: a fate for every volatile write of every file, and whether each volatile
-/// directory change survived.
+/// One power loss: a fate for every volatile write of every file, whether each volatile
+/// mode change survived, and whether each volatile directory change did.
 #[derive(Debug, Clone)]
 pub struct CrashState {
     pub writes: Vec<Vec<Fate>>,
+    pub modes: Vec<bool>,
     pub dir_ops: Vec<bool>,
     pub tail: Tail,
 }
 
-/// The files a crash state leaves: name to content.
-pub type Image = BTreeMap<OsString, Vec<u8>>;
+/// A file a crash state leaves: its content and mode.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct File {
+    pub bytes: Vec<u8>,
+    pub mode: u32,
+}
+
+/// The files a crash state leaves: path (as the workload named it) to file.
+pub type Image = BTreeMap<PathBuf, File>;
 
 /// How the enumeration went at one crash point.
 pub struct Enumerated {
@@ -70,8 +79,13 @@ pub fn enumerate(
     samples: usize,
 ) -> Enumerated {
     let counts: Vec<usize> = fs.objects.iter().map(|o| o.pending.len()).collect();
-    let dir_ops = fs.dir.pending.len();
-    let units = counts.iter().sum::<usize>() + dir_ops;
+    let modes: Vec<bool> = fs
+        .objects
+        .iter()
+        .map(|o| o.pending_mode.is_some())
+        .collect();
+    let dir_ops = fs.pending_dir_ops().count();
+    let units = counts.iter().sum::<usize>() + modes.iter().filter(|m| **m).count() + dir_ops;
     let from_bits = |bits: &dyn Fn(usize) -> bool| {
         let mut unit = 0;
         let writes = counts
@@ -89,6 +103,15 @@ pub fn enumerate(
                     .collect()
             })
             .collect();
+        let modes = modes
+            .iter()
+            .map(|&pending| {
+                pending && {
+                    unit += 1;
+                    bits(unit - 1)
+                }
+            })
+            .collect();
         let dir = (0..dir_ops)
             .map(|_| {
                 unit += 1;
@@ -97,6 +120,7 @@ pub fn enumerate(
             .collect();
         CrashState {
             writes,
+            modes,
             dir_ops: dir,
             tail: Tail::Persisted,
         }
@@ -146,7 +170,12 @@ fn random_state(fs: &ModelFs, rng: &mut Rng) -> CrashState {
                 .collect()
         })
         .collect();
-    let dir_ops = fs.dir.pending.iter().map(|_| rng.below(2) == 0).collect();
+    let modes = fs
+        .objects
+        .iter()
+        .map(|o| o.pending_mode.is_some() && rng.below(2) == 0)
+        .collect();
+    let dir_ops = fs.pending_dir_ops().map(|_| rng.below(2) == 0).collect();
     let tail = match rng.below(10) {
         0 => Tail::Zeros,
         1 => Tail::Garbage(rng.next()),
@@ -154,6 +183,7 @@ fn random_state(fs: &ModelFs, rng: &mut Rng) -> CrashState {
     };
     CrashState {
         writes,
+        modes,
         dir_ops,
         tail,
     }
@@ -166,21 +196,29 @@ fn sector_span(start: u64, end: u64) -> std::ops::Range<u64> {
     start / SECTOR..(end - 1) / SECTOR + 1
 }
 
-/// The files `state` leaves: each name of the surviving directory with its object's content.
+/// The files `state` leaves: each name of each surviving directory with its object's
+/// content and mode.
 pub fn materialize(fs: &ModelFs, state: &CrashState) -> Image {
-    let mut entries = fs.dir.durable.clone();
-    for (op, survived) in fs.dir.pending.iter().zip(&state.dir_ops) {
-        if *survived {
-            op.apply(&mut entries);
+    let mut survived = state.dir_ops.iter();
+    let mut image = Image::new();
+    for (path, dir) in &fs.dirs {
+        let mut entries = dir.durable.clone();
+        for op in &dir.pending {
+            if *survived.next().expect("a fate for every directory change") {
+                op.apply(&mut entries);
+            }
+        }
+        for (name, object) in entries {
+            let o = &fs.objects[object];
+            let mode = match o.pending_mode {
+                Some(mode) if state.modes[object] => mode,
+                _ => o.mode,
+            };
+            let bytes = crashed(o, &state.writes[object], state.tail);
+            image.insert(path.join(name), File { bytes, mode });
         }
     }
-    entries
-        .into_iter()
-        .map(|(name, object)| {
-            let content = crashed(&fs.objects[object], &state.writes[object], state.tail);
-            (name, content)
-        })
-        .collect()
+    image
 }
 
 /// An object's content after a power loss in which its volatile writes met `fates`.
@@ -267,6 +305,7 @@ mod tests {
                     bytes: vec![4; 10],
                 },
             ],
+            ..Object::default()
         }
     }
 

@@ -2,22 +2,31 @@
 //! for byte, nothing uncommitted shows, and the pack always opens, whatever a power loss at
 //! any point of a workload left on disk.
 //!
-//! A workload (creation, inserts, batches, removals, compactions with and without retention)
-//! runs through real `Pack` handles while the storage seam records every write, sync, rename,
-//! link and removal (`workload.rs`). The trace is then replayed into a model file system that
-//! keeps durable and volatile state apart per file and per directory entry (`model.rs`). At
-//! every point of the trace, the simulator enumerates what a power loss could leave: every
-//! subset of the writes not yet synced, in every order the kernel may have written them back,
-//! torn at 512-byte sectors, with renames and links not yet made durable by a directory sync
-//! kept or lost (`crashes.rs`); exhaustively where that is at most `2^EXHAUSTIVE_UNITS` states,
-//! else a seeded random sample. Each distinct result is written out as real files and opened
-//! with the real `Pack::open`, checked against the contents the workload recorded, written to,
-//! and now and then compacted (`check.rs`).
+//! A workload (creation, inserts, batches, removals, signing, compactions with and without
+//! retention; installs and pulls into a second directory) runs through the library's real
+//! code while the storage seam records every write, sync, mode change, rename, link and
+//! removal (`workload.rs`). The trace is then replayed into a model file system that keeps
+//! durable and volatile state apart per file, per mode and per directory entry, for every
+//! directory the trace touches (`model.rs`). At every point of the trace, the simulator
+//! enumerates what a power loss could leave: every subset of the writes not yet synced, in
+//! every order the kernel may have written them back, torn at 512-byte sectors, with modes not
+//! yet made durable by an `fsync` and renames and links not yet made durable by a directory
+//! sync kept or lost (`crashes.rs`). Where those volatile units number at most
+//! `EXHAUSTIVE_UNITS` (10, so at most 1,024 states), every whole-or-lost combination is
+//! tried, plus `WASMPAK_SIM_SAMPLES / 4` random states with torn writes; past that the states
+//! are *sampled*: nothing persisted, everything persisted, seven in-order prefixes, and
+//! `WASMPAK_SIM_SAMPLES` (default 24) seeded random ones. Torn writes are always sampled. Each distinct result is written out
+//! as real files and opened with the real `Pack::open`, checked against the contents the
+//! workload recorded, its signatures judged with the workload's key, written to, and now and
+//! then compacted; the copies in the second directory are opened and checked too
+//! (`check.rs`).
 //!
 //! Bounded for the test suite; `WASMPAK_SIM_CASES=N` runs N workloads per durability mode
 //! (a campaign), `WASMPAK_SIM_SAMPLES` sets the random states per crash point, and
 //! `WASMPAK_SIM_SEED` replays a printed seed.
 
+#[cfg(feature = "wasmer")]
+mod cache;
 mod check;
 mod crashes;
 mod model;
@@ -29,6 +38,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 
 use model::ModelFs;
 use rng::Rng;
+use wasmpak::storage_sim::TraceOp;
 use workload::Mode;
 
 /// Crash points with at most this many volatile writes and directory changes try every subset.
@@ -63,14 +73,61 @@ fn image_hash(image: &crashes::Image) -> u64 {
     hasher.finish()
 }
 
-/// Runs the workloads of one durability mode and checks every crash state.
-fn simulate(mode: Mode, default_samples: u64) {
-    let base_seed = env_number(
+/// Replays `trace` into the model and hands every distinct crash image, with the trace
+/// position it was taken at, to `check`; panics with `context` on the first it refuses.
+fn replay(
+    trace: &[TraceOp],
+    seed: u64,
+    samples: usize,
+    figures: &mut Figures,
+    context: &dyn Fn(usize, &str) -> String,
+    mut check: impl FnMut(&crashes::Image, usize, u64) -> Result<check::Verdict, String>,
+) {
+    let mut rng = Rng::new(seed ^ 0x5eed);
+    let mut fs = ModelFs::default();
+    let mut seen = HashSet::new();
+    figures.workloads += 1;
+    figures.operations += trace.len() as u64;
+    for k in 0..=trace.len() {
+        if k > 0 {
+            fs.apply(&trace[k - 1]);
+        }
+        let enumerated = crashes::enumerate(&fs, &mut rng, EXHAUSTIVE_UNITS, samples);
+        figures.crash_points += 1;
+        figures.exhaustive_points += u64::from(enumerated.exhaustive);
+        for state in &enumerated.states {
+            figures.states += 1;
+            let image = crashes::materialize(&fs, state);
+            if !seen.insert(image_hash(&image)) {
+                continue;
+            }
+            figures.images += 1;
+            let verdict = check(&image, k, figures.images).unwrap_or_else(|e| {
+                panic!(
+                    "{}\n  last operation: {:?}",
+                    context(k, &e),
+                    k.checked_sub(1).map(|i| short(&trace[i]))
+                )
+            });
+            figures.rolled_back += u64::from(verdict.rolled_back);
+            figures.damaged += verdict.damaged as u64;
+        }
+    }
+}
+
+/// The seed a run starts from: `WASMPAK_SIM_SEED`, or the clock.
+fn base_seed() -> u64 {
+    env_number(
         "WASMPAK_SIM_SEED",
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64),
-    );
+    )
+}
+
+/// Runs the workloads of one durability mode and checks every crash state.
+fn simulate(mode: Mode, default_samples: u64) {
+    let base_seed = base_seed();
     let cases = env_number("WASMPAK_SIM_CASES", 1);
     let samples = env_number("WASMPAK_SIM_SAMPLES", default_samples) as usize;
     println!(
@@ -81,53 +138,26 @@ fn simulate(mode: Mode, default_samples: u64) {
     let mut figures = Figures::default();
     for case in 0..cases {
         let seed = base_seed.wrapping_add(case);
-        let context = |k: usize| format!("{mode:?}, seed {seed}, crash at trace position {k}");
         let recorded = workload::run(seed, mode, ACTIONS);
-        let name = recorded.path.file_name().unwrap().to_owned();
-        let mut rng = Rng::new(seed ^ 0x5eed);
-        let mut fs = ModelFs::default();
-        let mut seen = HashSet::new();
-        figures.workloads += 1;
-        figures.operations += recorded.trace.len() as u64;
-        for k in 0..=recorded.trace.len() {
-            if k > 0 {
-                fs.apply(&recorded.trace[k - 1]);
-            }
-            let enumerated = crashes::enumerate(&fs, &mut rng, EXHAUSTIVE_UNITS, samples);
-            figures.crash_points += 1;
-            figures.exhaustive_points += u64::from(enumerated.exhaustive);
-            for state in &enumerated.states {
-                figures.states += 1;
-                let image = crashes::materialize(&fs, state);
-                if !seen.insert(image_hash(&image)) {
-                    continue;
-                }
-                figures.images += 1;
-                let compact = figures.images % 8 == 0;
-                let verdict = check::check(
-                    scratch.path(),
-                    &name,
-                    &image,
-                    &recorded.steps,
-                    k,
-                    compact,
-                )
-                .unwrap_or_else(|e| {
-                    let (lo, hi) = check::window(&recorded.steps, k);
-                    panic!(
-                        "{}: {e}\n  last operation: {:?}\n  may show steps {lo:?}..={hi}: {:?}",
-                        context(k),
-                        k.checked_sub(1).map(|i| short(&recorded.trace[i])),
-                        &recorded.steps[lo.unwrap_or(0)..=hi]
-                            .iter()
-                            .map(|s| &s.what)
-                            .collect::<Vec<_>>()
-                    )
-                });
-                figures.rolled_back += u64::from(verdict.rolled_back);
-                figures.damaged += verdict.damaged as u64;
-            }
-        }
+        let context = |k: usize, e: &str| {
+            let (lo, hi) = check::window(&recorded.steps, k);
+            format!(
+                "{mode:?}, seed {seed}, crash at trace position {k}: {e}\n  may show steps \
+                 {lo:?}..={hi}: {:?}",
+                &recorded.steps[lo.unwrap_or(0)..=hi]
+                    .iter()
+                    .map(|s| &s.what)
+                    .collect::<Vec<_>>()
+            )
+        };
+        replay(
+            &recorded.trace,
+            seed,
+            samples,
+            &mut figures,
+            &context,
+            |image, k, n| check::check(scratch.path(), image, &recorded, k, n % 8 == 0),
+        );
     }
     println!(
         "power loss, {mode:?}: {} workloads, {} operations recorded, {} crash points ({} \
@@ -146,8 +176,7 @@ fn simulate(mode: Mode, default_samples: u64) {
     assert!(figures.images > 0);
 }
 
-fn short(op: &wasmpak::storage_sim::TraceOp) -> String {
-    use wasmpak::storage_sim::TraceOp;
+fn short(op: &TraceOp) -> String {
     match op {
         TraceOp::Write { offset, bytes, .. } => format!("write {} bytes at {offset}", bytes.len()),
         other => format!("{other:?}"),

@@ -1,9 +1,11 @@
 //! A model file system that keeps what is durable apart from what is only in the page cache.
 //!
 //! Replaying a recorded trace, it tracks per file the content as of its last sync and the
-//! writes since (the volatile epoch), and per directory the entries as of its last sync and
-//! the creations, links, renames and removals since. A power loss keeps the durable state and
-//! any subset of the volatile one the kernel may have written back: see [`super::crashes`].
+//! writes since (the volatile epoch), and its mode as of its last `fsync` and any change
+//! since; and per directory (a trace may touch several: a pack's, an install's) the entries
+//! as of that directory's last sync and the creations, links, renames and removals since. A
+//! power loss keeps the durable state and any subset of the volatile one the kernel may have
+//! written back: see [`super::crashes`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
@@ -24,11 +26,14 @@ impl Write {
     }
 }
 
-/// A file (an inode): its durable content and the writes made since its last sync.
+/// A file (an inode): its durable content and the writes made since its last sync; its mode
+/// as of its last `fsync` and one set since, if any.
 #[derive(Debug, Clone, Default)]
 pub struct Object {
     pub durable: Vec<u8>,
     pub pending: Vec<Write>,
+    pub mode: u32,
+    pub pending_mode: Option<u32>,
 }
 
 impl Object {
@@ -105,14 +110,13 @@ impl Dir {
     }
 }
 
-/// The model of one directory's files (every trace the simulator replays writes in one).
+/// The model of the directories a trace touches, and their files.
 #[derive(Debug, Clone, Default)]
 pub struct ModelFs {
     pub objects: Vec<Object>,
     /// The object an inode currently is (inode numbers are reused after a file is gone).
     by_file: HashMap<FileId, usize>,
-    pub dir: Dir,
-    dir_path: Option<PathBuf>,
+    pub dirs: BTreeMap<PathBuf, Dir>,
 }
 
 fn split(path: &Path) -> (PathBuf, OsString) {
@@ -128,31 +132,31 @@ fn split(path: &Path) -> (PathBuf, OsString) {
 }
 
 impl ModelFs {
-    fn check_dir(&mut self, dir: PathBuf) {
-        match &self.dir_path {
-            Some(known) => assert_eq!(known, &dir, "the trace touches two directories"),
-            None => self.dir_path = Some(dir),
-        }
+    fn object_at(&self, dir: &Path, name: &OsString) -> usize {
+        *self
+            .dirs
+            .get(dir)
+            .and_then(|d| d.volatile().get(name).copied())
+            .as_ref()
+            .unwrap_or_else(|| panic!("the trace uses {name:?} in {dir:?}, which does not exist"))
     }
 
-    fn object_at(&self, name: &OsString) -> usize {
-        *self
-            .dir
-            .volatile()
-            .get(name)
-            .unwrap_or_else(|| panic!("the trace uses {name:?}, which does not exist"))
+    fn change(&mut self, dir: PathBuf, op: DirOp) {
+        self.dirs.entry(dir).or_default().pending.push(op);
     }
 
     /// Replays one operation.
     pub fn apply(&mut self, op: &TraceOp) {
         match op {
-            TraceOp::Create { path, file } => {
+            TraceOp::Create { path, file, mode } => {
                 let (dir, name) = split(path);
-                self.check_dir(dir);
-                self.objects.push(Object::default());
+                self.objects.push(Object {
+                    mode: *mode,
+                    ..Object::default()
+                });
                 let object = self.objects.len() - 1;
                 self.by_file.insert(*file, object);
-                self.dir.pending.push(DirOp::Link { name, object });
+                self.change(dir, DirOp::Link { name, object });
             }
             TraceOp::Write {
                 file,
@@ -165,34 +169,51 @@ impl ModelFs {
                     bytes: bytes.clone(),
                 });
             }
-            TraceOp::SyncData { file } | TraceOp::SyncAll { file } => {
+            TraceOp::SyncData { file } => {
                 let object = self.by_file[file];
                 self.objects[object].sync();
             }
+            TraceOp::SyncAll { file } => {
+                let object = &mut self.objects[self.by_file[file]];
+                object.sync();
+                if let Some(mode) = object.pending_mode.take() {
+                    object.mode = mode;
+                }
+            }
+            TraceOp::SetMode { file, mode } => {
+                let object = self.by_file[file];
+                self.objects[object].pending_mode = Some(*mode);
+            }
             TraceOp::Rename { from, to } => {
                 let (dir, from) = split(from);
-                self.check_dir(dir);
-                let (_, to) = split(to);
-                let object = self.object_at(&from);
-                self.dir.pending.push(DirOp::Rename { from, to, object });
+                let (to_dir, to) = split(to);
+                assert_eq!(dir, to_dir, "a rename across directories");
+                let object = self.object_at(&dir, &from);
+                self.change(dir, DirOp::Rename { from, to, object });
             }
             TraceOp::HardLink { from, to } => {
                 let (dir, from) = split(from);
-                self.check_dir(dir);
-                let (_, to) = split(to);
-                let object = self.object_at(&from);
-                self.dir.pending.push(DirOp::Link { name: to, object });
+                let (to_dir, to) = split(to);
+                assert_eq!(dir, to_dir, "a link across directories");
+                let object = self.object_at(&dir, &from);
+                self.change(dir, DirOp::Link { name: to, object });
             }
             TraceOp::Remove { path } => {
                 let (dir, name) = split(path);
-                self.check_dir(dir);
-                self.dir.pending.push(DirOp::Unlink { name });
+                self.change(dir, DirOp::Unlink { name });
             }
             TraceOp::SyncDir { dir } => {
-                self.check_dir(dir.clone());
-                self.dir.durable = self.dir.volatile();
-                self.dir.pending.clear();
+                let dir = self.dirs.entry(dir.clone()).or_default();
+                dir.durable = dir.volatile();
+                dir.pending.clear();
             }
         }
+    }
+
+    /// Every volatile directory change, directory by directory (the order crash states use).
+    pub fn pending_dir_ops(&self) -> impl Iterator<Item = (&PathBuf, &DirOp)> {
+        self.dirs
+            .iter()
+            .flat_map(|(path, dir)| dir.pending.iter().map(move |op| (path, op)))
     }
 }

@@ -1,12 +1,20 @@
-//! Workloads: seeded sequences of creation, inserts, batches, removals and compactions (with
-//! and without retention) through real `Pack` handles, recorded through the storage seam,
-//! with the state of the pack after each step.
+//! Workloads: seeded sequences of creation, inserts, batches, removals, signing and
+//! compactions (with and without retention) of a pack in one directory, and installs and
+//! pulls of it into a second directory, through the library's real code, recorded through the
+//! storage seam, with the state of the pack (and of the copies) after each step.
+//!
+//! A pull is the library part of `wasmpak pull` done in-process: the pack's latest commit
+//! written in pieces to a `TempFile` in the second directory, synced, opened and verified,
+//! then put in place.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::path::Path;
 
+use wasmpak::format::superblock::{self, DATA_START, PAGE, SLOT_LEN, SLOT_OFFSETS};
+use wasmpak::fs::{FileMode, TempFile};
 use wasmpak::storage_sim::{Recording, TraceOp};
-use wasmpak::{Durability, Key, Pack, PackOptions, Retention};
+use wasmpak::{Durability, Key, Pack, PackOptions, Retention, SecretKey};
 
 use super::rng::Rng;
 use crate::common::{identity, key, value};
@@ -39,15 +47,41 @@ pub struct Step {
     pub contents: Contents,
     /// The step that wrote each key's current value.
     pub written_by: BTreeMap<Key, usize>,
+    /// What the newest signature of the commit after this step vouches for: key to value.
+    pub signed: Contents,
+    /// The file this step put in place in the second directory, if any.
+    pub copy: Option<Copy>,
+}
+
+/// A file an install or a pull puts in place in the second directory.
+#[derive(Debug, Clone)]
+pub struct Copy {
+    /// Its name there.
+    pub name: OsString,
+    /// The pack contents it holds.
+    pub contents: Contents,
+    /// Whether it is an installed (sealed, read-only) pack.
+    pub installed: bool,
 }
 
 /// A recorded workload.
 pub struct Workload {
-    pub _dir: tempfile::TempDir,
-    pub path: PathBuf,
+    /// Holds `PACK_DIR` and `COPY_DIR`.
+    pub root: tempfile::TempDir,
     pub trace: Vec<TraceOp>,
     pub steps: Vec<Step>,
+    /// The key the workload signs with.
+    pub signer: SecretKey,
 }
+
+/// The directory of the pack, under the workload's root.
+pub const PACK_DIR: &str = "pack";
+/// The directory installs and pulls write to, under the workload's root.
+pub const COPY_DIR: &str = "node";
+/// The pack's file name.
+pub const PACK_NAME: &str = "sim.wpk";
+/// The name a pull puts its copy under.
+pub const PULLED_NAME: &str = "pulled.wpk";
 
 /// A scratch directory, in memory where the system has one (`/dev/shm`): the files are real,
 /// and the checks' syncs cost nothing.
@@ -76,12 +110,18 @@ fn value_len(rng: &mut Rng) -> usize {
 /// Runs `actions` seeded steps in `mode` and records them.
 pub fn run(seed: u64, mode: Mode, actions: usize) -> Workload {
     let mut rng = Rng::new(seed);
-    let dir = scratch_dir();
-    let path = dir.path().join("sim.wpk");
+    let root = scratch_dir();
+    for dir in [PACK_DIR, COPY_DIR] {
+        std::fs::create_dir(root.path().join(dir)).expect("a workload directory");
+    }
+    let path = root.path().join(PACK_DIR).join(PACK_NAME);
+    let copies = root.path().join(COPY_DIR);
+    let signer = SecretKey::generate().expect("a signing key");
     let recording = Recording::start();
     let mut steps = Vec::new();
     let mut contents = Contents::new();
     let mut written_by = BTreeMap::new();
+    let mut signed = Contents::new();
     Pack::create(&path, &identity()).expect("create the pack");
     steps.push(Step {
         what: "create".to_string(),
@@ -91,6 +131,8 @@ pub fn run(seed: u64, mode: Mode, actions: usize) -> Workload {
         unsynced: false,
         contents: contents.clone(),
         written_by: written_by.clone(),
+        signed: signed.clone(),
+        copy: None,
     });
     let open = |durability| {
         PackOptions::new()
@@ -100,7 +142,17 @@ pub fn run(seed: u64, mode: Mode, actions: usize) -> Workload {
     };
     let full = open(Durability::Full);
     let none = open(Durability::None);
-    for _ in 0..actions {
+    // Each workload signs, installs and pulls at least once: forced into its last steps if
+    // the dice did not pick them.
+    let (mut signed_once, mut installed_once, mut pulled_once) = (false, false, false);
+    for i in 0..actions {
+        let left = actions - i;
+        let roll = match (signed_once, installed_once, pulled_once) {
+            (false, _, _) if left <= 3 => 20,
+            (_, false, _) if left <= 2 => 22,
+            (_, _, false) if left <= 1 => 24,
+            _ => rng.below(26),
+        };
         let step = steps.len();
         let durable_commit = match mode {
             Mode::Full => true,
@@ -111,7 +163,8 @@ pub fn run(seed: u64, mode: Mode, actions: usize) -> Workload {
         let start = recording.len();
         let mut durable = durable_commit;
         let mut unsynced = !durable_commit;
-        let what = match rng.below(20) {
+        let mut copy = None;
+        let what = match roll {
             0..9 => {
                 let k = key(rng.below(KEYS));
                 let v = value(rng.next(), value_len(&mut rng));
@@ -152,7 +205,7 @@ pub fn run(seed: u64, mode: Mode, actions: usize) -> Workload {
                 full.compact().expect("compact");
                 "compact".to_string()
             }
-            _ => {
+            19 => {
                 durable = true;
                 unsynced = false;
                 let retention = Retention::new().max_entries(rng.below(4) + 2);
@@ -164,6 +217,34 @@ pub fn run(seed: u64, mode: Mode, actions: usize) -> Workload {
                     written_by.remove(k);
                 }
                 format!("compact evicting {}", report.evicted().len())
+            }
+            20..22 => {
+                pack.sign(&signer).expect("sign");
+                signed = contents.clone();
+                signed_once = true;
+                "sign".to_string()
+            }
+            22..24 => {
+                (durable, unsynced) = (false, false);
+                full.install_into(&copies).expect("install");
+                installed_once = true;
+                copy = Some(Copy {
+                    name: PACK_NAME.into(),
+                    contents: contents.clone(),
+                    installed: true,
+                });
+                "install".to_string()
+            }
+            _ => {
+                (durable, unsynced) = (false, false);
+                pull(&path, &copies.join(PULLED_NAME), &mut rng);
+                pulled_once = true;
+                copy = Some(Copy {
+                    name: PULLED_NAME.into(),
+                    contents: contents.clone(),
+                    installed: false,
+                });
+                "pull".to_string()
             }
         };
         let end = recording.len();
@@ -180,14 +261,48 @@ pub fn run(seed: u64, mode: Mode, actions: usize) -> Workload {
             unsynced,
             contents: contents.clone(),
             written_by: written_by.clone(),
+            signed: signed.clone(),
+            copy,
         });
     }
     drop((full, none));
     let trace = recording.finish();
     Workload {
-        _dir: dir,
-        path,
+        root,
         trace,
         steps,
+        signer,
     }
+}
+
+/// What `wasmpak pull` does with the library, in-process: the latest commit of the pack at
+/// `from` (as `push` uploads it: the header page, the commit's slot in both slot pages, the
+/// committed data) written in pieces to a `TempFile` beside `dest`, synced, opened and
+/// verified, then put in place.
+fn pull(from: &Path, dest: &Path, rng: &mut Rng) {
+    let bytes = std::fs::read(from).expect("read the pack");
+    let slot = |i: usize| &bytes[SLOT_OFFSETS[i] as usize..][..SLOT_LEN];
+    let (_, live) = superblock::live_slot([slot(0), slot(1)], bytes.len() as u64)
+        .expect("the pack's live commit");
+    let mut object = superblock::superblock_with(&bytes[..PAGE as usize], &live.for_copy());
+    object.extend_from_slice(&bytes[DATA_START as usize..live.committed_len as usize]);
+    wasmpak::fs::remove_leftovers(dest);
+    let temp = TempFile::create(dest, FileMode::Public).expect("a temporary file");
+    let mut at = 0;
+    while at < object.len() {
+        let piece = (rng.below(3) as usize + 1) * 4096;
+        let end = (at + piece).min(object.len());
+        temp.write_at(&object[at..end], at as u64).expect("write");
+        at = end;
+    }
+    temp.sync().expect("sync");
+    let report = Pack::open(temp.path(), &identity())
+        .and_then(|pack| pack.verify())
+        .expect("open the download");
+    assert!(
+        report.is_ok(),
+        "the download verifies: {:?}",
+        report.problems()
+    );
+    temp.persist().expect("put the download in place");
 }

@@ -48,6 +48,8 @@ struct Compacted {
     evicted: Vec<EntryRef>,
     /// Damaged entries that could not be copied.
     dropped: Vec<EntryRef>,
+    /// Entries of a damaged newest commit that checked out and were kept.
+    recovered: u64,
 }
 
 /// Runs `wasmpak compact`.
@@ -103,6 +105,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
             kept: report.kept(),
             evicted: report.evicted().iter().map(reference).collect(),
             dropped: damaged.iter().map(|key| reference(key)).collect(),
+            recovered: report.recovered(),
         });
     }
     for key in report.evicted() {
@@ -119,5 +122,12 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
         report.kept(),
         report.evicted().len(),
         output::count(dropped, "damaged entry", "damaged entries")
-    )
+    )?;
+    if report.recovered() > 0 {
+        say!(
+            "repaired: {} of the damaged newest commit checked out and were kept",
+            output::count(report.recovered(), "entry", "entries")
+        )?;
+    }
+    Ok(())
 }

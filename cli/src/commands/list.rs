@@ -15,7 +15,8 @@ use crate::output::{self, Align, EntryJson, Table, say};
 pub struct Args {
     /// The pack to list (a directory: the pack this host's PackCache uses there). With
     /// --json: {"pack", "identity", "entries": [{"key", "label", "size", "offset",
-    /// "value_offset", "signed_by"}]}
+    /// "value_offset", "signed_by"}], "degraded": null or {"lost_commit", "reason",
+    /// "lost_keys"}}
     #[arg(value_name = "PACK|DIR")]
     pub pack: PathBuf,
 }
@@ -26,6 +27,17 @@ struct Listing {
     pack: String,
     identity: BTreeMap<String, serde_json::Value>,
     entries: Vec<EntryJson>,
+    /// Set when the pack's newest commit was found damaged and the listing is of the one
+    /// before it, without the keys the damaged one wrote.
+    degraded: Option<Degraded>,
+}
+
+/// `list --json`'s `degraded`: the damaged commit and the keys it wrote.
+#[derive(Serialize)]
+struct Degraded {
+    lost_commit: u64,
+    reason: String,
+    lost_keys: Vec<String>,
 }
 
 /// Runs `wasmpak list`.
@@ -33,11 +45,17 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
     let path = open::host_pack_path(&args.pack);
     let pack = open::any(ctx, &path)?;
     let entries = EntryJson::all(&pack)?;
+    let lost = pack.lost_commit()?;
     if ctx.json {
         return output::print_json(&Listing {
             pack: path.display().to_string(),
             identity: output::identity_json(pack.identity()),
             entries,
+            degraded: lost.map(|lost| Degraded {
+                lost_commit: lost.generation(),
+                reason: lost.reason().to_string(),
+                lost_keys: lost.written().iter().map(|e| e.key().to_string()).collect(),
+            }),
         });
     }
     let mut table = Table::new(&[
@@ -68,5 +86,9 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
         "{}, {}",
         output::count(entries.len() as u64, "entry", "entries"),
         output::bytes(total)
-    )
+    )?;
+    if let Some(lost) = lost {
+        say!("degraded: {lost}; `wasmpak verify` names them, `wasmpak compact` repairs the pack")?;
+    }
+    Ok(())
 }

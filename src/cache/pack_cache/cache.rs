@@ -334,6 +334,16 @@ impl ModuleCache for PackCache {
                     .stale("unusable module pack, moving it aside", e)
             };
             let pack = writer_slot.for_write(&cache.inner.files.options, on_stale)?;
+            if matches!(pack.lost_commit(), Ok(Some(_))) {
+                // Its newest commit was damaged: the pack reads without what that commit wrote
+                // and takes writes again once compaction repaired it.
+                let report = pack.compact().map_err(CacheError::from_pack_write)?;
+                tracing::warn!(
+                    pack = %writer_slot.path.display(),
+                    recovered = report.recovered(),
+                    "repaired a pack whose newest commit was damaged"
+                );
+            }
             let bytes = to_save.serialize()?;
             let same = matches!(pack.get(&key), Ok(Some(existing)) if existing == bytes);
             if !same {

@@ -232,7 +232,7 @@ impl PackSlot {
             .is_ok_and(|now| (now.dev(), now.ino()) == (locked.dev(), locked.ino()));
         if still_stale && same_file {
             let aside = self.path.with_extension("wpk.corrupt");
-            std::fs::rename(&self.path, &aside).map_err(file_err)?;
+            crate::fs::rename(&self.path, &aside).map_err(file_err)?;
         }
         Ok(())
     }
