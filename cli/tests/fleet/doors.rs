@@ -8,7 +8,8 @@
 //!
 //! What cannot run, and why: fake-gcs-server refuses the XML API's PUT that `object_store`
 //! sends for every write (`push`, `ObjectStoreCache::save`); the suite asserts that refusal,
-//! and publishes to it through its JSON upload API instead. Plain HTTP is read-only (no push).
+//! and publishes to it through its JSON upload API instead (`gcp-storage-emulator` does not
+//! fill the gap: see `gcs.rs`). Plain HTTP is read-only (no push).
 //! The object replaced during a pull and the killed pull need the tool's pause point
 //! (feature `fault-injection`) and run against moto in `cli.rs`; the code they test is the
 //! same for every store.

@@ -13,6 +13,12 @@
 //! written with [`FakeGcs::upload`] (the JSON API), and reads go through `object_store`: GET
 //! with ranges, HEAD, ETag (the MD5 of the content), `x-goog-generation`. It also ignores
 //! `If-Match`, so only generation pins a read to a version.
+//!
+//! The other emulator on PyPI, `gcp-storage-emulator` (2026.7.19), was tried for the writes and
+//! does less: its XML PUT stores the bytes but answers without an ETag (`object_store` reports
+//! the write failed), it ignores `x-goog-if-generation-match: 0` (a second create overwrites),
+//! `POST ?uploads` (multipart) and HEAD are 501, and its GET sends no ETag or `Last-Modified`,
+//! so `object_store` cannot read from it either.
 
 #![allow(dead_code)]
 
