@@ -277,6 +277,15 @@ impl Error {
         }
     }
 
+    /// The detail of a corruption without the "pack ... is corrupt" around it, or the whole
+    /// message of any other error: for reports that list the problems of one pack.
+    pub(crate) fn detail(&self) -> String {
+        match self {
+            Error::Corrupt { detail, .. } => detail.clone(),
+            other => other.to_string(),
+        }
+    }
+
     pub(crate) fn corrupt(path: &Path, detail: impl Into<String>) -> Error {
         Error::Corrupt {
             path: path.to_path_buf(),

@@ -84,7 +84,12 @@
 //!   writing a new file and renaming it over the old one, optionally evicting the least
 //!   recently used entries beyond a [`Retention`] limit.
 //!
-//! The byte-level format and its crash-safety argument are in `docs/FORMAT.md`.
+//! The byte-level format and its crash-safety argument are in `docs/FORMAT.md`; what each
+//! module holds is in `docs/ARCHITECTURE.md`. Two modules are public besides the crate root:
+//! [`format`](mod@format), the codec layer (pure functions over a pack's bytes, for fuzzers and tools),
+//! and [`fs`], the durable file write every file the library creates goes through (a
+//! temporary file beside the destination, synced and renamed into place), for tools that put
+//! files in place the same way.
 //!
 //! # Features
 //!
@@ -95,6 +100,8 @@
 //! - `singlepass`: wasmer's singlepass compiler, for engines built with it.
 //! - `object-store`: [`ObjectStoreCache`], the fleet tier over S3 and other object stores, and
 //!   the tool's `push` and `pull`.
+//! - `conformance`: `wasmpak::conformance`, the checks every [`ModuleCache`] runs (a round trip, a
+//!   miss, an overwrite, damaged bytes, threads), for caches of your own; not API-stable.
 //! - `fault-injection`: testing only (crash points, the storage seam's recorder and fault
 //!   injection, `WASMPAK_PORTABLE_IO=1`).
 //!
@@ -110,9 +117,10 @@
 //! # Safety
 //!
 //! The crate has two kinds of `unsafe`: the memory mapping (sound because the format never
-//! modifies or truncates committed bytes, see `src/pack/mapping.rs`) and
-//! `Module::deserialize_unchecked` (sound because the pack's identity matches the engine and the
-//! value's checksum matched, see [`PackCache`]). Whoever can write a pack can run code in every
+//! modifies or truncates committed bytes, see `src/pack/mapping.rs`) and the one
+//! deserialization of an artifact, in `src/cache/artifact.rs`, which every cache and
+//! [`load_module`] go through (sound because the engine can load the pack's identity and the
+//! value's checksum or signature matched; its contract lists every way bytes reach it). Whoever can write a pack can run code in every
 //! process that loads from it, so packs writable by other users are refused unless
 //! [`PackOptions::allow_shared_write`] says otherwise, and signatures narrow "whoever can write
 //! it" to "whoever holds the signing key". One option is `unsafe` to call:
@@ -133,35 +141,48 @@ compile_error!(
 
 mod error;
 pub mod format;
-mod key;
-mod keys;
+pub mod fs;
 mod pack;
+mod storage;
+mod sync;
+mod trust;
 
 pub use error::{Error, ErrorKind, Result};
 pub use format::identity::{IdentityValue, PackIdentity};
-pub use key::{Key, ParseKeyError};
-pub use keys::{KeyError, KeyErrorKind, PublicKey, SecretKey};
+pub use format::key::{Key, ParseKeyError};
 pub use pack::{
-    Batch, CompactReport, Durability, Entry, Pack, PackOptions, Problem, Retention, SignatureInfo,
-    SignatureReport, SignatureStatus, SignedEntry, Stats, Verify, VerifyReport, aligned_bytes,
+    Batch, CompactReport, Durability, Entry, Pack, PackOptions, Problem, Retention, Stats, Verify,
+    VerifyReport, aligned_bytes,
+};
+pub use trust::{
+    KeyError, KeyErrorKind, PublicKey, SecretKey, SignatureInfo, SignatureReport, SignatureStatus,
+    SignedEntry,
 };
 
 #[cfg(feature = "wasmer")]
 mod cache;
 #[cfg(feature = "wasmer")]
+mod engine;
+#[cfg(feature = "wasix")]
+mod wasix;
+#[cfg(feature = "wasmer")]
 pub use cache::*;
+#[cfg(feature = "wasmer")]
+pub use engine::{CpuLevel, EngineIdentity, Incompatibility};
 /// Apache Arrow's `object_store`, the version [`ObjectStoreCache`] takes stores from.
 #[cfg(feature = "object-store")]
 pub use object_store;
+#[cfg(feature = "wasix")]
+pub use wasix::{WasiRunError, WasiRunErrorKind, WasixHost};
 
 /// The storage seam's test hooks (feature `fault-injection` only): recording the operations a
 /// workload performs, for the power-loss simulator, and failing chosen ones.
 #[cfg(feature = "fault-injection")]
 #[doc(hidden)]
 pub mod storage_sim {
-    pub use crate::pack::storage::faults::{Fault, OpKind, fail_nth};
-    pub use crate::pack::storage::os::portable_io;
-    pub use crate::pack::storage::trace::{FileId, Recording, TraceOp};
+    pub use crate::storage::faults::{Fault, OpKind, fail_nth};
+    pub use crate::storage::os::portable_io;
+    pub use crate::storage::trace::{FileId, Recording, TraceOp};
 }
 
 /// The README's examples, compiled and run as doc tests.

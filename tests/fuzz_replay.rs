@@ -3,13 +3,13 @@
 //! (`fuzz/harness.rs`). A failing input is saved under the target directory so that it can be
 //! replayed with `cargo fuzz run <target> <file>` or added to `fuzz/corpus/<target>/`.
 //!
-//! `cargo test --test fuzz_replay -- --ignored regenerate_seed_corpora` rewrites the seed files
-//! (`fuzz/corpus/<target>/seed-*`); other files there (regressions, `crash-*`) are kept.
+//! `WASMPAK_WRITE_CORPORA=1 cargo test -p wasmpak --test tests -- fuzz_replay::` rewrites
+//! the seed files (`fuzz/corpus/<target>/seed-*`) and the crafted regressions; other files there
+//! (other regressions, `crash-*`) are kept.
 //! `WASMPAK_FUZZ_REPLAY_SCALE=N` multiplies the number of random inputs.
 
 #[path = "../fuzz/harness.rs"]
 mod harness;
-mod support;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
@@ -489,14 +489,18 @@ fn decode_identity_random() {
 /// different checksum. A check now vouches only for the same offset, length and checksum.
 #[test]
 fn verify_once_vouches_only_for_the_entry_it_checked() {
-    use support::raw::{self, RootAt};
+    use crate::common::raw::{self, RootAt};
     use wasmpak::{ErrorKind, Verify};
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("once.wpk");
     let value = b"0123456789abcdef";
-    let (a, b, c) = (support::key(1), support::key(2), support::key(3));
-    Pack::create(&path, &support::identity())
+    let (a, b, c) = (
+        crate::common::key(1),
+        crate::common::key(2),
+        crate::common::key(3),
+    );
+    Pack::create(&path, &crate::common::identity())
         .unwrap()
         .insert(&a, value)
         .unwrap();
@@ -538,7 +542,7 @@ fn verify_once_vouches_only_for_the_entry_it_checked() {
     for policy in [Verify::Once, Verify::Always] {
         let pack = PackOptions::new()
             .verify(policy)
-            .open(&path, &support::identity())
+            .open(&path, &crate::common::identity())
             .unwrap();
         assert_eq!(
             pack.get(&a).unwrap().as_deref(),
@@ -559,7 +563,7 @@ fn verify_once_vouches_only_for_the_entry_it_checked() {
     }
     let never = PackOptions::new()
         .verify(Verify::Never)
-        .open(&path, &support::identity())
+        .open(&path, &crate::common::identity())
         .unwrap();
     assert_eq!(
         never.get(&b).unwrap().as_deref(),
@@ -574,13 +578,13 @@ fn verify_once_vouches_only_for_the_entry_it_checked() {
 /// and the pack stays as it was. Totals in the root that would overflow saturate instead.
 #[test]
 fn a_commit_cannot_wrap_the_generation_or_the_totals() {
-    use support::raw::{self, RootAt};
+    use crate::common::raw::{self, RootAt};
     use wasmpak::ErrorKind;
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("wrap.wpk");
-    let pack = Pack::create(&path, &support::identity()).unwrap();
-    pack.insert(&support::key(1), b"kept").unwrap();
+    let pack = Pack::create(&path, &crate::common::identity()).unwrap();
+    pack.insert(&crate::common::key(1), b"kept").unwrap();
     drop(pack);
     let live = raw::live(&path);
     raw::write_slots(
@@ -590,20 +594,20 @@ fn a_commit_cannot_wrap_the_generation_or_the_totals() {
             ..live
         },
     );
-    let pack = Pack::open(&path, &support::identity()).unwrap();
-    let err = pack.insert(&support::key(2), b"new").unwrap_err();
+    let pack = Pack::open(&path, &crate::common::identity()).unwrap();
+    let err = pack.insert(&crate::common::key(2), b"new").unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
     assert!(err.to_string().contains("wrap.wpk"), "{err}");
-    let reopened = Pack::open(&path, &support::identity()).unwrap();
+    let reopened = Pack::open(&path, &crate::common::identity()).unwrap();
     assert_eq!(
-        reopened.get(&support::key(1)).unwrap().as_deref(),
+        reopened.get(&crate::common::key(1)).unwrap().as_deref(),
         Some(&b"kept"[..])
     );
-    assert_eq!(reopened.get(&support::key(2)).unwrap(), None);
+    assert_eq!(reopened.get(&crate::common::key(2)).unwrap(), None);
 
     // A root whose totals are at their maximum: the next commit saturates them.
     raw::write_slots(&path, &live);
-    let pack = Pack::open(&path, &support::identity()).unwrap();
+    let pack = Pack::open(&path, &crate::common::identity()).unwrap();
     let root_at = live.root_offset;
     let bytes = std::fs::read(&path).unwrap();
     let (header, _) = RecordHeader::decode(&bytes[root_at as usize..]).unwrap();
@@ -616,16 +620,16 @@ fn a_commit_cannot_wrap_the_generation_or_the_totals() {
     root.index_bytes = u64::MAX;
     let record = raw::record(RecordKind::IndexRoot, [0; 32], b"", &root.encode());
     raw::commit(&path, &record, RootAt::Relative(0));
-    pack.insert(&support::key(3), b"saturated").unwrap();
+    pack.insert(&crate::common::key(3), b"saturated").unwrap();
     let stats = pack.stats().unwrap();
     assert_eq!(stats.entries, u64::MAX);
     assert_eq!(stats.live_bytes, u64::MAX);
     assert_eq!(
-        pack.get(&support::key(3)).unwrap().as_deref(),
+        pack.get(&crate::common::key(3)).unwrap().as_deref(),
         Some(&b"saturated"[..])
     );
     assert_eq!(
-        pack.get(&support::key(1)).unwrap().as_deref(),
+        pack.get(&crate::common::key(1)).unwrap().as_deref(),
         Some(&b"kept"[..])
     );
     assert!(pack.verify().unwrap().is_ok());
@@ -1094,9 +1098,16 @@ fn identity_seeds() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
+/// Whether to write the generated seeds and crafted regressions into `fuzz/corpus` (after a
+/// format change): `WASMPAK_WRITE_CORPORA=1`.
+fn writing_corpora() -> bool {
+    std::env::var_os("WASMPAK_WRITE_CORPORA").is_some_and(|v| v == "1")
+}
+
+/// The seed generators run and stay small; with `WASMPAK_WRITE_CORPORA=1` they rewrite the seed
+/// files (`fuzz/corpus/<target>/seed-*`).
 #[test]
-#[ignore = "rewrites fuzz/corpus/*/seed-*; run it after a format change"]
-fn regenerate_seed_corpora() {
+fn the_seed_corpora_are_generated_small() {
     let packs = pack_seeds();
     let three = packs
         .iter()
@@ -1121,34 +1132,42 @@ fn regenerate_seed_corpora() {
     ];
     let mut total = 0;
     for (target, seeds) in all {
-        let dir = corpus_dir(target);
-        std::fs::create_dir_all(&dir).unwrap();
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path
-                .file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("seed-")
-            {
-                std::fs::remove_file(path).unwrap();
-            }
-        }
-        for (name, bytes) in seeds {
-            total += bytes.len();
-            std::fs::write(dir.join(name), bytes).unwrap();
+        assert!(!seeds.is_empty(), "{target} has seeds");
+        total += seeds.iter().map(|(_, bytes)| bytes.len()).sum::<usize>();
+        if writing_corpora() {
+            write_seeds(target, seeds);
         }
     }
     assert!(total < 512 * 1024, "the seed corpora are {total} bytes");
-    eprintln!("wrote {total} bytes of seeds");
+    println!("{total} bytes of seeds");
+}
+
+/// Replaces the seed files of `target` with `seeds`.
+fn write_seeds(target: &str, seeds: Vec<(&str, Vec<u8>)>) {
+    let dir = corpus_dir(target);
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("seed-")
+        {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    for (name, bytes) in seeds {
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
 }
 
 /// A pack whose newest index block holds valid entries out of order (each entry's CRC is
 /// fine, so only sorting can tell); a single insert merges into that block.
 fn pack_with_unsorted_block(path: &Path) -> Vec<Key> {
-    use support::raw::{self, RootAt};
-    let pack = Pack::create(path, &support::identity()).unwrap();
-    let keys: Vec<Key> = (1..=2).map(support::key).collect();
+    use crate::common::raw::{self, RootAt};
+    let pack = Pack::create(path, &crate::common::identity()).unwrap();
+    let keys: Vec<Key> = (1..=2).map(crate::common::key).collect();
     let mut entries = Vec::new();
     for (i, k) in keys.iter().enumerate() {
         let v = vec![i as u8; 10];
@@ -1191,7 +1210,8 @@ fn pack_with_unsorted_block(path: &Path) -> Vec<Key> {
     keys
 }
 
-/// Found with the `open_pack` write check (`fuzz/corpus/open_pack/regression-unsorted-block`):
+/// Found with the `open_pack` write check (`fuzz/corpus/open_pack/regression-unsorted-block`,
+/// which `WASMPAK_WRITE_CORPORA=1` rewrites):
 /// merging an index block whose entries are valid but out of order produced a new block out
 /// of order (a `debug_assert!` panic in `encode_block`, and in release builds a block whose
 /// keys a lookup can miss), so one damaged block spread into every later one. The writer now
@@ -1201,7 +1221,11 @@ fn merging_an_unsorted_block_sorts_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("unsorted.wpk");
     let old = pack_with_unsorted_block(&path);
-    let pack = Pack::open(&path, &support::identity()).unwrap();
+    if writing_corpora() {
+        let target = corpus_dir("open_pack").join("regression-unsorted-block");
+        std::fs::copy(&path, target).unwrap();
+    }
+    let pack = Pack::open(&path, &crate::common::identity()).unwrap();
     let committed = pack.stats().unwrap().committed_len;
     assert!(
         !pack.verify().unwrap().is_ok(),
@@ -1209,13 +1233,13 @@ fn merging_an_unsorted_block_sorts_it() {
     );
     let mut written = Vec::new();
     for n in 10..60 {
-        pack.insert(&support::key(n), &support::value(n, 20))
+        pack.insert(&crate::common::key(n), &crate::common::value(n, 20))
             .unwrap();
         written.push(n);
         for &m in &written {
             assert_eq!(
-                pack.get(&support::key(m)).unwrap().as_deref(),
-                Some(&support::value(m, 20)[..]),
+                pack.get(&crate::common::key(m)).unwrap().as_deref(),
+                Some(&crate::common::value(m, 20)[..]),
                 "key {m} after inserting {n}"
             );
         }
@@ -1230,16 +1254,6 @@ fn merging_an_unsorted_block_sorts_it() {
         report.problems()
     );
     assert!(pack.stats().unwrap().committed_len > committed);
-}
-
-#[test]
-#[ignore = "writes fuzz/corpus/open_pack/regression-unsorted-block"]
-fn write_unsorted_block_regression() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("unsorted.wpk");
-    pack_with_unsorted_block(&path);
-    let target = corpus_dir("open_pack").join("regression-unsorted-block");
-    std::fs::copy(&path, target).unwrap();
 }
 
 /// Packs written before commit slots recorded whether they were synced (`durable_len`, in bytes

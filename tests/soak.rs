@@ -1,28 +1,30 @@
-//! The long-running life of a pack, bounded to a few minutes: run it with
-//! `cargo test --profile ci --all-features --test soak -- --ignored` (plain `cargo test` skips
-//! it). `SOAK_SECONDS` sets the churn phase's length (default 90).
+//! The long-running life of a pack. In the test suite a short run (15 s of churn); set
+//! `WASMPAK_SOAK_SECS` for a longer one: the README's figures come from
+//! `WASMPAK_SOAK_SECS=90 cargo test --profile ci --all-features -p wasmpak --test tests -- soak::
+//! --nocapture`.
 //!
 //! 1. **Churn.** Writer processes save modules through `PackCache`, reader processes load and
 //!    run them, a compactor process compacts under retention limits (max entries and live
 //!    bytes, least recently used first, by the readers' recency sidecar) once a second, and
 //!    the parent SIGKILLs a random writer or reader every few hundred milliseconds and starts
 //!    another. Checked: every load is the module saved under its key (it runs and returns the
-//!    seed it was generated with: 0 wrong modules); every module whose save a writer saw return
-//!    after the compactor last reported evicting it is in the pack at the end (0 lost entries;
-//!    the compactor stops between compactions at the end, so no eviction goes unreported); the pack
-//!    verifies; its file never exceeds the limits plus what one compaction interval can add.
-//!    A long-running reader, never killed, reports its resident memory over time.
+//!    seed it was generated with: 0 wrong modules); no worker dies of its own failure; every
+//!    module whose save a writer saw return after the compactor last reported evicting it is in
+//!    the pack at the end (0 lost entries; the compactor stops between compactions at the end,
+//!    so no eviction goes unreported); the pack verifies; its file never exceeds the limits
+//!    plus what one compaction interval can add. A long-running reader, never killed, reports
+//!    its resident memory over time.
 //! 2. **Engine recycling.** One process loads 2,000 distinct modules from a pack, with one
 //!    engine (wasmer keeps every artifact an engine deserialized until the engine is dropped)
 //!    and with the recycling pattern of the README (a new engine every 250 distinct loads, the
 //!    memo bounded to match); its resident memory is printed for both.
 //!
-//! Without the libtest harness: this file is also its own child processes (`SOAK_CHILD`).
+//! The workers are this test binary again, each playing a role (`crate::common::child`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -30,30 +32,43 @@ use rand::{Rng, SeedableRng};
 use wasmer::{Engine, Module};
 use wasmpak::{EngineIdentity, Key, ModuleCache, ModuleHash, Pack, PackCache, Retention};
 
+use crate::common::{assert_passed, child, env_path, env_u64, played};
+
 const MODULES: usize = 40;
 const MAX_ENTRIES: u64 = 16;
 const MAX_LIVE_BYTES: u64 = 4 << 20;
 const RECYCLE_MODULES: usize = 2000;
 const RECYCLE_EVERY: usize = 250;
+/// The churn's length in the test suite, unless `WASMPAK_SOAK_SECS` says otherwise.
+const CHURN_SECS: u64 = 15;
 
-fn main() {
-    if let Ok(spec) = std::env::var("SOAK_CHILD") {
-        child(&spec);
+/// The churn: see the module documentation.
+#[test]
+fn churn_with_kills_loses_and_confuses_nothing() {
+    if played(&[
+        ("writer", || worker("writer")),
+        ("reader", || worker("reader")),
+        ("long-reader", || worker("long-reader")),
+        ("compactor", compactor),
+    ]) {
         return;
     }
-    let args: Vec<String> = std::env::args().collect();
-    if !args
-        .iter()
-        .any(|a| a == "--ignored" || a == "--include-ignored")
-    {
-        println!("soak: ignored (run with `-- --ignored`; it takes a few minutes)");
-        return;
-    }
-    let seconds: u64 = std::env::var("SOAK_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(90);
+    let seconds = std::env::var("WASMPAK_SOAK_SECS").map_or(CHURN_SECS, |s| {
+        s.parse()
+            .unwrap_or_else(|_| panic!("WASMPAK_SOAK_SECS is a number of seconds, not {s:?}"))
+    });
     churn(Duration::from_secs(seconds));
+}
+
+/// Engine recycling: see the module documentation.
+#[test]
+fn recycled_engines_bound_the_memory_of_a_process_loading_ever_more_modules() {
+    if played(&[
+        ("one-engine", || loader(false)),
+        ("recycled", || loader(true)),
+    ]) {
+        return;
+    }
     recycling();
 }
 
@@ -165,8 +180,9 @@ struct Worker {
 type Line = (Instant, String);
 
 fn spawn(role: &'static str, dir: &Path, seed: u64, lines: &mpsc::Sender<Line>) -> Worker {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .env("SOAK_CHILD", format!("{role}\n{}\n{seed}", dir.display()))
+    let mut child = child(role)
+        .env("WASMPAK_SOAK_DIR", dir)
+        .env("WASMPAK_SOAK_SEED", seed.to_string())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -180,6 +196,20 @@ fn spawn(role: &'static str, dir: &Path, seed: u64, lines: &mpsc::Sender<Line>) 
         }
     });
     Worker { role, child }
+}
+
+impl Worker {
+    /// Asserts that the worker is still running: they end only when killed.
+    fn assert_running(&mut self) {
+        if let Some(status) = self.child.try_wait().unwrap() {
+            panic!("a {} died of its own failure: {status}", self.role);
+        }
+    }
+}
+
+/// Whether `line` is libtest's, in a worker's stdout before its own lines.
+fn harness_line(line: &str) -> bool {
+    line.is_empty() || line == "running 1 test"
 }
 
 fn churn(length: Duration) {
@@ -242,6 +272,7 @@ fn churn(length: Duration) {
                 (Some("rss"), Some(bytes)) => {
                     rss_samples.push((started.elapsed().as_secs(), bytes.parse().unwrap()))
                 }
+                _ if harness_line(&line) => {}
                 _ => panic!("unexpected line from a child: {line}"),
             }
         }
@@ -254,6 +285,7 @@ fn churn(length: Duration) {
         if Instant::now() >= next_kill {
             let victim = rng.random_range(0..workers.len());
             let role = workers[victim].role;
+            workers[victim].assert_running();
             workers[victim].child.kill().unwrap(); // SIGKILL
             workers[victim].child.wait().unwrap();
             workers[victim] = spawn(role, &dir, next_seed(), &tx);
@@ -272,8 +304,9 @@ fn churn(length: Duration) {
         );
     }
     for worker in workers.iter_mut().chain([&mut long_reader]) {
-        let _ = worker.child.kill();
-        let _ = worker.child.wait();
+        worker.assert_running();
+        worker.child.kill().unwrap();
+        worker.child.wait().unwrap();
     }
     drop(tx);
     for (at, line) in rx.iter() {
@@ -352,7 +385,7 @@ fn churn(length: Duration) {
     assert_eq!(wrong, 0, "a load returned another module");
     assert!(lost.is_empty(), "saved, never evicted, gone: {lost:?}");
     assert!(
-        loads > 0 && !saved.is_empty() && compactions > 0,
+        loads > 0 && !saved.is_empty() && compactions > 0 && kills > 0,
         "the soak did too little"
     );
     assert!(max_size <= size_bound, "the pack grew to {max_size}");
@@ -400,14 +433,11 @@ fn recycling() {
     }
     let mut results = BTreeMap::new();
     for mode in ["one-engine", "recycled"] {
-        let output = Command::new(std::env::current_exe().unwrap())
-            .env(
-                "SOAK_CHILD",
-                format!("{mode}\n{}\n0", scratch.path().display()),
-            )
+        let output = child(mode)
+            .env("WASMPAK_SOAK_DIR", scratch.path())
             .output()
             .unwrap();
-        assert!(output.status.success(), "{mode} failed");
+        assert_passed(&output, mode);
         let samples: Vec<(usize, u64, u64)> = String::from_utf8_lossy(&output.stdout)
             .lines()
             .filter_map(|l| {
@@ -458,101 +488,102 @@ fn recycling() {
     );
 }
 
-/// The child processes.
-fn child(spec: &str) {
-    let mut lines = spec.lines();
-    let role = lines.next().unwrap();
-    let dir = PathBuf::from(lines.next().unwrap());
-    let seed: u64 = lines.next().unwrap().parse().unwrap();
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+/// A writer, a reader or the long-running reader of the churn, until killed.
+fn worker(role: &str) {
+    let dir = env_path("WASMPAK_SOAK_DIR");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(env_u64("WASMPAK_SOAK_SEED"));
     let mut out = std::io::stdout().lock();
     let tokio = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    match role {
-        "writer" | "reader" | "long-reader" => {
-            let modules = manifest("soak-churn");
-            let artifacts = artifact_dir("soak-churn");
-            let engine = Engine::default();
-            let cache = PackCache::builder(&dir).auto_compact(false).build();
-            let started = Instant::now();
-            let mut last_rss = Instant::now();
-            loop {
-                let i = rng.random_range(0..modules.len());
-                let (seed, key) = modules[i];
-                if role == "writer" {
-                    let bytes = std::fs::read(artifacts.join(format!("{key}.bin"))).unwrap();
-                    // SAFETY: `Module::serialize` output of this engine configuration.
-                    let module = unsafe { Module::deserialize(&engine, bytes) }.unwrap();
-                    tokio.block_on(cache.save(key, &engine, &module)).unwrap();
-                    writeln!(out, "saved {i}").unwrap();
-                    std::thread::sleep(Duration::from_millis(rng.random_range(5..40)));
-                } else {
-                    match tokio.block_on(cache.load(key, &engine)) {
-                        Ok(module) if answer(&engine, &module) == seed as i32 => {
-                            writeln!(out, "ok {i}").unwrap()
-                        }
-                        Ok(_) => writeln!(out, "wrong {i}").unwrap(),
-                        Err(e) if e.is_not_found() => writeln!(out, "miss {i}").unwrap(),
-                        Err(e) => panic!("load failed: {e}"),
-                    }
-                    std::thread::sleep(Duration::from_millis(rng.random_range(1..10)));
+    let modules = manifest("soak-churn");
+    let artifacts = artifact_dir("soak-churn");
+    let engine = Engine::default();
+    let cache = PackCache::builder(&dir).auto_compact(false).build();
+    let mut last_rss = Instant::now();
+    loop {
+        let i = rng.random_range(0..modules.len());
+        let (seed, key) = modules[i];
+        if role == "writer" {
+            let bytes = std::fs::read(artifacts.join(format!("{key}.bin"))).unwrap();
+            // SAFETY: `Module::serialize` output of this engine configuration.
+            let module = unsafe { Module::deserialize(&engine, bytes) }.unwrap();
+            tokio.block_on(cache.save(key, &engine, &module)).unwrap();
+            writeln!(out, "saved {i}").unwrap();
+            std::thread::sleep(Duration::from_millis(rng.random_range(5..40)));
+        } else {
+            match tokio.block_on(cache.load(key, &engine)) {
+                Ok(module) if answer(&engine, &module) == seed as i32 => {
+                    writeln!(out, "ok {i}").unwrap()
                 }
-                if role == "long-reader" && last_rss.elapsed() >= Duration::from_secs(5) {
-                    writeln!(out, "rss {}", rss().0).unwrap();
-                    last_rss = Instant::now();
-                    let _ = started;
-                }
-                out.flush().unwrap();
+                Ok(_) => writeln!(out, "wrong {i}").unwrap(),
+                Err(e) if e.is_not_found() => writeln!(out, "miss {i}").unwrap(),
+                Err(e) => panic!("load failed: {e}"),
             }
+            std::thread::sleep(Duration::from_millis(rng.random_range(1..10)));
         }
-        "compactor" => {
-            let engine = Engine::default();
-            let path = PackCache::new(&dir)
-                .pack_path(&engine)
-                .expect("a cache with a directory has a pack path");
-            let pack = Pack::open(&path, &EngineIdentity::of(&engine).to_pack_identity()).unwrap();
-            loop {
-                std::thread::sleep(Duration::from_secs(1));
-                if dir.join("stop-compactor").exists() {
-                    std::process::exit(0);
-                }
-                let mut retention = Retention::new()
-                    .max_entries(MAX_ENTRIES)
-                    .max_live_bytes(MAX_LIVE_BYTES);
-                retention.touch_from_sidecar(&path);
-                let report = pack.compact_with(&retention).unwrap();
-                for key in report.evicted() {
-                    writeln!(out, "evicted {key}").unwrap();
-                }
-                writeln!(out, "compacted").unwrap();
-                out.flush().unwrap();
-            }
+        if role == "long-reader" && last_rss.elapsed() >= Duration::from_secs(5) {
+            writeln!(out, "rss {}", rss().0).unwrap();
+            last_rss = Instant::now();
         }
-        "one-engine" | "recycled" => {
-            let modules = manifest("soak-recycle");
-            let recycle = role == "recycled";
-            let cache = if recycle {
-                PackCache::builder(&dir).memo_entries(RECYCLE_EVERY).build()
-            } else {
-                PackCache::new(&dir)
-            };
-            let mut engine = Engine::default();
-            for (n, (seed, key)) in modules.iter().enumerate() {
-                if recycle && n > 0 && n % RECYCLE_EVERY == 0 {
-                    // The pattern: a fresh engine; the old one is freed once the memo has
-                    // let go of its modules and no instance of them runs.
-                    engine = Engine::default();
-                }
-                let module = tokio.block_on(cache.load(*key, &engine)).unwrap();
-                assert_eq!(answer(&engine, &module), *seed as i32);
-                if (n + 1) % RECYCLE_EVERY == 0 {
-                    let (anon, file) = rss();
-                    writeln!(out, "rss {} {anon} {file}", n + 1).unwrap();
-                }
-            }
-            out.flush().unwrap();
-        }
-        other => panic!("unknown role {other}"),
+        out.flush().unwrap();
     }
+}
+
+/// The churn's compactor: once a second, until told to stop.
+fn compactor() {
+    let dir = env_path("WASMPAK_SOAK_DIR");
+    let mut out = std::io::stdout().lock();
+    let engine = Engine::default();
+    let path = PackCache::new(&dir)
+        .pack_path(&engine)
+        .expect("a cache with a directory has a pack path");
+    let pack = Pack::open(&path, &EngineIdentity::of(&engine).to_pack_identity()).unwrap();
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+        if dir.join("stop-compactor").exists() {
+            return;
+        }
+        let mut retention = Retention::new()
+            .max_entries(MAX_ENTRIES)
+            .max_live_bytes(MAX_LIVE_BYTES);
+        retention.touch_from_sidecar(&path);
+        let report = pack.compact_with(&retention).unwrap();
+        for key in report.evicted() {
+            writeln!(out, "evicted {key}").unwrap();
+        }
+        writeln!(out, "compacted").unwrap();
+        out.flush().unwrap();
+    }
+}
+
+/// The recycling test's process: loads every module of the pack, with one engine or a new one
+/// every `RECYCLE_EVERY` loads, printing its resident memory as it goes.
+fn loader(recycle: bool) {
+    let dir = env_path("WASMPAK_SOAK_DIR");
+    let mut out = std::io::stdout().lock();
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let modules = manifest("soak-recycle");
+    let cache = if recycle {
+        PackCache::builder(&dir).memo_entries(RECYCLE_EVERY).build()
+    } else {
+        PackCache::new(&dir)
+    };
+    let mut engine = Engine::default();
+    for (n, (seed, key)) in modules.iter().enumerate() {
+        if recycle && n > 0 && n % RECYCLE_EVERY == 0 {
+            // The pattern: a fresh engine; the old one is freed once the memo has let go of
+            // its modules and no instance of them runs.
+            engine = Engine::default();
+        }
+        let module = tokio.block_on(cache.load(*key, &engine)).unwrap();
+        assert_eq!(answer(&engine, &module), *seed as i32);
+        if (n + 1) % RECYCLE_EVERY == 0 {
+            let (anon, file) = rss();
+            writeln!(out, "rss {} {anon} {file}", n + 1).unwrap();
+        }
+    }
+    out.flush().unwrap();
 }

@@ -7,13 +7,13 @@
 //! from the pack without compiling, which the pack cache's counters prove (not timing), and
 //! produce the same output.
 //!
-//! Without the libtest harness: this file is its own child process (`WASIX_CHILD` in the
-//! environment), a host whose standard streams are the WASI program's and whose exit code is
-//! the program's, the way an edge worker runs.
+//! The host is this test binary again, playing the role `host` (`crate::common::child`): a
+//! process whose standard streams are the WASI program's and whose exit code is the program's,
+//! the way an edge worker runs.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 
 use wasmer::Engine;
@@ -24,15 +24,16 @@ use wasmer_wasix::runtime::module_cache::ModuleCache as WasixModuleCache;
 use wasmer_wasix::runtime::task_manager::tokio::TokioTaskManager;
 use wasmpak::{ModuleCache, PackCache, SharedCache};
 
+use crate::common::{child, played};
+
 /// The child's last stderr line: the pack cache's counters.
 const STATS_PREFIX: &str = "pack-cache-stats:";
 
-fn main() {
-    if let Ok(spec) = std::env::var("WASIX_CHILD") {
-        child(&spec);
+#[test]
+fn fresh_processes_load_a_wasi_program_from_the_pack_without_compiling() {
+    if played(&[("host", host)]) {
         return;
     }
-    let started = std::time::Instant::now();
     let scratch = tempfile::tempdir().unwrap();
     let wasm = wasmer::wat2wasm(wasmpak_samples::WASI_TOOL_WAT.as_bytes())
         .unwrap()
@@ -47,10 +48,6 @@ fn main() {
             composition,
         );
     }
-    println!(
-        "wasix_runtime: all scenarios passed in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
 }
 
 fn first_process_compiles_then_fresh_processes_load_from_the_pack(
@@ -107,7 +104,11 @@ struct Outcome {
     stats: String,
 }
 
-/// Runs this file as a fresh host process.
+/// libtest's first lines on the host's stdout, before the program's (the host exits with the
+/// program's code before libtest says more).
+const HARNESS_HEADER: &str = "\nrunning 1 test\n";
+
+/// Runs a fresh host process.
 fn spawn(dir: &Path, program: &Path, composition: &str, args: &[&str], stdin: &[u8]) -> Outcome {
     let spec = format!(
         "{}\n{}\n{composition}\n{}",
@@ -115,8 +116,8 @@ fn spawn(dir: &Path, program: &Path, composition: &str, args: &[&str], stdin: &[
         program.display(),
         args.join("\n")
     );
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .env("WASIX_CHILD", spec)
+    let mut child = child("host")
+        .env("WASMPAK_WASIX_HOST", spec)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -132,9 +133,13 @@ fn spawn(dir: &Path, program: &Path, composition: &str, args: &[&str], stdin: &[
         .unwrap_or_else(|| panic!("no stats from the child:\n{stderr}"))
         .trim()
         .to_string();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = stdout
+        .strip_prefix(HARNESS_HEADER)
+        .unwrap_or_else(|| panic!("the host's stdout starts with libtest's header: {stdout:?}"));
     Outcome {
         code: output.status.code().expect("the child exited"),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stdout: stdout.to_string(),
         stderr,
         stats,
     }
@@ -142,7 +147,8 @@ fn spawn(dir: &Path, program: &Path, composition: &str, args: &[&str], stdin: &[
 
 /// The host: a wasix runtime with the cache, the program loaded through the runtime and run
 /// with the process's own standard streams; exits with the program's code.
-fn child(spec: &str) {
+fn host() {
+    let spec = std::env::var("WASMPAK_WASIX_HOST").unwrap();
     let mut lines = spec.lines();
     let dir = PathBuf::from(lines.next().unwrap());
     let program = PathBuf::from(lines.next().unwrap());

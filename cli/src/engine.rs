@@ -10,7 +10,9 @@ use wasmer::sys::{CpuFeature, EngineBuilder, NativeEngineExt, Target, Triple};
 use wasmer::{Engine, Module};
 use wasmpak::{CpuLevel, EngineIdentity, Incompatibility, PackIdentity};
 
+use crate::context::Context;
 use crate::error::CliError;
+use crate::open;
 
 /// The compilers `--compiler` names. Singlepass is always listed so that asking for it in a
 /// build without it gets an explanation rather than clap's "invalid value".
@@ -168,11 +170,12 @@ fn parse_features(list: &str) -> Result<Vec<CpuFeature>, CliError> {
 /// extra features. `None` when there is no readable pack there, it has this engine's identity,
 /// or this engine cannot load it (opening it then explains why).
 pub fn for_compatible_pack(
+    ctx: &Context,
     path: &std::path::Path,
     engine: &Engine,
     args: &EngineArgs,
 ) -> Result<Option<Engine>, CliError> {
-    let Ok(pack) = crate::open::any(path) else {
+    let Ok(pack) = open::any(ctx, path) else {
         return Ok(None);
     };
     let Some(found) = EngineIdentity::from_pack_identity(pack.identity()) else {

@@ -30,16 +30,18 @@ impl Input {
     pub fn read(path: &Path) -> Result<Input, CliError> {
         let shown = path.display();
         let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => CliError::new(format!("input {shown} does not exist")),
-            _ => CliError::new(format!("cannot read input {shown}: {e}")),
+            std::io::ErrorKind::NotFound => {
+                CliError::failed(format!("input {shown} does not exist"))
+            }
+            _ => CliError::failed(format!("cannot read input {shown}: {e}")),
         })?;
         if meta.is_dir() {
-            return Err(CliError::new(format!(
+            return Err(CliError::failed(format!(
                 "input {shown} is a directory, expected a .wasm or .wat file"
             )));
         }
         let bytes = std::fs::read(path)
-            .map_err(|e| CliError::new(format!("cannot read input {shown}: {e}")))?;
+            .map_err(|e| CliError::failed(format!("cannot read input {shown}: {e}")))?;
         let label = path.file_name().map_or_else(
             || shown.to_string(),
             |name| name.to_string_lossy().into_owned(),
@@ -60,20 +62,20 @@ impl Input {
             return Ok(Cow::Borrowed(&self.bytes));
         }
         if !looks_like_wat(&self.path, &self.bytes) {
-            return Err(CliError::new(format!(
+            return Err(CliError::failed(format!(
                 "{shown} is not a WebAssembly module: it does not start with the \\0asm magic \
                  and is not WebAssembly text"
             )));
         }
         wasmer::wat2wasm(&self.bytes)
-            .map_err(|e| CliError::new(format!("{shown} is not valid WebAssembly text: {e}")))
+            .map_err(|e| CliError::failed(format!("{shown} is not valid WebAssembly text: {e}")))
     }
 
     /// Compiles the module with `engine`.
     pub fn compile(&self, engine: &Engine) -> Result<Module, CliError> {
         let wasm = self.wasm()?;
         Module::new(engine, &wasm).map_err(|e| {
-            CliError::new(format!(
+            CliError::failed(format!(
                 "{} is not valid WebAssembly: {}",
                 self.path.display(),
                 one_line(&e.to_string())

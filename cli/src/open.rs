@@ -5,28 +5,33 @@
 //! does not load. `build` and `run` need the pack of their engine.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 
-use wasmpak::{EngineIdentity, ErrorKind, IdentityValue, Pack, PackIdentity, PackOptions};
+use wasmpak::{EngineIdentity, ErrorKind, IdentityValue, Pack, PackIdentity};
 
+use crate::context::Context;
 use crate::error::CliError;
 
-/// Set once from `--allow-shared-write` before any command runs.
-static ALLOW_SHARED_WRITE: AtomicBool = AtomicBool::new(false);
-
-/// Opens packs that users other than the owner or root can write (refused by default).
-pub fn allow_shared_write(allow: bool) {
-    ALLOW_SHARED_WRITE.store(allow, Ordering::Relaxed);
-}
-
-/// The options every command opens packs with.
-pub fn options() -> PackOptions {
-    PackOptions::new().allow_shared_write(ALLOW_SHARED_WRITE.load(Ordering::Relaxed))
-}
-
 /// Opens an existing pack of any identity.
-pub fn any(path: &Path) -> Result<Pack, CliError> {
-    Ok(options().open_any(path)?)
+pub fn any(ctx: &Context, path: &Path) -> Result<Pack, CliError> {
+    Ok(ctx.pack_options().open_any(path)?)
+}
+
+/// Opens the pack at `path`, of any identity, if there is one; `Ok(None)` if there is no file
+/// there. The library's error is returned as it is, for callers that explain it.
+pub fn any_if_exists(ctx: &Context, path: &Path) -> Result<Option<Pack>, wasmpak::Error> {
+    missing_is_none(ctx.pack_options().open_any(path), path)
+}
+
+/// `Ok(None)` for an open that failed because nothing is at `path`.
+fn missing_is_none(
+    opened: Result<Pack, wasmpak::Error>,
+    path: &Path,
+) -> Result<Option<Pack>, wasmpak::Error> {
+    match opened {
+        Ok(pack) => Ok(Some(pack)),
+        Err(e) if e.kind() == ErrorKind::NotFound && !path.exists() => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// The pack a command that writes for `identity` means by `path`: `path` itself, or for a
@@ -40,7 +45,7 @@ pub fn pack_in(path: &Path, identity: &EngineIdentity) -> Result<PathBuf, CliErr
         .to_string_lossy()
         .ends_with(std::path::MAIN_SEPARATOR)
     {
-        return Err(CliError::new(format!(
+        return Err(CliError::failed(format!(
             "directory {} does not exist; create it first, or name a pack file",
             path.display()
         )));
@@ -60,35 +65,50 @@ pub enum Purpose {
 /// Opens the pack at `path` if there is one, which must have `identity`; `Ok(None)` if there
 /// is no file there.
 pub fn existing_for(
+    ctx: &Context,
     path: &Path,
     identity: &PackIdentity,
     purpose: Purpose,
 ) -> Result<Option<Pack>, CliError> {
-    match options().open(path, identity) {
-        Ok(pack) => Ok(Some(pack)),
-        Err(e) if e.kind() == ErrorKind::NotFound && !path.exists() => Ok(None),
-        Err(e) => Err(explain(e, identity, purpose)),
-    }
+    missing_is_none(ctx.pack_options().open(path, identity), path)
+        .map_err(|e| explain(ctx, e, identity, purpose))
 }
 
 /// Opens the pack at `path` with `identity`, creating it if there is none.
-pub fn or_create(path: &Path, identity: &PackIdentity, purpose: Purpose) -> Result<Pack, CliError> {
-    options()
+pub fn or_create(
+    ctx: &Context,
+    path: &Path,
+    identity: &PackIdentity,
+    purpose: Purpose,
+) -> Result<Pack, CliError> {
+    ctx.pack_options()
         .open_or_create(path, identity)
-        .map_err(|e| explain(e, identity, purpose))
+        .map_err(|e| explain(ctx, e, identity, purpose))
 }
 
 /// A library error, with an identity mismatch spelled out for people who did not build the
 /// pack: both identities, and what to do about it.
-fn explain(error: wasmpak::Error, ours: &PackIdentity, purpose: Purpose) -> CliError {
-    let wasmpak::Error::IdentityMismatch { path, found, .. } = &error else {
+fn explain(
+    ctx: &Context,
+    error: wasmpak::Error,
+    ours: &PackIdentity,
+    purpose: Purpose,
+) -> CliError {
+    if error.kind() != ErrorKind::IdentityMismatch {
         return error.into();
+    }
+    // The pack's own identity, read from the pack: the error's message names it, but only
+    // its variant holds it as a value, and variants are not what callers match on.
+    let path = error.path();
+    let found = match any(ctx, path) {
+        Ok(pack) => pack.identity().clone(),
+        Err(_) => return error.into(),
     };
     let target = |identity: &PackIdentity| match identity.get("target") {
         Some(IdentityValue::Str(s)) => s.clone(),
         _ => String::from("no target"),
     };
-    let (theirs, mine) = (target(found), target(ours));
+    let (theirs, mine) = (target(&found), target(ours));
     let advice = match purpose {
         Purpose::Run if theirs != mine => format!(
             "its modules are compiled for {theirs} and cannot be loaded on this {mine} host"
@@ -98,7 +118,7 @@ fn explain(error: wasmpak::Error, ours: &PackIdentity, purpose: Purpose) -> CliE
             with the --compiler, --target and --cpu-features it was built with"
             .to_string(),
     };
-    CliError::new(format!(
+    CliError::failed(format!(
         "pack {} was built for another engine identity: the pack has {found}; this engine has \
          {ours}; {advice}",
         path.display()
@@ -115,22 +135,22 @@ pub fn check_creatable(path: &Path) -> Result<(), CliError> {
     match std::fs::metadata(dir) {
         Ok(meta) if meta.is_dir() => {}
         Ok(_) => {
-            return Err(CliError::new(format!(
+            return Err(CliError::failed(format!(
                 "cannot create pack {shown}: {} is not a directory",
                 dir.display()
             )));
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(CliError::new(format!(
+            return Err(CliError::failed(format!(
                 "cannot create pack {shown}: directory {} does not exist",
                 dir.display()
             )));
         }
-        Err(e) => return Err(CliError::new(format!("cannot create pack {shown}: {e}"))),
+        Err(e) => return Err(CliError::failed(format!("cannot create pack {shown}: {e}"))),
     }
     use rustix::fs::{Access, access};
     access(dir, Access::WRITE_OK | Access::EXEC_OK).map_err(|e| {
-        CliError::new(format!(
+        CliError::failed(format!(
             "cannot create pack {shown}: {}: {}",
             dir.display(),
             std::io::Error::from(e)
@@ -142,10 +162,20 @@ pub fn check_creatable(path: &Path) -> Result<(), CliError> {
 pub fn check_writable(path: &Path) -> Result<(), CliError> {
     use rustix::fs::{Access, access};
     access(path, Access::WRITE_OK).map_err(|e| {
-        CliError::new(format!(
+        CliError::failed(format!(
             "pack {} is read-only: {}",
             path.display(),
             std::io::Error::from(e)
         ))
     })
+}
+
+/// Fails early, before minutes of work, if the pack at `path` cannot be written: one that
+/// `exists` must be writable, a new one creatable.
+pub fn check_can_write(path: &Path, exists: bool) -> Result<(), CliError> {
+    if exists {
+        check_writable(path)
+    } else {
+        check_creatable(path)
+    }
 }

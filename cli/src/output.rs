@@ -4,9 +4,12 @@
 //! Humans get `7.2 KiB` and `1.35 ms`; JSON gets exact integers (bytes, nanoseconds) so
 //! scripts never parse units.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Write;
 use std::time::Duration;
+
+use wasmpak::{IdentityValue, PackIdentity};
 
 use crate::error::CliError;
 
@@ -32,19 +35,46 @@ pub(crate) use tell;
 /// reader has what it wanted, and a half-done `build` must still commit. Any other write
 /// failure (stdout redirected to a full disk) is.
 pub fn write_stdout(args: fmt::Arguments<'_>) -> Result<(), CliError> {
+    stdout(|out| out.write_fmt(args))
+}
+
+/// Writes raw bytes (an artifact) to stdout, as [`write_stdout`] writes text.
+pub fn write_stdout_bytes(bytes: &[u8]) -> Result<(), CliError> {
+    stdout(|out| out.write_all(bytes))
+}
+
+/// Runs `write` on the locked stdout and flushes it; a closed pipe is success.
+fn stdout(
+    write: impl FnOnce(&mut std::io::StdoutLock<'static>) -> std::io::Result<()>,
+) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
-    match out.write_fmt(args).and_then(|()| out.flush()) {
+    match write(&mut out).and_then(|()| out.flush()) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(CliError::new(format!("cannot write to stdout: {e}"))),
+        Err(e) => Err(CliError::failed(format!("cannot write to stdout: {e}"))),
     }
 }
 
 /// Prints `value` as one pretty-printed JSON document on stdout.
 pub fn print_json(value: &impl serde::Serialize) -> Result<(), CliError> {
     let text = serde_json::to_string_pretty(value)
-        .map_err(|e| CliError::new(format!("cannot encode JSON: {e}")))?;
+        .map_err(|e| CliError::failed(format!("cannot encode JSON: {e}")))?;
     say!("{text}")
+}
+
+/// A pack identity as a JSON object, one member per field in name order: strings stay
+/// strings, numbers numbers.
+pub fn identity_json(identity: &PackIdentity) -> BTreeMap<String, serde_json::Value> {
+    identity
+        .fields()
+        .map(|(name, value)| {
+            let value = match value {
+                IdentityValue::Str(s) => serde_json::Value::from(s.as_str()),
+                IdentityValue::Num(n) => serde_json::Value::from(*n),
+            };
+            (name.to_string(), value)
+        })
+        .collect()
 }
 
 /// `1 entry`, `3 entries`: a count with the noun that agrees with it.

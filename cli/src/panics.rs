@@ -7,7 +7,7 @@
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::error::one_line;
+use crate::error::{ErrorKind, one_line};
 
 /// Set while [`catch`] runs: the hook then stays silent and lets the panic unwind to it.
 static CATCHING: AtomicBool = AtomicBool::new(false);
@@ -30,7 +30,7 @@ pub fn install_hook() {
             "error: internal error: {}{place} (this is a bug in wasmpak)",
             one_line(&message(info.payload()))
         );
-        std::process::exit(101);
+        std::process::exit(ErrorKind::Internal.exit_code().into());
     }));
 }
 

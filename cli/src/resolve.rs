@@ -3,6 +3,8 @@
 //! Keys are 64 hex digits nobody types; labels (file names) are what people remember, and a
 //! key prefix is what they copy from `list`, as with git commit ids.
 
+use std::collections::HashMap;
+
 use wasmpak::{Entry, Key, Pack};
 
 use crate::error::CliError;
@@ -18,8 +20,8 @@ pub fn resolve<'a>(pack: &Pack, entries: &'a [Entry], name: &str) -> Result<&'a 
     find(pack, entries, name)?.ok_or_else(|| {
         let shown = pack.path().display();
         match name.parse::<Key>() {
-            Ok(key) => CliError::new(format!("pack {shown} has no entry with key {key}")),
-            Err(_) => CliError::new(format!(
+            Ok(key) => CliError::failed(format!("pack {shown} has no entry with key {key}")),
+            Err(_) => CliError::failed(format!(
                 "pack {shown} has no entry with key or label {name:?}"
             )),
         }
@@ -42,7 +44,7 @@ pub fn find<'a>(
         [one] => return Ok(Some(one)),
         [] => {}
         many => {
-            return Err(CliError::new(format!(
+            return Err(CliError::failed(format!(
                 "label {name:?} is ambiguous in pack {shown}: {} entries have it ({}); name one \
                  by key",
                 many.len(),
@@ -53,7 +55,7 @@ pub fn find<'a>(
     let prefix = name.to_ascii_lowercase();
     let hex = !prefix.is_empty() && prefix.chars().all(|c| c.is_ascii_hexdigit());
     if hex && prefix.len() < MIN_PREFIX {
-        return Err(CliError::new(format!(
+        return Err(CliError::failed(format!(
             "{name:?} is no label in pack {shown}, and too short for a key prefix: give at \
              least {MIN_PREFIX} hex digits"
         )));
@@ -67,7 +69,7 @@ pub fn find<'a>(
             [one] => return Ok(Some(one)),
             [] => {}
             many => {
-                return Err(CliError::new(format!(
+                return Err(CliError::failed(format!(
                     "key prefix {name} is ambiguous in pack {shown}: it matches {} ({}); give \
                      more digits",
                     many.len(),
@@ -90,4 +92,28 @@ fn keys(entries: &[&Entry]) -> String {
         shown.push("...".to_string());
     }
     shown.join(", ")
+}
+
+/// The labels of a pack's entries, to name keys in reports.
+#[derive(Debug, Default)]
+pub struct Labels(HashMap<Key, String>);
+
+impl Labels {
+    /// The labels of `pack`'s entries; none if they cannot be listed (a damaged record header
+    /// costs the labels, not the report that needs them).
+    pub fn of(pack: &Pack) -> Labels {
+        let labels = pack
+            .iter()
+            .map(|entries| entries.map(|e| (*e.key(), e.label().to_string())).collect())
+            .unwrap_or_default();
+        Labels(labels)
+    }
+
+    /// The label of the entry under `key`, unless it has none.
+    pub fn get(&self, key: &Key) -> Option<&str> {
+        self.0
+            .get(key)
+            .map(String::as_str)
+            .filter(|l| !l.is_empty())
+    }
 }

@@ -6,7 +6,7 @@
 
 use wasmer::{Engine, Module};
 
-use super::{CacheError, ModuleCache, ModuleHash};
+use super::{CacheError, CacheResult, ModuleCache, ModuleHash};
 
 /// Two caches chained: every lookup tries `Primary` first, then `Fallback`; a module found
 /// only in the fallback is promoted (saved) into the primary. Usually built with
@@ -71,7 +71,7 @@ where
     Primary: ModuleCache + Send + Sync,
     Fallback: ModuleCache + Send + Sync,
 {
-    async fn load(&self, key: ModuleHash, engine: &Engine) -> Result<Module, CacheError> {
+    async fn load(&self, key: ModuleHash, engine: &Engine) -> CacheResult<Module> {
         match self.primary.load(key, engine).await {
             Ok(module) => return Ok(module),
             Err(CacheError::NotFound) => {}
@@ -92,7 +92,7 @@ where
         Ok(module)
     }
 
-    async fn contains(&self, key: ModuleHash, engine: &Engine) -> Result<bool, CacheError> {
+    async fn contains(&self, key: ModuleHash, engine: &Engine) -> CacheResult<bool> {
         match self.primary.contains(key, engine).await {
             Ok(true) => return Ok(true),
             Ok(false) => {}
@@ -105,12 +105,7 @@ where
         self.fallback.contains(key, engine).await
     }
 
-    async fn save(
-        &self,
-        key: ModuleHash,
-        engine: &Engine,
-        module: &Module,
-    ) -> Result<(), CacheError> {
+    async fn save(&self, key: ModuleHash, engine: &Engine, module: &Module) -> CacheResult<()> {
         // Both tiers are written even if the first fails, so a broken primary still lets
         // the module reach the slower, longer-lived fallback.
         let primary = self.primary.save(key, engine, module).await;
@@ -124,8 +119,40 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
-    use crate::cache::SharedCache;
-    use crate::cache::test_support::{answer, compiled, engine, key, poll_ready};
+    use crate::cache::conformance::{self, CHECKS, CacheUnderTest};
+    use crate::cache::test_support::{answer, compiled, engine, key, poll_ready, tear};
+    use crate::cache::{FileSystemCache, SharedCache};
+
+    /// Memory in front of files under the conformance checks; damage is a torn file.
+    struct MemoryOverFiles(
+        tempfile::TempDir,
+        FallbackCache<SharedCache, FileSystemCache>,
+    );
+
+    impl CacheUnderTest for MemoryOverFiles {
+        type Cache = FallbackCache<SharedCache, FileSystemCache>;
+
+        fn cache(&self) -> &Self::Cache {
+            &self.1
+        }
+
+        fn reopen(&self) -> Option<Self::Cache> {
+            Some(SharedCache::new().with_fallback(FileSystemCache::new(self.0.path())))
+        }
+
+        fn corrupt(&self, key: ModuleHash, engine: &Engine) -> bool {
+            tear(&self.1.fallback().path(key, engine));
+            true
+        }
+    }
+
+    #[test]
+    fn conforms() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = SharedCache::new().with_fallback(FileSystemCache::new(dir.path()));
+        let report = conformance::run(&MemoryOverFiles(dir, cache)).unwrap();
+        assert_eq!(report.ran, CHECKS);
+    }
 
     /// A tier that fails every operation, counting the calls.
     #[derive(Debug, Default)]
@@ -235,6 +262,9 @@ mod tests {
         assert_eq!(error.to_string(), "broken save");
         // The primary was saved even though the fallback failed.
         assert!(cache.primary().contains(key(7), engine).await.unwrap());
-        assert!(cache.load(key(7), engine).await.is_ok());
+        assert_eq!(
+            answer(&cache.load(key(7), engine).await.unwrap(), engine),
+            7
+        );
     }
 }

@@ -7,15 +7,14 @@
 //! `{dir}/{deterministic_id}-{artifact_format}-v{abi}/{KEY}.bin`, `KEY` in uppercase hex, so
 //! a directory filled by wasix can be reused as is.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use tempfile::NamedTempFile;
 use wasmer::{DeserializeError, Engine, Module};
 
+use super::artifact::CheckedArtifact;
 use super::blocking::run_blocking;
-use super::engine_identity::file_safe;
-use super::{CacheError, ModuleCache, ModuleHash};
+use super::{CacheError, CacheResult, ModuleCache, ModuleHash};
+use crate::engine::identity::file_safe;
 
 /// A cache of serialized modules on disk, one file per module.
 ///
@@ -59,6 +58,55 @@ impl FileSystemCache {
         &self.dir
     }
 
+    /// Loads the module in `path`, a file that a file-per-module cache (this one, or wasix's,
+    /// which writes files the same way) saved for an engine like `engine`: what
+    /// [`load`](ModuleCache::load) does with the file it finds, for a tool given such files.
+    ///
+    /// wasmer validates the file's layout, ABI version and CPU features; the file has no
+    /// checksum, so whoever can write it can run code in the process, as with the cache's own
+    /// directory: load only files a runtime's cache wrote, from a directory only you can
+    /// write. Blocks on the file system.
+    ///
+    /// # Errors
+    ///
+    /// [`CacheError::NotFound`] if there is no file, [`CacheError::FileRead`] if it cannot be
+    /// read, [`CacheError::Deserialize`] if wasmer refuses it.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use wasmer::{Engine, Module};
+    /// use wasmpak::{CacheErrorKind, FileSystemCache, ModuleCache, ModuleHash};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let engine = Engine::default();
+    /// let wasm = wasmer::wat2wasm(br#"(module (func (export "two") (result i32) i32.const 2))"#)?;
+    /// let key = ModuleHash::new(&wasm);
+    /// let cache = FileSystemCache::new(dir.path());
+    /// let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+    /// runtime.block_on(cache.save(key, &engine, &Module::new(&engine, &wasm)?))?;
+    ///
+    /// let module = FileSystemCache::load_file(&cache.path(key, &engine), &engine)?;
+    /// assert!(module.exports().any(|export| export.name() == "two"));
+    /// std::fs::write(dir.path().join("junk.bin"), b"not an artifact")?;
+    /// let refused = FileSystemCache::load_file(&dir.path().join("junk.bin"), &engine).unwrap_err();
+    /// assert_eq!(refused.kind(), CacheErrorKind::Deserialize);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn load_file(path: &Path, engine: &Engine) -> Result<Module, CacheError> {
+        match CheckedArtifact::from_cache_file(path, engine).deserialize() {
+            Ok(module) => Ok(module),
+            Err(DeserializeError::Io(error)) if error.kind() == std::io::ErrorKind::NotFound => {
+                Err(CacheError::NotFound)
+            }
+            Err(DeserializeError::Io(error)) => Err(CacheError::FileRead {
+                path: path.to_path_buf(),
+                error,
+            }),
+            Err(error) => Err(CacheError::Deserialize(error)),
+        }
+    }
+
     /// The file that holds the module saved under `key` for `engine`.
     pub fn path(&self, key: ModuleHash, engine: &Engine) -> PathBuf {
         let subdir = format!(
@@ -73,13 +121,13 @@ impl FileSystemCache {
 
 #[async_trait::async_trait]
 impl ModuleCache for FileSystemCache {
-    async fn load(&self, key: ModuleHash, engine: &Engine) -> Result<Module, CacheError> {
+    async fn load(&self, key: ModuleHash, engine: &Engine) -> CacheResult<Module> {
         let path = self.path(key, engine);
         let engine = engine.clone();
-        run_blocking(move || load_file(&path, &engine)).await
+        run_blocking(move || load_or_miss(&path, &engine)).await
     }
 
-    async fn contains(&self, key: ModuleHash, engine: &Engine) -> Result<bool, CacheError> {
+    async fn contains(&self, key: ModuleHash, engine: &Engine) -> CacheResult<bool> {
         let path = self.path(key, engine);
         run_blocking(move || {
             path.try_exists()
@@ -88,40 +136,18 @@ impl ModuleCache for FileSystemCache {
         .await
     }
 
-    async fn save(
-        &self,
-        key: ModuleHash,
-        engine: &Engine,
-        module: &Module,
-    ) -> Result<(), CacheError> {
+    async fn save(&self, key: ModuleHash, engine: &Engine, module: &Module) -> CacheResult<()> {
         let path = self.path(key, engine);
         let module = module.clone();
         run_blocking(move || save_file(&path, &module)).await
     }
 }
 
-#[allow(unsafe_code)] // The one `unsafe` call of this cache; its contract is below.
-fn load_file(path: &Path, engine: &Engine) -> Result<Module, CacheError> {
-    // Why this is sound: `deserialize_from_file` maps the file and runs the machine code in it, so the
-    // file must hold an artifact wasmer wrote for this engine and must not change while
-    // mapped. This cache only ever creates files by renaming a complete, synced temporary
-    // file into place (see `save_file`), so a mapped file is never written to or truncated;
-    // a later save replaces the directory entry, not the mapped inode. The checked
-    // deserialization validates the artifact's layout (rkyv), its ABI version, and that the
-    // engine's target has the CPU features it was compiled for, so stale or foreign files
-    // fail cleanly. What it cannot catch is corruption that keeps the layout valid, as there
-    // is no checksum: that is what `PackCache` adds.
-    // SAFETY: as above: files only ever appear whole, by rename, and are never modified.
-    match unsafe { Module::deserialize_from_file(engine, path) } {
-        Ok(module) => Ok(module),
-        Err(DeserializeError::Io(error)) if error.kind() == std::io::ErrorKind::NotFound => {
-            Err(CacheError::NotFound)
-        }
-        Err(DeserializeError::Io(error)) => Err(CacheError::FileRead {
-            path: path.to_path_buf(),
-            error,
-        }),
-        Err(error) => {
+/// The module in `path`, or a miss: a file wasmer refuses is stale or damaged, not an error
+/// that would keep failing on later loads.
+fn load_or_miss(path: &Path, engine: &Engine) -> Result<Module, CacheError> {
+    match FileSystemCache::load_file(path, engine) {
+        Err(CacheError::Deserialize(error)) => {
             // Not deleted: another process may be renaming a good file into place right now.
             tracing::warn!(
                 path = %path.display(),
@@ -130,6 +156,7 @@ fn load_file(path: &Path, engine: &Engine) -> Result<Module, CacheError> {
             );
             Err(CacheError::NotFound)
         }
+        other => other,
     }
 }
 
@@ -141,22 +168,49 @@ fn save_file(path: &Path, module: &Module) -> Result<(), CacheError> {
         move |error| CacheError::FileWrite { path, error }
     };
     std::fs::create_dir_all(dir).map_err(write_error(dir))?;
-    // A temporary file in the same directory, so the rename below stays on one file system
-    // and is atomic: readers see the old file or the new one, never a torn one.
-    let mut temp = NamedTempFile::new_in(dir).map_err(write_error(dir))?;
-    temp.write_all(&bytes).map_err(write_error(path))?;
-    temp.as_file().sync_all().map_err(write_error(path))?;
-    temp.persist(path)
-        .map_err(|error| write_error(path)(error.error))?;
-    Ok(())
+    // Beside the destination and renamed over it (see `crate::fs`): readers see the old file
+    // or the new one, never a torn one.
+    crate::fs::write_file(path, &bytes, crate::fs::FileMode::Public).map_err(write_error(path))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::conformance::{self, CHECKS, CacheUnderTest};
     use crate::cache::test_support::{
-        answer, compiled, engine, engine_without_cpu_features, key, poll_ready,
+        answer, compiled, engine, engine_without_cpu_features, key, poll_ready, tear,
     };
+
+    /// The file cache under the conformance checks; damage is a torn file.
+    struct Files {
+        _dir: tempfile::TempDir,
+        cache: FileSystemCache,
+    }
+
+    impl CacheUnderTest for Files {
+        type Cache = FileSystemCache;
+
+        fn cache(&self) -> &FileSystemCache {
+            &self.cache
+        }
+
+        fn reopen(&self) -> Option<FileSystemCache> {
+            Some(FileSystemCache::new(self.cache.dir()))
+        }
+
+        fn corrupt(&self, key: ModuleHash, engine: &Engine) -> bool {
+            tear(&self.cache.path(key, engine));
+            true
+        }
+    }
+
+    #[test]
+    fn conforms() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = FileSystemCache::new(dir.path().join("not/yet"));
+        let report = conformance::run(&Files { _dir: dir, cache }).unwrap();
+        assert_eq!(report.ran, CHECKS);
+    }
 
     fn files_in(dir: &Path) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -224,7 +278,8 @@ mod tests {
         }
         // A file written by `Module::serialize` alone, as wasix writes it, loads too.
         std::fs::write(&path, &good).unwrap();
-        assert!(poll_ready(cache.load(key(2), engine)).is_ok());
+        let module = poll_ready(cache.load(key(2), engine)).unwrap();
+        assert_eq!(answer(&module, engine), 2);
     }
 
     #[test]
@@ -238,7 +293,8 @@ mod tests {
         assert_eq!(cache.path(key(6), other), cache.path(key(6), engine));
         let error = poll_ready(cache.load(key(6), other)).unwrap_err();
         assert!(error.is_not_found(), "{error}");
-        assert!(poll_ready(cache.load(key(6), engine)).is_ok());
+        let module = poll_ready(cache.load(key(6), engine)).unwrap();
+        assert_eq!(answer(&module, engine), 6);
     }
 
     #[test]

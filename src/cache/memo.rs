@@ -73,10 +73,23 @@ impl Memo {
     /// Remembers a module of `bytes` artifact bytes; returns the module to hand out, which is
     /// the one already memoized if another thread got there first (so every caller shares one).
     pub(crate) fn insert(&self, engine: EngineId, key: Key, module: Module, bytes: u64) -> Module {
+        self.put(engine, key, module, bytes, false)
+    }
+
+    /// Remembers a module of `bytes` artifact bytes in place of any memoized under the key:
+    /// what a save does, so that the saving process loads what it saved.
+    pub(crate) fn replace(&self, engine: EngineId, key: Key, module: Module, bytes: u64) {
+        self.put(engine, key, module, bytes, true);
+    }
+
+    fn put(&self, engine: EngineId, key: Key, module: Module, bytes: u64, replace: bool) -> Module {
+        let mut table = self.slots.write().unwrap_or_else(PoisonError::into_inner);
+        if replace && let Some(replaced) = table.map.remove(&(engine, key)) {
+            table.bytes -= replaced.bytes;
+        }
         if self.limits.max_entries == 0 || bytes > self.limits.max_bytes {
             return module;
         }
-        let mut table = self.slots.write().unwrap_or_else(PoisonError::into_inner);
         if let Some(existing) = table.map.get(&(engine, key)) {
             existing.last_used.store(self.tick(), Ordering::Relaxed);
             return existing.module.clone();

@@ -23,6 +23,15 @@
 //! - `ObjectStoreCache` (feature `object-store`): one object per module in S3, GCS, Azure or
 //!   any other `object_store` backend, the tier a fleet of nodes shares.
 //!
+//! # Where things are
+//!
+//! `types.rs` holds the trait, `error.rs` its error ([`CacheError`], [`CacheErrorKind`]),
+//! `artifact.rs` the one `unsafe` deserialization every cache goes through (and
+//! [`load_module`], the same for a tool holding a [`Pack`](crate::Pack)), and each
+//! implementor has its own file or folder. `conformance.rs` (feature `conformance`) is the set
+//! of checks every implementor runs in its tests. Engine identities live in `src/engine`, the
+//! wasix glue in `src/wasix`.
+//!
 //! None of them needs a tokio runtime: inside one, blocking file work moves to tokio's
 //! blocking pool; outside, it runs inline. With the `wasix` feature each also implements
 //! `wasmer_wasix::runtime::module_cache::ModuleCache`.
@@ -66,19 +75,17 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod artifact;
 mod blocking;
-mod cpu_level;
-mod engine_identity;
+mod error;
 mod fallback;
 mod filesystem;
 mod shared;
 mod thread_local;
 mod types;
-#[cfg(feature = "wasix")]
-mod wasix;
-#[cfg(feature = "wasix")]
-mod wasix_runtime;
 
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 #[cfg(test)]
 pub(crate) mod test_support;
 
@@ -90,14 +97,14 @@ mod pack_cache;
 #[cfg(feature = "object-store")]
 pub use self::object_store::{
     ObjectStoreCache, ObjectStoreCacheBuilder, ObjectStoreStats, RemoteError, RemoteErrorKind,
+    StoreUrl,
 };
-pub use cpu_level::CpuLevel;
-pub use engine_identity::{EngineIdentity, Incompatibility};
+pub use artifact::load_module;
+pub(crate) use error::CacheResult;
+pub use error::{CacheError, CacheErrorKind};
 pub use fallback::FallbackCache;
 pub use filesystem::FileSystemCache;
 pub use pack_cache::{CacheStats, PackCache, PackCacheBuilder};
 pub use shared::SharedCache;
 pub use thread_local::ThreadLocalCache;
-pub use types::{CacheError, ModuleCache, ModuleHash};
-#[cfg(feature = "wasix")]
-pub use wasix_runtime::{WasiRunError, WasiRunErrorKind, WasixHost};
+pub use types::{ModuleCache, ModuleHash};

@@ -9,7 +9,8 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use wasmer::{Engine, Module};
 
-use super::{CacheError, EngineIdentity, ModuleCache, ModuleHash};
+use super::{CacheError, CacheResult, ModuleCache, ModuleHash};
+use crate::EngineIdentity;
 
 type Modules = HashMap<(ModuleHash, EngineIdentity), Module>;
 
@@ -77,23 +78,18 @@ impl SharedCache {
 
 #[async_trait::async_trait]
 impl ModuleCache for SharedCache {
-    async fn load(&self, key: ModuleHash, engine: &Engine) -> Result<Module, CacheError> {
+    async fn load(&self, key: ModuleHash, engine: &Engine) -> CacheResult<Module> {
         let key = (key, EngineIdentity::of(engine));
         self.read(|modules| modules.get(&key).cloned())
             .ok_or(CacheError::NotFound)
     }
 
-    async fn contains(&self, key: ModuleHash, engine: &Engine) -> Result<bool, CacheError> {
+    async fn contains(&self, key: ModuleHash, engine: &Engine) -> CacheResult<bool> {
         let key = (key, EngineIdentity::of(engine));
         Ok(self.read(|modules| modules.contains_key(&key)))
     }
 
-    async fn save(
-        &self,
-        key: ModuleHash,
-        engine: &Engine,
-        module: &Module,
-    ) -> Result<(), CacheError> {
+    async fn save(&self, key: ModuleHash, engine: &Engine, module: &Module) -> CacheResult<()> {
         let key = (key, EngineIdentity::of(engine));
         self.write(|modules| modules.insert(key, module.clone()));
         Ok(())
@@ -103,9 +99,20 @@ impl ModuleCache for SharedCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::conformance::{self, MemoryOnly};
     use crate::cache::test_support::{
         answer, compiled, engine, engine_without_cpu_features, key, poll_ready,
     };
+
+    #[test]
+    fn conforms() {
+        let report = conformance::run(&MemoryOnly(SharedCache::new())).unwrap();
+        assert_eq!(
+            report.skipped,
+            ["corruption"],
+            "nothing outside memory to damage"
+        );
+    }
 
     #[tokio::test]
     async fn round_trip_and_clear() {

@@ -10,14 +10,14 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Poll, Waker};
 
 use wasmer::sys::{CpuFeature, Cranelift, Features, NativeEngineExt, Target, Triple};
-use wasmer::{Engine, Instance, Module, Store, imports};
+use wasmer::{Engine, Module};
 
-use super::ModuleHash;
+pub(crate) use super::conformance::fixtures::{answer, compiled, engine, key, wat_module};
 
-/// The engine every test uses.
-pub(crate) fn engine() -> &'static Engine {
-    static ENGINE: OnceLock<Engine> = OnceLock::new();
-    ENGINE.get_or_init(Engine::default)
+/// Damages the file at `path` as a torn write would: only its first half remains.
+pub(crate) fn tear(path: &std::path::Path) {
+    let bytes = std::fs::read(path).expect("the file to damage exists");
+    std::fs::write(path, &bytes[..bytes.len() / 2]).expect("the file can be rewritten");
 }
 
 /// An engine like [`engine`] but for a CPU with no optional features: same compiler, same
@@ -57,46 +57,6 @@ pub(crate) fn baseline_engine() -> Option<&'static Engine> {
             ))
         })
         .as_ref()
-}
-
-/// A module whose `answer` export returns `n`; `n` extra functions make sizes differ.
-pub(crate) fn wat_module(n: u32) -> Vec<u8> {
-    let mut wat = format!("(module (func (export \"answer\") (result i32) i32.const {n})");
-    for i in 0..n % 16 {
-        wat.push_str(&format!(
-            " (func (export \"f{i}\") (param i32) (result i32) local.get 0 i32.const {i} i32.add)"
-        ));
-    }
-    wat.push(')');
-    wasmer::wat2wasm(wat.as_bytes())
-        .expect("test module is valid wat")
-        .into_owned()
-}
-
-/// The key of [`wat_module`]`(n)`: the SHA-256 of its wasm bytes.
-pub(crate) fn key(n: u32) -> ModuleHash {
-    ModuleHash::new(wat_module(n))
-}
-
-/// [`wat_module`]`(n)` compiled by [`engine`], compiled once per test process.
-pub(crate) fn compiled(n: u32) -> Module {
-    static MODULES: OnceLock<Mutex<HashMap<u32, Module>>> = OnceLock::new();
-    let modules = MODULES.get_or_init(Default::default);
-    if let Some(module) = modules
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .get(&n)
-    {
-        return module.clone();
-    }
-    // Compile outside the lock so tests compiling different modules run in parallel.
-    let module = Module::new(engine(), wat_module(n)).expect("test module compiles");
-    modules
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .entry(n)
-        .or_insert(module)
-        .clone()
 }
 
 /// [`wat_module`]`(n)` compiled by `engine` (compiled once per engine and test process).
@@ -152,18 +112,6 @@ impl std::io::Write for Capture {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
-}
-
-/// Instantiates `module` with no imports and calls its `answer` export.
-pub(crate) fn answer(module: &Module, engine: &Engine) -> i32 {
-    let mut store = Store::new(engine.clone());
-    let instance = Instance::new(&mut store, module, &imports! {}).expect("module instantiates");
-    instance
-        .exports
-        .get_typed_function::<(), i32>(&store, "answer")
-        .expect("module exports answer")
-        .call(&mut store)
-        .expect("answer runs")
 }
 
 /// Polls `future` once with no runtime, as a caller outside tokio would, and expects it to be

@@ -1,4 +1,4 @@
-//! The [`ModuleCache`] trait and its error type.
+//! The [`ModuleCache`] trait.
 //!
 //! Assumptions: a [`ModuleHash`] names exactly one wasm binary, so the same key always stands
 //! for the "same" module, and [`ModuleCache::load`] is called far more often than
@@ -7,12 +7,11 @@
 
 use std::fmt::Debug;
 use std::ops::Deref;
-use std::path::PathBuf;
 
 use wasmer::{Engine, Module};
 pub use wasmer_types::ModuleHash;
 
-use super::FallbackCache;
+use super::{CacheError, CacheResult, FallbackCache};
 
 /// A cache of compiled WebAssembly modules, keyed by the hash of the wasm bytes.
 ///
@@ -78,106 +77,33 @@ where
     D: Deref<Target = C> + Debug + Send + Sync,
     C: ModuleCache + Send + Sync + ?Sized,
 {
-    async fn load(&self, key: ModuleHash, engine: &Engine) -> Result<Module, CacheError> {
+    async fn load(&self, key: ModuleHash, engine: &Engine) -> CacheResult<Module> {
         (**self).load(key, engine).await
     }
 
-    async fn contains(&self, key: ModuleHash, engine: &Engine) -> Result<bool, CacheError> {
+    async fn contains(&self, key: ModuleHash, engine: &Engine) -> CacheResult<bool> {
         (**self).contains(key, engine).await
     }
 
-    async fn save(
-        &self,
-        key: ModuleHash,
-        engine: &Engine,
-        module: &Module,
-    ) -> Result<(), CacheError> {
+    async fn save(&self, key: ModuleHash, engine: &Engine, module: &Module) -> CacheResult<()> {
         (**self).save(key, engine, module).await
-    }
-}
-
-/// What went wrong in a [`ModuleCache`] operation.
-///
-/// # Example
-///
-/// ```
-/// use std::path::PathBuf;
-/// use wasmpak::CacheError;
-///
-/// let err = CacheError::FileRead {
-///     path: PathBuf::from("cache/module.bin"),
-///     error: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
-/// };
-/// assert!(err.to_string().starts_with("failed to read cache/module.bin: "));
-/// assert!(!err.is_not_found());
-/// assert!(CacheError::NotFound.is_not_found());
-/// ```
-#[derive(Debug, thiserror::Error)]
-pub enum CacheError {
-    /// The cache has no usable module under the key: a plain miss.
-    #[error("module not found in the cache")]
-    NotFound,
-    /// The module could not be serialized.
-    #[error("failed to serialize the module: {0}")]
-    Serialize(#[from] wasmer::SerializeError),
-    /// The module could not be deserialized.
-    #[error("failed to deserialize the module: {0}")]
-    Deserialize(#[from] wasmer::DeserializeError),
-    /// A cache file could not be read.
-    #[error("failed to read {}: {error}", path.display())]
-    FileRead {
-        /// The file or directory that could not be read.
-        path: PathBuf,
-        /// The underlying I/O error.
-        #[source]
-        error: std::io::Error,
-    },
-    /// A cache file could not be written.
-    #[error("failed to write {}: {error}", path.display())]
-    FileWrite {
-        /// The file or directory that could not be written.
-        path: PathBuf,
-        /// The underlying I/O error.
-        #[source]
-        error: std::io::Error,
-    },
-    /// Any other failure, such as one from a custom cache.
-    #[error(transparent)]
-    Other(Box<dyn std::error::Error + Send + Sync>),
-}
-
-impl CacheError {
-    /// Wraps any error as [`CacheError::Other`].
-    pub fn other(error: impl std::error::Error + Send + Sync + 'static) -> CacheError {
-        CacheError::Other(Box::new(error))
-    }
-
-    /// Whether this is a plain miss rather than a failure.
-    pub fn is_not_found(&self) -> bool {
-        matches!(self, CacheError::NotFound)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::error::Error as _;
     use std::sync::Arc;
 
     use super::*;
     use crate::cache::SharedCache;
+    use crate::cache::conformance::{self, MemoryOnly};
     use crate::cache::test_support::{answer, compiled, engine, key};
 
-    #[tokio::test]
-    async fn arc_dyn_cache_round_trips() {
-        let engine = engine();
+    #[test]
+    fn a_shared_trait_object_conforms_through_the_blanket_impl() {
         let cache: Arc<dyn ModuleCache + Send + Sync> = Arc::new(SharedCache::new());
-        assert!(!cache.contains(key(1), engine).await.unwrap());
-        cache.save(key(1), engine, &compiled(1)).await.unwrap();
-        assert!(cache.contains(key(1), engine).await.unwrap());
-        assert_eq!(
-            answer(&cache.load(key(1), engine).await.unwrap(), engine),
-            1
-        );
+        let report = conformance::run(&MemoryOnly(cache)).unwrap();
+        assert_eq!(report.skipped, ["corruption"]);
     }
 
     #[tokio::test]
@@ -193,20 +119,5 @@ mod tests {
             2
         );
         assert!(cache.primary().contains(key(2), engine).await.unwrap());
-    }
-
-    #[test]
-    fn errors_name_what_failed() {
-        let err = CacheError::FileWrite {
-            path: PathBuf::from("dir/x.bin"),
-            error: std::io::Error::other("disk full"),
-        };
-        assert_eq!(err.to_string(), "failed to write dir/x.bin: disk full");
-        assert!(err.source().is_some());
-        let other = CacheError::other(std::io::Error::other("boom"));
-        assert_eq!(other.to_string(), "boom");
-        assert!(!other.is_not_found());
-        let de = CacheError::from(wasmer::DeserializeError::Generic("bad".into()));
-        assert_eq!(de.to_string(), "failed to deserialize the module: bad");
     }
 }

@@ -4,8 +4,9 @@
 //! lookup reads and verifies only the handful of entries it probes.
 
 use std::cmp::Ordering;
+use std::collections::BTreeMap;
 
-use super::record::{HEADER_LEN, MAX_LABEL_LEN};
+use super::record::{HEADER_LEN, MAX_LABEL_LEN, RecordHeader, RecordKind};
 use super::{DecodeError, align_up, read_u16, read_u32, read_u64, write_u16, write_u32, write_u64};
 use crate::Key;
 
@@ -109,6 +110,20 @@ impl IndexEntry {
     /// One past the payload's last byte (`None` on overflow).
     pub fn payload_end(&self) -> Option<u64> {
         self.payload_offset()?.checked_add(self.payload_len)
+    }
+
+    /// Whether `header` is the record this entry points at: an entry record for a value, a
+    /// tombstone record for a tombstone, with the entry's key, lengths and checksum.
+    pub fn matches(&self, header: &RecordHeader) -> bool {
+        let kind = match self.kind {
+            EntryKind::Value => RecordKind::Entry,
+            EntryKind::Tombstone => RecordKind::Tombstone,
+        };
+        header.kind == kind
+            && header.key == *self.key.as_bytes()
+            && header.payload_len == self.payload_len
+            && header.payload_crc == self.payload_crc
+            && header.label_len == self.label_len
     }
 
     /// The record's whole length, padding included (`None` on overflow).
@@ -238,6 +253,41 @@ pub fn search_block(payload: &[u8], key: &Key) -> Result<Option<(usize, IndexEnt
         ));
     }
     Ok(None)
+}
+
+/// The newest entry of each key: "the newest live value of each key" is this, with
+/// tombstones dropped. `blocks_newest_first` lists entries by index block, newest block first
+/// (the order a root lists them, and the order a lookup searches them); within a block keys
+/// are unique. The first block that holds a key decides it. `key` says which key an item
+/// (an entry, or an entry with what a caller knows of it) is for.
+///
+/// # Example
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use wasmpak::Key;
+/// use wasmpak::format::index::newest_per_key;
+///
+/// let (a, b) = (Key::from_bytes([1; 32]), Key::from_bytes([2; 32]));
+/// let newer = vec![(a, "new a")];
+/// let older = vec![(a, "old a"), (b, "b")];
+/// let newest: BTreeMap<Key, (Key, &str)> = newest_per_key([newer, older], |item| item.0);
+/// assert_eq!(newest.values().map(|item| item.1).collect::<Vec<_>>(), ["new a", "b"]);
+/// ```
+pub fn newest_per_key<T, B>(
+    blocks_newest_first: impl IntoIterator<Item = B>,
+    key: impl Fn(&T) -> Key,
+) -> BTreeMap<Key, T>
+where
+    B: IntoIterator<Item = T>,
+{
+    let mut newest = BTreeMap::new();
+    for block in blocks_newest_first {
+        for item in block {
+            newest.entry(key(&item)).or_insert(item);
+        }
+    }
+    newest
 }
 
 /// The length of an index root record listing `block_count` blocks.

@@ -4,10 +4,24 @@
 //!
 //! `docs/FORMAT.md` is the specification these functions implement; the constants and field
 //! offsets here follow its tables.
+//!
+//! # Who uses it, and what is stable
+//!
+//! This is the codec layer under the store, public so that code which cannot or should not
+//! map a pack can still read and build its bytes: the fuzz targets, the tool's `push` and
+//! delta `pull` (which read a pack in a bucket by ranges), tests that damage packs on purpose,
+//! and tools outside this crate. Applications want [`Pack`](crate::Pack) instead.
+//!
+//! The *bytes* are stable: they change only with
+//! [`FORMAT_VERSION`](superblock::FORMAT_VERSION), and every version is described in
+//! `docs/FORMAT.md`. The *Rust items* here follow the bytes and the code that needs them, and
+//! may change in any 0.x release, unlike the store's API at the crate root.
 
 pub mod identity;
 pub mod index;
+pub mod key;
 pub mod object;
+pub mod recency;
 pub mod record;
 pub mod signature;
 pub mod snapshot;
@@ -39,6 +53,15 @@ pub const ALIGN: u64 = 64;
 /// Rounds `len` up to a multiple of [`ALIGN`], or `None` on overflow.
 pub fn align_up(len: u64) -> Option<u64> {
     len.checked_add(ALIGN - 1).map(|n| n & !(ALIGN - 1))
+}
+
+/// The CRC-32 of a header's fixed bytes followed by its variable part (an identity, a label):
+/// how every header in the format checks itself.
+fn header_crc(fixed: &[u8], variable: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(fixed);
+    hasher.update(variable);
+    hasher.finalize()
 }
 
 fn read_u16(bytes: &[u8], at: usize) -> u16 {

@@ -21,7 +21,7 @@
 //! error, never a shorter or different value.
 
 use super::identity::MAX_IDENTITY_LEN;
-use super::{DecodeError, align_up, read_u32, read_u64, write_u32, write_u64};
+use super::{DecodeError, align_up, header_crc, read_u32, read_u64, write_u32, write_u64};
 
 /// The first eight bytes of every module object.
 pub const MAGIC: [u8; 8] = *b"\x89WPM\r\n\x1a\n";
@@ -66,13 +66,6 @@ pub fn encode(identity: &[u8], key: &[u8; 32], value: &[u8]) -> Vec<u8> {
     let mut out = encode_header(identity, key, value);
     out.extend_from_slice(value);
     out
-}
-
-fn header_crc(fixed: &[u8], identity: &[u8]) -> u32 {
-    let mut hasher = crc32fast::Hasher::new();
-    hasher.update(fixed);
-    hasher.update(identity);
-    hasher.finalize()
 }
 
 /// Decodes and verifies a whole object: magic, version, header checksum, length and value

@@ -1,6 +1,9 @@
 //! Record headers: the 64 bytes in front of every entry, tombstone and index structure.
 
-use super::{DecodeError, align_up, read_u16, read_u32, read_u64, write_u16, write_u32, write_u64};
+use super::{
+    DecodeError, align_up, header_crc, read_u16, read_u32, read_u64, write_u16, write_u32,
+    write_u64,
+};
 
 /// The size of a record header.
 pub const HEADER_LEN: u64 = 64;
@@ -141,13 +144,6 @@ impl RecordHeader {
         }
         Ok((header, label))
     }
-}
-
-fn header_crc(head: &[u8], label: &[u8]) -> u32 {
-    let mut hasher = crc32fast::Hasher::new();
-    hasher.update(head);
-    hasher.update(label);
-    hasher.finalize()
 }
 
 /// A whole record (header, label, payload, padding) with no key and no label, as index blocks

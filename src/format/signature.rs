@@ -8,7 +8,7 @@
 //! the `previous` pointer is deliberately outside it, so that compaction may move records.
 //!
 //! Everything here is pure: decoding checks lengths, order and bounds, never the signature
-//! or the hash (that is [`crate::pack`]'s job, with the trusted keys).
+//! or the hash (that is the trust layer's job, `src/trust/`, with the trusted keys).
 
 use super::{DecodeError, read_u16, read_u32, read_u64, write_u16, write_u32, write_u64};
 use crate::Key;

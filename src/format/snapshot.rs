@@ -8,17 +8,15 @@
 //! the superblock, the index root, each index block, and the records of the entries wanted;
 //! each decoder here checks everything the range holds before anything in it is used.
 
-use std::collections::BTreeMap;
 use std::ops::Range;
 
 use super::index::{
     BLOCK_REF_LEN, BLOCK_STRIDE, BlockRef, ENTRY_LEN, EntryKind, IndexEntry, MAX_BLOCKS,
-    PREFIX_LEN, ROOT_FIXED_LEN, Root,
+    PREFIX_LEN, ROOT_FIXED_LEN, Root, newest_per_key,
 };
 use super::record::{self, RecordHeader, RecordKind};
-use super::superblock::{self, CommitSlot, DATA_START, HeaderError, PAGE, Publication, SLOT_LEN};
+use super::superblock::{self, CommitSlot, DATA_START, HeaderError, PAGE, SLOT_LEN};
 use super::{ALIGN, DecodeError, align_up};
-use crate::Key;
 
 /// The bytes of the superblock: header page and both slot pages.
 pub const SUPERBLOCK_LEN: u64 = DATA_START;
@@ -32,12 +30,7 @@ pub const MAX_ROOT_RECORD_LEN: u64 =
 /// at both slot offsets.
 pub fn slot_page(commit: &CommitSlot) -> Vec<u8> {
     let mut page = vec![0u8; PAGE as usize];
-    let slot = CommitSlot {
-        superseded: false,
-        publication: Publication::Synced,
-        ..*commit
-    };
-    page[..SLOT_LEN].copy_from_slice(&slot.encode());
+    page[..SLOT_LEN].copy_from_slice(&commit.for_copy().encode());
     page
 }
 
@@ -155,16 +148,12 @@ pub fn decode_block(bytes: &[u8], count: u64) -> Result<Vec<IndexEntry>, DecodeE
 /// The live values of a pack from its decoded blocks, newest block first (the root's
 /// order): for each key the newest entry, tombstones dropped. Sorted by key.
 pub fn live_values(blocks_newest_first: &[Vec<IndexEntry>]) -> Vec<IndexEntry> {
-    let mut newest: BTreeMap<Key, IndexEntry> = BTreeMap::new();
-    for block in blocks_newest_first {
-        for entry in block {
-            newest.entry(entry.key).or_insert(*entry);
-        }
-    }
-    newest
-        .into_values()
-        .filter(|e| e.kind == EntryKind::Value)
-        .collect()
+    newest_per_key(blocks_newest_first.iter().map(|b| b.iter().copied()), |e| {
+        e.key
+    })
+    .into_values()
+    .filter(|e| e.kind == EntryKind::Value)
+    .collect()
 }
 
 /// The range of the whole record `entry` points at, checked against the commit.
@@ -195,12 +184,7 @@ pub fn decode_entry<'a>(
     entry: &IndexEntry,
 ) -> Result<(&'a [u8], &'a [u8]), DecodeError> {
     let (header, label) = RecordHeader::decode(bytes)?;
-    if header.kind != RecordKind::Entry
-        || header.key != *entry.key.as_bytes()
-        || header.payload_len != entry.payload_len
-        || header.payload_crc != entry.payload_crc
-        || header.label_len != entry.label_len
-    {
+    if header.kind != RecordKind::Entry || !entry.matches(&header) {
         return Err(DecodeError::new(format!(
             "the record for {} does not match its index entry",
             entry.key
@@ -245,7 +229,9 @@ fn payload_of<'a>(bytes: &'a [u8], header: &RecordHeader) -> Result<&'a [u8], De
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Key;
     use crate::format::index::encode_block;
+    use crate::format::superblock::Publication;
 
     fn commit(len: u64, root: u64) -> CommitSlot {
         CommitSlot {

@@ -1,6 +1,6 @@
 //! The header page and the two commit slots at the front of every pack.
 
-use super::{DecodeError, read_u32, read_u64, write_u32, write_u64};
+use super::{DecodeError, header_crc, read_u32, read_u64, write_u32, write_u64};
 
 /// The first eight bytes of every pack.
 pub const MAGIC: [u8; 8] = *b"\x89WPK\r\n\x1a\n";
@@ -70,13 +70,6 @@ pub fn encode_header_with(identity: &[u8], sealed: bool) -> Vec<u8> {
     let crc = header_crc(&page[..24], identity);
     write_u32(&mut page, 24, crc);
     page
-}
-
-fn header_crc(fixed: &[u8], identity: &[u8]) -> u32 {
-    let mut hasher = crc32fast::Hasher::new();
-    hasher.update(fixed);
-    hasher.update(identity);
-    hasher.finalize()
 }
 
 /// Decodes a header page. `bytes` may be shorter than a page (a truncated file).
@@ -229,16 +222,7 @@ impl CommitSlot {
                 slot.committed_len
             )));
         }
-        if slot.root_offset != 0
-            && (slot.root_offset < DATA_START
-                || !slot.root_offset.is_multiple_of(super::ALIGN)
-                || slot.root_offset >= slot.committed_len)
-        {
-            return Err(DecodeError::new(format!(
-                "commit slot root offset {} is invalid",
-                slot.root_offset
-            )));
-        }
+        slot.check_record_offset("root offset", slot.root_offset)?;
         if let Publication::Unsynced { durable_len } = slot.publication
             && (durable_len < DATA_START
                 || durable_len > slot.committed_len
@@ -248,17 +232,23 @@ impl CommitSlot {
                 "commit slot durable length {durable_len} is invalid"
             )));
         }
-        if slot.signature_offset != 0
-            && (slot.signature_offset < DATA_START
-                || !slot.signature_offset.is_multiple_of(super::ALIGN)
-                || slot.signature_offset >= slot.committed_len)
+        slot.check_record_offset("signature offset", slot.signature_offset)?;
+        Ok(slot)
+    }
+
+    /// Checks that `offset` (0 for none) can be a record of this commit: aligned, in the data
+    /// area, before the committed length.
+    fn check_record_offset(&self, what: &str, offset: u64) -> Result<(), DecodeError> {
+        if offset != 0
+            && (offset < DATA_START
+                || !offset.is_multiple_of(super::ALIGN)
+                || offset >= self.committed_len)
         {
             return Err(DecodeError::new(format!(
-                "commit slot signature offset {} is invalid",
-                slot.signature_offset
+                "commit slot {what} {offset} is invalid"
             )));
         }
-        Ok(slot)
+        Ok(())
     }
 
     /// The commit of a new, empty pack: generation 1, no records, synced.
@@ -273,17 +263,55 @@ impl CommitSlot {
         }
     }
 
+    /// This commit as a copy of the pack holds it (a snapshot `push` uploads, an installed
+    /// pack): not superseded, and synced, since a copy is written whole and synced before
+    /// anyone opens it.
+    pub fn for_copy(&self) -> CommitSlot {
+        CommitSlot {
+            superseded: false,
+            publication: Publication::Synced,
+            ..*self
+        }
+    }
+
     /// Whether the commit lies within a file of `file_len` bytes.
     pub fn fits(&self, file_len: u64) -> bool {
         self.committed_len <= file_len
     }
 }
 
-/// The first [`DATA_START`] bytes of a pack: the header page for `identity` and both commit
-/// slots holding `slot`. `identity` must be at most [`super::identity::MAX_IDENTITY_LEN`]
-/// bytes.
+/// The first [`DATA_START`] bytes of a new pack: the header page for `identity` and both
+/// commit slots holding `slot`. `identity` must be at most
+/// [`super::identity::MAX_IDENTITY_LEN`] bytes.
 pub fn encode_superblock(identity: &[u8], slot: &CommitSlot) -> Vec<u8> {
-    let mut bytes = encode_header(identity);
+    superblock_with(&encode_header(identity), slot)
+}
+
+/// The first [`DATA_START`] bytes of a pack: `header_page` (as [`encode_header_with`]
+/// encodes it, or as read from a pack: at most a page, the rest zero) and both commit slots
+/// holding `slot`. Every superblock the crate writes is built here.
+///
+/// # Example
+///
+/// A copy of a pack's commit (what `push` uploads and an install writes): the header page as
+/// it was, the commit synced and not superseded in both slots.
+///
+/// ```
+/// use wasmpak::format::superblock::{self, CommitSlot, DATA_START};
+///
+/// let header = superblock::encode_header_with(b"identity", false);
+/// let live = CommitSlot { superseded: true, ..CommitSlot::empty() };
+/// let bytes = superblock::superblock_with(&header, &live.for_copy());
+/// assert_eq!(bytes.len() as u64, DATA_START);
+/// let (_, commit) = superblock::live_slot(
+///     [&bytes[4096..4160], &bytes[8192..8256]],
+///     DATA_START,
+/// )?;
+/// assert!(!commit.superseded);
+/// # Ok::<(), wasmpak::format::DecodeError>(())
+/// ```
+pub fn superblock_with(header_page: &[u8], slot: &CommitSlot) -> Vec<u8> {
+    let mut bytes = header_page[..header_page.len().min(PAGE as usize)].to_vec();
     bytes.resize(DATA_START as usize, 0);
     let slot = slot.encode();
     for offset in SLOT_OFFSETS {

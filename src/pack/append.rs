@@ -9,7 +9,7 @@ use crate::format::index::{self, BlockRef, EntryKind, IndexEntry, Root};
 use crate::format::record::{self, MAX_LABEL_LEN, RecordHeader, RecordKind, payload_padding};
 use crate::{Error, Key, Result};
 
-use super::storage::{Io, Storage};
+use crate::storage::{Io, Storage};
 
 /// Appends records to `file` from offset `tail` on, each at the end of the one before.
 pub(crate) struct Appender<'f> {
@@ -119,7 +119,7 @@ impl<'f> Appender<'f> {
     }
 
     /// Appends records already encoded for the tail they land at (a signature chain, see
-    /// `sign.rs`); returns the offset they start at.
+    /// `signatures.rs`); returns the offset they start at.
     pub(crate) fn encoded(&mut self, bytes: &[u8]) -> Result<u64> {
         self.append_whole(bytes)
     }

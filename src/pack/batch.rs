@@ -1,4 +1,4 @@
-//! Many appends, one commit.
+//! Many appends, one commit; and single inserts and removals, which are batches of one.
 
 use crate::format::index::EntryKind;
 use crate::{Key, Pack, Result};
@@ -33,8 +33,37 @@ pub struct Batch<'a> {
     session: Option<Session<'a>>,
 }
 
+impl Pack {
+    /// Stores `value` under `key` in one commit, replacing any earlier value. Errors as
+    /// [`Batch::commit`]'s.
+    pub fn insert(&self, key: &Key, value: &[u8]) -> Result<()> {
+        self.insert_with_label(key, value, "")
+    }
+
+    /// Stores `value` under `key` with a label (at most 1024 bytes, e.g. a file name) in one
+    /// commit.
+    pub fn insert_with_label(&self, key: &Key, value: &[u8], label: &str) -> Result<()> {
+        let mut batch = self.batch();
+        batch.insert_with_label(key, value, label)?;
+        batch.commit()
+    }
+
+    /// Removes `key` in one commit (appends a tombstone). Returns whether it had a value.
+    pub fn remove(&self, key: &Key) -> Result<bool> {
+        let mut batch = self.batch();
+        let removed = batch.remove(key)?;
+        batch.commit()?;
+        Ok(removed)
+    }
+
+    /// Starts a batch: many appends, one commit. See [`Batch`].
+    pub fn batch(&self) -> Batch<'_> {
+        Batch::new(self)
+    }
+}
+
 impl<'a> Batch<'a> {
-    pub(crate) fn new(pack: &'a Pack) -> Batch<'a> {
+    fn new(pack: &'a Pack) -> Batch<'a> {
         Batch {
             pack,
             session: None,

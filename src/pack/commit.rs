@@ -8,7 +8,7 @@ use crate::format::index::{BlockRef, ENTRY_LEN, EntryKind, IndexEntry, MAX_BLOCK
 use crate::format::superblock::{CommitSlot, Publication};
 use crate::{Error, Result};
 
-use super::merge;
+use super::index_merge::{batch_block, merge_blocks};
 use super::publish::publish;
 use super::session::Session;
 use super::view::{Block, View};
@@ -24,12 +24,17 @@ impl Session<'_> {
         }
         let result = self.write_index();
         let slot = self.remember(result)?;
+        self.publish(slot)
+    }
+
+    /// Publishes `slot` and reads the new commit back; returns its generation.
+    fn publish(self, slot: CommitSlot) -> Result<u64> {
         let base = self.base.clone();
         publish(&base, slot, self.pack.inner.options.durability)?;
         // Published: failing to read the new commit back is this handle's problem, not the
         // commit's. The next lookup notices the changed slot and loads it again.
         match View::load(base.file.clone(), Some(&base)) {
-            Ok(fresh) => self.pack.install(Arc::new(fresh)),
+            Ok(fresh) => self.pack.cache_view(Arc::new(fresh)),
             Err(e) => tracing::warn!(error = %e, "could not read back a commit that landed"),
         }
         Ok(slot.generation)
@@ -38,15 +43,8 @@ impl Session<'_> {
     /// Appends the new index block and root; returns the slot that would commit them.
     fn write_index(&mut self) -> Result<CommitSlot> {
         let base = self.base.clone();
-        // Only a damaged or hostile slot gets here (2^64 commits), but wrapping to 0 would
-        // write an invalid slot and lose the commit.
-        let generation = base.commit.generation.checked_add(1).ok_or_else(|| {
-            Error::corrupt(
-                &base.file.path,
-                format!("commit generation {} cannot grow", base.commit.generation),
-            )
-        })?;
-        let batch = merge::newest_per_key(std::mem::take(&mut self.pending));
+        let generation = next_generation(&base)?;
+        let batch = batch_block(std::mem::take(&mut self.pending));
         let mut root = totals(&base, &batch);
         let (merged, kept) = merge_policy(&base, batch)?;
         // The blocks merged away are the newest ones, the ones not kept.
@@ -82,28 +80,27 @@ impl Session<'_> {
     /// head of the signature chain; the index is unchanged. Returns the new generation.
     pub(crate) fn commit_signatures(self, signature_offset: u64) -> Result<u64> {
         self.check_failed()?;
-        let base = self.base.clone();
-        let generation = base.commit.generation.checked_add(1).ok_or_else(|| {
-            Error::corrupt(
-                &base.file.path,
-                format!("commit generation {} cannot grow", base.commit.generation),
-            )
-        })?;
         let slot = CommitSlot {
-            generation,
+            generation: next_generation(&self.base)?,
             committed_len: self.tail,
             superseded: false,
             publication: Publication::Synced,
             signature_offset,
-            ..base.commit
+            ..self.base.commit
         };
-        publish(&base, slot, self.pack.inner.options.durability)?;
-        match View::load(base.file.clone(), Some(&base)) {
-            Ok(fresh) => self.pack.install(Arc::new(fresh)),
-            Err(e) => tracing::warn!(error = %e, "could not read back a commit that landed"),
-        }
-        Ok(generation)
+        self.publish(slot)
     }
+}
+
+/// The generation of the commit after `base`'s. Only a damaged or hostile slot gets to the
+/// limit (2^64 commits), but wrapping to 0 would write an invalid slot and lose the commit.
+pub(super) fn next_generation(base: &View) -> Result<u64> {
+    base.commit.generation.checked_add(1).ok_or_else(|| {
+        Error::corrupt(
+            &base.file.path,
+            format!("commit generation {} cannot grow", base.commit.generation),
+        )
+    })
 }
 
 /// The base's totals with `batch` (sorted, one entry per key) applied.
@@ -161,7 +158,7 @@ fn merge_policy(base: &View, batch: Vec<IndexEntry>) -> Result<(Vec<IndexEntry>,
             }
             break;
         };
-        merged = merge::merge(&merged, &entries, older.is_empty());
+        merged = merge_blocks(&merged, &entries, older.is_empty());
         rest = older;
     }
     if rest.is_empty() {

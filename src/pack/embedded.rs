@@ -9,26 +9,14 @@
 //! slot whose committed length lies within them. Every later read is bounds-checked against
 //! that committed length, as for a mapping.
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::Instant;
+use std::path::Path;
 
 use bytes::Bytes;
 
 use crate::format::ALIGN;
-use crate::format::superblock::{DATA_START, SLOT_LEN, SLOT_OFFSETS};
-use crate::{Error, PackIdentity, PackOptions, Result};
+use crate::{Pack, PackIdentity, PackOptions, Result, sync};
 
-use super::file::{PackFile, Source, decode_identity};
-use super::view::View;
-use super::{Inner, Pack};
-
-/// Why every write to a pack held in memory fails.
-pub(crate) const READ_ONLY_REASON: &str = "it is held in memory (an embedded pack)";
-
-/// The name errors give a pack held in memory, in place of a path.
-pub(crate) const EMBEDDED_NAME: &str = "<embedded pack>";
+use super::file::{EMBEDDED_NAME, Origin, PackFile, Source};
 
 impl Pack {
     /// Opens a pack embedded in the binary, which must have `identity`, with default options.
@@ -88,10 +76,7 @@ impl Pack {
     /// Whether this pack is held in memory ([`Pack::from_static`], [`Pack::from_bytes`]) rather
     /// than in a file.
     pub fn is_in_memory(&self) -> bool {
-        self.inner
-            .view
-            .read()
-            .is_ok_and(|view| matches!(view.file.source, Source::Memory(_)))
+        matches!(sync::read(&self.inner.view).file.source, Source::Memory(_))
     }
 }
 
@@ -141,63 +126,12 @@ pub(crate) fn open_memory(
     identity: Option<&PackIdentity>,
     options: PackOptions,
 ) -> Result<Pack> {
-    let len = bytes.len() as u64;
-    let (found, sealed) =
-        decode_identity(&bytes[..bytes.len().min(DATA_START as usize)], len, name)?;
-    if options.trust_installed {
-        // The trusted path skips hashing because an install verified a file nobody can
-        // change since; bytes in memory had no such check.
-        return Err(Error::NotSealed {
-            path: name.to_path_buf(),
-            detail: "an embedded pack is not an installed file: open it without                      trust_installed (its entries are checked as they are read)"
-                .to_string(),
-        });
-    }
-    if !(bytes.as_ptr() as usize).is_multiple_of(ALIGN as usize) {
-        return Err(Error::invalid_input(
-            name,
-            format!(
-                "the bytes start at address {:#x}, which is not {ALIGN}-byte aligned: embed \
-                 packs with wasmpak::include_pack!, not include_bytes!",
-                bytes.as_ptr() as usize
-            ),
-        ));
-    }
-    if let Some(expected) = identity
-        && *expected != found
-    {
-        return Err(Error::IdentityMismatch {
-            path: name.to_path_buf(),
-            expected: expected.clone(),
-            found,
-        });
-    }
-    let mut slots = [[0u8; SLOT_LEN]; 2];
-    for (slot, offset) in slots.iter_mut().zip(SLOT_OFFSETS) {
-        slot.copy_from_slice(&bytes[offset as usize..offset as usize + SLOT_LEN]);
-    }
-    let file = PackFile {
-        source: Source::Memory(bytes),
-        path: name.to_path_buf(),
-        read_only: Some(READ_ONLY_REASON.to_string()),
-        id: (0, 0),
-        identity: found.clone(),
-        sealed,
-        opened_with: (slots, len),
-    };
-    let view = View::first(Arc::new(file))?;
-    Ok(Pack {
-        inner: Arc::new(Inner {
-            path: PathBuf::from(name),
-            options,
-            identity: found,
-            view: RwLock::new(Arc::new(view)),
-            writer: Mutex::new(()),
-            last_path_check: AtomicU64::new(0),
-            opened: Instant::now(),
-            signatures: super::signature::ChainCache::default(),
-        }),
-    })
+    let file = PackFile::open(
+        Origin::Memory { name, bytes },
+        identity,
+        options.open_checks(),
+    )?;
+    Pack::from_file(name, file, options)
 }
 
 /// Embeds a pack file in the binary, aligned as packs need: expands to a `&'static [u8]` for

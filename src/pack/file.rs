@@ -1,18 +1,28 @@
-//! Opening, creating and checking pack files on disk.
+//! A pack's file (or bytes in memory): opening it with every check, reading its slots, and
+//! creating a new one.
 
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::SystemTime;
 
+use bytes::Bytes;
+
+use crate::format::ALIGN;
 use crate::format::superblock::{
     self, CommitSlot, DATA_START, HeaderError, PAGE, SLOT_LEN, SLOT_OFFSETS,
 };
+use crate::fs::{FileMode, TempFile};
+use crate::storage::{Io, Storage};
 use crate::{Error, PackIdentity, Result};
 
-use super::storage::{Io, Storage};
+use super::permissions;
+
+/// Why every write to a pack held in memory fails.
+pub(crate) const READ_ONLY_REASON: &str = "it is held in memory (an embedded pack)";
+
+/// The name errors give a pack held in memory, in place of a path.
+pub(crate) const EMBEDDED_NAME: &str = "<embedded pack>";
 
 /// An open pack file (or a pack held in memory) and what we know about it.
 #[derive(Debug)]
@@ -35,12 +45,69 @@ pub(crate) struct PackFile {
 pub(crate) enum Source {
     File(File),
     /// An embedded pack: read-only, never replaced (see `embedded.rs`).
-    Memory(bytes::Bytes),
+    Memory(Bytes),
+}
+
+/// Where a pack to open is: a file, or bytes the program holds (named `name` in errors).
+pub(crate) enum Origin<'a> {
+    Path(&'a Path),
+    Memory { name: &'a Path, bytes: Bytes },
+}
+
+/// What opening checks besides the bytes (from [`crate::PackOptions`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OpenChecks {
+    /// Accept a file that users other than its owner (or root) can write.
+    pub(crate) allow_shared_write: bool,
+    /// The caller will skip hashing: accept only an installed (sealed, read-only) file.
+    pub(crate) trust_installed: bool,
 }
 
 impl PackFile {
+    /// Opens a pack: the one way every handle (new, reopened after a compaction, in memory)
+    /// gets its file. Checks the header, then the permissions (see `permissions.rs`), then
+    /// that the identity is `expected` (if given).
+    pub(crate) fn open(
+        origin: Origin<'_>,
+        expected: Option<&PackIdentity>,
+        checks: OpenChecks,
+    ) -> Result<PackFile> {
+        let file = match origin {
+            Origin::Path(path) => PackFile::open_path(path, checks.allow_shared_write)?,
+            Origin::Memory { name, bytes } => PackFile::in_memory(name, bytes)?,
+        };
+        if checks.trust_installed {
+            match &file.source {
+                Source::File(os_file) => {
+                    let meta = os_file.metadata().map_err(|e| Error::read(&file.path, e))?;
+                    permissions::check_installed(&file.path, file.sealed, &meta)?;
+                }
+                // The trusted path skips hashing because an install verified a file nobody
+                // can change since; bytes in memory had no such check.
+                Source::Memory(_) => {
+                    return Err(Error::NotSealed {
+                        path: file.path.clone(),
+                        detail: "an embedded pack is not an installed file: open it without \
+                                 trust_installed (its entries are checked as they are read)"
+                            .to_string(),
+                    });
+                }
+            }
+        }
+        if let Some(expected) = expected
+            && *expected != file.identity
+        {
+            return Err(Error::IdentityMismatch {
+                path: file.path.clone(),
+                expected: expected.clone(),
+                found: file.identity,
+            });
+        }
+        Ok(file)
+    }
+
     /// Opens `path`, preferring write access, and validates its header.
-    pub(crate) fn open(path: &Path, allow_shared_write: bool) -> Result<PackFile> {
+    fn open_path(path: &Path, allow_shared_write: bool) -> Result<PackFile> {
         let open_err = |source| Error::Open {
             path: path.to_path_buf(),
             source,
@@ -73,23 +140,45 @@ impl PackFile {
         read_exact_or_zero(&file, &mut superblock, 0).map_err(|e| Error::read(path, e))?;
         let meta = file.metadata().map_err(open_err)?;
         if !allow_shared_write {
-            check_permissions(path, &meta)?;
+            permissions::check_not_shared(path, &meta)?;
         }
         let len = meta.len();
         let (identity, sealed) =
             decode_identity(&superblock[..len.min(DATA_START) as usize], len, path)?;
-        let mut slots = [[0u8; SLOT_LEN]; 2];
-        for (slot, offset) in slots.iter_mut().zip(SLOT_OFFSETS) {
-            slot.copy_from_slice(&superblock[offset as usize..offset as usize + SLOT_LEN]);
-        }
         Ok(PackFile {
+            opened_with: (slots_of(&superblock), len),
             source: Source::File(file),
             path: path.to_path_buf(),
             read_only,
             id: (meta.dev(), meta.ino()),
             identity,
             sealed,
-            opened_with: (slots, len),
+        })
+    }
+
+    /// A pack held in `bytes`: its header checked, and its alignment (see `embedded.rs`).
+    fn in_memory(name: &Path, bytes: Bytes) -> Result<PackFile> {
+        let len = bytes.len() as u64;
+        let (identity, sealed) =
+            decode_identity(&bytes[..bytes.len().min(DATA_START as usize)], len, name)?;
+        if !(bytes.as_ptr() as usize).is_multiple_of(ALIGN as usize) {
+            return Err(Error::invalid_input(
+                name,
+                format!(
+                    "the bytes start at address {:#x}, which is not {ALIGN}-byte aligned: embed \
+                     packs with wasmpak::include_pack!, not include_bytes!",
+                    bytes.as_ptr() as usize
+                ),
+            ));
+        }
+        Ok(PackFile {
+            opened_with: (slots_of(&bytes), len),
+            source: Source::Memory(bytes),
+            path: name.to_path_buf(),
+            read_only: Some(READ_ONLY_REASON.to_string()),
+            id: (0, 0),
+            identity,
+            sealed,
         })
     }
 
@@ -99,7 +188,7 @@ impl PackFile {
             Source::File(file) => Ok(file),
             Source::Memory(_) => Err(Error::ReadOnly {
                 path: self.path.clone(),
-                reason: super::embedded::READ_ONLY_REASON.to_string(),
+                reason: READ_ONLY_REASON.to_string(),
             }),
         }
     }
@@ -157,6 +246,15 @@ impl PackFile {
     }
 }
 
+/// Both commit slots of a superblock at least [`DATA_START`] bytes long.
+fn slots_of(superblock: &[u8]) -> [[u8; SLOT_LEN]; 2] {
+    SLOT_OFFSETS.map(|offset| {
+        let mut slot = [0u8; SLOT_LEN];
+        slot.copy_from_slice(&superblock[offset as usize..offset as usize + SLOT_LEN]);
+        slot
+    })
+}
+
 /// Reads into `buf` at `offset`; bytes past the end of the file read as zero.
 fn read_exact_or_zero(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
     let mut done = 0;
@@ -175,11 +273,7 @@ fn read_exact_or_zero(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()
 }
 
 /// Decodes the identity and the sealed flag from the first bytes of a file of `len` bytes.
-pub(crate) fn decode_identity(
-    superblock: &[u8],
-    len: u64,
-    path: &Path,
-) -> Result<(PackIdentity, bool)> {
+fn decode_identity(superblock: &[u8], len: u64, path: &Path) -> Result<(PackIdentity, bool)> {
     let page = &superblock[..superblock.len().min(PAGE as usize)];
     let header = superblock::decode_header(page).map_err(|e| match e {
         HeaderError::NotAPack(reason) => Error::not_a_pack(path, reason),
@@ -201,67 +295,9 @@ pub(crate) fn decode_identity(
     Ok((identity, header.sealed))
 }
 
-/// Refuses packs that users other than the owner (or root) could have written: whoever can
-/// write a pack can run code in every process that loads from it.
-fn check_permissions(path: &Path, meta: &std::fs::Metadata) -> Result<()> {
-    let insecure = |detail: String| Error::Insecure {
-        path: path.to_path_buf(),
-        detail,
-    };
-    if meta.mode() & 0o002 != 0 {
-        return Err(insecure(format!(
-            "the file is writable by every user (mode {:o})",
-            meta.mode() & 0o7777
-        )));
-    }
-    let me = rustix::process::geteuid().as_raw();
-    if meta.uid() != me && meta.uid() != 0 {
-        return Err(insecure(format!(
-            "the file is owned by user {}, not by this user ({me}) or root",
-            meta.uid()
-        )));
-    }
-    let dir = parent_dir(path);
-    if let Ok(dir_meta) = std::fs::metadata(dir) {
-        let mode = dir_meta.mode();
-        if mode & 0o002 != 0 && mode & 0o1000 == 0 {
-            return Err(insecure(format!(
-                "its directory {} is writable by every user and not sticky, so anyone can \
-                 replace the pack",
-                dir.display()
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// The directory holding `path` (`.` for a bare file name).
-pub(crate) fn parent_dir(path: &Path) -> &Path {
-    match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    }
-}
-
-/// A name for a temporary file beside `path`, unique in this process and unlikely to clash
-/// with another's: `.{file name}.{pid}-{nanoseconds}-{counter}{suffix}`. Crashed processes'
-/// leftovers keep the `.{file name}.` prefix, by which compaction finds and removes them.
-pub(crate) fn temp_path(path: &Path, suffix: &str) -> PathBuf {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
-    parent_dir(path).join(format!(
-        ".{name}.{}-{nanos}-{count}{suffix}",
-        std::process::id()
-    ))
-}
-
-/// Creates a new empty pack at `path`, atomically: written in full to a temporary file,
-/// synced, then hard-linked into place (which fails if a file exists there) and the directory
-/// synced. Returns `Ok(false)` if a file already exists at `path`.
+/// Creates a new empty pack at `path`, atomically (see `crate::fs`): written in full beside
+/// it, synced, linked into place if nothing is there, the directory synced. Returns
+/// `Ok(false)` if a file already exists at `path`.
 pub(crate) fn create(path: &Path, identity: &PackIdentity) -> Result<bool> {
     let create_err = |source| Error::Create {
         path: path.to_path_buf(),
@@ -273,23 +309,15 @@ pub(crate) fn create(path: &Path, identity: &PackIdentity) -> Result<bool> {
     if path.file_name().is_none() {
         return Err(Error::invalid_input(path, "the path has no file name"));
     }
-    let temp = temp_path(path, ".creating");
-    let file = Io::create_new(&temp).map_err(create_err)?;
-    let linked = Io::write_at(
-        &file,
+    let temp = TempFile::create(path, FileMode::Public).map_err(create_err)?;
+    temp.write_at(
         &superblock::encode_superblock(&encoded, &CommitSlot::empty()),
         0,
     )
-    .and_then(|()| Io::sync_all(&file))
-    .and_then(|()| Io::hard_link(&temp, path));
-    // Whatever happened, the temporary name goes (a leftover is harmless: compaction removes
-    // old ones).
-    let _ = Io::remove(&temp);
-    match linked {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
-        Err(e) => return Err(create_err(e)),
+    .map_err(create_err)?;
+    match temp.persist_new() {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(create_err(e)),
     }
-    Io::sync_dir(parent_dir(path)).map_err(create_err)?;
-    Ok(true)
 }

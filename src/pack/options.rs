@@ -1,10 +1,12 @@
-//! How a pack is opened: checksum policy, durability, permission checks.
+//! How a pack is opened: checksum policy, durability, permission checks, and the check a
+//! layer above the store makes of each value.
 
-use std::path::Path;
+use std::sync::Arc;
 
-use crate::{Pack, PackIdentity, PublicKey, Result};
+use super::check::ValueCheck;
+use super::file::OpenChecks;
 
-/// When [`Pack::get`] checks a value's CRC-32 before handing it out.
+/// When [`Pack::get`](crate::Pack::get) checks a value's CRC-32 before handing it out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Verify {
     /// On every `get`.
@@ -36,7 +38,7 @@ pub enum Durability {
     None,
 }
 
-/// Options for opening or creating a [`Pack`].
+/// Options for opening or creating a [`Pack`](crate::Pack).
 ///
 /// # Example
 ///
@@ -57,8 +59,9 @@ pub struct PackOptions {
     pub(crate) verify: Verify,
     pub(crate) durability: Durability,
     pub(crate) allow_shared_write: bool,
-    /// Signing keys whose signatures entries must carry (empty: signatures are not checked).
-    pub(crate) trusted_keys: Vec<PublicKey>,
+    /// What vets each value before `get` hands it out (set by
+    /// [`PackOptions::trusted_keys`]); `None`: the CRC-32 alone.
+    pub(crate) check: Option<Arc<dyn ValueCheck>>,
     /// Skip value hashing for installed packs (see [`PackOptions::trust_installed`]).
     pub(crate) trust_installed: bool,
 }
@@ -89,40 +92,8 @@ impl PackOptions {
         self
     }
 
-    /// Accept only entries signed by one of `keys`: [`Pack::get`] refuses an entry that no
-    /// signature by a trusted key covers, or whose length, label or bytes differ from what was
-    /// signed, with an [`ErrorKind::Untrusted`](crate::ErrorKind::Untrusted) error naming the
-    /// entry and the reason. The value's BLAKE3 hash replaces its CRC-32 check, on the same
-    /// [`Verify`] schedule (once per entry per process by default). An empty list (the
-    /// default) checks no signatures and costs nothing.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use wasmpak::{ErrorKind, Key, Pack, PackIdentity, PackOptions, SecretKey};
-    ///
-    /// let dir = tempfile::tempdir()?;
-    /// let path = dir.path().join("app.wpk");
-    /// let identity = PackIdentity::new().with("engine", "demo");
-    /// let ci = SecretKey::generate()?;
-    /// let pack = Pack::create(&path, &identity)?;
-    /// pack.insert(&Key::from_bytes([1; 32]), b"signed")?;
-    /// pack.sign(&ci)?;
-    /// pack.insert(&Key::from_bytes([2; 32]), b"appended later")?;
-    ///
-    /// let node = PackOptions::new().trusted_keys([ci.public_key()]).open(&path, &identity)?;
-    /// assert_eq!(node.get(&Key::from_bytes([1; 32]))?.as_deref(), Some(&b"signed"[..]));
-    /// let err = node.get(&Key::from_bytes([2; 32])).unwrap_err();
-    /// assert_eq!(err.kind(), ErrorKind::Untrusted);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn trusted_keys(mut self, keys: impl IntoIterator<Item = PublicKey>) -> Self {
-        self.trusted_keys = keys.into_iter().collect();
-        self
-    }
-
     /// Loads from an installed pack without hashing its values in every process: the check
-    /// was made once, when [`Pack::install_into`] (or `wasmpak install`) copied and verified it.
+    /// was made once, when [`Pack::install_into`](crate::Pack::install_into) (or `wasmpak install`) copied and verified it.
     /// Opening refuses ([`ErrorKind::NotSealed`](crate::ErrorKind::NotSealed)) a pack that is
     /// not sealed by an install, whose file has any write permission bit set, that is owned by
     /// a user other than this one or root, or whose directory users other than its owner can
@@ -166,30 +137,16 @@ impl PackOptions {
         self
     }
 
-    /// Whether signatures are checked.
+    /// Whether a check above the store (signatures) vets values.
     pub(crate) fn checks_signatures(&self) -> bool {
-        !self.trusted_keys.is_empty()
+        self.check.is_some()
     }
 
-    /// Opens an existing pack, which must have `identity`.
-    pub fn open(&self, path: impl AsRef<Path>, identity: &PackIdentity) -> Result<Pack> {
-        Pack::open_with(path.as_ref(), Some(identity), self.clone())
-    }
-
-    /// Opens an existing pack of any identity (for tools that inspect packs).
-    pub fn open_any(&self, path: impl AsRef<Path>) -> Result<Pack> {
-        Pack::open_with(path.as_ref(), None, self.clone())
-    }
-
-    /// Creates a new, empty pack; fails with
-    /// [`ErrorKind::AlreadyExists`](crate::ErrorKind::AlreadyExists) if the path exists.
-    pub fn create(&self, path: impl AsRef<Path>, identity: &PackIdentity) -> Result<Pack> {
-        Pack::create_with(path.as_ref(), identity, self.clone())
-    }
-
-    /// Opens the pack at `path`, creating it if there is none. Safe against other processes
-    /// doing the same at the same time: all of them end up with the same file.
-    pub fn open_or_create(&self, path: impl AsRef<Path>, identity: &PackIdentity) -> Result<Pack> {
-        Pack::open_or_create_with(path.as_ref(), identity, self.clone())
+    /// What opening a pack checks besides its bytes.
+    pub(crate) fn open_checks(&self) -> OpenChecks {
+        OpenChecks {
+            allow_shared_write: self.allow_shared_write,
+            trust_installed: self.trust_installed,
+        }
     }
 }

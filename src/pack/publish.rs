@@ -12,8 +12,8 @@
 use crate::format::superblock::{CommitSlot, Publication, SLOT_OFFSETS};
 use crate::{Durability, Error, Result};
 
-use super::storage::{Io, Storage};
 use super::view::View;
+use crate::storage::{Io, Storage};
 
 /// Publishes `slot`, the commit that follows `base` (the live commit read under the writer
 /// lock), with `durability`. An error before the slot is written means nothing was published;

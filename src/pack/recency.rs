@@ -9,25 +9,20 @@
 //! that flushed. The sidecar is advisory: if it is lost or torn, LRU order degrades to write
 //! order and nothing else happens.
 //!
-//! Sidecar layout (little-endian): magic `WPKU`, version u32 = 1, count u64, then `count`
-//! records of key (32 bytes) + stamp (u64, milliseconds since the Unix epoch) sorted by key, then
-//! the CRC-32 of everything before it. It is rewritten in place under an exclusive `flock`.
+//! The sidecar's bytes are `format::recency`'s; it is rewritten in place under an exclusive
+//! `flock`.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{PoisonError, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::Key;
-
-const MAGIC: &[u8; 4] = b"WPKU";
-const VERSION: u32 = 1;
-const RECORD_LEN: usize = 40;
-/// Sidecars larger than this are ignored rather than read.
-const MAX_RECORDS: u64 = 1 << 24;
+use crate::format::DecodeError;
+use crate::format::recency;
+use crate::{Key, sync};
 
 /// Milliseconds since the Unix epoch.
 pub(crate) fn now() -> u64 {
@@ -70,15 +65,13 @@ impl Recency {
 
     fn stamp(&self, key: &Key, stamp: u64) {
         {
-            let stamps = self.stamps.read().unwrap_or_else(PoisonError::into_inner);
+            let stamps = sync::read(&self.stamps);
             if let Some(slot) = stamps.get(key) {
                 slot.fetch_max(stamp, Ordering::Relaxed);
                 return;
             }
         }
-        self.stamps
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
+        sync::write(&self.stamps)
             .entry(*key)
             .or_default()
             .fetch_max(stamp, Ordering::Relaxed);
@@ -101,9 +94,7 @@ impl Recency {
     }
 
     fn snapshot(&self) -> HashMap<Key, u64> {
-        self.stamps
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
+        sync::read(&self.stamps)
             .iter()
             .map(|(k, v)| (*k, v.load(Ordering::Relaxed)))
             .collect()
@@ -136,10 +127,7 @@ impl Recency {
             if let Some(keep) = keep {
                 merged.retain(|k, _| keep(k));
                 // And forget them here: the next flush would write an evicted key back.
-                self.stamps
-                    .write()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .retain(|k, _| keep(k));
+                sync::write(&self.stamps).retain(|k, _| keep(k));
             }
             write(&mut file, &merged)?;
             Ok(merged)
@@ -171,56 +159,23 @@ pub(crate) fn sidecar_path(pack_path: &Path) -> PathBuf {
 }
 
 fn read(file: &mut File) -> io::Result<HashMap<Key, u64>> {
-    let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_string());
+    let invalid = |e: DecodeError| io::Error::new(io::ErrorKind::InvalidData, e.to_string());
     file.seek(SeekFrom::Start(0))?;
-    let mut head = [0u8; 16];
-    if file.read(&mut head)? < 16 {
+    let mut bytes = vec![0u8; recency::HEADER_LEN];
+    if file.read(&mut bytes)? < recency::HEADER_LEN {
         return Ok(HashMap::new());
     }
-    if &head[..4] != MAGIC || head[4..8] != VERSION.to_le_bytes() {
-        return Err(invalid("not a recency sidecar"));
-    }
-    let count = u64::from_le_bytes(head[8..16].try_into().map_err(|_| invalid("count"))?);
-    if count > MAX_RECORDS {
-        return Err(invalid("recency sidecar too large"));
-    }
-    let mut body = vec![0u8; count as usize * RECORD_LEN + 4];
-    file.read_exact(&mut body)?;
-    let (records, crc) = body.split_at(body.len() - 4);
-    let mut hasher = crc32fast::Hasher::new();
-    hasher.update(&head);
-    hasher.update(records);
-    if hasher.finalize().to_le_bytes() != crc {
-        return Err(invalid("recency sidecar checksum mismatch"));
-    }
-    Ok(records
-        .chunks_exact(RECORD_LEN)
-        .map(|r| {
-            let mut key = [0u8; 32];
-            key.copy_from_slice(&r[..32]);
-            let mut stamp = [0u8; 8];
-            stamp.copy_from_slice(&r[32..]);
-            (Key::from_bytes(key), u64::from_le_bytes(stamp))
-        })
-        .collect())
+    let count = recency::decode_count(&bytes).map_err(invalid)?;
+    bytes.resize(recency::HEADER_LEN + recency::body_len(count), 0);
+    file.read_exact(&mut bytes[recency::HEADER_LEN..])?;
+    recency::decode(&bytes).map_err(invalid)
 }
 
 fn write(file: &mut File, stamps: &HashMap<Key, u64>) -> io::Result<()> {
-    let mut sorted: Vec<_> = stamps.iter().collect();
-    sorted.sort();
-    let mut out = Vec::with_capacity(16 + sorted.len() * RECORD_LEN + 4);
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&VERSION.to_le_bytes());
-    out.extend_from_slice(&(sorted.len() as u64).to_le_bytes());
-    for (key, stamp) in sorted {
-        out.extend_from_slice(key.as_bytes());
-        out.extend_from_slice(&stamp.to_le_bytes());
-    }
-    let crc = crc32fast::hash(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
+    let bytes = recency::encode(stamps);
     file.set_len(0)?;
     file.seek(SeekFrom::Start(0))?;
-    file.write_all(&out)
+    file.write_all(&bytes)
 }
 
 #[cfg(test)]
@@ -279,8 +234,8 @@ mod tests {
         assert!(fresh.flush(&pack, None).unwrap().is_empty());
         std::fs::write(&side, b"garbage that is long enough to read a header").unwrap();
         assert!(fresh.flush(&pack, None).unwrap().is_empty());
-        let mut huge = Vec::from(*MAGIC);
-        huge.extend_from_slice(&VERSION.to_le_bytes());
+        let mut huge = Vec::from(*recency::MAGIC);
+        huge.extend_from_slice(&recency::VERSION.to_le_bytes());
         huge.extend_from_slice(&u64::MAX.to_le_bytes());
         std::fs::write(&side, &huge).unwrap();
         assert!(fresh.flush(&pack, None).unwrap().is_empty());

@@ -1,16 +1,11 @@
 //! Installed packs: verified once when copied into place, sealed against writers, and then
 //! (by the caller's deliberate choice) loaded without re-hashing in every process.
 
-use std::fs::Permissions;
-use std::io::Write;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
-use crate::format::superblock::{self, CommitSlot, DATA_START, Publication, SLOT_OFFSETS};
+use crate::format::superblock::{self, DATA_START};
+use crate::fs::{self, FileMode, TempFile};
 use crate::{Error, Pack, PackOptions, Result};
-
-use super::file::{PackFile, parent_dir};
-use super::storage::{Io, Storage};
 
 /// Copies are written in pieces of this size, so a full disk stops them early.
 const COPY_CHUNK: usize = 8 << 20;
@@ -80,35 +75,26 @@ impl Pack {
             .encode()
             .map_err(|detail| Error::invalid_input(&dest, detail))?;
 
-        let mut temp = tempfile::Builder::new()
-            .prefix(&format!(".{}.", name.to_string_lossy()))
-            .suffix(".installing")
-            .permissions(Permissions::from_mode(0o600))
-            .tempfile_in(dir)
-            .map_err(create_err)?;
-        let mut superblock_bytes = superblock::encode_header_with(&identity, true);
-        superblock_bytes.resize(DATA_START as usize, 0);
-        // The copy is synced before anyone opens it: its commit is a synced one.
-        let slot = CommitSlot {
-            superseded: false,
-            publication: Publication::Synced,
-            ..view.commit
-        }
-        .encode();
-        for offset in SLOT_OFFSETS {
-            superblock_bytes[offset as usize..offset as usize + slot.len()].copy_from_slice(&slot);
-        }
+        // Leftovers of installs that died go first (a live install's are locked).
+        fs::remove_leftovers(&dest);
+        let temp = TempFile::create(&dest, FileMode::ReadOnly).map_err(create_err)?;
         let data = view.bytes(
             DATA_START,
             view.commit.committed_len - DATA_START,
             "committed data",
         )?;
         let write_err = |source| Error::write(&dest, source);
-        temp.write_all(&superblock_bytes).map_err(write_err)?;
-        for chunk in data.chunks(COPY_CHUNK) {
-            temp.write_all(chunk).map_err(write_err)?;
+        // The copy's commit is a synced one: it is synced before anyone opens it.
+        let superblock = superblock::superblock_with(
+            &superblock::encode_header_with(&identity, true),
+            &view.commit.for_copy(),
+        );
+        temp.write_at(&superblock, 0).map_err(write_err)?;
+        for (i, chunk) in data.chunks(COPY_CHUNK).enumerate() {
+            let at = DATA_START + (i * COPY_CHUNK) as u64;
+            temp.write_at(chunk, at).map_err(write_err)?;
         }
-        temp.as_file().sync_all().map_err(write_err)?;
+        temp.sync().map_err(write_err)?;
 
         // Verify the copy, not the source: what gets installed is what was checked.
         let check_options = PackOptions {
@@ -126,77 +112,21 @@ impl Pack {
         if let Some(problem) = report.problems().first() {
             return Err(refuse(problem.to_string()));
         }
-        if self.inner.options.checks_signatures() {
-            let signed = copy.verify_signatures(&self.inner.options.trusted_keys)?;
-            if let Some(problem) = signed.problems().first() {
-                return Err(match problem.key() {
-                    Some(key) => Error::Untrusted {
-                        path: dest.clone(),
-                        key: *key,
-                        reason: format!("not installed: {}", problem.detail()),
-                    },
-                    None => refuse(problem.to_string()),
-                });
-            }
+        if let Some(check) = &self.inner.options.check
+            && let Some(problem) = check.check_all(&*copy.view()?)?
+        {
+            return Err(match problem.key() {
+                Some(key) => Error::Untrusted {
+                    path: dest.clone(),
+                    key: *key,
+                    reason: format!("not installed: {}", problem.detail()),
+                },
+                None => refuse(problem.to_string()),
+            });
         }
         drop(copy);
-        temp.as_file()
-            .set_permissions(Permissions::from_mode(0o444))
-            .and_then(|()| temp.as_file().sync_all())
-            .map_err(write_err)?;
-        temp.persist(&dest).map_err(|e| write_err(e.error))?;
-        Io::sync_dir(parent_dir(&dest)).map_err(write_err)?;
+        // Read-only (0444), synced, renamed over `dest`, the directory synced.
+        temp.persist().map_err(write_err)?;
         check_options.open(&dest, &self.inner.identity)
     }
-}
-
-/// Refuses the trusted load path for a pack that is not sealed, has any write permission
-/// bit, is owned by another user than this one or root, or lies in a directory that others
-/// can write (and could replace it in).
-pub(crate) fn check_installed(file: &PackFile) -> Result<()> {
-    let refuse = |detail: String| Error::NotSealed {
-        path: file.path.clone(),
-        detail,
-    };
-    if !file.sealed {
-        return Err(refuse(
-            "it is not sealed; install it first (wasmpak install, or Pack::install_into)"
-                .to_string(),
-        ));
-    }
-    let meta = file
-        .os_file()?
-        .metadata()
-        .map_err(|e| Error::read(&file.path, e))?;
-    if meta.mode() & 0o222 != 0 {
-        return Err(refuse(format!(
-            "the file is writable (mode {:o}); an installed pack is read-only (0444)",
-            meta.mode() & 0o7777
-        )));
-    }
-    let me = rustix::process::geteuid().as_raw();
-    if meta.uid() != me && meta.uid() != 0 {
-        return Err(refuse(format!(
-            "the file is owned by user {}, not by this user ({me}) or root",
-            meta.uid()
-        )));
-    }
-    let dir = parent_dir(&file.path);
-    let dir_meta = std::fs::metadata(dir).map_err(|e| Error::read(&file.path, e))?;
-    let sticky = dir_meta.mode() & 0o1000 != 0;
-    if dir_meta.mode() & 0o022 != 0 && !sticky {
-        return Err(refuse(format!(
-            "its directory {} is writable by other users (mode {:o})",
-            dir.display(),
-            dir_meta.mode() & 0o7777
-        )));
-    }
-    if dir_meta.uid() != me && dir_meta.uid() != 0 {
-        return Err(refuse(format!(
-            "its directory {} is owned by user {}, not by this user ({me}) or root",
-            dir.display(),
-            dir_meta.uid()
-        )));
-    }
-    Ok(())
 }

@@ -7,10 +7,10 @@
 
 use std::fs::File;
 use std::io;
-use std::sync::{Arc, MutexGuard, PoisonError, TryLockError};
+use std::sync::{Arc, MutexGuard, TryLockError};
 
 use crate::format::index::{EntryKind, IndexEntry};
-use crate::{Error, Key, Pack, Result};
+use crate::{Error, Key, Pack, Result, sync};
 
 use super::append::Appender;
 use super::view::View;
@@ -33,14 +33,17 @@ pub(crate) struct Session<'a> {
     failed: Option<(io::ErrorKind, String)>,
 }
 
+impl Pack {
+    /// Starts a write session, waiting for other writers.
+    pub(crate) fn begin(&self) -> Result<Session<'_>> {
+        Session::begin(self)
+    }
+}
+
 impl<'a> Session<'a> {
     /// Takes the writer locks, waiting for other writers, and reads the latest commit.
     pub(crate) fn begin(pack: &'a Pack) -> Result<Session<'a>> {
-        let exclusive = pack
-            .inner
-            .writer
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let exclusive = sync::lock(&pack.inner.writer);
         Self::begin_locked(pack, exclusive, true)?.ok_or_else(|| unreachable_busy(pack))
     }
 
@@ -78,7 +81,7 @@ impl<'a> Session<'a> {
             match Self::latest_under_lock(&view) {
                 Ok(Some(base)) => {
                     let base = Arc::new(base);
-                    pack.install(base.clone());
+                    pack.cache_view(base.clone());
                     return Ok(Some(Session {
                         pack,
                         _exclusive: exclusive,
@@ -195,8 +198,9 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
-    /// Appends records already encoded for the tail (a signature chain, see `sign.rs`), which
-    /// must be where they were encoded for; returns the offset they start at.
+    /// Appends records already encoded for the tail (a signature chain, see
+    /// `signatures.rs`), which must be where they were encoded for; returns the offset they
+    /// start at.
     pub(crate) fn append_encoded(&mut self, bytes: &[u8]) -> Result<u64> {
         self.check_failed()?;
         let result = self.appending(|appender| appender.encoded(bytes));

@@ -1,7 +1,5 @@
 //! What a pack holds: per-entry listings and totals.
 
-use std::collections::BTreeMap;
-
 use crate::format::index::EntryKind;
 use crate::{Key, Pack, Result};
 
@@ -88,24 +86,8 @@ impl Pack {
     /// header, not the values.
     pub fn iter(&self) -> Result<std::vec::IntoIter<Entry>> {
         let view = self.view()?;
-        let mut newest = BTreeMap::new();
-        for block in view.blocks.iter().rev() {
-            for entry in view.block_entries(block)? {
-                newest.insert(entry.key, entry);
-            }
-        }
-        let mut out = Vec::with_capacity(newest.len());
-        for entry in newest.into_values() {
-            if entry.kind == EntryKind::Tombstone {
-                continue;
-            }
-            let (header, label) = view.record_header(entry.record_offset)?;
-            if header.key != *entry.key.as_bytes() {
-                return Err(view.corrupt(format!(
-                    "record at offset {} does not hold key {}",
-                    entry.record_offset, entry.key
-                )));
-            }
+        let mut out = Vec::new();
+        for (entry, label) in view.live_entries()? {
             let (offset, _) = view.payload(&entry)?;
             out.push(Entry {
                 key: entry.key,
@@ -118,19 +100,14 @@ impl Pack {
         Ok(out.into_iter())
     }
 
-    /// Every key with a value, sorted.
+    /// Every key with a value, sorted. Reads the index alone.
     pub fn keys(&self) -> Result<Vec<Key>> {
-        let view = self.view()?;
-        let mut newest = BTreeMap::new();
-        for block in view.blocks.iter().rev() {
-            for entry in view.block_entries(block)? {
-                newest.insert(entry.key, entry.kind);
-            }
-        }
-        Ok(newest
-            .into_iter()
-            .filter(|(_, kind)| *kind == EntryKind::Value)
-            .map(|(key, _)| key)
+        Ok(self
+            .view()?
+            .newest_entries()?
+            .into_values()
+            .filter(|entry| entry.kind == EntryKind::Value)
+            .map(|entry| entry.key)
             .collect())
     }
 }

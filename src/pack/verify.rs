@@ -1,55 +1,11 @@
 //! Full integrity check: every index block, every live record, every value checksum.
 
-use std::collections::BTreeMap;
-use std::fmt;
-
-use crate::format::index::{ENTRY_LEN, EntryKind, IndexEntry};
-use crate::format::record::RecordKind;
+use crate::format::index::{self, ENTRY_LEN, EntryKind, IndexEntry};
 use crate::{Key, Pack, Result};
 
+use super::problem::Problem;
+
 use super::view::View;
-
-/// One thing wrong with a pack, found by [`Pack::verify`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    key: Option<Key>,
-    offset: u64,
-    detail: String,
-}
-
-impl Problem {
-    pub(crate) fn new(key: Option<Key>, offset: u64, detail: String) -> Problem {
-        Problem {
-            key,
-            offset,
-            detail,
-        }
-    }
-
-    /// The key concerned, if it is known.
-    pub fn key(&self) -> Option<&Key> {
-        self.key.as_ref()
-    }
-
-    /// The file offset of the damaged structure.
-    pub fn offset(&self) -> u64 {
-        self.offset
-    }
-
-    /// What is wrong.
-    pub fn detail(&self) -> &str {
-        &self.detail
-    }
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.key {
-            Some(key) => write!(f, "{key} at offset {}: {}", self.offset, self.detail),
-            None => write!(f, "offset {}: {}", self.offset, self.detail),
-        }
-    }
-}
 
 /// The result of [`Pack::verify`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -101,24 +57,22 @@ impl Pack {
     pub fn verify(&self) -> Result<VerifyReport> {
         let view = self.view()?;
         let mut report = VerifyReport::default();
-        let mut newest: BTreeMap<Key, IndexEntry> = BTreeMap::new();
+        // Each block's entries that decode, oldest block first (the order problems are
+        // reported in).
+        let mut decoded: Vec<Vec<IndexEntry>> = Vec::with_capacity(view.blocks.len());
         for block in view.blocks.iter().rev() {
-            let mut problem = |offset, detail: String| {
-                report.problems.push(Problem {
-                    key: None,
-                    offset,
-                    detail,
-                })
-            };
+            let mut problem =
+                |offset, detail: String| report.problems.push(Problem::new(None, offset, detail));
             match view.record_header(block.offset) {
                 Ok((header, _)) => {
                     if let Err(e) = view.record_payload(block.offset, &header) {
-                        problem(block.offset, format!("index block: {}", strip(&e)));
+                        problem(block.offset, format!("index block: {}", e.detail()));
                     }
                 }
-                Err(e) => problem(block.offset, strip(&e)),
+                Err(e) => problem(block.offset, e.detail()),
             }
             let bytes = view.block_bytes(block)?;
+            let mut entries = Vec::with_capacity(block.count as usize);
             let mut previous: Option<Key> = None;
             for (i, chunk) in bytes.chunks_exact(ENTRY_LEN).enumerate() {
                 let at = block.payload_offset + (i * ENTRY_LEN) as u64;
@@ -128,19 +82,19 @@ impl Pack {
                             problem(at, "index block is not sorted".to_string());
                         }
                         previous = Some(entry.key);
-                        newest.insert(entry.key, entry);
+                        entries.push(entry);
                     }
                     Err(e) => problem(at, format!("index entry {i}: {e}")),
                 }
             }
+            decoded.push(entries);
         }
+        let newest = index::newest_per_key(decoded.into_iter().rev(), |e| e.key);
         for entry in newest.into_values() {
             if let Err(detail) = check_entry(&view, &entry, &mut report) {
-                report.problems.push(Problem {
-                    key: Some(entry.key),
-                    offset: entry.record_offset,
-                    detail,
-                });
+                report
+                    .problems
+                    .push(Problem::new(Some(entry.key), entry.record_offset, detail));
             }
         }
         Ok(report)
@@ -150,34 +104,17 @@ impl Pack {
 fn check_entry(view: &View, entry: &IndexEntry, report: &mut VerifyReport) -> Result<(), String> {
     let (header, _) = view
         .record_header(entry.record_offset)
-        .map_err(|e| strip(&e))?;
-    let expected = match entry.kind {
-        EntryKind::Value => RecordKind::Entry,
-        EntryKind::Tombstone => RecordKind::Tombstone,
-    };
-    if header.kind != expected
-        || header.key != *entry.key.as_bytes()
-        || header.payload_len != entry.payload_len
-        || header.payload_crc != entry.payload_crc
-        || header.label_len != entry.label_len
-    {
+        .map_err(|e| e.detail())?;
+    if !entry.matches(&header) {
         return Err("record header does not match its index entry".to_string());
     }
     if entry.kind == EntryKind::Value {
         report.entries += 1;
-        let (_, payload) = view.payload(entry).map_err(|e| strip(&e))?;
+        let (_, payload) = view.payload(entry).map_err(|e| e.detail())?;
         report.bytes += payload.len() as u64;
         if crc32fast::hash(payload) != entry.payload_crc {
             return Err("value checksum mismatch".to_string());
         }
     }
     Ok(())
-}
-
-/// The detail of a corruption error, without the "pack ... is corrupt" prefix.
-fn strip(error: &crate::Error) -> String {
-    match error {
-        crate::Error::Corrupt { detail, .. } => detail.clone(),
-        other => other.to_string(),
-    }
 }

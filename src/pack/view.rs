@@ -1,11 +1,12 @@
 //! A reader's snapshot of one commit: the mapping, the live slot, the index root and blocks.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 
-use crate::format::index::{self, BLOCK_STRIDE, BlockRef, ENTRY_LEN, IndexEntry, Root};
+use crate::format::index::{self, BLOCK_STRIDE, BlockRef, ENTRY_LEN, EntryKind, IndexEntry, Root};
 use crate::format::record::{RecordHeader, RecordKind};
 use crate::format::signature::SignatureRecord;
 use crate::format::superblock::{
@@ -493,6 +494,38 @@ impl View {
             entries.push(entry);
         }
         Ok(entries)
+    }
+
+    /// The newest index entry of every key (value or tombstone), sorted by key: the index
+    /// alone, every block read whole and verified.
+    pub(crate) fn newest_entries(&self) -> Result<BTreeMap<Key, IndexEntry>> {
+        let blocks = self
+            .blocks
+            .iter()
+            .map(|block| self.block_entries(block))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(index::newest_per_key(blocks, |e| e.key))
+    }
+
+    /// The newest live value of each key, sorted by key, each with its label: the index, and
+    /// each value's record header, which must be the one its entry describes. Not the values:
+    /// their checksums are the caller's to check.
+    pub(crate) fn live_entries(&self) -> Result<Vec<(IndexEntry, &[u8])>> {
+        let mut live = Vec::new();
+        for entry in self.newest_entries()?.into_values() {
+            if entry.kind != EntryKind::Value {
+                continue;
+            }
+            let (header, label) = self.record_header(entry.record_offset)?;
+            if !entry.matches(&header) {
+                return Err(self.corrupt(format!(
+                    "record at offset {} does not match its index entry for {}",
+                    entry.record_offset, entry.key
+                )));
+            }
+            live.push((entry, label));
+        }
+        Ok(live)
     }
 
     /// The dead bytes: committed bytes that no live value or index structure uses.

@@ -10,9 +10,9 @@ use std::path::Path;
 
 use wasmpak::{ErrorKind, Key, Pack, PackOptions, Verify};
 
-use crate::crashes::Image;
-use crate::support::{identity, key, value};
-use crate::workload::{Contents, KEYS, Step};
+use super::crashes::Image;
+use super::workload::{Contents, KEYS, Step};
+use crate::common::{identity, key, value};
 
 /// What a crash image turned out to hold.
 #[derive(Debug, Default)]

@@ -15,8 +15,8 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 
-use crate::model::{ModelFs, Object};
-use crate::rng::Rng;
+use super::model::{ModelFs, Object};
+use super::rng::Rng;
 
 /// The unit of tearing.
 pub const SECTOR: u64 = 512;
@@ -248,7 +248,7 @@ fn crashed(object: &Object, fates: &[Fate], tail: Tail) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Write;
+    use crate::power_loss::model::Write;
 
     fn object() -> Object {
         Object {

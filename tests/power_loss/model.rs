@@ -3,7 +3,7 @@
 //! Replaying a recorded trace, it tracks per file the content as of its last sync and the
 //! writes since (the volatile epoch), and per directory the entries as of its last sync and
 //! the creations, links, renames and removals since. A power loss keeps the durable state and
-//! any subset of the volatile one the kernel may have written back: see [`crate::crashes`].
+//! any subset of the volatile one the kernel may have written back: see [`super::crashes`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use wasmpak::storage_sim::{Recording, TraceOp};
 use wasmpak::{Durability, Key, Pack, PackOptions, Retention};
 
-use crate::rng::Rng;
-use crate::support::{identity, key, value};
+use super::rng::Rng;
+use crate::common::{identity, key, value};
 
 /// Which durability the commits of a workload use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,42 +2,18 @@
 //! stops or stalls mid-transfer, a pull killed or raced by a new upload, and bad input.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use wasmpak::object_store::path::Path as ObjectPath;
 use wasmpak::object_store::{ObjectStoreExt, PutPayload};
-use wasmpak::{Durability, Key, Pack, PackIdentity, PackOptions};
+use wasmpak::{Durability, Pack, PackIdentity, PackOptions};
 
-use crate::moto::Moto;
-use crate::wait_for;
-
-const BIN: &str = env!("CARGO_BIN_EXE_wasmpak");
+use super::moto::Moto;
+use super::wait_for;
+use crate::common::{BIN, Run, command, key, value};
 
 fn identity(name: &str) -> PackIdentity {
     PackIdentity::new().with("engine", name).with("abi", 1u32)
-}
-
-fn key(n: u64) -> Key {
-    let mut state = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    Key::from_bytes(std::array::from_fn(|_| {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state as u8
-    }))
-}
-
-fn value(n: u64, len: usize) -> Vec<u8> {
-    let mut state = n.wrapping_add(0x2545_F491_4F6C_DD1D) | 1;
-    (0..len / 8 + 1)
-        .flat_map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state.to_le_bytes()
-        })
-        .take(len)
-        .collect()
 }
 
 /// A pack at `path` with entries `range`, each `len` bytes, committed `per_commit` at a time.
@@ -57,66 +33,13 @@ fn pack_with(path: &Path, id: &str, range: std::ops::Range<u64>, len: usize) -> 
 }
 
 fn wasmpak(moto: &Moto, args: &[&str]) -> Command {
-    let mut command = Command::new(BIN);
-    command.args(args).envs(moto.env());
+    let mut command = command(args);
+    command.envs(moto.env());
     command
 }
 
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
 fn run(mut command: Command) -> Run {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = command.output().unwrap();
-    Run {
-        code: status.code(),
-        stdout: String::from_utf8_lossy(&stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
-    }
-}
-
-impl Run {
-    fn ok(self) -> Run {
-        assert_eq!(
-            self.code,
-            Some(0),
-            "stdout: {}\nstderr: {}",
-            self.stdout,
-            self.stderr
-        );
-        self
-    }
-
-    /// Expects failure with `code` and one `error:` line containing each of `words`.
-    fn fails(self, code: i32, words: &[&str]) -> Run {
-        assert_eq!(
-            self.code,
-            Some(code),
-            "stdout: {}\nstderr: {}",
-            self.stdout,
-            self.stderr
-        );
-        assert_eq!(self.stderr.lines().count(), 1, "one line: {}", self.stderr);
-        assert!(self.stderr.starts_with("error: "), "{}", self.stderr);
-        for word in words {
-            assert!(
-                self.stderr.contains(word),
-                "{word:?} not in {}",
-                self.stderr
-            );
-        }
-        self
-    }
-
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout).unwrap()
-    }
+    command.output().unwrap().into()
 }
 
 /// Every entry of `a` is in `b` with the same label and bytes, and the counts match.
@@ -316,16 +239,7 @@ fn reached(gate: &Path) -> PathBuf {
 }
 
 fn finish(child: std::process::Child) -> Run {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = child.wait_with_output().unwrap();
-    Run {
-        code: status.code(),
-        stdout: String::from_utf8_lossy(&stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
-    }
+    child.wait_with_output().unwrap().into()
 }
 
 #[test]
@@ -350,7 +264,7 @@ fn a_push_to_a_server_that_stops_or_stalls_fails_and_leaves_no_object() {
     );
     moto.stall();
     std::fs::remove_file(&gate).unwrap();
-    finish(child).fails(1, &[&url]);
+    finish(child).fails_naming(1, &[&url]);
     moto.resume();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -363,7 +277,7 @@ fn a_push_to_a_server_that_stops_or_stalls_fails_and_leaves_no_object() {
     );
     let node = dir.path().join("node");
     run(wasmpak(&moto, &["pull", &url, node.to_str().unwrap()]))
-        .fails(1, &[&url, "does not exist"]);
+        .fails_naming(1, &[&url, "does not exist"]);
     assert!(files_in(&node).is_empty());
 
     // Stopped: the next request fails fast.
@@ -373,7 +287,7 @@ fn a_push_to_a_server_that_stops_or_stalls_fails_and_leaves_no_object() {
     let child = paused(&moto, &gate, &["push", source.to_str().unwrap(), &url]);
     moto.kill();
     std::fs::remove_file(&gate).unwrap();
-    finish(child).fails(1, &[&url]);
+    finish(child).fails_naming(1, &[&url]);
 }
 
 #[test]
@@ -429,7 +343,7 @@ fn an_object_replaced_during_a_pull_is_reported_and_nothing_installed() {
     pack_with(&source, "a", 3..4, 1000);
     run(wasmpak(moto, &["push", source.to_str().unwrap(), &url])).ok();
     std::fs::remove_file(&gate).unwrap();
-    finish(child).fails(1, &[&url, "replaced during the download"]);
+    finish(child).fails_naming(1, &[&url, "replaced during the download"]);
     assert!(files_in(&node).is_empty(), "{:?}", files_in(&node));
 }
 
@@ -444,17 +358,21 @@ fn bad_urls_objects_and_packs_are_one_line_errors_that_install_nothing() {
     let node_arg = node.to_str().unwrap();
     let pack_arg = source.to_str().unwrap();
 
-    run(wasmpak(moto, &["pull", "not a url", node_arg])).fails(2, &["not a url"]);
-    run(wasmpak(moto, &["pull", "ftp://host/app.wpk", node_arg])).fails(2, &["ftp://host/app.wpk"]);
-    run(wasmpak(moto, &["push", pack_arg, "s3//missing-colon"])).fails(2, &["s3//missing-colon"]);
+    run(wasmpak(moto, &["pull", "not a url", node_arg])).fails_naming(2, &["not a url"]);
+    run(wasmpak(moto, &["pull", "ftp://host/app.wpk", node_arg]))
+        .fails_naming(2, &["ftp://host/app.wpk"]);
+    run(wasmpak(moto, &["push", pack_arg, "s3//missing-colon"]))
+        .fails_naming(2, &["s3//missing-colon"]);
     let folder = format!("s3://{bucket}/packs/");
-    run(wasmpak(moto, &["pull", &folder, node_arg])).fails(2, &[&folder]);
+    run(wasmpak(moto, &["pull", &folder, node_arg])).fails_naming(2, &[&folder]);
 
     let missing_bucket = "s3://no-such-bucket-anywhere/app.wpk";
-    run(wasmpak(moto, &["pull", missing_bucket, node_arg])).fails(1, &[missing_bucket, "bucket"]);
-    run(wasmpak(moto, &["push", pack_arg, missing_bucket])).fails(1, &[missing_bucket, "bucket"]);
+    run(wasmpak(moto, &["pull", missing_bucket, node_arg]))
+        .fails_naming(1, &[missing_bucket, "bucket"]);
+    run(wasmpak(moto, &["push", pack_arg, missing_bucket]))
+        .fails_naming(1, &[missing_bucket, "bucket"]);
     let missing_object = format!("s3://{bucket}/nothing.wpk");
-    run(wasmpak(moto, &["pull", &missing_object, node_arg])).fails(1, &[&missing_object]);
+    run(wasmpak(moto, &["pull", &missing_object, node_arg])).fails_naming(1, &[&missing_object]);
 
     // No credentials anywhere (and no instance metadata service to ask: a closed port).
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -466,7 +384,7 @@ fn bad_urls_objects_and_packs_are_one_line_errors_that_install_nothing() {
         .env_clear()
         .env("AWS_ENDPOINT_URL", moto.endpoint())
         .env("AWS_METADATA_ENDPOINT", &metadata);
-    run(anonymous).fails(1, &[&missing_object, "credentials"]);
+    run(anonymous).fails_naming(1, &[&missing_object, "credentials"]);
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -479,7 +397,7 @@ fn bad_urls_objects_and_packs_are_one_line_errors_that_install_nothing() {
     ))
     .unwrap();
     let junk = format!("s3://{bucket}/junk.wpk");
-    run(wasmpak(moto, &["pull", &junk, node_arg])).fails(1, &[&junk, "not a wasmpak pack"]);
+    run(wasmpak(moto, &["pull", &junk, node_arg])).fails_naming(1, &[&junk, "not a wasmpak pack"]);
 
     // A damaged pack is neither pushed nor installed.
     let damaged = dir.path().join("damaged.wpk");
@@ -493,10 +411,11 @@ fn bad_urls_objects_and_packs_are_one_line_errors_that_install_nothing() {
         moto,
         &["push", damaged.to_str().unwrap(), &damaged_url],
     ))
-    .fails(1, &["damaged.wpk", "damaged"]);
+    .fails_naming(1, &["damaged.wpk", "damaged"]);
     rt.block_on(store.put(&ObjectPath::from("damaged.wpk"), PutPayload::from(flipped)))
         .unwrap();
-    run(wasmpak(moto, &["pull", &damaged_url, node_arg])).fails(1, &[&damaged_url, "damaged"]);
+    run(wasmpak(moto, &["pull", &damaged_url, node_arg]))
+        .fails_naming(1, &[&damaged_url, "damaged"]);
     assert!(files_in(&node).is_empty(), "{:?}", files_in(&node));
 
     // A local pack of another identity is left alone.
@@ -504,7 +423,7 @@ fn bad_urls_objects_and_packs_are_one_line_errors_that_install_nothing() {
     run(wasmpak(moto, &["push", pack_arg, &url])).ok();
     let other = pack_with(&node.join("app.wpk"), "b", 0..1, 10);
     let before = std::fs::read(other.path()).unwrap();
-    run(wasmpak(moto, &["pull", &url, node_arg])).fails(1, &[&url, "another directory"]);
+    run(wasmpak(moto, &["pull", &url, node_arg])).fails_naming(1, &[&url, "another directory"]);
     assert_eq!(std::fs::read(other.path()).unwrap(), before);
     // ... unless asked to replace it.
     run(wasmpak(moto, &["pull", "--replace", &url, node_arg])).ok();
@@ -512,7 +431,7 @@ fn bad_urls_objects_and_packs_are_one_line_errors_that_install_nothing() {
 
     // A file that is not a pack where the pack would go: left alone too.
     std::fs::write(node.join("app.wpk"), b"mine").unwrap();
-    run(wasmpak(moto, &["pull", &url, node_arg])).fails(1, &["app.wpk", "--replace"]);
+    run(wasmpak(moto, &["pull", &url, node_arg])).fails_naming(1, &["app.wpk", "--replace"]);
     assert_eq!(std::fs::read(node.join("app.wpk")).unwrap(), b"mine");
 }
 
@@ -539,7 +458,8 @@ fn a_truncated_object_is_refused_and_nothing_installed() {
         rt.block_on(store.put(&ObjectPath::from(name.as_str()), PutPayload::from(cut)))
             .unwrap();
         let url = format!("s3://{bucket}/{name}");
-        let refused = run(wasmpak(moto, &["pull", &url, node.to_str().unwrap()])).fails(1, &[&url]);
+        let refused =
+            run(wasmpak(moto, &["pull", &url, node.to_str().unwrap()])).fails_naming(1, &[&url]);
         if len > 100 {
             assert!(refused.stderr.contains("truncated"), "{}", refused.stderr);
         }
@@ -550,7 +470,8 @@ fn a_truncated_object_is_refused_and_nothing_installed() {
     let local = pack_with(&node.join(format!("cut-{len}.wpk")), "a", 0..1, 10);
     let before = std::fs::read(local.path()).unwrap();
     let url = format!("s3://{bucket}/cut-{len}.wpk");
-    run(wasmpak(moto, &["pull", &url, node.to_str().unwrap()])).fails(1, &[&url, "truncated"]);
+    run(wasmpak(moto, &["pull", &url, node.to_str().unwrap()]))
+        .fails_naming(1, &[&url, "truncated"]);
     assert_eq!(std::fs::read(local.path()).unwrap(), before);
 }
 

@@ -1,8 +1,8 @@
 //! Options for an [`ObjectStoreCache`](super::ObjectStoreCache).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::AtomicUsize;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ::object_store::ObjectStore;
@@ -78,7 +78,6 @@ impl ObjectStoreCacheBuilder {
                 retry_after: self.retry_after,
                 background_saves: self.background_saves,
                 max_pending_uploads: self.max_pending_uploads,
-                engines: RwLock::new(HashMap::new()),
                 unavailable_until: Mutex::new(None),
                 damaged: Mutex::new(HashSet::new()),
                 pending: AtomicUsize::new(0),

@@ -64,6 +64,8 @@ pub struct RemoteError {
     pub(super) kind: RemoteErrorKind,
     pub(super) operation: &'static str,
     pub(super) path: ObjectPath,
+    /// The URL the error is about, for errors of [`StoreUrl::open`](super::StoreUrl::open).
+    pub(super) url: Option<String>,
     pub(super) source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
@@ -77,23 +79,46 @@ pub enum RemoteErrorKind {
     Unavailable,
     /// The store answered with an error, or could not be reached.
     Failed,
+    /// A URL is malformed or names a scheme no supported store has.
+    InvalidUrl,
+    /// The store's client could not be built from a URL and the environment.
+    Config,
 }
 
 impl RemoteError {
+    /// An error about `url`, explained by `why`.
+    pub(super) fn for_url(kind: RemoteErrorKind, url: &str, why: String) -> RemoteError {
+        RemoteError {
+            kind,
+            operation: "open",
+            path: ObjectPath::default(),
+            url: Some(url.to_string()),
+            source: Some(why.into()),
+        }
+    }
+
     /// The category of the failure.
     pub fn kind(&self) -> RemoteErrorKind {
         self.kind
     }
 
-    /// The object concerned.
+    /// The object concerned (empty for an error about a URL).
     pub fn path(&self) -> &ObjectPath {
         &self.path
+    }
+
+    /// The URL concerned, for an error of [`StoreUrl::open`](super::StoreUrl::open).
+    pub fn url(&self) -> Option<&str> {
+        self.url.as_deref()
     }
 }
 
 impl fmt::Display for RemoteError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "failed to {} {}: ", self.operation, self.path)?;
+        match &self.url {
+            Some(url) => write!(f, "failed to {} {url}: ", self.operation)?,
+            None => write!(f, "failed to {} {}: ", self.operation, self.path)?,
+        }
         match (&self.kind, &self.source) {
             (RemoteErrorKind::Timeout, _) => f.write_str("the store did not answer in time"),
             (RemoteErrorKind::Unavailable, _) => {

@@ -9,44 +9,46 @@
 //! warning. Keys are content hashes, so two nodes saving one key save the same module: the
 //! first write wins (`PutMode::Create`) and the others count it as saved.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use ::object_store::path::Path as ObjectPath;
 use ::object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload};
 use bytes::Bytes;
-use wasmer::{Engine, EngineId, Module};
+use wasmer::{Engine, Module};
 
 pub use builder::ObjectStoreCacheBuilder;
 pub use error::{ObjectStoreStats, RemoteError, RemoteErrorKind};
+pub use url::StoreUrl;
 
 mod builder;
 mod error;
 mod module_object;
 mod runtime;
+mod url;
 
+use crate::cache::artifact::CheckedArtifact;
 use crate::cache::blocking::run_blocking;
-use crate::cache::{CacheError, EngineIdentity, ModuleCache, ModuleHash};
+use crate::cache::{CacheError, CacheResult, ModuleCache, ModuleHash};
+use crate::engine::loadable::{self, Known};
 use crate::format::object;
-use module_object::{aligned, check, deserialize, key_bytes, object_in};
+use module_object::{key_bytes, object_in};
 use runtime::{AbortOnDrop, runtime};
 
 /// The file name extension of module objects.
 const EXTENSION: &str = "wpkm";
 /// Artifacts at least this large deserialize on a blocking thread when inside a runtime.
 const BLOCKING_DESERIALIZE_BYTES: usize = 1 << 20;
-/// How many engines' identities are remembered by engine id.
-const MAX_REMEMBERED_ENGINES: usize = 256;
 
 /// A [`ModuleCache`] over an object store: one object per module, shared by a fleet.
 ///
 /// - **Layout.** The module saved under `KEY` for an engine is the object
 ///   `{prefix}/{identity}/{KEY}.wpkm`, where `{identity}` is
-///   [`EngineIdentity::file_stem`], the name a pack of that engine has; the object holds the
+///   [`EngineIdentity::file_stem`](crate::EngineIdentity::file_stem), the name a pack of that engine has; the object holds the
 ///   artifact behind a small header (identity, key, length, CRC-32: see
 ///   `wasmpak::format::object`), all checked before wasmer sees a byte.
 /// - **Never poisoned.** A damaged, foreign or stale object is a miss, logged and counted in
@@ -116,8 +118,6 @@ struct Inner {
     retry_after: Duration,
     background_saves: bool,
     max_pending_uploads: usize,
-    /// Per engine: its identity, encoded, and the folder of its objects.
-    engines: RwLock<HashMap<EngineId, Arc<Tier>>>,
     unavailable_until: Mutex<Option<Instant>>,
     /// Objects a load found unusable: the next save overwrites them instead of deferring.
     damaged: Mutex<HashSet<ObjectPath>>,
@@ -126,9 +126,10 @@ struct Inner {
     counters: Counters,
 }
 
+/// What the objects of one engine are stored under: its identity and its folder.
 #[derive(Debug)]
 struct Tier {
-    identity: Vec<u8>,
+    engine: Arc<Known>,
     folder: ObjectPath,
 }
 
@@ -214,27 +215,13 @@ impl ObjectStoreCache {
         }
     }
 
-    fn tier(&self, engine: &Engine) -> Arc<Tier> {
-        let id = engine.id();
-        if let Some(tier) = read(&self.inner.engines).get(&id) {
-            return tier.clone();
+    fn tier(&self, engine: &Engine) -> Tier {
+        let engine = loadable::known(engine);
+        let stem = engine.identity.file_stem();
+        Tier {
+            folder: self.inner.prefix.clone().join(stem.as_str()),
+            engine,
         }
-        let identity = EngineIdentity::of(engine);
-        let tier = Arc::new(Tier {
-            // An identity too large to encode matches no object, so every load misses.
-            identity: identity.to_pack_identity().encode().unwrap_or_default(),
-            folder: self
-                .inner
-                .prefix
-                .clone()
-                .join(identity.file_stem().as_str()),
-        });
-        let mut engines = write(&self.inner.engines);
-        if engines.len() >= MAX_REMEMBERED_ENGINES {
-            engines.clear();
-        }
-        engines.insert(id, tier.clone());
-        tier
     }
 
     fn count(&self, counter: impl Fn(&Counters) -> &AtomicU64) {
@@ -288,6 +275,7 @@ impl ObjectStoreCache {
             kind,
             operation,
             path: path.clone(),
+            url: None,
             source,
         };
         let timeout = self.inner.timeout;
@@ -338,12 +326,12 @@ impl ObjectStoreCache {
     async fn upload(
         &self,
         path: ObjectPath,
-        tier: Arc<Tier>,
+        tier: Tier,
         key: ModuleHash,
         module: Module,
     ) -> Result<bool, CacheError> {
         let artifact = run_blocking(move || module.serialize()).await?;
-        let header = object::encode_header(&tier.identity, &key_bytes(&key), &artifact);
+        let header = object::encode_header(&tier.engine.encoded, &key_bytes(&key), &artifact);
         let len = (header.len() + artifact.len()) as u64;
         let payload = PutPayload::from_iter([Bytes::from(header), artifact]);
         // A damaged object would otherwise block this key forever: replace it.
@@ -382,6 +370,7 @@ impl ObjectStoreCache {
             kind: RemoteErrorKind::Unavailable,
             operation,
             path,
+            url: None,
             source: None,
         })
     }
@@ -389,26 +378,25 @@ impl ObjectStoreCache {
 
 #[async_trait::async_trait]
 impl ModuleCache for ObjectStoreCache {
-    async fn load(&self, key: ModuleHash, engine: &Engine) -> Result<Module, CacheError> {
+    async fn load(&self, key: ModuleHash, engine: &Engine) -> CacheResult<Module> {
         let tier = self.tier(engine);
         let path = object_in(&tier, key);
         let Some(bytes) = self.fetch(&path).await else {
             self.count(|c| &c.misses);
             return Err(CacheError::NotFound);
         };
-        let artifact = match check(&bytes, &tier.identity, &key) {
-            Ok(offset) => aligned(bytes.slice(offset..)),
+        let artifact = match CheckedArtifact::from_module_object(&bytes, &key, engine) {
+            Ok(artifact) => artifact,
             Err(why) => {
                 self.stale(&path, &why);
                 self.count(|c| &c.misses);
                 return Err(CacheError::NotFound);
             }
         };
-        let module = if artifact.len() >= BLOCKING_DESERIALIZE_BYTES {
-            let engine = engine.clone();
-            run_blocking(move || deserialize(&engine, artifact)).await
+        let module = if bytes.len() >= BLOCKING_DESERIALIZE_BYTES {
+            run_blocking(move || artifact.deserialize()).await
         } else {
-            deserialize(engine, artifact)
+            artifact.deserialize()
         };
         match module {
             Ok(module) => {
@@ -423,7 +411,7 @@ impl ModuleCache for ObjectStoreCache {
         }
     }
 
-    async fn contains(&self, key: ModuleHash, engine: &Engine) -> Result<bool, CacheError> {
+    async fn contains(&self, key: ModuleHash, engine: &Engine) -> CacheResult<bool> {
         if self.skipping() {
             return Ok(false);
         }
@@ -441,12 +429,7 @@ impl ModuleCache for ObjectStoreCache {
         }
     }
 
-    async fn save(
-        &self,
-        key: ModuleHash,
-        engine: &Engine,
-        module: &Module,
-    ) -> Result<(), CacheError> {
+    async fn save(&self, key: ModuleHash, engine: &Engine, module: &Module) -> CacheResult<()> {
         let tier = self.tier(engine);
         let path = object_in(&tier, key);
         if !self.inner.background_saves {
@@ -488,19 +471,8 @@ impl ObjectStoreCache {
     }
 }
 
-#[cfg(feature = "wasix")]
-crate::cache::wasix::impl_wasix_module_cache!(ObjectStoreCache);
-
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]

@@ -3,12 +3,59 @@ use std::sync::Arc;
 use ::object_store::memory::InMemory;
 
 use super::*;
+use crate::EngineIdentity;
+use crate::cache::conformance::{self, CHECKS, CacheUnderTest, Overwrite};
 use crate::cache::test_support::{answer, compiled, engine, key};
 
 fn cache(store: &Arc<InMemory>) -> ObjectStoreCache {
     ObjectStoreCache::builder(store.clone(), "fleet")
         .background_saves(false)
         .build()
+}
+
+/// The fleet tier over an in-memory store under the conformance checks; damage is one bit
+/// flipped in the artifact's last byte.
+struct Bucket(Arc<InMemory>, ObjectStoreCache);
+
+impl CacheUnderTest for Bucket {
+    type Cache = ObjectStoreCache;
+
+    fn cache(&self) -> &ObjectStoreCache {
+        &self.1
+    }
+
+    fn reopen(&self) -> Option<ObjectStoreCache> {
+        Some(cache(&self.0))
+    }
+
+    fn overwrite(&self) -> Overwrite {
+        Overwrite::FirstWins
+    }
+
+    fn corrupt(&self, key: ModuleHash, engine: &Engine) -> bool {
+        let path = self.1.object_path(key, engine);
+        futures::executor::block_on(async {
+            let mut bytes = self
+                .0
+                .get(&path)
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap()
+                .to_vec();
+            *bytes.last_mut().unwrap() ^= 1;
+            self.0.put(&path, bytes.into()).await.unwrap();
+        });
+        true
+    }
+}
+
+#[test]
+fn conforms() {
+    let store = Arc::new(InMemory::new());
+    let report = conformance::run(&Bucket(store.clone(), cache(&store))).unwrap();
+    assert_eq!(report.ran, CHECKS);
 }
 
 #[tokio::test]
@@ -108,15 +155,6 @@ fn works_outside_any_runtime() {
     futures::executor::block_on(cache.save(key(5), engine, &compiled(5))).unwrap();
     let module = futures::executor::block_on(cache.load(key(5), engine)).unwrap();
     assert_eq!(answer(&module, engine), 5);
-}
-
-#[test]
-fn unaligned_downloads_are_realigned() {
-    let bytes = Bytes::from(vec![7u8; 200]);
-    let odd = bytes.slice(3..133);
-    let fixed = aligned(odd.clone());
-    assert_eq!(fixed, odd);
-    assert!((fixed.as_ptr() as usize).is_multiple_of(64));
 }
 
 #[tokio::test]

@@ -11,7 +11,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::cache::EngineIdentity;
+use crate::EngineIdentity;
 
 /// The packs of `identity`'s family in `dir`, with the identity each name gives, sorted by
 /// file name. A missing directory has none.

@@ -7,16 +7,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use bytes::Bytes;
 use wasmer::{Engine, Module};
 
-use crate::cache::CacheError;
+use crate::cache::artifact::CheckedArtifact;
 use crate::cache::blocking::run_blocking;
+use crate::cache::{CacheError, CacheErrorKind};
 use crate::{Key, Pack};
 
 use super::PackCache;
 use super::pack_set::{Layers, PackSet};
-use super::slot::{PackSlot, is_stale, read_error};
+use super::slot::{PackSlot, is_stale};
 
 /// Inside a tokio runtime, the first load of an artifact this large (checksum, page faults,
 /// deserialization) runs on the blocking pool, so that the executor stays free for other
@@ -138,10 +138,10 @@ impl PackCache {
         key: &Key,
         engine: &Engine,
     ) -> Result<Option<Module>, CacheError> {
-        let bytes = match pack.get(key) {
-            Ok(Some(bytes)) => bytes,
+        let artifact = match CheckedArtifact::from_pack(pack, key, engine) {
+            Ok(Some(artifact)) => artifact,
             Ok(None) => return Ok(None),
-            Err(e) if e.kind() == crate::ErrorKind::Untrusted => {
+            Err(e) if e.kind() == CacheErrorKind::Untrusted => {
                 self.inner
                     .counters
                     .untrusted
@@ -149,14 +149,19 @@ impl PackCache {
                 tracing::warn!(error = %e, "refusing an untrusted module; treating it as a cache miss");
                 return Ok(None);
             }
-            Err(e) if is_stale(e.kind()) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    CacheErrorKind::Corrupt | CacheErrorKind::Incompatible
+                ) =>
+            {
                 self.inner.stale("unusable module entry", &e);
                 return Ok(None);
             }
-            Err(e) => return Err(read_error(e)),
+            Err(e) => return Err(e),
         };
-        let len = bytes.len() as u64;
-        match deserialize(engine, bytes) {
+        let len = artifact.len().unwrap_or(0);
+        match artifact.deserialize() {
             Ok(module) => {
                 self.inner.counters.hits.fetch_add(1, Ordering::Relaxed);
                 if let Some(recency) = &slot.recency {
@@ -210,7 +215,7 @@ impl PackCache {
                         Ok(false) => {}
                         Err(e) if is_stale(e.kind()) => {}
                         Err(e) => {
-                            first_error.get_or_insert(read_error(e));
+                            first_error.get_or_insert(CacheError::from_pack_read(e));
                         }
                     },
                     Ok(None) => {}
@@ -226,39 +231,4 @@ impl PackCache {
         }
         first_error.map_or(Ok(false), Err)
     }
-}
-
-/// Deserializes an artifact read from a pack.
-///
-/// `Module::deserialize_unchecked` requires bytes that `Module::serialize` produced for a
-/// compatible engine, and that stay valid and unchanged while the module lives. Why that holds
-/// for every byte this function is given:
-///
-/// 1. *Compatible engine.* Every pack a load reads was opened with an identity this engine can
-///    load (`EngineIdentity::can_load`: the same deterministic id, artifact format, artifact
-///    ABI version and target triple, and a subset of its CPU features; a pack handle never
-///    switches to a file of another identity), and packs only hold artifacts serialized by an
-///    engine of their identity.
-/// 2. *The bytes `serialize` produced.* They were checked before reaching here: by `Pack::get`
-///    (once per entry per process; committed bytes are never rewritten) against the CRC-32
-///    computed from `serialize`'s output when the entry was written, or with trusted keys
-///    against the BLAKE3 hash a trusted key signed, which also stops forgeries; on the trusted
-///    installed path (the `unsafe` `trust_installed`), by the install that verified the
-///    sealed, read-only file, which the caller's contract keeps unchanged since.
-/// 3. *Aligned.* Payloads are 64-byte aligned in a page-aligned mapping, or in an embedded pack
-///    whose first byte `Pack::from_bytes` checked to be 64-byte aligned, as rkyv's archived
-///    types need.
-/// 4. *Alive and unchanged.* The `Bytes` owns an `Arc` of the read-only mapping, which wasmer
-///    keeps for the artifact's lifetime, and the format never modifies or truncates committed
-///    bytes; for an embedded pack it is a slice of `&'static` bytes or of a `Bytes` the cache
-///    holds, immutable by `Bytes`'s contract and kept alive by the slice itself.
-///
-/// wasmer still checks the magic, ABI version and CPU features itself. A CRC cannot stop a
-/// deliberate forgery by someone who can write the pack: that is why packs writable by other
-/// users are refused, and what signatures are for.
-#[allow(unsafe_code)] // The one `unsafe` call of this cache; its contract is above.
-fn deserialize(engine: &Engine, bytes: Bytes) -> Result<Module, wasmer::DeserializeError> {
-    // SAFETY: conditions 1–4 of this function's documentation: a compatible engine, exactly
-    // the bytes `serialize` produced (checked), 64-byte aligned, kept alive and unchanged.
-    unsafe { Module::deserialize_unchecked(engine, bytes) }
 }

@@ -8,7 +8,7 @@ use crate::format::superblock::DATA_START;
 use crate::{CompactReport, Pack, Retention};
 
 use super::PackCache;
-use super::slot::{PackSlot, write_error};
+use super::slot::PackSlot;
 
 /// How often a process merges its recency stamps into a pack's sidecar.
 const RECENCY_FLUSH_SECS: u64 = 60;
@@ -25,7 +25,9 @@ impl PackCache {
                 continue;
             };
             let retention = self.retention_for(&slot);
-            let report = pack.compact_with(&retention).map_err(write_error)?;
+            let report = pack
+                .compact_with(&retention)
+                .map_err(CacheError::from_pack_write)?;
             self.after_compaction(&slot, &pack);
             reports.push(report);
         }

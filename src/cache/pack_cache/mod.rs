@@ -16,16 +16,17 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use tokio::sync::OnceCell;
 use wasmer::{Engine, EngineId, Module};
 
+use crate::EngineIdentity;
 use crate::cache::blocking::run_blocking;
 use crate::cache::memo::Memo;
-use crate::cache::{CacheError, EngineIdentity, ModuleCache, ModuleHash};
+use crate::cache::{CacheError, CacheResult, ModuleCache, ModuleHash};
 use crate::{Key, PackOptions, Retention};
 
 pub use builder::PackCacheBuilder;
 #[cfg(test)]
 use load::INLINE_LOAD_BYTES;
 use pack_set::PackSet;
-use slot::{PackSlot, write_error};
+use slot::PackSlot;
 
 /// A load in progress, which concurrent loads of the same key wait for.
 type InFlight = Arc<OnceCell<Module>>;
@@ -357,7 +358,7 @@ fn key_of(hash: &ModuleHash) -> Key {
 
 #[async_trait::async_trait]
 impl ModuleCache for PackCache {
-    async fn load(&self, key: ModuleHash, engine: &Engine) -> Result<Module, CacheError> {
+    async fn load(&self, key: ModuleHash, engine: &Engine) -> CacheResult<Module> {
         let key = key_of(&key);
         let set = self.pack_set(engine);
         if let Some(module) = self.inner.memo.get(engine.id(), &key) {
@@ -408,7 +409,7 @@ impl ModuleCache for PackCache {
         result
     }
 
-    async fn contains(&self, key: ModuleHash, engine: &Engine) -> Result<bool, CacheError> {
+    async fn contains(&self, key: ModuleHash, engine: &Engine) -> CacheResult<bool> {
         let key = key_of(&key);
         if self.inner.memo.contains(engine.id(), &key) {
             return Ok(true);
@@ -425,12 +426,7 @@ impl ModuleCache for PackCache {
     /// bytes is kept (keys are content hashes, so that is this module); any other entry under
     /// the key, such as one wasmer refused to load, is replaced. A cache without a directory
     /// of its own saves nothing.
-    async fn save(
-        &self,
-        key: ModuleHash,
-        engine: &Engine,
-        module: &Module,
-    ) -> Result<(), CacheError> {
+    async fn save(&self, key: ModuleHash, engine: &Engine, module: &Module) -> CacheResult<()> {
         let key = key_of(&key);
         if self.inner.pack_options.checks_signatures() || self.inner.pack_options.trust_installed {
             // Signed or installed packs only: a module saved here would be unsigned, so no
@@ -438,7 +434,7 @@ impl ModuleCache for PackCache {
             let len = module.serialize().map_or(0, |b| b.len() as u64);
             self.inner
                 .memo
-                .insert(engine.id(), key, module.clone(), len);
+                .replace(engine.id(), key, module.clone(), len);
             return Ok(());
         }
         let set = self.pack_set(engine);
@@ -460,7 +456,7 @@ impl ModuleCache for PackCache {
             let same = matches!(pack.get(&key), Ok(Some(existing)) if existing == bytes);
             if !same {
                 pack.insert_with_label(&key, &bytes, to_save.name().unwrap_or(""))
-                    .map_err(write_error)?;
+                    .map_err(CacheError::from_pack_write)?;
                 cache.inner.counters.saves.fetch_add(1, Ordering::Relaxed);
             }
             Ok(bytes.len() as u64)
@@ -468,7 +464,7 @@ impl ModuleCache for PackCache {
         .await?;
         self.inner
             .memo
-            .insert(engine.id(), key, module.clone(), saved_len);
+            .replace(engine.id(), key, module.clone(), saved_len);
         if let Some(recency) = &own.recency {
             recency.touch(&key);
         }

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use crate::cache::{EngineIdentity, Incompatibility};
+use crate::{EngineIdentity, Incompatibility};
 
 use super::discovery::{siblings, specificity};
 use super::slot::PackSlot;
@@ -130,13 +130,10 @@ impl PackSet {
                         Ok(()) => shipped.push((specificity(&theirs), slot)),
                         Err(why) => refuse(path, why.to_string()),
                     },
-                    None => refuse(
-                        path,
-                        format!(
-                            "its identity ({}) is not a wasmer engine's",
-                            pack.identity()
-                        ),
-                    ),
+                    None => {
+                        let identity = pack.identity().to_string();
+                        refuse(path, Incompatibility::NotAnEngine { identity }.to_string())
+                    }
                 },
                 Ok(None) => refuse(
                     path,

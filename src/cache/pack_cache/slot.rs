@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use crate::cache::{CacheError, EngineIdentity};
+use crate::EngineIdentity;
+use crate::cache::CacheError;
 use crate::pack::embedded::open_memory;
 use crate::pack::recency::Recency;
 use crate::{Error, ErrorKind, Pack, PackIdentity, PackOptions};
@@ -166,7 +167,7 @@ impl PackSlot {
                 on_stale(&e);
                 Ok(None)
             }
-            Err(e) => Err(read_error(e)),
+            Err(e) => Err(CacheError::from_pack_read(e)),
         }
     }
 
@@ -204,7 +205,7 @@ impl PackSlot {
                     }
                     self.set_aside(options, &identity)?;
                 }
-                other => return Ok(self.install(other.map_err(write_error)?)),
+                other => return Ok(self.install(other.map_err(CacheError::from_pack_write)?)),
             }
         }
         Err(CacheError::FileWrite {
@@ -264,33 +265,4 @@ impl PackSlot {
 fn millis_since_epoch() -> u64 {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
-}
-
-/// A pack error met while loading, as a [`CacheError`].
-pub(super) fn read_error(error: Error) -> CacheError {
-    let path = error.path().to_path_buf();
-    match error {
-        Error::Open { source, .. } | Error::Read { source, .. } | Error::Lock { source, .. } => {
-            CacheError::FileRead {
-                path,
-                error: source,
-            }
-        }
-        other => CacheError::other(other),
-    }
-}
-
-/// A pack error met while saving, as a [`CacheError`].
-pub(super) fn write_error(error: Error) -> CacheError {
-    let path = error.path().to_path_buf();
-    match error {
-        Error::Open { source, .. }
-        | Error::Create { source, .. }
-        | Error::Write { source, .. }
-        | Error::Lock { source, .. } => CacheError::FileWrite {
-            path,
-            error: source,
-        },
-        other => CacheError::other(other),
-    }
 }

@@ -1,0 +1,26 @@
+//! `wasmpak sign`: vouch for every entry of a pack with an Ed25519 key.
+
+use std::path::PathBuf;
+
+use crate::context::Context;
+use crate::error::CliError;
+use crate::open;
+use crate::signing;
+
+/// Arguments of `wasmpak sign`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The pack to sign
+    pub pack: PathBuf,
+    /// The secret key (PKCS#8 PEM, from `wasmpak keygen` or `openssl genpkey -algorithm ed25519`)
+    #[arg(long, value_name = "SECRET.pem")]
+    pub key: PathBuf,
+}
+
+/// Runs `wasmpak sign`.
+pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
+    let key = signing::read_secret(&args.key)?;
+    let pack = open::any(ctx, &args.pack)?;
+    open::check_writable(&args.pack)?;
+    signing::sign(&pack, &key)
+}

@@ -1,0 +1,82 @@
+//! The trust layer's way into the store: [`TrustedKeys`] as the value check
+//! [`PackOptions::trusted_keys`] sets, which [`Pack::get`](crate::Pack::get) and
+//! [`Pack::install_into`](crate::Pack::install_into) consult through the store's one door,
+//! `pack::check::ValueCheck`.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use crate::format::index::IndexEntry;
+use crate::pack::check::ValueCheck;
+use crate::pack::problem::Problem;
+use crate::pack::view::View;
+use crate::{Error, PackOptions, Result};
+
+use super::judge::judge_entry;
+use super::keys::PublicKey;
+use super::report::verify_signatures;
+use super::trusted::TrustedKeys;
+
+impl ValueCheck for TrustedKeys {
+    /// Covered by a trusted signature with its length and label, and (if `payload` is given)
+    /// its bytes hash to the signed hash.
+    fn check_value(&self, view: &View, entry: &IndexEntry, payload: Option<&[u8]>) -> Result<()> {
+        let chain = self.chain(view)?;
+        let (_, label) = view.record_header(entry.record_offset)?;
+        judge_entry(&chain, &entry.key, entry.payload_len, label, payload).map_err(|reason| {
+            Error::Untrusted {
+                path: view.file.path.clone(),
+                key: entry.key,
+                reason,
+            }
+        })
+    }
+
+    fn check_all(&self, view: &View) -> Result<Option<Problem>> {
+        Ok(verify_signatures(view, self.keys())?
+            .problems()
+            .first()
+            .cloned())
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+impl PackOptions {
+    /// Accept only entries signed by one of `keys`: [`Pack::get`](crate::Pack::get) refuses
+    /// an entry that no signature by a trusted key covers, or whose length, label or bytes
+    /// differ from what was signed, with an
+    /// [`ErrorKind::Untrusted`](crate::ErrorKind::Untrusted) error naming the entry and the
+    /// reason. The value's BLAKE3 hash replaces its CRC-32 check, on the same
+    /// [`Verify`](crate::Verify) schedule (once per entry per process by default). An empty
+    /// list (the default) checks no signatures and costs nothing.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use wasmpak::{ErrorKind, Key, Pack, PackIdentity, PackOptions, SecretKey};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("app.wpk");
+    /// let identity = PackIdentity::new().with("engine", "demo");
+    /// let ci = SecretKey::generate()?;
+    /// let pack = Pack::create(&path, &identity)?;
+    /// pack.insert(&Key::from_bytes([1; 32]), b"signed")?;
+    /// pack.sign(&ci)?;
+    /// pack.insert(&Key::from_bytes([2; 32]), b"appended later")?;
+    ///
+    /// let node = PackOptions::new().trusted_keys([ci.public_key()]).open(&path, &identity)?;
+    /// assert_eq!(node.get(&Key::from_bytes([1; 32]))?.as_deref(), Some(&b"signed"[..]));
+    /// let err = node.get(&Key::from_bytes([2; 32])).unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::Untrusted);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn trusted_keys(mut self, keys: impl IntoIterator<Item = PublicKey>) -> Self {
+        let keys: Vec<PublicKey> = keys.into_iter().collect();
+        self.check =
+            (!keys.is_empty()).then(|| Arc::new(TrustedKeys::new(keys)) as Arc<dyn ValueCheck>);
+        self
+    }
+}
