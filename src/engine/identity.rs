@@ -462,7 +462,10 @@ mod tests {
         for (triple, spelled) in [
             ("x86_64-unknown-linux-musl", "x86_64-unknown-linux-gnu"),
             ("aarch64-unknown-linux-musl", "aarch64-unknown-linux-gnu"),
-            ("armv7-unknown-linux-musleabihf", "armv7-unknown-linux-gnueabihf"),
+            (
+                "armv7-unknown-linux-musleabihf",
+                "armv7-unknown-linux-gnueabihf",
+            ),
             ("x86_64-unknown-linux-gnu", "x86_64-unknown-linux-gnu"),
             ("x86_64-apple-darwin", "x86_64-apple-darwin"),
             ("x86_64-unknown-freebsd", "x86_64-unknown-freebsd"),
