@@ -109,11 +109,12 @@
 //!
 //! # Platforms
 //!
-//! Linux, macOS and the BSDs, from the same code; Windows is refused at compile time (a mapped
-//! file cannot be renamed over there, which compaction relies on). Linux-only calls have
-//! portable fallbacks: `copy_file_range` (compaction) falls back to a buffered copy,
-//! `fdatasync` to `fsync`, which on macOS is `fcntl(F_FULLFSYNC)`, the only call that flushes
-//! the drive's cache there.
+//! Linux, macOS and the BSDs, from the same code; Windows is refused at compile time: wasmer 7
+//! has no compiler backend there (only V8, which has no artifacts to cache), and the store
+//! relies on Unix file semantics (renaming a new pack over one other processes map, file owners
+//! and modes). Linux-only calls have portable fallbacks: `copy_file_range` (compaction) falls
+//! back to a buffered copy, `fdatasync` to `fsync`, which on macOS is `fcntl(F_FULLFSYNC)`, the
+//! only call that flushes the drive's cache there.
 //!
 //! # Safety
 //!
@@ -130,11 +131,14 @@
 
 #![deny(unsafe_code)]
 
+// With the `wasmer` feature a Windows build stops earlier, in wasmer's compilers (their own
+// `compile_error!`, wasmer PR #6826); this is what the store alone says.
 #[cfg(not(unix))]
 compile_error!(
-    "wasmpak supports Unix-like systems only (Linux, macOS, the BSDs): it relies on memory \
-     mapping a file while another process appends to it and renames a new file over it, which \
-     Windows does not allow for a mapped file"
+    "wasmpak supports Unix-like systems only (Linux, macOS, the BSDs): wasmer 7 has no compiler \
+     backend on Windows (it supports only V8 there, which has no artifacts to cache), so nothing \
+     there can build a pack's modules; and the store relies on Unix file semantics (renaming a \
+     new pack over one other processes map, file owners and modes)"
 );
 
 mod error;

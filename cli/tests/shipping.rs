@@ -81,6 +81,8 @@ fn only_pack_in(dir: &Path) -> PathBuf {
 
 /// This host's engine identity, if it is an x86_64 host above x86-64-v2 (so that a pack built
 /// for x86-64-v2 is one for a lower level); otherwise the test fails, unless told to skip it.
+/// (x86_64's CPU levels: these tests are compiled for x86_64 alone.)
+#[cfg(target_arch = "x86_64")]
 fn host_above_x86_64_v2() -> Option<EngineIdentity> {
     let host = EngineIdentity::of(&Engine::default());
     if !host.target_triple().starts_with("x86_64") || host.cpu_level() == "x86-64-v2" {
@@ -97,6 +99,7 @@ fn host_above_x86_64_v2() -> Option<EngineIdentity> {
     Some(host)
 }
 
+#[cfg(target_arch = "x86_64")]
 #[test]
 fn a_pack_built_for_a_lower_cpu_level_loads_here_without_compiling() {
     let Some(host) = host_above_x86_64_v2() else {
@@ -568,6 +571,7 @@ fn extract_defaults_to_stdout_when_piped_and_to_label_bin_on_a_terminal() {
     assert_eq!(written, stored);
 }
 
+#[cfg(target_arch = "x86_64")]
 #[test]
 fn run_loads_from_a_pack_built_for_a_lower_cpu_level_and_saves_for_that_level() {
     let Some(host) = host_above_x86_64_v2() else {

@@ -8,6 +8,14 @@
 //! and instantiation checks them against the host again. The deterministic id alone is not
 //! enough: it names the compiler and its options (for cranelift just `cranelift-opts`), not
 //! the CPU the code was compiled for, nor the wasmer version that laid the artifact out.
+//!
+//! On Linux the C library is no part of the identity: wasmer 7.4 reads only the architecture,
+//! vendor, operating system and binary format of a triple, never its environment, so an
+//! engine of a glibc (`*-linux-gnu`) and one of a musl (`*-linux-musl`) build compile the same
+//! bytes, which call into the runtime only through the function pointers the loading process
+//! gives them. An identity spells such a target the glibc way ([`linux_target`]), so both
+//! builds name, look for and open the same pack; a pack whose identity spells musl (built by
+//! an earlier wasmpak with `--target *-linux-musl`) loads too.
 
 use std::fmt;
 
@@ -65,7 +73,10 @@ impl EngineIdentity {
                 .iter()
                 .map(|feature| feature.to_string())
                 .collect();
-            (target.triple().to_string(), sorted_list(features))
+            (
+                linux_target(&target.triple().to_string()),
+                sorted_list(features),
+            )
         } else {
             (String::new(), String::new())
         };
@@ -116,7 +127,9 @@ impl EngineIdentity {
         self.abi_version
     }
 
-    /// The target triple code is compiled for, such as `x86_64-unknown-linux-gnu`.
+    /// The target triple code is compiled for, such as `x86_64-unknown-linux-gnu`. An engine
+    /// of a musl build has the glibc spelling: the C library changes nothing the engine
+    /// compiles.
     pub fn target_triple(&self) -> &str {
         &self.target_triple
     }
@@ -145,8 +158,11 @@ impl EngineIdentity {
     }
 
     /// Whether an engine of this identity can load artifacts from a pack built for `pack`:
-    /// the same compiler, artifact format, artifact ABI version and target triple, and every
-    /// CPU feature `pack` requires (wasmer's own rule for deserializing an artifact).
+    /// the same compiler, artifact format, artifact ABI version and target triple (a Linux
+    /// triple's musl environment counting as glibc's, see [`target_triple`]), and every CPU
+    /// feature `pack` requires (wasmer's own rule for deserializing an artifact).
+    ///
+    /// [`target_triple`]: Self::target_triple
     pub fn can_load(&self, pack: &EngineIdentity) -> Result<(), Incompatibility> {
         let fields = [
             ("engine", &pack.deterministic_id, &self.deterministic_id),
@@ -161,7 +177,11 @@ impl EngineIdentity {
             });
         }
         for (field, theirs, ours) in fields {
-            if theirs != ours {
+            let same = match field {
+                "target" => linux_target(theirs) == linux_target(ours),
+                _ => theirs == ours,
+            };
+            if !same {
                 return Err(Incompatibility::Engine {
                     field,
                     pack: theirs.clone(),
@@ -234,12 +254,41 @@ impl EngineIdentity {
     }
 
     /// The identity of the pack named `file_name` in this engine's family, as the name tells
-    /// it; `None` if the name is not `{family prefix}{cpu level}.v1.wpk`.
+    /// it; `None` if the name is not `{family prefix}{cpu level}.v1.wpk`. The family includes
+    /// the musl spelling of a Linux target, which earlier versions gave packs built with
+    /// `--target *-linux-musl`.
     pub(crate) fn sibling_named(&self, file_name: &str) -> Option<EngineIdentity> {
-        let tag = file_name
-            .strip_prefix(&self.family_prefix())?
-            .strip_suffix(&pack_file_suffix())?;
-        Some(self.with_cpu_features(&cpu_level::parse_tag(tag)?))
+        let musl = musl_target(&self.target_triple).map(|target_triple| EngineIdentity {
+            target_triple,
+            ..self.clone()
+        });
+        std::iter::once(self).chain(&musl).find_map(|member| {
+            let tag = file_name
+                .strip_prefix(&member.family_prefix())?
+                .strip_suffix(&pack_file_suffix())?;
+            Some(member.with_cpu_features(&cpu_level::parse_tag(tag)?))
+        })
+    }
+}
+
+/// `triple` as an identity spells it: a Linux triple whose environment is musl's (`musl`,
+/// `musleabihf`, ...) with glibc's instead (`gnu`, `gnueabihf`, ...); any other as it is.
+pub(crate) fn linux_target(triple: &str) -> String {
+    match triple.split('-').collect::<Vec<_>>().as_slice() {
+        [arch, vendor, "linux", env] if env.starts_with("musl") => {
+            format!("{arch}-{vendor}-linux-gnu{}", &env["musl".len()..])
+        }
+        _ => triple.to_string(),
+    }
+}
+
+/// The musl spelling of a Linux triple in glibc's (the inverse of [`linux_target`]), or `None`.
+fn musl_target(triple: &str) -> Option<String> {
+    match triple.split('-').collect::<Vec<_>>().as_slice() {
+        [arch, vendor, "linux", env] if env.starts_with("gnu") => {
+            Some(format!("{arch}-{vendor}-linux-musl{}", &env["gnu".len()..]))
+        }
+        _ => None,
     }
 }
 
@@ -300,8 +349,9 @@ mod tests {
         );
         assert_eq!(
             identity.target_triple(),
-            engine.target().triple().to_string()
+            linux_target(&engine.target().triple().to_string())
         );
+        assert!(!identity.target_triple().contains("musl"));
         let features: Vec<&str> = identity.cpu_features().split(',').collect();
         let mut sorted = features.clone();
         sorted.sort();
@@ -405,6 +455,81 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn linux_targets_are_spelled_with_glibc() {
+        for (triple, spelled) in [
+            ("x86_64-unknown-linux-musl", "x86_64-unknown-linux-gnu"),
+            ("aarch64-unknown-linux-musl", "aarch64-unknown-linux-gnu"),
+            (
+                "armv7-unknown-linux-musleabihf",
+                "armv7-unknown-linux-gnueabihf",
+            ),
+            ("x86_64-unknown-linux-gnu", "x86_64-unknown-linux-gnu"),
+            ("x86_64-apple-darwin", "x86_64-apple-darwin"),
+            ("x86_64-unknown-freebsd", "x86_64-unknown-freebsd"),
+            ("wasm32-unknown-unknown", "wasm32-unknown-unknown"),
+        ] {
+            assert_eq!(linux_target(triple), spelled);
+        }
+    }
+
+    /// An engine of a musl build (its target's environment is musl) has the identity, and so
+    /// the pack file name, of the glibc build's engine with the same CPU features.
+    #[test]
+    fn a_musl_engine_has_the_glibc_engines_identity() {
+        use std::str::FromStr;
+        use wasmer::sys::{CpuFeature, Cranelift, EngineBuilder, Target, Triple};
+
+        let of = |triple: &str| {
+            let mut features = CpuFeature::set();
+            features.insert(CpuFeature::SSE2);
+            let target = Target::new(Triple::from_str(triple).unwrap(), features);
+            let builder = EngineBuilder::new(Cranelift::default()).set_target(Some(target));
+            EngineIdentity::of(&Engine::from(builder))
+        };
+        for arch in ["x86_64", "aarch64"] {
+            let gnu = of(&format!("{arch}-unknown-linux-gnu"));
+            let musl = of(&format!("{arch}-unknown-linux-musl"));
+            assert_eq!(musl, gnu);
+            assert_eq!(musl.pack_file_name(), gnu.pack_file_name());
+            assert_eq!(musl.target_triple(), format!("{arch}-unknown-linux-gnu"));
+        }
+    }
+
+    /// A pack whose identity spells musl (an earlier wasmpak built it for `*-linux-musl`) loads
+    /// into an engine of the same architecture, and is found by its name; another
+    /// architecture's is not.
+    #[test]
+    fn packs_for_either_c_library_load_and_are_found() {
+        let host = sample("cranelift-opts", "sse2");
+        let mut musl = host.clone();
+        musl.target_triple = "x86_64-unknown-linux-musl".to_string();
+        assert_eq!(host.can_load(&musl), Ok(()));
+        assert_eq!(musl.can_load(&host), Ok(()));
+        assert_eq!(
+            host.sibling_named(&musl.pack_file_name()),
+            Some(musl.clone())
+        );
+        assert_eq!(
+            host.sibling_named(&host.pack_file_name()),
+            Some(host.clone())
+        );
+        let mut arm = musl.clone();
+        arm.target_triple = "aarch64-unknown-linux-musl".to_string();
+        assert!(matches!(
+            host.can_load(&arm),
+            Err(Incompatibility::Engine {
+                field: "target",
+                ..
+            })
+        ));
+        assert_eq!(host.sibling_named(&arm.pack_file_name()), None);
+        let mut mac = host.clone();
+        mac.target_triple = "x86_64-apple-darwin".to_string();
+        assert_eq!(mac.sibling_named(&mac.pack_file_name()), Some(mac.clone()));
+        assert!(host.can_load(&mac).is_err());
     }
 
     #[test]

@@ -143,8 +143,9 @@ pub(crate) fn open_memory(
 /// linker likes. A pack puts each value at a 64-byte aligned offset from the start of the
 /// file, and wasmer's zero-copy deserialization reads the archived artifact in place, so the
 /// pack's first byte must itself be 64-byte aligned; a misaligned pack is refused at open.
-/// This macro wraps the bytes in a `#[repr(C, align(4096))]` struct: page alignment, so each
-/// of the pack's pages is one page of the binary, as in a mapped file.
+/// This macro wraps the bytes in a `#[repr(C, align(4096))]` struct: the format's page, so
+/// each of the pack's superblock pages is one 4 KiB page of the binary (on machines with larger
+/// pages the pack is still aligned far beyond the 64 bytes it needs).
 ///
 /// # Example
 ///

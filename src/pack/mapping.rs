@@ -228,7 +228,8 @@ impl AsRef<[u8]> for MappedRange {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::superblock::CommitSlot;
+    use crate::format::ALIGN;
+    use crate::format::superblock::{CommitSlot, SLOT_GENERATION_AT};
 
     /// Found in review: `committed` trusted callers to stay below the committed length, which
     /// it could not check. The bound is now an argument, and only a commit slot provides one.
@@ -260,5 +261,38 @@ mod tests {
             ..CommitSlot::empty()
         });
         assert!(map.committed(past_the_map, DATA_START, 4097).is_none());
+    }
+
+    /// The mapping needs nothing of the page size but a page-aligned base: a pack maps from
+    /// offset 0, its data area starts 12 KiB in (inside the first page when pages are 16 or
+    /// 64 KiB) and ends anywhere in its last page. CI runs this under qemu-user with 64 KiB
+    /// pages too, where `WASMPAK_EXPECT_PAGE_SIZE` makes sure it really did.
+    #[test]
+    fn maps_packs_whatever_the_page_size() {
+        let page = rustix::param::page_size();
+        if let Some(expected) = std::env::var_os("WASMPAK_EXPECT_PAGE_SIZE") {
+            assert_eq!(expected.to_str(), Some(page.to_string().as_str()));
+        }
+        for len in [DATA_START + 64, 2 * DATA_START.max(page as u64) + 64] {
+            let bytes: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let mut file = tempfile::tempfile().unwrap();
+            std::io::Write::write_all(&mut file, &bytes).unwrap();
+            let map = Mapping::new(&file, len).unwrap();
+            let Mapping::File(raw) = &map else {
+                panic!("a file pack is mapped")
+            };
+            assert!((raw.as_ptr() as usize).is_multiple_of(page));
+
+            let slot = SLOT_OFFSETS[1] as usize + SLOT_GENERATION_AT;
+            let word = u64::from_le_bytes(bytes[slot..slot + 8].try_into().unwrap());
+            assert_eq!(map.slot_words()[1].0, word);
+            let within = CommittedLen::of(&CommitSlot {
+                committed_len: len,
+                ..CommitSlot::empty()
+            });
+            let data = map.committed(within, DATA_START, len - DATA_START).unwrap();
+            assert_eq!(data, &bytes[DATA_START as usize..]);
+            assert!((data.as_ptr() as usize).is_multiple_of(ALIGN as usize));
+        }
     }
 }

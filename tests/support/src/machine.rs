@@ -16,7 +16,7 @@ const SKIP: &str = "WASMPAK_TEST_SKIP";
 
 /// The prerequisites, by the names `WASMPAK_TEST_SKIP` takes (the same list in the tool's
 /// tests).
-const PREREQUISITES: [&str; 9] = [
+const PREREQUISITES: [&str; 10] = [
     // The openssl command.
     "openssl",
     // unshare(1) from util-linux, and an unprivileged user and mount namespace.
@@ -35,6 +35,9 @@ const PREREQUISITES: [&str; 9] = [
     "node",
     // nginx, the HTTP server with byte ranges (`apt-get install nginx-light`).
     "nginx",
+    // On aarch64 and musl: the x86_64 glibc tool that builds the packs loaded there
+    // (`WASMPAK_TEST_HOST_TOOL`, set by `.ci/cross`).
+    "host-tool",
 ];
 
 /// The uid the permission tests drop to when run as root (root ignores permissions).
