@@ -27,11 +27,17 @@ pub fn key_ids(keys: &[PublicKey]) -> String {
     keys.iter().map(|k| k.id()).collect::<Vec<_>>().join(", ")
 }
 
-/// Signs `pack` and reports it on stdout.
-pub fn sign(pack: &Pack, key: &SecretKey) -> Result<(), CliError> {
-    let signature = pack.sign(key)?;
+/// Signs `pack` (naming `release`, if given) and reports it on stdout.
+pub fn sign(pack: &Pack, key: &SecretKey, release: Option<u64>) -> Result<(), CliError> {
+    let signature = match release {
+        Some(release) => pack.sign_release(key, release)?,
+        None => pack.sign(key)?,
+    };
+    let release = signature
+        .release()
+        .map_or(String::new(), |r| format!(", release {r}"));
     say!(
-        "signed {}: {} entries with key {} (generation {})",
+        "signed {}: {} entries with key {} (generation {}{release})",
         pack.path().display(),
         signature.entries(),
         signature.signer_id(),

@@ -22,6 +22,7 @@ pub mod index;
 pub mod key;
 pub mod object;
 pub mod recency;
+pub mod seal;
 pub mod record;
 pub mod signature;
 pub mod snapshot;

@@ -15,6 +15,7 @@
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,6 +23,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::format::DecodeError;
 use crate::format::recency;
+use crate::fs::FileMode;
 use crate::{Key, sync};
 
 /// Milliseconds since the Unix epoch.
@@ -114,6 +116,7 @@ impl Recency {
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(FileMode::Public.while_written())
             .open(&path)?;
         file.lock()?;
         // Cleared before the snapshot: a touch racing with this flush marks it dirty again.
@@ -166,7 +169,14 @@ fn read(file: &mut File) -> io::Result<HashMap<Key, u64>> {
         return Ok(HashMap::new());
     }
     let count = recency::decode_count(&bytes).map_err(invalid)?;
-    bytes.resize(recency::HEADER_LEN + recency::body_len(count), 0);
+    // The count is the file's word: allocate by it only once the file is that long.
+    let len = (recency::HEADER_LEN + recency::body_len(count)) as u64;
+    if file.metadata()?.len() != len {
+        return Err(invalid(DecodeError::new(
+            "recency sidecar length disagrees with its count",
+        )));
+    }
+    bytes.resize(len as usize, 0);
     file.read_exact(&mut bytes[recency::HEADER_LEN..])?;
     recency::decode(&bytes).map_err(invalid)
 }

@@ -53,6 +53,9 @@ pub struct Args {
     /// Sign every entry of the pack afterwards with this secret key (PKCS#8 PEM)
     #[arg(long, value_name = "SECRET.pem")]
     pub sign: Option<PathBuf>,
+    /// With --sign: name this release in the signature (see `wasmpak sign --release`)
+    #[arg(long, value_name = "N", requires = "sign", value_parser = clap::value_parser!(u64).range(1..))]
+    pub release: Option<u64>,
     /// Compile every input and replace its entry, even if the pack has an intact one
     #[arg(long)]
     pub force: bool,
@@ -172,7 +175,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
             Some(pack) => pack,
             None => open::or_create(ctx, &pack_path, &identity, open::Purpose::Build)?,
         };
-        signing::sign(&target, key)?;
+        signing::sign(&target, key, args.release)?;
         pack = Some(target);
     }
     let stats = pack.as_ref().map(|p| p.stats()).transpose()?;

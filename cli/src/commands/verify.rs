@@ -1,6 +1,12 @@
 //! `wasmpak verify`: is every byte of the pack what was written, and (with `--deep`) does
 //! wasmer accept every module?
 //!
+//! `--deep` hands wasmer only entries that passed every check asked for: their checksums,
+//! and with `--key` their signatures (the pack is opened with the keys, so each value is
+//! hashed again as it is read). Deserializing is not safe for bytes that fail a check: a
+//! forged artifact with valid checksums can crash the process or worse. Without `--key`, or
+//! on an unsigned pack, it says that it trusts the bytes as written.
+//!
 //! The report goes to stdout, one line per problem, each naming the entry's key and label;
 //! the verdict is the exit code (0 intact, 3 damaged, 4 cannot deep-check on this host) plus
 //! one `error:` line on stderr. A pack too damaged to open is "damaged" too (3), unless it is
@@ -36,7 +42,11 @@ pub struct Args {
 /// Runs `wasmpak verify`.
 pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
     let keys = signing::read_public_keys(&args.key)?;
-    let pack = ctx.pack_options().open_any(&args.pack).map_err(damaged)?;
+    let pack = ctx
+        .pack_options()
+        .trusted_keys(keys.iter().copied())
+        .open_any(&args.pack)
+        .map_err(damaged)?;
     let labels = Labels::of(&pack);
     let name = |key: &Key| match labels.get(key) {
         Some(label) => format!("{key} ({label})"),
@@ -69,6 +79,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
         }
     )?;
 
+    let mut untrusted: Vec<Key> = Vec::new();
     if !keys.is_empty() {
         let signed = pack.verify_signatures(&keys).map_err(damaged)?;
         let mut unsigned = 0;
@@ -77,8 +88,9 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
                 Some(key) => format!("entry {}: not trusted: {}", name(key), problem.detail()),
                 None => format!("offset {}: {}", problem.offset(), problem.detail()),
             };
-            if problem.key().is_some() {
+            if let Some(key) = problem.key() {
                 unsigned += 1;
+                untrusted.push(*key);
             }
             say!("bad  {line}")?;
             bad.push(line);
@@ -101,9 +113,17 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
             .problems()
             .iter()
             .filter_map(|p| p.key().copied())
+            .chain(untrusted)
             .collect();
         match engine::host_can_load(pack.identity()) {
             Ok(()) => {
+                if keys.is_empty() {
+                    let why = match pack.signatures().map(|s| s.is_empty()) {
+                        Ok(true) => "the pack is not signed",
+                        _ => "signatures not checked (no --key)",
+                    };
+                    say!("deep: {why}: trusting its bytes as written")?;
+                }
                 let (loaded, problems) = deep(&pack, &already_bad, &name)?;
                 say!(
                     "deep: {} loaded by wasmer, {}",
