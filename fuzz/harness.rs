@@ -1173,7 +1173,7 @@ fn decode_seal(data: &[u8]) {
             assert!(seal.keys.len() <= MAX_SEAL_KEYS);
             assert!(seal.keys.windows(2).all(|w| w[0] < w[1]));
             assert_eq!(
-                Seal::new(seal.inode, seal.fsid, seal.keys.iter().copied()).as_ref(),
+                Seal::new(seal.file(), seal.keys.iter().copied()).as_ref(),
                 Some(&seal)
             );
         }

@@ -150,15 +150,13 @@ impl PackFile {
             }
             Err(e) => return Err(format!("its seal record is damaged ({e}): install it again")),
         };
-        let fsid = file_system_id(os_file).map_err(|e| format!("its file system id: {e}"))?;
-        if (seal.inode, seal.fsid) != (meta.ino(), fsid) {
+        let this = file_identity(os_file, meta).map_err(|e| format!("its file system: {e}"))?;
+        if seal.file() != this {
             return Err(format!(
                 "it is a copy of an installed pack, not the file its install sealed (inode {} \
-                 on file system {:#x}; this is inode {} on {fsid:#x}): install it with wasmpak \
+                 on file system {:#x}; this is inode {} on {:#x}): install it with wasmpak \
                  install or Pack::install_into instead of copying it",
-                seal.inode,
-                seal.fsid,
-                meta.ino()
+                seal.inode, seal.fsid, this.0, this.1
             ));
         }
         Ok(seal)
@@ -423,8 +421,15 @@ pub(crate) fn create(path: &Path, identity: &PackIdentity) -> Result<bool> {
     }
 }
 
-/// The id of the file system holding `file` (`statvfs`'s `f_fsid`), which with the inode
-/// names the file an install sealed.
-pub(crate) fn file_system_id(file: &File) -> io::Result<u64> {
-    Ok(rustix::fs::fstatvfs(file)?.f_fsid)
+/// What names the file an install sealed, as a seal records it: its inode, the id of its file
+/// system (`statvfs`'s `f_fsid`) and its birth time in nanoseconds (0 where the file system
+/// does not report one). `meta` is `file`'s.
+pub(crate) fn file_identity(file: &File, meta: &Metadata) -> io::Result<(u64, u64, u64)> {
+    let fsid = rustix::fs::fstatvfs(file)?.f_fsid;
+    let birth = meta
+        .created()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    Ok((meta.ino(), fsid, birth))
 }

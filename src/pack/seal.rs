@@ -1,7 +1,6 @@
 //! Installed packs: verified once when copied into place, sealed against writers, and then
 //! (by the caller's deliberate choice) loaded without re-hashing in every process.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use crate::format::seal::{SEAL_AT, Seal};
@@ -9,7 +8,7 @@ use crate::format::superblock::{self, DATA_START};
 use crate::fs::{self, FileMode, TempFile};
 use crate::{Error, Pack, PackOptions, Result};
 
-use super::file::file_system_id;
+use super::file::file_identity;
 
 /// Copies are written in pieces of this size, so a full disk stops them early.
 const COPY_CHUNK: usize = 8 << 20;
@@ -135,8 +134,8 @@ impl Pack {
         // The seal: what was verified, bound to this file (a rename keeps its inode; a copy
         // gets another), so that a copied pack is not taken for an installed one.
         let meta = temp.file().metadata().map_err(write_err)?;
-        let fsid = file_system_id(temp.file()).map_err(write_err)?;
-        let seal = Seal::new(meta.ino(), fsid, verified_with).ok_or_else(|| {
+        let file = file_identity(temp.file(), &meta).map_err(write_err)?;
+        let seal = Seal::new(file, verified_with).ok_or_else(|| {
             refuse("it is signed by more trusted keys than a seal records".to_string())
         })?;
         temp.write_at(&seal.encode(), SEAL_AT).map_err(write_err)?;

@@ -7,6 +7,8 @@ mod compact_crash;
 mod crash;
 mod embedded;
 mod model;
+mod seals;
 mod multiprocess;
 mod permissions;
 mod signatures;
+mod writers;
