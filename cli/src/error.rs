@@ -127,6 +127,28 @@ impl From<wasmpak::Error> for CliError {
     }
 }
 
+impl From<wasmpak::CacheError> for CliError {
+    /// A pack's error inside the cache's keeps its kind (for `--json`) and its hints.
+    fn from(error: wasmpak::CacheError) -> CliError {
+        match error {
+            wasmpak::CacheError::Other(inner) => match inner.downcast::<wasmpak::Error>() {
+                Ok(pack) => CliError::from(*pack),
+                Err(other) => CliError::failed(other),
+            },
+            other => CliError::failed(other),
+        }
+    }
+}
+
+/// Why wasmer refused an artifact, in one line: the source of a cache error of kind
+/// `Deserialize`, without the `failed to deserialize the module: ` its message starts with.
+pub fn deserialize_detail(error: &wasmpak::CacheError) -> String {
+    match std::error::Error::source(error) {
+        Some(wasmer) => one_line(&wasmer.to_string()),
+        None => one_line(&error.to_string()),
+    }
+}
+
 /// What a library error of kind `Corrupt` says is damaged, without the `pack PATH is corrupt:`
 /// its message starts with (the variant's `detail`, read through the message because callers
 /// match on `kind()`, not on variants).

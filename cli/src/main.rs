@@ -7,11 +7,9 @@
 
 #![deny(unsafe_code)]
 
-mod artifact;
 mod cli;
 mod commands;
 mod context;
-mod durable;
 mod engine;
 mod error;
 mod input;

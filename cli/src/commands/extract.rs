@@ -10,7 +10,6 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use crate::context::Context;
-use crate::durable;
 use crate::error::CliError;
 use crate::open;
 use crate::output::{self, say};
@@ -59,7 +58,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
     if to_stdout {
         return output::write_stdout_bytes(&bytes);
     }
-    durable::write(&output, &bytes)?;
+    write_file(&output, &bytes)?;
     say!(
         "extracted {} ({}) to {}: {}",
         entry.key(),
@@ -67,6 +66,24 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
         output.display(),
         output::bytes(bytes.len() as u64)
     )
+}
+
+/// Writes the artifact to `path` through the library's durable write (beside it, synced,
+/// renamed into place), with the file mode every artifact gets.
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
+    let shown = path.display();
+    if path.is_dir() {
+        return Err(CliError::failed(format!(
+            "cannot write {shown}: it is a directory, expected a file name"
+        )));
+    }
+    if path.file_name().is_none() {
+        return Err(CliError::failed(format!(
+            "cannot write {shown}: no file name"
+        )));
+    }
+    wasmpak::fs::write_file(path, bytes, wasmpak::fs::FileMode::Public)
+        .map_err(|e| CliError::failed(format!("cannot write {shown}: {e}")))
 }
 
 /// The file an entry is extracted to by default: its label's file name (never a path: a
@@ -99,5 +116,21 @@ mod tests {
                 "{odd:?} gives {name}"
             );
         }
+    }
+
+    #[test]
+    fn files_are_replaced_whole_and_directories_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("a.bin");
+        write_file(&dest, b"first").unwrap();
+        write_file(&dest, b"second").unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"second");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["a.bin"], "no temporary file is left");
+        let refused = write_file(dir.path(), b"x").unwrap_err();
+        assert!(refused.to_string().contains("is a directory"), "{refused}");
     }
 }

@@ -16,12 +16,11 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use wasmer::Engine;
-use wasmpak::{EngineIdentity, Key};
+use wasmpak::{CacheErrorKind, EngineIdentity, FileSystemCache, Key};
 
-use crate::artifact;
 use crate::context::Context;
 use crate::engine::{self, EngineArgs};
-use crate::error::{CliError, one_line};
+use crate::error::{CliError, deserialize_detail};
 use crate::open;
 use crate::output::{self, say};
 
@@ -206,20 +205,28 @@ fn judge(candidate: &Candidate, engine: &Engine, ours: &str) -> Result<Verdict, 
             "written by another engine or wasmer version ({dir}); this pack is for {ours}"
         )));
     }
-    let bytes = std::fs::read(&candidate.path)
-        .map_err(|e| CliError::failed(format!("cannot read {}: {e}", candidate.path.display())))?;
-    let bytes = Bytes::from(bytes);
     // A fresh engine per artifact: an engine keeps the code of every module it loads.
     let loader = engine::headless_like(engine);
-    let module = match artifact::load_cached_file(&loader, bytes.clone()) {
+    let module = match FileSystemCache::load_file(&candidate.path, &loader) {
         Ok(module) => module,
-        Err(e) => {
+        Err(e) if e.kind() == CacheErrorKind::Deserialize => {
             return Ok(Verdict::Refuse(format!(
                 "this host's wasmer refuses it: {}",
-                one_line(&e.to_string())
+                deserialize_detail(&e)
+            )));
+        }
+        Err(e) => {
+            return Err(CliError::failed(format!(
+                "cannot import {}: {e}",
+                candidate.path.display()
             )));
         }
     };
+    // What the pack stores is what wasmer accepted, as it serializes it (byte for byte the
+    // file, for an artifact of this wasmer).
+    let bytes = module.serialize().map_err(|e| {
+        CliError::failed(format!("cannot import {}: {e}", candidate.path.display()))
+    })?;
     let stem = candidate.path.file_stem().and_then(|s| s.to_str());
     let named_by_key = stem.and_then(|s| s.parse::<Key>().ok());
     // wasmer records the SHA-256 of the wasm it compiled: the key runtimes look modules up by.

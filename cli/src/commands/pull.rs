@@ -25,7 +25,6 @@
 //! `delta.rs` fetches what a local pack lacks, `source.rs` pins the object's version.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
 use wasmpak::format::snapshot::SUPERBLOCK_LEN;
@@ -65,10 +64,10 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
     let started = Instant::now();
     let remote = Remote::open(&args.url, None, args.timeout.duration())?;
     let name = remote
-        .path
+        .path()
         .filename()
         .filter(|name| !name.starts_with('.'))
-        .ok_or_else(|| CliError::usage(format!("URL {} does not name a pack file", remote.url)))?
+        .ok_or_else(|| CliError::usage(format!("URL {} does not name a pack file", remote.url())))?
         .to_string();
     std::fs::create_dir_all(&args.dir).map_err(|e| {
         CliError::failed(format!(
@@ -111,7 +110,7 @@ async fn pull(
     dest: &Path,
     replace: bool,
 ) -> Result<Summary, CliError> {
-    let mut summary = Summary::new(&remote.url, dest.to_path_buf());
+    let mut summary = Summary::new(remote.url(), dest.to_path_buf());
     let local = if replace {
         None
     } else {
@@ -144,7 +143,7 @@ async fn pull(
              changed (pull into another directory, or pass --replace)",
             dest.display(),
             local.identity(),
-            remote.url
+            remote.url()
         )));
     }
     delta::pull(&source, &decoded.commit, &local, &mut summary).await?;
@@ -163,7 +162,7 @@ async fn full(
 ) -> Result<(), CliError> {
     let mut mark = Instant::now();
     let response = match remote
-        .within("read", remote.store.get(&remote.path))
+        .within("read", remote.store().get(remote.path()))
         .await?
     {
         Ok(response) => response,
@@ -175,13 +174,13 @@ async fn full(
     };
     summary.object_bytes = source.meta.size;
     summary.requests = 2;
-    let download = Arc::new(Download::create(dest, ctx.pack_options())?);
+    let download = Download::create(dest, ctx.pack_options())?;
     summary.phases.request = lap(&mut mark);
     let (identity, check) = download.stream(&source, response.into_stream()).await?;
     summary.bytes_downloaded = source.meta.size;
     summary.phases.download = lap(&mut mark);
     let verifying = {
-        let (download, url) = (download.clone(), remote.url.clone());
+        let (download, url) = (download.clone(), remote.url().to_string());
         tokio::task::spawn_blocking(move || {
             let mut phases = Phases::default();
             let verified = download.sync_and_verify(&url, &identity, &mut phases);
@@ -193,10 +192,10 @@ async fn full(
     // landed as the last bytes arrived.
     let now = check
         .await
-        .map_err(|e| CliError::failed(format!("cannot read {}: {e}", remote.url)))?;
+        .map_err(|e| CliError::failed(format!("cannot read {}: {e}", remote.url())))?;
     summary.phases.check = lap(&mut mark);
     let (verified, phases) = verifying.await.map_err(|e| {
-        CliError::failed(format!("cannot verify the pack from {}: {e}", remote.url))
+        CliError::failed(format!("cannot verify the pack from {}: {e}", remote.url()))
     })?;
     (summary.phases.sync, summary.phases.verify) = (phases.sync, phases.verify);
     let now = now?;

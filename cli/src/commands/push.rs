@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use wasmpak::format::snapshot::{self, SUPERBLOCK_LEN};
-use wasmpak::format::superblock::PAGE;
+use wasmpak::format::superblock;
 use wasmpak::object_store::{PutPayload, WriteMultipart};
 
 use crate::context::Context;
@@ -48,8 +48,8 @@ pub struct Args {
 /// One commit of a pack, read from one open file.
 struct Snapshot {
     file: File,
-    header_page: Vec<u8>,
-    slot_page: Vec<u8>,
+    /// The header page, then the commit in both slots: what the upload starts with.
+    superblock: Bytes,
     committed_len: u64,
     generation: u64,
 }
@@ -68,7 +68,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
     say!(
         "pushed {} to {}: {}, {}, generation {} ({}) in {}",
         args.pack.display(),
-        remote.url,
+        remote.url(),
         output::count(entries, "entry", "entries"),
         output::bytes(snapshot.committed_len),
         snapshot.generation,
@@ -114,18 +114,21 @@ fn read_snapshot(path: &Path) -> Result<Snapshot, CliError> {
     let io = |e: std::io::Error| CliError::failed(format!("cannot read pack {shown}: {e}"));
     for _ in 0..MAX_ATTEMPTS {
         let file = File::open(path).map_err(io)?;
-        let mut superblock = vec![0u8; SUPERBLOCK_LEN as usize];
+        let mut superblock_bytes = vec![0u8; SUPERBLOCK_LEN as usize];
         let file_len = file.metadata().map_err(io)?.len();
-        let read = file.read_at(&mut superblock, 0).map_err(io)?;
-        superblock.truncate(read);
-        let decoded = snapshot::decode_superblock(&superblock, file_len)
+        let read = file.read_at(&mut superblock_bytes, 0).map_err(io)?;
+        superblock_bytes.truncate(read);
+        let decoded = snapshot::decode_superblock(&superblock_bytes, file_len)
             .map_err(|e| CliError::failed(header_problem(&shown.to_string(), &e)))?;
         if decoded.commit.superseded {
             continue; // compacted: the path names a new file now
         }
         return Ok(Snapshot {
-            header_page: superblock[..PAGE as usize].to_vec(),
-            slot_page: snapshot::slot_page(&decoded.commit),
+            // Its header page (the encoder takes the first page), the commit in both slots.
+            superblock: Bytes::from(superblock::superblock_with(
+                &superblock_bytes,
+                &decoded.commit.for_copy(),
+            )),
             committed_len: decoded.commit.committed_len,
             generation: decoded.commit.generation,
             file,
@@ -138,12 +141,7 @@ fn read_snapshot(path: &Path) -> Result<Snapshot, CliError> {
 
 /// The snapshot's bytes in order, `chunk` bytes at a time (the superblock first).
 fn chunks(snapshot: &Snapshot, chunk: usize) -> impl Iterator<Item = std::io::Result<Bytes>> + '_ {
-    let superblock = [
-        &snapshot.header_page,
-        &snapshot.slot_page,
-        &snapshot.slot_page,
-    ]
-    .map(|page| Ok(Bytes::copy_from_slice(page)));
+    let superblock = std::iter::once(Ok(snapshot.superblock.clone()));
     let mut offset = SUPERBLOCK_LEN;
     let data = std::iter::from_fn(move || {
         if offset >= snapshot.committed_len {
@@ -158,7 +156,7 @@ fn chunks(snapshot: &Snapshot, chunk: usize) -> impl Iterator<Item = std::io::Re
         offset += len as u64;
         Some(result)
     });
-    superblock.into_iter().chain(data)
+    superblock.chain(data)
 }
 
 /// Uploads the snapshot; returns the number of multipart parts (0 for a single request).
@@ -172,8 +170,8 @@ async fn upload(remote: &Remote, snapshot: &Snapshot) -> Result<usize, CliError>
             .collect();
         pause_point().await;
         let put = remote
-            .store
-            .put_opts(&remote.path, payload, Default::default());
+            .store()
+            .put_opts(remote.path(), payload, Default::default());
         remote
             .within("upload to", put)
             .await?
@@ -181,8 +179,8 @@ async fn upload(remote: &Remote, snapshot: &Snapshot) -> Result<usize, CliError>
         return Ok(0);
     }
     let start = remote
-        .store
-        .put_multipart_opts(&remote.path, Default::default());
+        .store()
+        .put_multipart_opts(remote.path(), Default::default());
     let upload = remote
         .within("start an upload to", start)
         .await?

@@ -17,12 +17,11 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use wasmer::{Engine, ExternType, Module};
-use wasmpak::{EngineIdentity, ErrorKind, Pack};
+use wasmpak::{CacheErrorKind, EngineIdentity, Pack};
 
-use crate::artifact::{self, LoadError};
 use crate::context::Context;
 use crate::engine::{self, EngineArgs};
-use crate::error::{CliError, one_line};
+use crate::error::{CliError, deserialize_detail};
 use crate::input::Input;
 use crate::open;
 use crate::output::{self, tell};
@@ -178,19 +177,21 @@ fn is_wasi_command(module: &Module) -> bool {
             .any(|i| i.module().starts_with("wasi_") || i.module().starts_with("wasix_"))
 }
 
-/// Looks the input up in the pack and deserializes it.
+/// Looks the input up in the pack and deserializes it (through the library's checks: the
+/// engine can load the pack's identity, the bytes are what was written).
 fn lookup(pack: &Pack, input: &Input, engine: &Engine) -> Result<Lookup, CliError> {
-    match artifact::load(pack, &input.key, engine) {
-        Ok(module) => Ok(Lookup::Hit(module)),
-        Err(LoadError::Missing) => Ok(Lookup::Miss),
-        Err(LoadError::Pack(e)) if e.kind() == ErrorKind::Corrupt => {
-            Ok(Lookup::Unusable(e.to_string()))
-        }
-        Err(LoadError::Pack(e)) => Err(e.into()),
-        Err(LoadError::Wasmer(e)) => Ok(Lookup::Unusable(format!(
+    let error = match wasmpak::load_module(pack, &input.key, engine) {
+        Ok(module) => return Ok(Lookup::Hit(module)),
+        Err(error) => error,
+    };
+    match error.kind() {
+        CacheErrorKind::NotFound => Ok(Lookup::Miss),
+        CacheErrorKind::Corrupt => Ok(Lookup::Unusable(error.to_string())),
+        CacheErrorKind::Deserialize => Ok(Lookup::Unusable(format!(
             "wasmer refused it: {}",
-            one_line(&e.to_string())
+            deserialize_detail(&error)
         ))),
+        _ => Err(error.into()),
     }
 }
 

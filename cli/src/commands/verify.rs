@@ -14,12 +14,11 @@
 
 use std::path::PathBuf;
 
-use wasmpak::{Key, Pack};
+use wasmpak::{CacheErrorKind, Key, Pack};
 
-use crate::artifact::{self, LoadError};
 use crate::context::Context;
 use crate::engine;
-use crate::error::{CliError, ErrorKind, one_line};
+use crate::error::{CliError, ErrorKind, deserialize_detail};
 use crate::output::{self, say};
 use crate::resolve::Labels;
 use crate::signing;
@@ -182,14 +181,16 @@ fn deep(
             continue;
         }
         let engine = engine::headless();
-        let detail = match artifact::load(pack, &key, &engine) {
+        let detail = match wasmpak::load_module(pack, &key, &engine) {
             Ok(_) => {
                 loaded += 1;
                 continue;
             }
-            Err(LoadError::Missing) => "removed while verifying".to_string(),
-            Err(LoadError::Pack(e)) => e.to_string(),
-            Err(LoadError::Wasmer(e)) => format!("wasmer refuses it: {}", one_line(&e.to_string())),
+            Err(e) if e.kind() == CacheErrorKind::NotFound => "removed while verifying".to_string(),
+            Err(e) if e.kind() == CacheErrorKind::Deserialize => {
+                format!("wasmer refuses it: {}", deserialize_detail(&e))
+            }
+            Err(e) => e.to_string(),
         };
         let line = format!("entry {}: {detail}", name(&key));
         say!("bad  {line}")?;

@@ -40,7 +40,7 @@ pub async fn pull(
     local: &Pack,
     summary: &mut Summary,
 ) -> Result<(), CliError> {
-    let url = &source.remote.url;
+    let url = source.remote.url();
     let corrupt = |what: &str, e: &dyn std::fmt::Display| {
         CliError::failed(format!("pack {url} is corrupt: {what}: {e}"))
     };
@@ -140,7 +140,7 @@ fn append(
     local: &Pack,
     group: &[(Span, bytes::Bytes)],
 ) -> Result<u64, CliError> {
-    let url = &source.remote.url;
+    let url = source.remote.url();
     let mut batch = local.batch();
     let mut added = 0;
     for (span, bytes) in group {

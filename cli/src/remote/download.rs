@@ -1,25 +1,27 @@
 //! A full `wasmpak pull`: the object streamed into a temporary file beside the destination
-//! (`durable::TempFile`: locked, removed if anything fails, swept by the next pull if the
-//! process dies), written as the body arrives (on a thread of its own, the writeback started
-//! every few MiB), synced while the whole pack is verified, then renamed into place.
+//! (the library's `wasmpak::fs::TempFile`: locked, removed if anything fails, swept by the
+//! next pull if the process dies), written as the body arrives (on a thread of its own, the
+//! writeback started every few MiB), synced while the whole pack is verified, then put in
+//! place.
 
-use std::fs::File;
-use std::io::{IoSlice, Write};
+use std::io::IoSlice;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use wasmpak::format::snapshot::SUPERBLOCK_LEN;
+use wasmpak::fs::{FileMode, TempFile};
 use wasmpak::object_store::ObjectMeta;
 use wasmpak::{PackIdentity, PackOptions};
 
-use crate::durable::{self, TempFile};
 use crate::error::CliError;
 use crate::remote::report::Phases;
 use crate::remote::runtime;
 use crate::remote::source::{Source, decode, head};
+use crate::remote::writeback;
 
 /// Downloaded bytes are written to the file in pieces of about this size...
 const WRITE_BUFFER: usize = 1 << 20;
@@ -35,18 +37,22 @@ const BATCHES_IN_FLIGHT: usize = 8;
 /// The check of the object's ETag after its body arrived: its metadata then.
 pub type Check = tokio::task::JoinHandle<Result<ObjectMeta, CliError>>;
 
-/// A download in progress: the temporary file that becomes the pack, and the options it is
-/// opened with to be verified.
+/// A download in progress: the temporary file that becomes the pack (shared with the threads
+/// that write and verify it), and the options it is opened with to be verified.
+#[derive(Clone)]
 pub struct Download {
-    temp: TempFile,
+    temp: Arc<TempFile>,
     options: PackOptions,
 }
 
 impl Download {
-    /// Creates the temporary file for `dest`, first removing those of pulls that died.
+    /// Creates the temporary file for `dest`, first removing those of writers that died.
     pub fn create(dest: &Path, options: PackOptions) -> Result<Download, CliError> {
+        wasmpak::fs::remove_leftovers(dest);
+        let temp = TempFile::create(dest, FileMode::Public)
+            .map_err(|e| CliError::failed(format!("cannot write {}: {e}", dest.display())))?;
         Ok(Download {
-            temp: TempFile::create(dest, "pull")?,
+            temp: Arc::new(temp),
             options,
         })
     }
@@ -65,12 +71,8 @@ impl Download {
         let (batches, received) = tokio::sync::mpsc::channel::<Pending>(BATCHES_IN_FLIGHT);
         let shown = self.temp.path().display();
         let writer = {
-            let file = self
-                .temp
-                .file()
-                .try_clone()
-                .map_err(|e| CliError::failed(format!("cannot write {shown}: {e}")))?;
-            tokio::task::spawn_blocking(move || write_batches(&file, received))
+            let temp = self.temp.clone();
+            tokio::task::spawn_blocking(move || write_batches(&temp, received))
         };
         let mut identity = None;
         let mut pending = Pending::default();
@@ -121,7 +123,8 @@ impl Download {
         if received_len != source.meta.size {
             return Err(CliError::failed(format!(
                 "cannot download {}: the object ended at byte {received_len}, expected {}",
-                source.remote.url, source.meta.size
+                source.remote.url(),
+                source.meta.size
             )));
         }
         Ok((identity, check))
@@ -152,7 +155,9 @@ impl Download {
             ))
         })?;
         phases.sync = took.as_nanos() as u64;
-        synced?;
+        synced.map_err(|e| {
+            CliError::failed(format!("cannot write {}: {e}", self.temp.path().display()))
+        })?;
         verified
     }
 
@@ -175,9 +180,17 @@ impl Download {
         Ok(report.entries())
     }
 
-    /// Renames the synced, verified file into place and makes the rename durable.
-    pub fn install(&self) -> Result<(), CliError> {
-        self.temp.install()
+    /// Puts the synced, verified file in place (renamed over the destination, the directory
+    /// synced). The writer and the verification must be done: they share the file until then.
+    pub fn install(self) -> Result<(), CliError> {
+        let dest = self.temp.destination().display().to_string();
+        let temp = Arc::into_inner(self.temp).ok_or_else(|| {
+            CliError::failed(format!(
+                "cannot install {dest}: the file is still being written"
+            ))
+        })?;
+        temp.persist()
+            .map_err(|e| CliError::failed(format!("cannot install {dest}: {e}")))
     }
 }
 
@@ -205,28 +218,20 @@ impl Pending {
     }
 }
 
-/// Appends the batches `received` to `file` until the sender is done, starting the
+/// Appends the batches `received` to `temp` until the sender is done, starting the
 /// writeback every [`WRITEBACK_EVERY`] bytes.
 fn write_batches(
-    file: &File,
+    temp: &TempFile,
     mut received: tokio::sync::mpsc::Receiver<Pending>,
 ) -> std::io::Result<()> {
     let mut written = 0;
     let mut synced_to = 0;
     while let Some(batch) = received.blocking_recv() {
-        let mut slices: Vec<IoSlice<'_>> = batch.chunks.iter().map(|c| IoSlice::new(c)).collect();
-        let mut slices = &mut slices[..];
-        while !slices.is_empty() {
-            match (&*file).write_vectored(slices) {
-                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-                Ok(n) => IoSlice::advance_slices(&mut slices, n),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
+        let slices: Vec<IoSlice<'_>> = batch.chunks.iter().map(|c| IoSlice::new(c)).collect();
+        temp.write_vectored_at(&slices, written)?;
         written += batch.len as u64;
         if written - synced_to >= WRITEBACK_EVERY
-            && durable::start_writeback(file, synced_to, written - synced_to)
+            && writeback::start(temp.file(), synced_to, written - synced_to)
         {
             synced_to = written;
         }

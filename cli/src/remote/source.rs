@@ -25,8 +25,8 @@ impl Source<'_> {
             .with_if_match(self.meta.e_tag.clone());
         let request = async {
             self.remote
-                .store
-                .get_opts(&self.remote.path, options)
+                .store()
+                .get_opts(self.remote.path(), options)
                 .await?
                 .bytes()
                 .await
@@ -39,7 +39,7 @@ impl Source<'_> {
         if bytes.len() as u64 != range.end - range.start {
             return Err(CliError::failed(format!(
                 "cannot download {}: asked for bytes {range:?}, got {}",
-                self.remote.url,
+                self.remote.url(),
                 bytes.len()
             )));
         }
@@ -51,7 +51,7 @@ impl Source<'_> {
         CliError::failed(format!(
             "the object at {} was replaced during the download (its ETag is no longer {}); \
              nothing was installed, pull again",
-            self.remote.url,
+            self.remote.url(),
             self.meta.e_tag.as_deref().unwrap_or("the one it had")
         ))
     }
@@ -63,7 +63,7 @@ impl Source<'_> {
             Error::Precondition { .. } | Error::NotModified { .. } => self.replaced(),
             Error::NotFound { .. } => CliError::failed(format!(
                 "the object at {} was deleted during the download; nothing was installed",
-                self.remote.url
+                self.remote.url()
             )),
             other => self.remote.error("download", other),
         }
@@ -75,7 +75,7 @@ pub fn decode(
     bytes: &[u8],
     source: &Source<'_>,
 ) -> Result<(snapshot::Superblock, PackIdentity), CliError> {
-    let url = &source.remote.url;
+    let url = source.remote.url();
     let size = source.meta.size;
     let superblock = &bytes[..bytes.len().min(SUPERBLOCK_LEN as usize)];
     // A pack file falls back to its previous commit when its latest one does not fit (a
@@ -100,7 +100,7 @@ pub fn decode(
 /// The object's size and version.
 pub async fn head(remote: &Remote) -> Result<ObjectMeta, CliError> {
     match remote
-        .within("read", remote.store.head(&remote.path))
+        .within("read", remote.store().head(remote.path()))
         .await?
     {
         Ok(meta) => Ok(meta),
@@ -114,16 +114,16 @@ pub async fn request_error(remote: &Remote, error: wasmpak::object_store::Error)
         return remote.error("read", &error);
     }
     // S3 answers a request in a missing bucket with a bare 404: a listing says which.
-    let prefix = remote.path.parent().unwrap_or_default();
+    let prefix = remote.path().parent().unwrap_or_default();
     match remote
-        .within("read", remote.store.list_with_delimiter(Some(&prefix)))
+        .within("read", remote.store().list_with_delimiter(Some(&prefix)))
         .await
     {
         Err(timeout) => timeout,
         Ok(Err(e)) => remote.error("read", &e),
         Ok(Ok(_)) => CliError::failed(format!(
             "no pack at {}: the object does not exist",
-            remote.url
+            remote.url()
         )),
     }
 }

@@ -8,8 +8,6 @@ use std::path::Path;
 use wasmer::{Engine, Module};
 use wasmpak::{ModuleCache, ModuleHash, PackCache};
 
-use crate::artifact;
-
 /// One cache of the comparison.
 pub enum DemoCache {
     /// A fresh `PackCache` is a freshly started process's.
@@ -89,7 +87,7 @@ impl DemoCache {
         match self {
             DemoCache::Pack(cache) => cache.load(key, engine).await.map_err(|e| e.to_string()),
             DemoCache::WasmerCache(cache) => {
-                artifact::load_from_wasmer_cache(cache, engine, wasmer_cache::Hash::generate(wasm))
+                load_from_wasmer_cache(cache, engine, wasmer_cache::Hash::generate(wasm))
             }
             #[cfg(feature = "wasix")]
             DemoCache::Wasix(cache) => {
@@ -98,4 +96,19 @@ impl DemoCache {
             }
         }
     }
+}
+
+/// `wasmer_cache::Cache::load`, whose contract is unsafe: the peer's own API, called the way
+/// its users call it, because that is what the comparison measures.
+#[allow(unsafe_code)]
+fn load_from_wasmer_cache(
+    cache: &wasmer_cache::FileSystemCache,
+    engine: &Engine,
+    key: wasmer_cache::Hash,
+) -> Result<Module, String> {
+    use wasmer_cache::Cache;
+    // SAFETY: the demo's temporary directory holds only what `save` stored moments ago with
+    // this engine: `Module::serialize` output of an engine of this configuration, which is
+    // what `Cache::load` requires (it hands the file to `Module::deserialize_from_file`).
+    unsafe { cache.load(engine, key) }.map_err(|e| e.to_string())
 }
