@@ -495,3 +495,44 @@ fn file_urls_work_without_any_server() {
         &Pack::open(node.join("app.wpk"), &identity("a")).unwrap(),
     );
 }
+
+/// Found in review: a pull swept the temporary files of dead pulls before creating its own,
+/// which it locked only after creating it, so a pull starting meanwhile could delete a live
+/// pull's download. Downloads are created locked (`wasmpak::fs::TempFile`): pulls racing into
+/// one directory all succeed and leave the pack whole, and nothing behind.
+#[test]
+fn pulls_racing_into_one_directory_all_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("app.wpk");
+    let pack = pack_with(&source, "a", 0..64, 64 << 10);
+    let shared = dir.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    let url = format!("file://{}/", shared.display());
+    let mut push = Command::new(BIN);
+    push.args(["push", source.to_str().unwrap(), &url]);
+    run(push).ok();
+    let node = dir.path().join("node");
+    std::fs::create_dir(&node).unwrap();
+    for _round in 0..4 {
+        let pulls: Vec<_> = (0..4)
+            .map(|_| {
+                Command::new(BIN)
+                    .args(["pull", "--replace", &format!("{url}app.wpk")])
+                    .arg(&node)
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for pull in pulls {
+            let run: Run = pull.wait_with_output().unwrap().into();
+            run.ok();
+        }
+        assert_eq!(files_in(&node), ["app.wpk"], "no download is left behind");
+    }
+    same_entries(
+        &pack,
+        &Pack::open(node.join("app.wpk"), &identity("a")).unwrap(),
+    );
+}
