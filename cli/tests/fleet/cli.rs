@@ -498,8 +498,9 @@ fn file_urls_work_without_any_server() {
 
 /// Found in review: a pull swept the temporary files of dead pulls before creating its own,
 /// which it locked only after creating it, so a pull starting meanwhile could delete a live
-/// pull's download. Downloads are created locked (`wasmpak::fs::TempFile`): pulls racing into
-/// one directory all succeed and leave the pack whole, and nothing behind.
+/// pull's download. Downloads are created locked (`wasmpak::fs::TempFile`) and sweeps take
+/// only files whose lock they can take: pulls racing into one directory, beside a sweep that
+/// never rests, all succeed and leave the pack whole, and nothing behind.
 #[test]
 fn pulls_racing_into_one_directory_all_succeed() {
     let dir = tempfile::tempdir().unwrap();
@@ -513,12 +514,31 @@ fn pulls_racing_into_one_directory_all_succeed() {
     run(push).ok();
     let node = dir.path().join("node");
     std::fs::create_dir(&node).unwrap();
-    for _round in 0..4 {
+    // And a sweeper that never rests, as a pull starting at every instant would be.
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                wasmpak::fs::remove_leftovers(node.join("app.wpk"));
+            }
+        });
+        race(&url, &node);
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    same_entries(
+        &pack,
+        &Pack::open(node.join("app.wpk"), &identity("a")).unwrap(),
+    );
+}
+
+/// Rounds of four pulls at once into `node`.
+fn race(url: &str, node: &Path) {
+    for _round in 0..8 {
         let pulls: Vec<_> = (0..4)
             .map(|_| {
                 Command::new(BIN)
                     .args(["pull", "--replace", &format!("{url}app.wpk")])
-                    .arg(&node)
+                    .arg(node)
                     .stdout(std::process::Stdio::piped())
                     .stderr(std::process::Stdio::piped())
                     .spawn()
@@ -529,10 +549,6 @@ fn pulls_racing_into_one_directory_all_succeed() {
             let run: Run = pull.wait_with_output().unwrap().into();
             run.ok();
         }
-        assert_eq!(files_in(&node), ["app.wpk"], "no download is left behind");
+        assert_eq!(files_in(node), ["app.wpk"], "no download is left behind");
     }
-    same_entries(
-        &pack,
-        &Pack::open(node.join("app.wpk"), &identity("a")).unwrap(),
-    );
 }
