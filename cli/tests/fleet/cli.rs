@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use wasmpak::object_store::path::Path as ObjectPath;
 use wasmpak::object_store::{ObjectStoreExt, PutPayload};
@@ -514,21 +515,31 @@ fn pulls_racing_into_one_directory_all_succeed() {
     run(push).ok();
     let node = dir.path().join("node");
     std::fs::create_dir(&node).unwrap();
-    // And a sweeper that never rests, as a pull starting at every instant would be.
-    let done = std::sync::atomic::AtomicBool::new(false);
+    // And a sweeper that never rests, as a pull starting at every instant would be. It stops
+    // when the race ends, failed or not (a failed race must fail the test, not hang it).
+    let done = AtomicBool::new(false);
     std::thread::scope(|scope| {
         scope.spawn(|| {
-            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+            while !done.load(Ordering::Relaxed) {
                 wasmpak::fs::remove_leftovers(node.join("app.wpk"));
             }
         });
+        let _stop = StopOnDrop(&done);
         race(&url, &node);
-        done.store(true, std::sync::atomic::Ordering::Relaxed);
     });
     same_entries(
         &pack,
         &Pack::open(node.join("app.wpk"), &identity("a")).unwrap(),
     );
+}
+
+/// Sets its flag when dropped, also by a panic.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 /// Rounds of four pulls at once into `node`.
