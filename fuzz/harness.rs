@@ -24,11 +24,11 @@ use wasmpak::format::index::{
     ROOT_FIXED_LEN, Root,
 };
 use wasmpak::format::record::{HEADER_LEN, MAX_LABEL_LEN, RecordHeader, RecordKind};
+use wasmpak::format::seal::{MAX_SEAL_KEYS, SEAL_AT, SEAL_FIXED_LEN, Seal};
 use wasmpak::format::signature::{self as signature_format, ManifestEntry, SignatureRecord};
 use wasmpak::format::superblock::{
     self, CommitSlot, DATA_START, HeaderError, PAGE, Publication, SLOT_LEN, SLOT_OFFSETS,
 };
-use wasmpak::format::seal::{MAX_SEAL_KEYS, SEAL_AT, SEAL_FIXED_LEN, Seal};
 use wasmpak::format::{object, snapshot};
 use wasmpak::{
     Durability, Error, ErrorKind, Key, Pack, PackIdentity, PackOptions, Retention, SecretKey,

@@ -769,7 +769,9 @@ fn pack_seeds() -> Vec<(&'static str, Vec<u8>)> {
     let installed = {
         let key = harness::seed_signing_key();
         let trusting = PackOptions::new().trusted_keys([key.public_key()]);
-        let pack = trusting.create(dir.join("installed"), &seed_identity()).unwrap();
+        let pack = trusting
+            .create(dir.join("installed"), &seed_identity())
+            .unwrap();
         for i in 0..2 {
             pack.insert_with_label(&seed_key(i), &harness::op_value(i as u8, 60), "m.wasm")
                 .unwrap();

@@ -388,14 +388,19 @@ fn verify_deep_never_hands_wasmer_an_entry_that_failed_a_check() {
     wasmpak(args(&[&"verify", &pack])).ok(); // Checksum-clean.
 
     let run = wasmpak(args(&[&"verify", &"--deep", &pack, &"--key", &public]));
-    assert_eq!(run.code, Some(3), "ended by exit 3, not by a signal:\n{run:#?}");
+    assert_eq!(
+        run.code,
+        Some(3),
+        "ended by exit 3, not by a signal:\n{run:#?}"
+    );
     let line = run.fails(3);
     assert!(
         line.contains("evil.wasm") && line.contains("no signature covers it"),
         "{line}"
     );
     assert!(
-        run.stdout.contains("deep: 1 entry loaded by wasmer, all accepted"),
+        run.stdout
+            .contains("deep: 1 entry loaded by wasmer, all accepted"),
         "{}",
         run.stdout
     );
@@ -468,16 +473,29 @@ fn install_refuses_an_older_release_unless_allowed() {
         .fails(3)
         .to_string();
     assert!(
-        line.contains("release 1") && line.contains("release 2") && line.contains("--allow-downgrade"),
+        line.contains("release 1")
+            && line.contains("release 2")
+            && line.contains("--allow-downgrade"),
         "{line}"
     );
-    assert_eq!(std::fs::read(&installed).unwrap(), newer, "nothing installed");
+    assert_eq!(
+        std::fs::read(&installed).unwrap(),
+        newer,
+        "nothing installed"
+    );
     assert_eq!(std::fs::read_dir(&node).unwrap().count(), 1, "no leftovers");
 
     // Signed without a release: older than any release.
     let plain = s.path("plain").join("app.wpk");
     std::fs::create_dir(plain.parent().unwrap()).unwrap();
-    wasmpak(args(&[&"build", &plain, &s.path("trap.wat"), &"--sign", &secret])).ok();
+    wasmpak(args(&[
+        &"build",
+        &plain,
+        &s.path("trap.wat"),
+        &"--sign",
+        &secret,
+    ]))
+    .ok();
     let line = wasmpak(args(&[&"install", &plain, &node, &"--key", &public]))
         .fails(3)
         .to_string();
@@ -502,7 +520,13 @@ fn install_refuses_an_older_release_unless_allowed() {
     wasmpak(args(&[&"install", &a, &node, &"--key", &public])).ok();
     for usage in [
         wasmpak(args(&[&"sign", &a, &"--key", &secret, &"--release", &"0"])),
-        wasmpak(args(&[&"build", &a, &s.path("trap.wat"), &"--release", &"4"])),
+        wasmpak(args(&[
+            &"build",
+            &a,
+            &s.path("trap.wat"),
+            &"--release",
+            &"4",
+        ])),
     ] {
         assert_eq!(usage.code, Some(2), "{usage:#?}");
         assert!(usage.stderr.contains("--release"), "{usage:#?}");

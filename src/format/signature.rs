@@ -193,7 +193,10 @@ impl<'a> SignatureRecord<'a> {
         let (fixed_len, release) = match read_u32(fixed, 4) {
             1 => (FIXED_LEN, 0),
             2 => {
-                let release = read_u64(payload.get(..FIXED_LEN_V2).ok_or_else(truncated)?, FIXED_LEN);
+                let release = read_u64(
+                    payload.get(..FIXED_LEN_V2).ok_or_else(truncated)?,
+                    FIXED_LEN,
+                );
                 if release == 0 {
                     // One encoding per record: a signature without a release is version 1.
                     return Err(DecodeError::new(

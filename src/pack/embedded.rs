@@ -139,11 +139,7 @@ pub(crate) fn open_memory(
     identity: Option<&PackIdentity>,
     options: PackOptions,
 ) -> Result<Pack> {
-    let file = PackFile::open(
-        Origin::Memory { name, bytes },
-        identity,
-        &options,
-    )?;
+    let file = PackFile::open(Origin::Memory { name, bytes }, identity, &options)?;
     Pack::from_file(name, file, options)
 }
 

@@ -88,15 +88,15 @@ impl PackFile {
                 Source::File(os_file) => {
                     let meta = os_file.metadata().map_err(|e| Error::read(&file.path, e))?;
                     permissions::check_installed(&file.path, file.sealed, &meta)?;
-                    let verdict = file.seal_binds(os_file, &meta).and_then(|seal| {
-                        match &options.check {
-                            Some(check) if !check.covers_seal(&seal.keys) => Err(
-                                "its install did not verify it with keys this reader trusts"
-                                    .to_string(),
-                            ),
-                            _ => Ok(()),
-                        }
-                    });
+                    let verdict =
+                        file.seal_binds(os_file, &meta)
+                            .and_then(|seal| match &options.check {
+                                Some(check) if !check.covers_seal(&seal.keys) => Err(
+                                    "its install did not verify it with keys this reader trusts"
+                                        .to_string(),
+                                ),
+                                _ => Ok(()),
+                            });
                     match (verdict, &options.check) {
                         (Ok(()), _) => file.skips_hashing = true,
                         // With trusted keys the values are hashed instead, as for any pack.
@@ -144,11 +144,17 @@ impl PackFile {
         let seal = match &self.seal {
             Ok(Some(seal)) => seal,
             Ok(None) => {
-                return Err("it was sealed by an older wasmpak, which did not record what the \
+                return Err(
+                    "it was sealed by an older wasmpak, which did not record what the \
                             install verified: install it again"
-                    .to_string());
+                        .to_string(),
+                );
             }
-            Err(e) => return Err(format!("its seal record is damaged ({e}): install it again")),
+            Err(e) => {
+                return Err(format!(
+                    "its seal record is damaged ({e}): install it again"
+                ));
+            }
         };
         let this = file_identity(os_file, meta).map_err(|e| format!("its file system: {e}"))?;
         if seal.file() != this {
@@ -167,7 +173,10 @@ impl PackFile {
     pub(crate) fn read_private(&self, offset: u64, len: u64) -> Result<Bytes> {
         let read_err = |e| Error::read(&self.path, e);
         let len = usize::try_from(len).map_err(|_| {
-            read_err(io::Error::new(io::ErrorKind::InvalidData, "value too large"))
+            read_err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "value too large",
+            ))
         })?;
         match &self.source {
             Source::File(file) => {

@@ -101,9 +101,8 @@ impl PackOptions {
     /// ```
     pub fn trusted_keys(mut self, keys: impl IntoIterator<Item = PublicKey>) -> Self {
         let keys: Vec<PublicKey> = keys.into_iter().collect();
-        self.check = (!keys.is_empty()).then(|| {
-            Arc::new(TrustedKeys::new(keys, self.min_release)) as Arc<dyn ValueCheck>
-        });
+        self.check = (!keys.is_empty())
+            .then(|| Arc::new(TrustedKeys::new(keys, self.min_release)) as Arc<dyn ValueCheck>);
         self
     }
 

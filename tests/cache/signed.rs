@@ -85,7 +85,10 @@ fn a_minimum_release_makes_older_releases_misses() {
     let module = &pool()[0];
     let writer = PackCache::new(dir.path());
     rt.block_on(async {
-        writer.save(module.key, engine(), &module.module).await.unwrap();
+        writer
+            .save(module.key, engine(), &module.module)
+            .await
+            .unwrap();
     });
     let path = writer.pack_path(engine()).unwrap();
     Pack::open_any(&path).unwrap().sign_release(&ci, 7).unwrap();

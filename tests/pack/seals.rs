@@ -26,7 +26,11 @@ fn install(path: &Path, keys: &[PublicKey], into: &Path) -> PathBuf {
 fn fast(keys: &[PublicKey]) -> PackOptions {
     // SAFETY: the tests below change installed files only to show which reads skip hashing;
     // no module is loaded from them.
-    unsafe { PackOptions::new().trusted_keys(keys.iter().copied()).trust_installed() }
+    unsafe {
+        PackOptions::new()
+            .trusted_keys(keys.iter().copied())
+            .trust_installed()
+    }
 }
 
 /// Changes entry `n` of the read-only file at `path` in place (same inode, CRCs fixed up).
@@ -105,7 +109,10 @@ fn a_copied_installed_pack_is_not_sealed() {
 #[test]
 fn a_seal_made_with_one_key_does_not_serve_a_reader_trusting_another() {
     let (dir, path) = scratch();
-    let (a, b) = (SecretKey::generate().unwrap(), SecretKey::generate().unwrap());
+    let (a, b) = (
+        SecretKey::generate().unwrap(),
+        SecretKey::generate().unwrap(),
+    );
     signed_pack(&path, &a);
     Pack::open(&path, &identity()).unwrap().sign(&b).unwrap();
     let by_a = install(&path, &[a.public_key()], &dir.path().join("a"));

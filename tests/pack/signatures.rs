@@ -41,7 +41,11 @@ pub(super) fn signed_pack(path: &Path, signer: &SecretKey) -> Pack {
 
 /// The length of entry `n`'s value in [`signed_pack`].
 pub(super) fn len_of(n: u64) -> usize {
-    if n == 2 { 3 << 19 } else { 1000 + n as usize * 77 }
+    if n == 2 {
+        3 << 19
+    } else {
+        1000 + n as usize * 77
+    }
 }
 
 pub(super) fn trusting(path: &Path, keys: &[PublicKey]) -> Pack {
@@ -559,7 +563,11 @@ fn a_minimum_release_refuses_what_older_signatures_vouch_for() {
     let both = [ci.public_key(), other.public_key()];
     assert_eq!(writer.signed_release(&both).unwrap(), Some(7));
     let others = [other.public_key()];
-    assert_eq!(writer.signed_release(&others).unwrap(), None, "key 20 unlisted");
+    assert_eq!(
+        writer.signed_release(&others).unwrap(),
+        None,
+        "key 20 unlisted"
+    );
 
     // Release 0 is no release; a minimum release needs keys; Verify::Never is refused with
     // keys, whose check is the hash.
@@ -610,7 +618,9 @@ fn contains_agrees_with_trusted_keys() {
     let writer = signed_pack(&path, &ci);
     writer.insert(&key(100), b"appended").unwrap();
     let third = writer.get(&key(3)).unwrap().unwrap().to_vec();
-    writer.insert_with_label(&key(3), &third, "relabelled.wasm").unwrap();
+    writer
+        .insert_with_label(&key(3), &third, "relabelled.wasm")
+        .unwrap();
     let pack = trusting(&path, &[ci.public_key()]);
     for n in [100, 3] {
         assert!(!pack.contains(&key(n)).unwrap(), "{n}");

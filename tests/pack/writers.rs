@@ -171,7 +171,11 @@ fn a_shared_writer_cannot_change_a_signed_value_after_its_check() {
     std::fs::write(&forged_file, &forged).unwrap();
     set_mode(&forged_file, 0o644);
     run_unprivileged("rewrite", &path);
-    assert_eq!(std::fs::read(&path).unwrap(), forged, "the child rewrote it");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        forged,
+        "the child rewrote it"
+    );
 
     // The first process never hands out the new bytes.
     for _ in 0..3 {
