@@ -215,7 +215,7 @@ fn a_secret_key_file_is_synced_with_its_directory() {
     let Some(TraceOp::Create { file, .. }) = trace.first() else {
         panic!("the key file is created first: {trace:?}");
     };
-    let at = |wanted: &dyn Fn(&TraceOp) -> bool| trace.iter().position(|op| wanted(op));
+    let at = |wanted: &dyn Fn(&TraceOp) -> bool| trace.iter().position(wanted);
     let synced = at(&|op| matches!(op, TraceOp::SyncAll { file: f } if f == file));
     let linked = at(&|op| matches!(op, TraceOp::HardLink { to, .. } if *to == path));
     let dir_synced = at(&|op| matches!(op, TraceOp::SyncDir { dir: d } if d == dir.path()));
