@@ -54,6 +54,10 @@ fn open_and_get(path: &Path, trusted: Option<PublicKey>, i: u64) {
         Some(key) => PackOptions::new().trusted_keys([key]),
         None => PackOptions::new(),
     };
+    open_and_get_with(options, path, i);
+}
+
+fn open_and_get_with(options: PackOptions, path: &Path, i: u64) {
     let pack = options.open(path, &identity()).unwrap();
     black_box(pack.get(&key(i)).unwrap().unwrap());
 }
@@ -95,7 +99,9 @@ fn bench(c: &mut Criterion) {
     hashing.finish();
 }
 
-/// Medians of interleaved rounds: open + first get without and with the signature check.
+/// Medians of interleaved rounds: open + first get without and with the signature check, and
+/// with it on a pack opened with `allow_shared_write` (the value read into private memory and
+/// hashed there: docs/FORMAT.md, section 15.1).
 fn table() {
     const ROUNDS: usize = 201;
     let dir = tempfile::tempdir().unwrap();
@@ -103,12 +109,18 @@ fn table() {
     let public = signer.public_key();
     println!("\nopen + first get: medians of {ROUNDS} interleaved rounds");
     println!(
-        "{:>8} {:>12} {:>12} {:>8}",
-        "entries", "unsigned", "signed", "ratio"
+        "{:>8} {:>12} {:>12} {:>8} {:>12} {:>8}",
+        "entries", "unsigned", "signed", "ratio", "shared", "/signed"
     );
+    // Fresh options per open, as for the others: trusted keys cache the chains they judged.
+    let shared_options = || {
+        PackOptions::new()
+            .allow_shared_write(true)
+            .trusted_keys([public])
+    };
     for n in SIZES {
         let path = build(dir.path(), n, &signer);
-        let (mut plain, mut signed): (Vec<Duration>, Vec<Duration>) = (Vec::new(), Vec::new());
+        let (mut plain, mut signed, mut shared) = (Vec::new(), Vec::new(), Vec::new());
         for round in 0..ROUNDS as u64 {
             let i = (round * 7919) % n;
             let start = Instant::now();
@@ -117,15 +129,22 @@ fn table() {
             let start = Instant::now();
             open_and_get(&path, Some(public), i);
             signed.push(start.elapsed());
+            let start = Instant::now();
+            open_and_get_with(shared_options(), &path, i);
+            shared.push(start.elapsed());
         }
-        plain.sort();
-        signed.sort();
-        let (p, s) = (plain[ROUNDS / 2], signed[ROUNDS / 2]);
+        let median = |mut times: Vec<Duration>| -> Duration {
+            times.sort();
+            times[ROUNDS / 2]
+        };
+        let (p, s, w) = (median(plain), median(signed), median(shared));
         println!(
-            "{n:>8} {:>12.1?} {:>12.1?} {:>8.2}",
+            "{n:>8} {:>12.1?} {:>12.1?} {:>8.2} {:>12.1?} {:>8.2}",
             p,
             s,
-            s.as_secs_f64() / p.as_secs_f64()
+            s.as_secs_f64() / p.as_secs_f64(),
+            w,
+            w.as_secs_f64() / s.as_secs_f64()
         );
     }
 }

@@ -24,6 +24,7 @@ use wasmpak::format::index::{
     ROOT_FIXED_LEN, Root,
 };
 use wasmpak::format::record::{HEADER_LEN, MAX_LABEL_LEN, RecordHeader, RecordKind};
+use wasmpak::format::seal::{MAX_SEAL_KEYS, SEAL_AT, SEAL_FIXED_LEN, Seal};
 use wasmpak::format::signature::{self as signature_format, ManifestEntry, SignatureRecord};
 use wasmpak::format::superblock::{
     self, CommitSlot, DATA_START, HeaderError, PAGE, Publication, SLOT_LEN, SLOT_OFFSETS,
@@ -208,6 +209,7 @@ pub fn open_pack(data: &[u8]) {
         let path = dir.join(PACK_NAME);
         std::fs::write(&path, data).expect("write the input pack");
         check_signed_reads(&path);
+        check_installed_open(&path, data);
         check_pack_file(&path, data);
     });
 }
@@ -250,6 +252,56 @@ fn check_signed_reads(path: &Path) {
             }
         }
     }
+}
+
+/// The installed fast path: a pack opens on it (without keys, read-only) only if its seal
+/// names this very file, which no input can, as the file is new; with keys, what it hands out
+/// is what a trusted signature vouches for, as on any path.
+fn check_installed_open(path: &Path, data: &[u8]) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let mode = |m: u32| std::fs::set_permissions(path, std::fs::Permissions::from_mode(m));
+    if mode(0o444).is_err() {
+        return;
+    }
+    // SAFETY: nothing writes the input file while these handles live (it is read-only).
+    let installed = unsafe { options(Verify::Once).trust_installed() };
+    if let Ok(pack) = installed.clone().open_any(path) {
+        let meta = std::fs::metadata(path).expect("the input file");
+        let seal = data
+            .get(SEAL_AT as usize..)
+            .and_then(|bytes| Seal::decode(bytes).ok().flatten())
+            .expect("a pack opened on the installed fast path without a seal");
+        assert_eq!(
+            seal.inode,
+            meta.ino(),
+            "a seal for another file was accepted"
+        );
+        drop(pack);
+    }
+    let public = seed_signing_key().public_key();
+    if let Ok(signed) = installed.trusted_keys([public]).open_any(path) {
+        let listed: Vec<Key> = signed
+            .iter()
+            .map(|entries| entries.map(|e| *e.key()).collect())
+            .unwrap_or_default();
+        let signatures = signed.signatures().ok();
+        for key in listed {
+            if let Ok(Some(value)) = signed.get(&key) {
+                let hash = *blake3::hash(&value).as_bytes();
+                let vouched = signatures.as_ref().is_some_and(|all| {
+                    all.iter().any(|s| {
+                        *s.status() == SignatureStatus::Trusted
+                            && s.find(&key).is_some_and(|e| e.hash == hash)
+                    })
+                });
+                assert!(
+                    vouched,
+                    "{key}: an unsealed copy handed out unvouched bytes"
+                );
+            }
+        }
+    }
+    mode(0o644).expect("the input file's mode is restored");
 }
 
 /// The index entries found anywhere in the input, by key: an independent scan that every
@@ -1033,10 +1085,16 @@ pub fn decode_superblock(data: &[u8]) {
         )
     };
 
+    decode_seal(data);
+    if let Some(at_seal) = data.get(SEAL_AT as usize..)
+        && data.len() >= DATA_START as usize
+    {
+        decode_seal(at_seal);
+    }
     match superblock::decode_header(header) {
         Ok(h) => {
             assert!(h.identity.len() <= MAX_IDENTITY_LEN);
-            let page = superblock::encode_header(&h.identity);
+            let page = superblock::encode_header_with(&h.identity, h.sealed);
             let used = superblock::HEADER_FIXED_LEN + h.identity.len();
             assert_eq!(
                 &page[..used],
@@ -1098,6 +1156,29 @@ pub fn decode_superblock(data: &[u8]) {
                 "live_slot found no valid slot among {decoded:?}"
             );
         }
+    }
+}
+
+/// A seal record at the start of `data`: decodes to what encodes back to the bytes it was
+/// decoded from, with its keys sorted and distinct.
+fn decode_seal(data: &[u8]) {
+    match Seal::decode(data) {
+        Ok(Some(seal)) => {
+            let encoded = seal.encode();
+            assert_eq!(
+                &data[..encoded.len()],
+                &encoded[..],
+                "a seal re-encodes differently"
+            );
+            assert!(seal.keys.len() <= MAX_SEAL_KEYS);
+            assert!(seal.keys.windows(2).all(|w| w[0] < w[1]));
+            assert_eq!(
+                Seal::new(seal.file(), seal.keys.iter().copied()).as_ref(),
+                Some(&seal)
+            );
+        }
+        Ok(None) => assert!(data[..SEAL_FIXED_LEN].iter().all(|&b| b == 0)),
+        Err(e) => assert!(!e.to_string().is_empty()),
     }
 }
 

@@ -46,8 +46,8 @@ use std::time::{Duration, SystemTime};
 
 use crate::storage::{Io, Storage};
 
-/// The mode of a file the library creates: one rule for packs, artifacts, module files and
-/// key files alike.
+/// The mode of a file the library creates: one rule for packs, artifacts, module files, key
+/// files, installed packs and recency sidecars alike.
 ///
 /// Nothing the library writes is writable by group or others, whatever the umask: whoever
 /// can write a pack, an artifact or a module file can run code in every process that loads
@@ -68,8 +68,9 @@ pub enum FileMode {
 }
 
 impl FileMode {
-    /// The mode the temporary file is created with (the umask applies).
-    fn while_written(self) -> u32 {
+    /// The mode the file is created with (the umask applies): a [`TempFile`]'s, or that of
+    /// a file the library rewrites in place under a lock (the recency sidecar).
+    pub(crate) fn while_written(self) -> u32 {
         match self {
             FileMode::Public => 0o644,
             FileMode::Private | FileMode::ReadOnly | FileMode::Exactly(_) => 0o600,

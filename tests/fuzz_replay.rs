@@ -764,8 +764,28 @@ fn pack_seeds() -> Vec<(&'static str, Vec<u8>)> {
         pack.insert_with_label(&seed_key(7), b"unsigned", "late.wasm")
             .unwrap();
     });
+    // Signed naming a release (a version-2 record), then installed: sealed, with a seal
+    // record naming the key it was verified with and the installed file.
+    let installed = {
+        let key = harness::seed_signing_key();
+        let trusting = PackOptions::new().trusted_keys([key.public_key()]);
+        let pack = trusting
+            .create(dir.join("installed"), &seed_identity())
+            .unwrap();
+        for i in 0..2 {
+            pack.insert_with_label(&seed_key(i), &harness::op_value(i as u8, 60), "m.wasm")
+                .unwrap();
+        }
+        pack.sign_release(&key, 5).unwrap();
+        let into = dir.join("installed-dir");
+        std::fs::create_dir(&into).unwrap();
+        let installed = pack.install_into(&into).unwrap();
+        assert!(installed.is_sealed().unwrap());
+        std::fs::read(installed.path()).unwrap()
+    };
     vec![
         ("seed-signed", signed),
+        ("seed-installed", installed),
         ("seed-empty", empty),
         ("seed-three", three),
         ("seed-blocks", blocks),
@@ -912,7 +932,7 @@ fn ops_seeds() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
-fn superblock_seeds(three: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
+fn superblock_seeds(three: &[u8], installed: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
     let compact = |slots: [CommitSlot; 2], file_len: u64| {
         let mut out = file_len.to_le_bytes().to_vec();
         out.extend_from_slice(&slots[0].encode());
@@ -932,6 +952,7 @@ fn superblock_seeds(three: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
     };
     vec![
         ("seed-pack", three.to_vec()),
+        ("seed-sealed", installed[..DATA_START as usize].to_vec()),
         (
             "seed-compact",
             compact(
@@ -1057,14 +1078,20 @@ fn signature_seeds(signed_pack: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
         signature: [4; 64],
         generation: 7,
         signed_at: 1_700_000_000,
+        release: 0,
         previous: DATA_START,
         entry_count: count as u32,
         labels_len: (manifest.len() - count * signature_format::MANIFEST_ENTRY_LEN) as u32,
         manifest_hash: *blake3::hash(manifest).as_bytes(),
     };
     let three = signature_format::encode_manifest(&sorted).unwrap();
+    let released = signature_format::SignatureHeader {
+        release: 20_250_611,
+        ..header(&three, 3)
+    };
     vec![
         ("seed-signed-pack", head_signature(signed_pack)),
+        ("seed-release", signature_format::encode(&released, &three)),
         (
             "seed-three",
             signature_format::encode(&header(&three, 3), &three),
@@ -1121,11 +1148,17 @@ fn the_seed_corpora_are_generated_small() {
         .unwrap()
         .1
         .clone();
+    let installed = packs
+        .iter()
+        .find(|(n, _)| *n == "seed-installed")
+        .unwrap()
+        .1
+        .clone();
     let all = [
         ("decode_signature", signature_seeds(&signed)),
         ("open_pack", packs),
         ("pack_ops", ops_seeds()),
-        ("decode_superblock", superblock_seeds(&three)),
+        ("decode_superblock", superblock_seeds(&three, &installed)),
         ("decode_record", record_seeds()),
         ("decode_index", index_seeds()),
         ("decode_identity", identity_seeds()),

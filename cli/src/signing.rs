@@ -36,32 +36,52 @@ pub struct Signed {
     pub key_id: String,
     pub entries: u64,
     pub generation: u64,
+    /// The release the signature names (null: signed without one).
+    pub release: Option<u64>,
 }
 
-/// Signs `pack`; reports it on stdout (a line, or with `--json` the document).
-pub fn sign(ctx: &Context, pack: &Pack, key: &SecretKey) -> Result<(), CliError> {
-    let signed = sign_quietly(pack, key)?;
+/// Signs `pack` (naming `release`, if given); reports it on stdout (a line, or with `--json`
+/// the document).
+pub fn sign(
+    ctx: &Context,
+    pack: &Pack,
+    key: &SecretKey,
+    release: Option<u64>,
+) -> Result<(), CliError> {
+    let signed = sign_quietly(pack, key, release)?;
     if ctx.json {
         return output::print_json(&signed);
     }
     report(&signed)
 }
 
-/// Signs `pack` and says nothing: for commands that report it in their own words.
-pub fn sign_quietly(pack: &Pack, key: &SecretKey) -> Result<Signed, CliError> {
-    let signature = pack.sign(key)?;
+/// Signs `pack` (naming `release`, if given) and says nothing: for commands that report it in
+/// their own words.
+pub fn sign_quietly(
+    pack: &Pack,
+    key: &SecretKey,
+    release: Option<u64>,
+) -> Result<Signed, CliError> {
+    let signature = match release {
+        Some(release) => pack.sign_release(key, release)?,
+        None => pack.sign(key)?,
+    };
     Ok(Signed {
         pack: pack.path().display().to_string(),
         key_id: signature.signer_id(),
         entries: signature.entries(),
         generation: signature.generation(),
+        release: signature.release(),
     })
 }
 
 /// The line saying a pack was signed.
 pub fn report(signed: &Signed) -> Result<(), CliError> {
+    let release = signed
+        .release
+        .map_or(String::new(), |r| format!(", release {r}"));
     say!(
-        "signed {}: {} entries with key {} (generation {})",
+        "signed {}: {} entries with key {} (generation {}{release})",
         signed.pack,
         signed.entries,
         signed.key_id,

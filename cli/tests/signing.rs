@@ -343,3 +343,192 @@ fn failed_installs_leave_the_installed_pack_intact() {
     );
     assert_eq!(std::fs::read(&installed).unwrap(), before);
 }
+
+/// A real artifact with everything after its first 64 bytes scrambled: valid checksums once
+/// stored, but the archive's pointers lead anywhere, so wasmer's unchecked deserializer reads
+/// wild memory (or panics) instead of refusing it.
+fn scrambled_artifact(pack: &Path, label: &str, s: &Scratch) -> Vec<u8> {
+    let out = s.path("artifact.bin");
+    wasmpak(args(&[&"extract", &pack, &label, &"-o", &out])).ok();
+    let mut bytes = std::fs::read(&out).unwrap();
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    for byte in &mut bytes[64..] {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        *byte = state as u8 | 0x40;
+    }
+    bytes
+}
+
+/// Found in review: `verify --deep --key` opened the pack without the keys and skipped only
+/// entries that failed their checksum, so a forged artifact with valid CRCs reached wasmer's
+/// unchecked deserializer in the operator's process. `--deep` hands wasmer only entries that
+/// passed every check it was asked to make.
+#[test]
+fn verify_deep_never_hands_wasmer_an_entry_that_failed_a_check() {
+    let s = Scratch::new();
+    let (secret, public, _) = keygen(&s, "ci");
+    let pack = s.path("app.wpk");
+    wasmpak(args(&[
+        &"build",
+        &pack,
+        &s.path("answer.wat"),
+        &"--sign",
+        &secret,
+    ]))
+    .ok();
+    let forged = scrambled_artifact(&pack, "answer.wat", &s);
+    let identity = wasmpak::Pack::open_any(&pack).unwrap().identity().clone();
+    let writer = wasmpak::Pack::open(&pack, &identity).unwrap();
+    writer
+        .insert_with_label(&key(99), &forged, "evil.wasm")
+        .unwrap();
+    drop(writer);
+    wasmpak(args(&[&"verify", &pack])).ok(); // Checksum-clean.
+
+    let run = wasmpak(args(&[&"verify", &"--deep", &pack, &"--key", &public]));
+    assert_eq!(
+        run.code,
+        Some(3),
+        "ended by exit 3, not by a signal:\n{run:#?}"
+    );
+    let line = run.fails(3);
+    assert!(
+        line.contains("evil.wasm") && line.contains("no signature covers it"),
+        "{line}"
+    );
+    assert!(
+        run.stdout
+            .contains("deep: 1 entry loaded by wasmer, all accepted"),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains("wasmer refuses"), "{}", run.stdout);
+
+    // Without --key the bytes are trusted as written, and it says so.
+    let signed = s.path("signed.wpk");
+    wasmpak(args(&[
+        &"build",
+        &signed,
+        &s.path("answer.wat"),
+        &"--sign",
+        &secret,
+    ]))
+    .ok();
+    let run = wasmpak(args(&[&"verify", &"--deep", &signed])).ok();
+    assert!(
+        run.stdout
+            .contains("deep: signatures not checked (no --key): trusting its bytes as written"),
+        "{}",
+        run.stdout
+    );
+    let unsigned = s.pack("unsigned.wpk");
+    let run = wasmpak(args(&[&"verify", &"--deep", &unsigned])).ok();
+    assert!(
+        run.stdout
+            .contains("deep: the pack is not signed: trusting its bytes as written"),
+        "{}",
+        run.stdout
+    );
+}
+
+/// Found in review: nothing ordered releases, so an older genuine pack could be installed
+/// over a newer one. Signatures name a release; `install --key` refuses an older one unless
+/// `--allow-downgrade`.
+#[test]
+fn install_refuses_an_older_release_unless_allowed() {
+    let s = Scratch::new();
+    let (secret, public, _) = keygen(&s, "ci");
+    let build = |dir: &str, input: &str, release: &str| {
+        let pack = s.path(dir).join("app.wpk");
+        std::fs::create_dir_all(pack.parent().unwrap()).unwrap();
+        let run = wasmpak(args(&[
+            &"build",
+            &pack,
+            &s.path(input),
+            &"--sign",
+            &secret,
+            &"--release",
+            &release,
+        ]))
+        .ok();
+        assert!(
+            run.stdout.contains(&format!("release {release})")),
+            "{}",
+            run.stdout
+        );
+        pack
+    };
+    let a = build("a", "answer.wat", "1");
+    let b = build("b", "imports.wat", "2");
+    let node = s.path("node");
+    std::fs::create_dir(&node).unwrap();
+    let run = wasmpak(args(&[&"install", &b, &node, &"--key", &public])).ok();
+    assert!(run.stdout.contains("release 2"), "{}", run.stdout);
+    let installed = node.join("app.wpk");
+    let newer = std::fs::read(&installed).unwrap();
+
+    let line = wasmpak(args(&[&"install", &a, &node, &"--key", &public]))
+        .fails(3)
+        .to_string();
+    assert!(
+        line.contains("release 1")
+            && line.contains("release 2")
+            && line.contains("--allow-downgrade"),
+        "{line}"
+    );
+    assert_eq!(
+        std::fs::read(&installed).unwrap(),
+        newer,
+        "nothing installed"
+    );
+    assert_eq!(std::fs::read_dir(&node).unwrap().count(), 1, "no leftovers");
+
+    // Signed without a release: older than any release.
+    let plain = s.path("plain").join("app.wpk");
+    std::fs::create_dir(plain.parent().unwrap()).unwrap();
+    wasmpak(args(&[
+        &"build",
+        &plain,
+        &s.path("trap.wat"),
+        &"--sign",
+        &secret,
+    ]))
+    .ok();
+    let line = wasmpak(args(&[&"install", &plain, &node, &"--key", &public]))
+        .fails(3)
+        .to_string();
+    assert!(line.contains("signed without a release"), "{line}");
+
+    // Allowed on purpose, it installs; the same release again is no downgrade.
+    wasmpak(args(&[
+        &"install",
+        &a,
+        &node,
+        &"--key",
+        &public,
+        &"--allow-downgrade",
+    ]))
+    .ok();
+    assert_eq!(labels(&installed), ["answer.wat"]);
+    wasmpak(args(&[&"install", &a, &node, &"--key", &public])).ok();
+    wasmpak(args(&[&"install", &b, &node, &"--key", &public])).ok();
+
+    // `sign --release` names it too; 0 is no release.
+    wasmpak(args(&[&"sign", &a, &"--key", &secret, &"--release", &"3"])).ok();
+    wasmpak(args(&[&"install", &a, &node, &"--key", &public])).ok();
+    for usage in [
+        wasmpak(args(&[&"sign", &a, &"--key", &secret, &"--release", &"0"])),
+        wasmpak(args(&[
+            &"build",
+            &a,
+            &s.path("trap.wat"),
+            &"--release",
+            &"4",
+        ])),
+    ] {
+        assert_eq!(usage.code, Some(2), "{usage:#?}");
+        assert!(usage.stderr.contains("--release"), "{usage:#?}");
+    }
+}

@@ -23,6 +23,7 @@ pub mod key;
 pub mod object;
 pub mod recency;
 pub mod record;
+pub mod seal;
 pub mod signature;
 pub mod snapshot;
 pub mod superblock;

@@ -4,8 +4,14 @@
 //! fields of the signed statement, a pointer to the next older signature record, and the
 //! manifest: one fixed-size entry per signed key (sorted by key) followed by the labels.
 //! The signature covers a 128-byte [`Statement`], which binds the pack's identity, the
-//! generation of the commit the signature was made for, and the BLAKE3 hash of the manifest;
-//! the `previous` pointer is deliberately outside it, so that compaction may move records.
+//! generation of the commit the signature was made for, the release it names (if any) and the
+//! BLAKE3 hash of the manifest; the `previous` pointer is deliberately outside it, so that
+//! compaction may move records.
+//!
+//! Records come in two versions: version 1 (no release, [`FIXED_LEN`] bytes before the
+//! manifest) and version 2 (a release number after the fixed part, [`FIXED_LEN_V2`] bytes).
+//! A signature without a release is always written as version 1, so that readers which know
+//! only version 1 still read it; one with a release is version 2, which they refuse.
 //!
 //! Everything here is pure: decoding checks lengths, order and bounds, never the signature
 //! or the hash (that is the trust layer's job, `src/trust/`, with the trusted keys).
@@ -13,8 +19,10 @@
 use super::{DecodeError, part, read_u16, read_u32, read_u64, write_u16, write_u32, write_u64};
 use crate::Key;
 
-/// The size of the fixed part of a signature payload, before the manifest entries.
+/// The size of the fixed part of a version-1 signature payload, before the manifest entries.
 pub const FIXED_LEN: usize = 168;
+/// The size of the fixed part of a version-2 signature payload (with a release number).
+pub const FIXED_LEN_V2: usize = 176;
 /// The size of one manifest entry.
 pub const MANIFEST_ENTRY_LEN: usize = 80;
 /// The size of the signed statement.
@@ -52,6 +60,8 @@ pub struct SignatureHeader {
     pub generation: u64,
     /// When it was signed, in seconds since the Unix epoch (informational).
     pub signed_at: u64,
+    /// The release the signer named (orders releases of one product), or 0 for none.
+    pub release: u64,
     /// Offset of the next older signature record of the chain, or 0.
     pub previous: u64,
     /// Number of manifest entries.
@@ -75,6 +85,9 @@ pub struct Statement {
     pub entry_count: u64,
     /// BLAKE3 of the manifest.
     pub manifest_hash: [u8; 32],
+    /// The release the signer named, or 0 for none (the bytes every statement had there
+    /// before releases existed).
+    pub release: u64,
 }
 
 impl Statement {
@@ -87,6 +100,7 @@ impl Statement {
             signed_at: header.signed_at,
             entry_count: u64::from(header.entry_count),
             manifest_hash: header.manifest_hash,
+            release: header.release,
         }
     }
 
@@ -99,6 +113,7 @@ impl Statement {
         write_u64(&mut b, 72, self.signed_at);
         write_u64(&mut b, 80, self.entry_count);
         b[88..120].copy_from_slice(&self.manifest_hash);
+        write_u64(&mut b, 120, self.release);
         b
     }
 }
@@ -131,11 +146,16 @@ pub fn encode_manifest(entries: &[ManifestEntry]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// Encodes a whole signature payload from its header and an encoded manifest.
+/// Encodes a whole signature payload from its header and an encoded manifest: version 1
+/// without a release, version 2 with one.
 pub fn encode(header: &SignatureHeader, manifest: &[u8]) -> Vec<u8> {
-    let mut out = vec![0u8; FIXED_LEN];
+    let (version, fixed_len) = match header.release {
+        0 => (1, FIXED_LEN),
+        _ => (2, FIXED_LEN_V2),
+    };
+    let mut out = vec![0u8; fixed_len];
     out[..4].copy_from_slice(&MAGIC);
-    write_u32(&mut out, 4, 1);
+    write_u32(&mut out, 4, version);
     out[8..40].copy_from_slice(&header.signer);
     out[40..104].copy_from_slice(&header.signature);
     write_u64(&mut out, 104, header.generation);
@@ -144,6 +164,9 @@ pub fn encode(header: &SignatureHeader, manifest: &[u8]) -> Vec<u8> {
     write_u32(&mut out, 128, header.entry_count);
     write_u32(&mut out, 132, header.labels_len);
     out[136..168].copy_from_slice(&header.manifest_hash);
+    if version == 2 {
+        write_u64(&mut out, FIXED_LEN, header.release);
+    }
     out.extend_from_slice(manifest);
     out
 }
@@ -162,16 +185,32 @@ impl<'a> SignatureRecord<'a> {
     /// matches its counts, and that every label lies inside the label area; not the order of
     /// the entries (see [`SignatureRecord::check_sorted`]), the hash or the signature.
     pub fn decode(payload: &'a [u8]) -> Result<SignatureRecord<'a>, DecodeError> {
+        let truncated = || DecodeError::new("signature record is truncated");
         let fixed = part(payload, ..FIXED_LEN, "signature record")?;
         if fixed[..4] != MAGIC {
             return Err(DecodeError::new("signature record has no magic"));
         }
-        let version = read_u32(fixed, 4);
-        if version != 1 {
-            return Err(DecodeError::new(format!(
-                "signature record version {version} is not supported"
-            )));
-        }
+        let (fixed_len, release) = match read_u32(fixed, 4) {
+            1 => (FIXED_LEN, 0),
+            2 => {
+                let release = read_u64(
+                    payload.get(..FIXED_LEN_V2).ok_or_else(truncated)?,
+                    FIXED_LEN,
+                );
+                if release == 0 {
+                    // One encoding per record: a signature without a release is version 1.
+                    return Err(DecodeError::new(
+                        "signature record version 2 names release 0",
+                    ));
+                }
+                (FIXED_LEN_V2, release)
+            }
+            version => {
+                return Err(DecodeError::new(format!(
+                    "signature record version {version} is not supported"
+                )));
+            }
+        };
         let mut signer = [0u8; 32];
         signer.copy_from_slice(&fixed[8..40]);
         let mut signature = [0u8; 64];
@@ -183,6 +222,7 @@ impl<'a> SignatureRecord<'a> {
             signature,
             generation: read_u64(fixed, 104),
             signed_at: read_u64(fixed, 112),
+            release,
             previous: read_u64(fixed, 120),
             entry_count: read_u32(fixed, 128),
             labels_len: read_u32(fixed, 132),
@@ -191,7 +231,7 @@ impl<'a> SignatureRecord<'a> {
         let expected = (header.entry_count as usize)
             .checked_mul(MANIFEST_ENTRY_LEN)
             .and_then(|n| n.checked_add(header.labels_len as usize));
-        let manifest = &payload[FIXED_LEN..];
+        let manifest = &payload[fixed_len..];
         if expected != Some(manifest.len()) {
             return Err(DecodeError::new(format!(
                 "signature manifest is {} bytes, its counts say {} entries and {} label bytes",
@@ -303,6 +343,7 @@ mod tests {
             signature: [9; 64],
             generation: 5,
             signed_at: 1_700_000_000,
+            release: 0,
             previous: 12288,
             entry_count: entries as u32,
             labels_len: labels as u32,
@@ -358,6 +399,7 @@ mod tests {
                 },
                 [1; 32],
             ),
+            Statement::of(&SignatureHeader { release: 3, ..head }, [1; 32]),
         ];
         for v in variants {
             assert_ne!(v.encode(), base);
@@ -368,6 +410,36 @@ mod tests {
             ..head
         };
         assert_eq!(Statement::of(&moved, [1; 32]).encode(), base);
+    }
+
+    #[test]
+    fn releases_are_version_2_records_and_none_stays_version_1() {
+        let manifest = encode_manifest(&[entry(1, "a")]).unwrap();
+        let none = header(&manifest, 1, 1);
+        let v1 = encode(&none, &manifest);
+        assert_eq!(read_u32(&v1, 4), 1);
+        assert_eq!(v1.len(), FIXED_LEN + MANIFEST_ENTRY_LEN + 1);
+        // A statement without a release is byte for byte what it was before releases.
+        assert_eq!(Statement::of(&none, [1; 32]).encode()[120..], [0; 8]);
+        let released = SignatureHeader {
+            release: 42,
+            ..none
+        };
+        let v2 = encode(&released, &manifest);
+        assert_eq!(read_u32(&v2, 4), 2);
+        assert_eq!(v2.len(), FIXED_LEN_V2 + MANIFEST_ENTRY_LEN + 1);
+        let record = SignatureRecord::decode(&v2).unwrap();
+        assert_eq!(record.header, released);
+        assert_eq!(record.manifest, &manifest[..]);
+        assert_eq!(record.find(&Key::from_bytes([1; 32])), Some(entry(1, "a")));
+        // Release 0 has one encoding, version 1; a cut release field is truncated.
+        let mut zero = v2.clone();
+        zero[FIXED_LEN..FIXED_LEN_V2].fill(0);
+        assert!(SignatureRecord::decode(&zero).is_err());
+        assert!(SignatureRecord::decode(&v2[..FIXED_LEN + 4]).is_err());
+        let mut v3 = v2.clone();
+        v3[4] = 3;
+        assert!(SignatureRecord::decode(&v3).is_err());
     }
 
     #[test]

@@ -30,6 +30,14 @@ pub(crate) trait ValueCheck: fmt::Debug + Send + Sync + Any {
     /// already verified: every live entry, bytes included.
     fn check_all(&self, view: &View) -> Result<Option<Problem>>;
 
+    /// The keys `view` was checked against, for the seal an install writes after
+    /// [`ValueCheck::check_all`] passed: those whose valid signatures vouch for its entries.
+    fn seal_keys(&self, view: &View) -> Result<Vec<[u8; 32]>>;
+
+    /// Whether an install that checked every value against signatures by `seal_keys` did the
+    /// check this one would make, so that a reader may skip hashing the installed file.
+    fn covers_seal(&self, seal_keys: &[[u8; 32]]) -> bool;
+
     /// The check as `Any`, for the layer that made it to find its own type again.
     fn as_any(&self) -> &dyn Any;
 }

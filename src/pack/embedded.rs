@@ -111,12 +111,25 @@ impl PackOptions {
 /// assert_eq!(&bytes[..], b"any bytes");
 /// ```
 pub fn aligned_bytes(bytes: &[u8]) -> Bytes {
+    let Ok(copy) = aligned_buffer::<std::convert::Infallible>(bytes.len(), |buffer| {
+        buffer.copy_from_slice(bytes);
+        Ok(())
+    });
+    copy
+}
+
+/// `len` bytes at a 64-byte aligned address, as `fill` writes them: the one way the crate
+/// makes an aligned copy (of a pack in memory, or of a value read privately from a file).
+pub(crate) fn aligned_buffer<E>(
+    len: usize,
+    fill: impl FnOnce(&mut [u8]) -> std::result::Result<(), E>,
+) -> std::result::Result<Bytes, E> {
     let align = ALIGN as usize;
-    let mut buffer = bytes::BytesMut::zeroed(bytes.len() + align - 1);
+    let mut buffer = bytes::BytesMut::zeroed(len + align - 1);
     let start = buffer.as_ptr().align_offset(align).min(align - 1);
-    buffer[start..start + bytes.len()].copy_from_slice(bytes);
+    fill(&mut buffer[start..start + len])?;
     // `freeze` and `slice` keep the buffer where it is, so the alignment found above holds.
-    buffer.freeze().slice(start..start + bytes.len())
+    Ok(buffer.freeze().slice(start..start + len))
 }
 
 /// Opens the pack in `bytes`, named `name` in errors.
@@ -126,11 +139,7 @@ pub(crate) fn open_memory(
     identity: Option<&PackIdentity>,
     options: PackOptions,
 ) -> Result<Pack> {
-    let file = PackFile::open(
-        Origin::Memory { name, bytes },
-        identity,
-        options.open_checks(),
-    )?;
+    let file = PackFile::open(Origin::Memory { name, bytes }, identity, &options)?;
     Pack::from_file(name, file, options)
 }
 

@@ -1,7 +1,7 @@
 //! A pack's file (or bytes in memory): opening it with every check, reading its slots, and
 //! creating a new one.
 
-use std::fs::{File, OpenOptions};
+use std::fs::{File, Metadata, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -9,15 +9,17 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 
 use crate::error::Repr;
-use crate::format::ALIGN;
+use crate::format::seal::{SEAL_AT, Seal};
 use crate::format::superblock::{
     self, CommitSlot, DATA_START, HeaderError, PAGE, PREVIOUS_SLOT_AT, SLOT_LEN, SLOT_OFFSETS,
 };
+use crate::format::{ALIGN, DecodeError};
 use crate::fs::{FileMode, TempFile};
 use crate::storage::{Io, Storage};
-use crate::{Error, PackIdentity, Result};
+use crate::{Error, PackIdentity, PackOptions, Result};
 
-use super::permissions;
+use super::embedded::aligned_buffer;
+use super::permissions::{self, Strictness};
 
 /// Why every write to a pack held in memory fails.
 pub(crate) const READ_ONLY_REASON: &str = "it is held in memory (an embedded pack)";
@@ -37,6 +39,13 @@ pub(crate) struct PackFile {
     pub(crate) identity: PackIdentity,
     /// Sealed by an install: writers refuse it.
     pub(crate) sealed: bool,
+    /// The seal record of a sealed pack (`None`: none recorded; an error: a damaged one).
+    pub(crate) seal: std::result::Result<Option<Seal>, DecodeError>,
+    /// Opened on the installed fast path, its seal accepted: reads skip hashing values.
+    pub(crate) skips_hashing: bool,
+    /// Users other than the owner may write it (opened with `allow_shared_write`): with
+    /// trusted keys, values are checked and handed out as private copies.
+    pub(crate) others_may_write: bool,
     /// The commit slots and file length as read while opening, for the first view.
     pub(crate) opened_with: ([[u8; SLOT_LEN]; 2], u64),
 }
@@ -55,33 +64,56 @@ pub(crate) enum Origin<'a> {
     Memory { name: &'a Path, bytes: Bytes },
 }
 
-/// What opening checks besides the bytes (from [`crate::PackOptions`]).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct OpenChecks {
-    /// Accept a file that users other than its owner (or root) can write.
-    pub(crate) allow_shared_write: bool,
-    /// The caller will skip hashing: accept only an installed (sealed, read-only) file.
-    pub(crate) trust_installed: bool,
-}
-
 impl PackFile {
     /// Opens a pack: the one way every handle (new, reopened after a compaction, in memory)
-    /// gets its file. Checks the header, then the permissions (see `permissions.rs`), then
-    /// that the identity is `expected` (if given).
+    /// gets its file. Checks that `options` go together, the header, then the permissions
+    /// (see `permissions.rs`) and, for the installed fast path, the seal; then that the
+    /// identity is `expected` (if given).
     pub(crate) fn open(
         origin: Origin<'_>,
         expected: Option<&PackIdentity>,
-        checks: OpenChecks,
+        options: &PackOptions,
     ) -> Result<PackFile> {
-        let file = match origin {
-            Origin::Path(path) => PackFile::open_path(path, checks.allow_shared_write)?,
-            Origin::Memory { name, bytes } => PackFile::in_memory(name, bytes)?,
+        let mut file = match origin {
+            Origin::Path(path) => {
+                options.check_consistent(path)?;
+                PackFile::open_path(path, options)?
+            }
+            Origin::Memory { name, bytes } => {
+                options.check_consistent(name)?;
+                PackFile::in_memory(name, bytes)?
+            }
         };
-        if checks.trust_installed {
+        if options.trust_installed {
             match &file.source {
                 Source::File(os_file) => {
                     let meta = os_file.metadata().map_err(|e| Error::read(&file.path, e))?;
                     permissions::check_installed(&file.path, file.sealed, &meta)?;
+                    let verdict =
+                        file.seal_binds(os_file, &meta)
+                            .and_then(|seal| match &options.check {
+                                Some(check) if !check.covers_seal(&seal.keys) => Err(
+                                    "its install did not verify it with keys this reader trusts"
+                                        .to_string(),
+                                ),
+                                _ => Ok(()),
+                            });
+                    match (verdict, &options.check) {
+                        (Ok(()), _) => file.skips_hashing = true,
+                        // With trusted keys the values are hashed instead, as for any pack.
+                        (Err(why), Some(_)) => tracing::info!(
+                            path = %file.path.display(),
+                            %why,
+                            "the installed pack's seal does not cover this reader: hashing its \
+                             values"
+                        ),
+                        (Err(detail), None) => {
+                            return Err(Error::from(Repr::NotSealed {
+                                path: file.path.clone(),
+                                detail,
+                            }));
+                        }
+                    }
                 }
                 // The trusted path skips hashing because an install verified a file nobody
                 // can change since; bytes in memory had no such check.
@@ -107,8 +139,61 @@ impl PackFile {
         Ok(file)
     }
 
+    /// The seal, if it records an install that sealed this very file (`os_file`, described
+    /// by `meta`); otherwise why not, in a phrase for an error.
+    fn seal_binds(&self, os_file: &File, meta: &Metadata) -> std::result::Result<&Seal, String> {
+        let seal = match &self.seal {
+            Ok(Some(seal)) => seal,
+            Ok(None) => {
+                return Err(
+                    "it was sealed by an older wasmpak, which did not record what the \
+                            install verified: install it again"
+                        .to_string(),
+                );
+            }
+            Err(e) => {
+                return Err(format!(
+                    "its seal record is damaged ({e}): install it again"
+                ));
+            }
+        };
+        let this = file_identity(os_file, meta).map_err(|e| format!("its file system: {e}"))?;
+        if seal.file() != this {
+            return Err(format!(
+                "it is a copy of an installed pack, not the file its install sealed (inode {} \
+                 on file system {:#x}; this is inode {} on {:#x}): install it with wasmpak \
+                 install or Pack::install_into instead of copying it",
+                seal.inode, seal.fsid, this.0, this.1
+            ));
+        }
+        Ok(seal)
+    }
+
+    /// The `len` bytes at `offset`, read into private memory at a 64-byte aligned address:
+    /// for packs other users may write, whose mapping can change after a check.
+    pub(crate) fn read_private(&self, offset: u64, len: u64) -> Result<Bytes> {
+        let read_err = |e| Error::read(&self.path, e);
+        let len = usize::try_from(len).map_err(|_| {
+            read_err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "value too large",
+            ))
+        })?;
+        match &self.source {
+            Source::File(file) => {
+                aligned_buffer(len, |buffer| file.read_exact_at(buffer, offset)).map_err(read_err)
+            }
+            // Bytes in memory never change: a slice of them is as private as a copy.
+            Source::Memory(bytes) => usize::try_from(offset)
+                .ok()
+                .and_then(|start| bytes.get(start..start.checked_add(len)?))
+                .map(|_| bytes.slice(offset as usize..offset as usize + len))
+                .ok_or_else(|| Error::corrupt(&self.path, "a value lies past the end of the pack")),
+        }
+    }
+
     /// Opens `path`, preferring write access, and validates its header.
-    fn open_path(path: &Path, allow_shared_write: bool) -> Result<PackFile> {
+    fn open_path(path: &Path, options: &PackOptions) -> Result<PackFile> {
         let open_err = |source| {
             Error::from(Repr::Open {
                 path: path.to_path_buf(),
@@ -142,11 +227,15 @@ impl PackFile {
         let mut superblock = vec![0u8; DATA_START as usize];
         read_exact_or_zero(&file, &mut superblock, 0).map_err(|e| Error::read(path, e))?;
         let meta = file.metadata().map_err(open_err)?;
-        if !allow_shared_write {
-            permissions::check_not_shared(path, &meta)?;
+        if !options.allow_shared_write {
+            let strictness = match options.check {
+                Some(_) => Strictness::Strict,
+                None => Strictness::Lenient,
+            };
+            permissions::check_not_shared(path, &meta, strictness)?;
         }
         let len = meta.len();
-        let (identity, sealed) =
+        let (identity, sealed, seal) =
             decode_identity(&superblock[..len.min(DATA_START) as usize], len, path)?;
         Ok(PackFile {
             opened_with: (slots_of(&superblock), len),
@@ -156,13 +245,16 @@ impl PackFile {
             id: (meta.dev(), meta.ino()),
             identity,
             sealed,
+            seal,
+            skips_hashing: false,
+            others_may_write: options.allow_shared_write && !options.trust_installed,
         })
     }
 
     /// A pack held in `bytes`: its header checked, and its alignment (see `embedded.rs`).
     fn in_memory(name: &Path, bytes: Bytes) -> Result<PackFile> {
         let len = bytes.len() as u64;
-        let (identity, sealed) =
+        let (identity, sealed, seal) =
             decode_identity(&bytes[..bytes.len().min(DATA_START as usize)], len, name)?;
         if !(bytes.as_ptr() as usize).is_multiple_of(ALIGN as usize) {
             return Err(Error::invalid_input(
@@ -182,6 +274,9 @@ impl PackFile {
             id: (0, 0),
             identity,
             sealed,
+            seal,
+            skips_hashing: false,
+            others_may_write: false,
         })
     }
 
@@ -295,8 +390,17 @@ fn read_exact_or_zero(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()
     Ok(())
 }
 
-/// Decodes the identity and the sealed flag from the first bytes of a file of `len` bytes.
-fn decode_identity(superblock: &[u8], len: u64, path: &Path) -> Result<(PackIdentity, bool)> {
+/// What a pack's superblock says besides its commits: its identity, whether it is sealed,
+/// and the seal record (read only from a sealed pack).
+type Described = (
+    PackIdentity,
+    bool,
+    std::result::Result<Option<Seal>, DecodeError>,
+);
+
+/// Decodes the identity, the sealed flag and the seal record from the first bytes of a file
+/// of `len` bytes.
+fn decode_identity(superblock: &[u8], len: u64, path: &Path) -> Result<Described> {
     let page = &superblock[..superblock.len().min(PAGE as usize)];
     let header = superblock::decode_header(page).map_err(|e| match e {
         HeaderError::NotAPack(reason) => Error::not_a_pack(path, reason),
@@ -315,7 +419,11 @@ fn decode_identity(superblock: &[u8], len: u64, path: &Path) -> Result<(PackIden
     }
     let identity = PackIdentity::decode(&header.identity)
         .map_err(|detail| Error::corrupt(path, format!("bad identity: {detail}")))?;
-    Ok((identity, header.sealed))
+    let seal = match header.sealed {
+        true => Seal::decode(superblock.get(SEAL_AT as usize..).unwrap_or_default()),
+        false => Ok(None),
+    };
+    Ok((identity, header.sealed, seal))
 }
 
 /// Creates a new empty pack at `path`, atomically (see `crate::fs`): written in full beside
@@ -345,4 +453,17 @@ pub(crate) fn create(path: &Path, identity: &PackIdentity) -> Result<bool> {
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
         Err(e) => Err(create_err(e)),
     }
+}
+
+/// What names the file an install sealed, as a seal records it: its inode, the id of its file
+/// system (`statvfs`'s `f_fsid`) and its birth time in nanoseconds (0 where the file system
+/// does not report one). `meta` is `file`'s.
+pub(crate) fn file_identity(file: &File, meta: &Metadata) -> io::Result<(u64, u64, u64)> {
+    let fsid = rustix::fs::fstatvfs(file)?.f_fsid;
+    let birth = meta
+        .created()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    Ok((meta.ino(), fsid, birth))
 }

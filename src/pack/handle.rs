@@ -128,7 +128,7 @@ impl Pack {
         let file = PackFile::open(
             Origin::Path(&self.inner.path),
             Some(&self.inner.identity),
-            self.inner.options.open_checks(),
+            &self.inner.options,
         )?;
         let view = Arc::new(View::first(Arc::new(file))?);
         let old = std::mem::replace(&mut *sync::write(&self.inner.view), view.clone());

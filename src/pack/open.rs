@@ -35,7 +35,7 @@ impl Pack {
         identity: Option<&PackIdentity>,
         options: PackOptions,
     ) -> Result<Pack> {
-        let file = PackFile::open(Origin::Path(path), identity, options.open_checks())?;
+        let file = PackFile::open(Origin::Path(path), identity, &options)?;
         Pack::from_file(path, file, options)
     }
 

@@ -1,10 +1,12 @@
 //! How a pack is opened: checksum policy, durability, permission checks, and the check a
 //! layer above the store makes of each value.
 
+use std::path::Path;
 use std::sync::Arc;
 
+use crate::{Error, Result};
+
 use super::check::ValueCheck;
-use super::file::OpenChecks;
 
 /// When [`Pack::get`](crate::Pack::get) checks a value's CRC-32 before handing it out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -16,10 +18,10 @@ pub enum Verify {
     /// never rewrites committed bytes.
     #[default]
     Once,
-    /// Never: for callers that verify by other means. `load_module` (feature `wasmer`)
-    /// refuses such a pack (unless it is opened with
-    /// [`trust_installed`](PackOptions::trust_installed)): nothing would check the bytes it
-    /// hands to wasmer.
+    /// Never: for callers that verify by other means. Refused with trusted keys, whose check
+    /// is the hash of the bytes. `load_module` (feature `wasmer`) refuses such a pack (unless
+    /// it is opened with [`trust_installed`](PackOptions::trust_installed)): nothing would
+    /// check the bytes it hands to wasmer.
     Never,
 }
 
@@ -68,6 +70,9 @@ pub struct PackOptions {
     pub(crate) check: Option<Arc<dyn ValueCheck>>,
     /// Skip value hashing for installed packs (see [`PackOptions::trust_installed`]).
     pub(crate) trust_installed: bool,
+    /// The lowest release a signature must name to vouch for anything (0: any); the check
+    /// above the store applies it (see `PackOptions::min_release`).
+    pub(crate) min_release: u64,
 }
 
 impl PackOptions {
@@ -90,7 +95,14 @@ impl PackOptions {
 
     /// Opens packs even if users other than the owner or root can write them (by default such
     /// packs are refused with [`ErrorKind::Insecure`](crate::ErrorKind::Insecure), the way ssh
-    /// refuses keys others can write).
+    /// refuses keys others can write: a file with a group or other write bit, or owned by
+    /// another user, or on a path others could replace it through; docs/FORMAT.md, section 15).
+    ///
+    /// With [`PackOptions::trusted_keys`], every [`Pack::get`](crate::Pack::get) of such a
+    /// pack then reads the value into private memory, hashes that copy and hands out the copy,
+    /// so that no writer can change the bytes between the check and their use; it costs a copy
+    /// of each value on every get. Without trusted keys nothing stops a user who can write the
+    /// file from placing code in it: the CRC-32s catch accidents, not forgeries.
     pub fn allow_shared_write(mut self, allow: bool) -> Self {
         self.allow_shared_write = allow;
         self
@@ -147,11 +159,23 @@ impl PackOptions {
         self.check.is_some()
     }
 
-    /// What opening a pack checks besides its bytes.
-    pub(crate) fn open_checks(&self) -> OpenChecks {
-        OpenChecks {
-            allow_shared_write: self.allow_shared_write,
-            trust_installed: self.trust_installed,
+    /// Refuses options that contradict each other, naming `path`: [`Verify::Never`] with
+    /// trusted keys (their check is the hash of the bytes), and a minimum release without
+    /// trusted keys (only signatures name releases).
+    pub(crate) fn check_consistent(&self, path: &Path) -> Result<()> {
+        if self.check.is_some() && self.verify == Verify::Never {
+            return Err(Error::invalid_input(
+                path,
+                "Verify::Never cannot be combined with trusted keys, which check each value's \
+                 hash: use Verify::Once",
+            ));
         }
+        if self.check.is_none() && self.min_release > 0 {
+            return Err(Error::invalid_input(
+                path,
+                "a minimum release needs trusted keys: releases are named by signatures",
+            ));
+        }
+        Ok(())
     }
 }

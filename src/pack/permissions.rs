@@ -1,52 +1,68 @@
 //! Who may have written a pack: the permission rules an open applies before trusting a file.
 //!
-//! Whoever can write a pack can run code in every process that loads from it. A pack is
-//! refused if users other than its owner (or root) could have written it or could replace
-//! it; an installed pack read without hashing ([`crate::PackOptions::trust_installed`]) must
-//! moreover be read-only and sealed.
+//! Whoever can write a pack can run code in every process that loads from it, and so can
+//! whoever can replace it, by writing a directory on its path. The reader and root can change
+//! the reader's code anyway; everyone else is kept out (docs/FORMAT.md, section 15):
+//!
+//! - Every open (unless [`crate::PackOptions::allow_shared_write`]): the file belongs to this
+//!   user or root and has no group or other write bit, and no directory on its path (symlinks
+//!   resolved) is writable by every user unless it is sticky.
+//! - With trusted keys, and for installed packs read without hashing
+//!   ([`crate::PackOptions::trust_installed`]), the path is held to the rule ssh's
+//!   `StrictModes` holds key files to: moreover every directory on it belongs to this user or
+//!   root and is writable by its owner alone, unless it is sticky. An installed pack must also
+//!   be read-only and sealed.
 
 use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use crate::error::Repr;
-use crate::fs::parent_dir;
 use crate::{Error, Result};
 
-/// Refuses packs that users other than the owner (or root) could have written.
-pub(crate) fn check_not_shared(path: &Path, meta: &Metadata) -> Result<()> {
-    let detail = if meta.mode() & 0o002 != 0 {
-        Some(format!(
-            "the file is writable by every user (mode {:o})",
-            meta.mode() & 0o7777
-        ))
-    } else {
-        foreign_owner("the file", meta).or_else(|| replaceable_by_anyone(parent_dir(path)))
-    };
-    detail.map_or(Ok(()), |detail| {
-        Err(Error::from(Repr::Insecure {
-            path: path.to_path_buf(),
-            detail,
-        }))
-    })
+/// How much of a pack's path an open holds to the rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Strictness {
+    /// No directory on the path is writable by every user (unless sticky).
+    Lenient,
+    /// Every directory on the path belongs to this user or root and is writable by its owner
+    /// alone (unless sticky).
+    Strict,
 }
 
-/// Why anyone could replace a file in `dir`: writable by every user and not sticky. An
-/// unreadable directory says nothing here: opening the file would have failed first.
-fn replaceable_by_anyone(dir: &Path) -> Option<String> {
-    let mode = std::fs::metadata(dir).ok()?.mode();
-    (mode & 0o002 != 0 && mode & 0o1000 == 0).then(|| {
-        format!(
-            "its directory {} is writable by every user and not sticky, so anyone can \
-             replace the pack",
-            dir.display()
-        )
+/// Refuses a pack that users other than its owner (this user or root) could have written or
+/// could replace. `meta` is the open file's.
+pub(crate) fn check_not_shared(path: &Path, meta: &Metadata, strictness: Strictness) -> Result<()> {
+    let insecure = |detail: String| {
+        Error::from(Repr::Insecure {
+            path: path.to_path_buf(),
+            detail,
+        })
+    };
+    let mode = meta.mode();
+    if mode & 0o022 != 0 {
+        return Err(insecure(format!(
+            "the file is writable by {} (mode {:o})",
+            if mode & 0o002 != 0 {
+                "every user"
+            } else {
+                "its group"
+            },
+            mode & 0o7777
+        )));
+    }
+    if let Some(detail) = foreign_owner("the file", meta) {
+        return Err(insecure(detail));
+    }
+    check_directories(path, meta, strictness).map_err(|why| match why {
+        Refusal::Unsafe(detail) => insecure(detail),
+        Refusal::Unreadable(e) => e,
     })
 }
 
 /// Refuses the trusted load path for a pack that is not sealed, has any write permission
-/// bit, is owned by another user than this one or root, or lies in a directory that others
-/// can write (and could replace it in). `meta` is the open file's.
+/// bit, is owned by another user than this one or root, or lies on a path that others can
+/// write (and could replace it through). `meta` is the open file's.
 pub(crate) fn check_installed(path: &Path, sealed: bool, meta: &Metadata) -> Result<()> {
     match not_installed_because(path, sealed, meta)? {
         Some(detail) => Err(Error::from(Repr::NotSealed {
@@ -72,20 +88,65 @@ fn not_installed_because(path: &Path, sealed: bool, meta: &Metadata) -> Result<O
     if let Some(detail) = foreign_owner("the file", meta) {
         return Ok(Some(detail));
     }
-    let dir = parent_dir(path);
-    let dir_meta = std::fs::metadata(dir).map_err(|e| Error::read(path, e))?;
-    let sticky = dir_meta.mode() & 0o1000 != 0;
-    if dir_meta.mode() & 0o022 != 0 && !sticky {
-        return Ok(Some(format!(
-            "its directory {} is writable by other users (mode {:o})",
-            dir.display(),
-            dir_meta.mode() & 0o7777
-        )));
+    match check_directories(path, meta, Strictness::Strict) {
+        Ok(()) => Ok(None),
+        Err(Refusal::Unsafe(detail)) => Ok(Some(detail)),
+        Err(Refusal::Unreadable(e)) => Err(e),
     }
-    Ok(foreign_owner(
-        &format!("its directory {}", dir.display()),
-        &dir_meta,
-    ))
+}
+
+/// Why a path fails the rule.
+enum Refusal {
+    /// Someone else could write or replace the pack: the detail.
+    Unsafe(String),
+    /// The path could not be examined.
+    Unreadable(Error),
+}
+
+/// Checks every directory of `path`'s canonical form (symlinks resolved), from its parent up
+/// to the root, which must still lead to the open file `meta` describes.
+fn check_directories(
+    path: &Path,
+    meta: &Metadata,
+    strictness: Strictness,
+) -> std::result::Result<(), Refusal> {
+    let unreadable = |e| Refusal::Unreadable(Error::read(path, e));
+    let canonical = std::fs::canonicalize(path).map_err(unreadable)?;
+    let now = std::fs::metadata(&canonical).map_err(unreadable)?;
+    if (now.dev(), now.ino()) != (meta.dev(), meta.ino()) {
+        return Err(Refusal::Unsafe(
+            "its path was replaced while it was being opened".to_string(),
+        ));
+    }
+    for dir in canonical.ancestors().skip(1) {
+        let dir_meta = std::fs::metadata(dir).map_err(unreadable)?;
+        let mode = dir_meta.mode();
+        let sticky = mode & 0o1000 != 0;
+        let others = match strictness {
+            Strictness::Lenient => 0o002,
+            Strictness::Strict => 0o022,
+        };
+        if mode & others != 0 && !sticky {
+            return Err(Refusal::Unsafe(format!(
+                "its directory {} is writable by {} and not sticky (mode {:o}), so they could \
+                 replace the pack",
+                dir.display(),
+                if mode & 0o002 != 0 {
+                    "every user"
+                } else {
+                    "its group"
+                },
+                mode & 0o7777
+            )));
+        }
+        if strictness == Strictness::Strict
+            && let Some(detail) =
+                foreign_owner(&format!("its directory {}", dir.display()), &dir_meta)
+        {
+            return Err(Refusal::Unsafe(detail));
+        }
+    }
+    Ok(())
 }
 
 /// Why `what` (described by `meta`) is owned by someone other than this user or root.

@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::format::index::EntryKind;
-use crate::{Key, Pack, Result};
+use crate::format::index::{EntryKind, IndexEntry};
+use crate::{ErrorKind, Key, Pack, Result};
 
+use super::check::ValueCheck;
 use super::mapping;
 use super::options::Verify;
 use super::view::{Found, View};
@@ -20,17 +21,24 @@ impl Pack {
     /// The value stored under `key`, borrowed zero-copy from the mapping: the returned
     /// `Bytes` keeps the mapping alive. Its checksum is verified according to the pack's
     /// [`Verify`] policy; a mismatch is an [`ErrorKind::Corrupt`](crate::ErrorKind::Corrupt)
-    /// error naming the key.
+    /// error naming the key. (With trusted keys on a pack opened with
+    /// [`allow_shared_write`](crate::PackOptions::allow_shared_write), the value is a private
+    /// copy, checked on every get.)
     pub fn get(&self, key: &Key) -> Result<Option<Bytes>> {
         let (view, found) = self.lookup(key)?;
         let Some(found) = found else {
             return Ok(None);
         };
         let entry = found.entry;
+        let options = self.options();
+        if let Some(check) = &options.check
+            && view.file.others_may_write
+        {
+            return private_value(&view, &entry, check.as_ref()).map(Some);
+        }
         let (offset, payload) = view.payload(&entry)?;
         let first_time = !view.is_verified(&found);
-        let options = self.options();
-        let check_bytes = !options.trust_installed
+        let check_bytes = !view.file.skips_hashing
             && match options.verify {
                 Verify::Always => true,
                 Verify::Once => first_time,
@@ -107,9 +115,21 @@ impl Pack {
         options.trust_installed || options.verify != Verify::Never
     }
 
-    /// Whether `key` has a value (no checksum is computed).
+    /// Whether `key` has a value that [`Pack::get`] would hand out as far as the index tells,
+    /// without reading the value: with trusted keys, only if a valid signature by one of them
+    /// lists it with its length and label (at the minimum release, if one is set). Whether
+    /// the bytes are what was signed (or match their checksum) is learned by `get`.
     pub fn contains(&self, key: &Key) -> Result<bool> {
-        Ok(self.lookup(key)?.1.is_some())
+        let (view, found) = self.lookup(key)?;
+        match (found, &self.options().check) {
+            (None, _) => Ok(false),
+            (Some(_), None) => Ok(true),
+            (Some(found), Some(check)) => match check.check_value(&view, &found.entry, None) {
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == ErrorKind::Untrusted => Ok(false),
+                Err(e) => Err(e),
+            },
+        }
     }
 
     /// The length of the value under `key`, found in the index without touching the value:
@@ -129,4 +149,16 @@ impl Pack {
     pub fn is_empty(&self) -> Result<bool> {
         Ok(self.len()? == 0)
     }
+}
+
+/// The value of `entry` in a pack other users may write: read once into private memory,
+/// checked, and that copy handed out, so that no write after the check reaches the caller
+/// (docs/FORMAT.md, section 15). The index is checked first, so that nothing is allocated
+/// for a length no trusted signature names.
+fn private_value(view: &View, entry: &IndexEntry, check: &dyn ValueCheck) -> Result<Bytes> {
+    check.check_value(view, entry, None)?;
+    let (offset, _) = view.payload(entry)?;
+    let copy = view.file.read_private(offset, entry.payload_len)?;
+    check.check_value(view, entry, Some(&copy))?;
+    Ok(copy)
 }

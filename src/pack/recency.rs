@@ -210,7 +210,14 @@ fn read(file: &mut File) -> io::Result<HashMap<Key, u64>> {
         return Ok(HashMap::new());
     }
     let count = recency::decode_count(&bytes).map_err(invalid)?;
-    bytes.resize(recency::HEADER_LEN + recency::body_len(count), 0);
+    // The count is the file's word: allocate by it only once the file is that long.
+    let len = (recency::HEADER_LEN + recency::body_len(count)) as u64;
+    if file.metadata()?.len() != len {
+        return Err(invalid(DecodeError::new(
+            "recency sidecar length disagrees with its count",
+        )));
+    }
+    bytes.resize(len as usize, 0);
     file.read_exact(&mut bytes[recency::HEADER_LEN..])?;
     recency::decode(&bytes).map_err(invalid)
 }

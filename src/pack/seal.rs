@@ -4,9 +4,12 @@
 use std::path::Path;
 
 use crate::error::Repr;
+use crate::format::seal::{SEAL_AT, Seal};
 use crate::format::superblock::{self, DATA_START};
 use crate::fs::{self, FileMode, TempFile};
 use crate::{Error, Pack, PackOptions, Result};
+
+use super::file::file_identity;
 
 /// Copies are written in pieces of this size, so a full disk stops them early.
 const COPY_CHUNK: usize = 8 << 20;
@@ -116,19 +119,30 @@ impl Pack {
         if let Some(problem) = report.problems().first() {
             return Err(refuse(problem.to_string()));
         }
-        if let Some(check) = &self.inner.options.check
-            && let Some(problem) = check.check_all(&*copy.view()?)?
-        {
-            return Err(match problem.key() {
-                Some(key) => Error::from(Repr::Untrusted {
-                    path: dest.clone(),
-                    key: *key,
-                    reason: format!("not installed: {}", problem.detail()),
-                }),
-                None => refuse(problem.to_string()),
-            });
+        let mut verified_with = Vec::new();
+        if let Some(check) = &self.inner.options.check {
+            let copy_view = copy.view()?;
+            if let Some(problem) = check.check_all(&copy_view)? {
+                return Err(match problem.key() {
+                    Some(key) => Error::from(Repr::Untrusted {
+                        path: dest.clone(),
+                        key: *key,
+                        reason: format!("not installed: {}", problem.detail()),
+                    }),
+                    None => refuse(problem.to_string()),
+                });
+            }
+            verified_with = check.seal_keys(&copy_view)?;
         }
         drop(copy);
+        // The seal: what was verified, bound to this file (a rename keeps its inode; a copy
+        // gets another), so that a copied pack is not taken for an installed one.
+        let meta = temp.file().metadata().map_err(write_err)?;
+        let file = file_identity(temp.file(), &meta).map_err(write_err)?;
+        let seal = Seal::new(file, verified_with).ok_or_else(|| {
+            refuse("it is signed by more trusted keys than a seal records".to_string())
+        })?;
+        temp.write_at(&seal.encode(), SEAL_AT).map_err(write_err)?;
         // Read-only (0444), synced, renamed over `dest`, the directory synced.
         temp.persist().map_err(write_err)?;
         check_options.open(&dest, &self.inner.identity)

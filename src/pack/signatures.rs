@@ -6,7 +6,7 @@
 use bytes::Bytes;
 
 use crate::format::record::{RecordHeader, RecordKind, payload_padding};
-use crate::format::signature::{self, FIXED_LEN, MAX_SIGNATURES, SignatureHeader, SignatureRecord};
+use crate::format::signature::{self, MAX_SIGNATURES, SignatureHeader, SignatureRecord};
 
 use super::view::View;
 
@@ -44,7 +44,7 @@ pub(crate) fn read_chain(view: &View) -> Result<Vec<RawRecord>, String> {
         let record = SignatureRecord::decode(&payload)
             .map_err(|e| format!("the signature at offset {at}: {e}"))?;
         let header = record.header;
-        out.push((at, header, payload.slice(FIXED_LEN..)));
+        out.push((at, header, payload.slice_ref(record.manifest)));
         at = header.previous;
     }
     Ok(out)

@@ -16,6 +16,7 @@ use crate::{Error, PackOptions, Result};
 use super::judge::judge_entry;
 use super::keys::PublicKey;
 use super::report::verify_signatures;
+use super::signature::SignatureStatus;
 use super::trusted::TrustedKeys;
 
 impl ValueCheck for TrustedKeys {
@@ -24,7 +25,15 @@ impl ValueCheck for TrustedKeys {
     fn check_value(&self, view: &View, entry: &IndexEntry, payload: Option<&[u8]>) -> Result<()> {
         let chain = self.chain(view)?;
         let (_, label) = view.record_header(entry.record_offset)?;
-        judge_entry(&chain, &entry.key, entry.payload_len, label, payload).map_err(|reason| {
+        judge_entry(
+            &chain,
+            &entry.key,
+            entry.payload_len,
+            label,
+            payload,
+            self.min_release(),
+        )
+        .map_err(|reason| {
             Error::from(Repr::Untrusted {
                 path: view.file.path.clone(),
                 key: entry.key,
@@ -34,10 +43,29 @@ impl ValueCheck for TrustedKeys {
     }
 
     fn check_all(&self, view: &View) -> Result<Option<Problem>> {
-        Ok(verify_signatures(view, self.keys())?
+        Ok(verify_signatures(view, self.keys(), self.min_release())?
             .problems()
             .first()
             .cloned())
+    }
+
+    fn seal_keys(&self, view: &View) -> Result<Vec<[u8; 32]>> {
+        let chain = self.chain(view)?;
+        Ok(chain
+            .records
+            .iter()
+            .filter(|r| {
+                r.status == SignatureStatus::Trusted && r.header.release >= self.min_release()
+            })
+            .map(|r| r.header.signer)
+            .collect())
+    }
+
+    fn covers_seal(&self, seal_keys: &[[u8; 32]]) -> bool {
+        !seal_keys.is_empty()
+            && seal_keys
+                .iter()
+                .all(|sealed| self.keys().iter().any(|k| k.to_bytes() == *sealed))
     }
 
     fn as_any(&self) -> &dyn Any {
@@ -76,8 +104,47 @@ impl PackOptions {
     /// ```
     pub fn trusted_keys(mut self, keys: impl IntoIterator<Item = PublicKey>) -> Self {
         let keys: Vec<PublicKey> = keys.into_iter().collect();
-        self.check =
-            (!keys.is_empty()).then(|| Arc::new(TrustedKeys::new(keys)) as Arc<dyn ValueCheck>);
+        self.check = (!keys.is_empty())
+            .then(|| Arc::new(TrustedKeys::new(keys, self.min_release)) as Arc<dyn ValueCheck>);
+        self
+    }
+
+    /// Accept only what signatures naming release `release` or a later one vouch for: an
+    /// entry that only older signatures (or signatures without a release) list is refused
+    /// with [`ErrorKind::Untrusted`](crate::ErrorKind::Untrusted), saying so. Stops a
+    /// rollback to an older genuine pack, which signatures alone do not (docs/FORMAT.md,
+    /// section 15). Needs [`PackOptions::trusted_keys`]: opening refuses a minimum release
+    /// without them. 0 (the default) accepts any release.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use wasmpak::{ErrorKind, Key, Pack, PackIdentity, PackOptions, SecretKey};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("app.wpk");
+    /// let identity = PackIdentity::new().with("engine", "demo");
+    /// let ci = SecretKey::generate()?;
+    /// let pack = Pack::create(&path, &identity)?;
+    /// pack.insert(&Key::from_bytes([1; 32]), b"module")?;
+    /// pack.sign_release(&ci, 7)?;
+    ///
+    /// let node = PackOptions::new().trusted_keys([ci.public_key()]);
+    /// assert!(node.clone().min_release(7).open(&path, &identity)?.get(&Key::from_bytes([1; 32]))?.is_some());
+    /// let err = node.min_release(8).open(&path, &identity)?.get(&Key::from_bytes([1; 32])).unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::Untrusted);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn min_release(mut self, release: u64) -> Self {
+        self.min_release = release;
+        if let Some(trusted) = self
+            .check
+            .as_ref()
+            .and_then(|check| check.as_any().downcast_ref::<TrustedKeys>())
+        {
+            let keys = trusted.keys().to_vec();
+            self.check = Some(Arc::new(TrustedKeys::new(keys, release)));
+        }
         self
     }
 }

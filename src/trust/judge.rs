@@ -8,6 +8,8 @@
 //! key lists it and its bytes hash to what was signed. Entries appended later are simply not
 //! listed; signing again lists them.
 
+use bytes::Bytes;
+
 use crate::format::signature::{SignatureHeader, SignatureRecord, Statement};
 use crate::pack::signatures::read_chain;
 use crate::pack::view::View;
@@ -35,13 +37,14 @@ pub(super) struct Chain {
     pub(super) damage: Option<String>,
 }
 
-/// Checks one signature: its generation, its manifest's hash and order, and the Ed25519
-/// signature of its statement by the key it names.
+/// Checks one signature: its generation, its manifest's hash and order (`sorted`), and the
+/// Ed25519 signature of its statement by the key it names.
 fn check_record(
     view: &View,
     identity_hash: &[u8; 32],
     header: &SignatureHeader,
     manifest: &[u8],
+    sorted: std::result::Result<(), String>,
 ) -> std::result::Result<(), String> {
     if header.generation > view.commit.generation {
         return Err(format!(
@@ -62,16 +65,15 @@ fn check_record(
                 .to_string(),
         );
     }
-    SignatureRecord {
-        header: *header,
-        manifest,
-    }
-    .check_sorted()
-    .map_err(|e| e.to_string())
+    sorted
 }
 
 /// Reads and judges `view`'s chain. Signatures by keys outside `trusted` are checked only if
 /// `check_all` (reports), not on the load path.
+///
+/// Each manifest is copied out of the mapping first, and everything after reads the copy: its
+/// hash, its order (checked here, once) and every lookup in it. So a writer who changes the
+/// file later (a pack opened with `allow_shared_write`) cannot change what was judged.
 pub(super) fn judge_chain(view: &View, trusted: &[PublicKey], check_all: bool) -> Result<Chain> {
     let (raw, damage) = match read_chain(view) {
         Ok(raw) => (raw, None),
@@ -80,10 +82,17 @@ pub(super) fn judge_chain(view: &View, trusted: &[PublicKey], check_all: bool) -
     let identity = identity_hash(view)?;
     let records = raw
         .into_iter()
-        .map(|(offset, header, manifest)| {
+        .map(|(offset, header, shared)| {
+            let manifest = Bytes::copy_from_slice(&shared);
+            let sorted = SignatureRecord {
+                header,
+                manifest: &manifest,
+            }
+            .check_sorted()
+            .map_err(|e| e.to_string());
             let is_trusted = trusted.iter().any(|k| k.to_bytes() == header.signer);
             let status = if is_trusted || check_all {
-                match check_record(view, &identity, &header, &manifest) {
+                match check_record(view, &identity, &header, &manifest, sorted.clone()) {
                     Ok(()) if is_trusted => SignatureStatus::Trusted,
                     Ok(()) => SignatureStatus::Valid,
                     Err(why) => SignatureStatus::Invalid(why),
@@ -96,6 +105,7 @@ pub(super) fn judge_chain(view: &View, trusted: &[PublicKey], check_all: bool) -
                 offset,
                 header,
                 manifest,
+                sorted: sorted.is_ok(),
                 status,
                 by_trusted_key: is_trusted,
             }
@@ -108,14 +118,16 @@ pub(super) fn judge_chain(view: &View, trusted: &[PublicKey], check_all: bool) -
     })
 }
 
-/// Decides whether one entry is trusted: some trusted, valid signature lists its key with its
-/// length and label, and (if `payload` is given) its bytes hash to what was signed.
+/// Decides whether one entry is trusted: some trusted, valid signature naming at least
+/// `min_release` lists its key with its length and label, and (if `payload` is given) its
+/// bytes hash to what was signed.
 pub(super) fn judge_entry(
     chain: &Chain,
     key: &Key,
     len: u64,
     label: &[u8],
     payload: Option<&[u8]>,
+    min_release: u64,
 ) -> std::result::Result<(), String> {
     let mut reasons: Vec<String> = Vec::new();
     let mut hash: Option<[u8; 32]> = None;
@@ -142,6 +154,17 @@ pub(super) fn judge_entry(
         let Some(signed) = record.record().and_then(|r| r.find(key)) else {
             continue;
         };
+        if record.header.release < min_release {
+            reasons.push(format!(
+                "the signature by {} {}, older than the minimum release {min_release}",
+                record.signer_id(),
+                match record.header.release {
+                    0 => "names no release".to_string(),
+                    release => format!("is for release {release}"),
+                }
+            ));
+            continue;
+        }
         if signed.value_len != len || signed.label != label {
             reasons.push(format!(
                 "its length or label differs from what {} signed ({} bytes, label {:?})",

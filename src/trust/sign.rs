@@ -38,6 +38,39 @@ impl Pack {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn sign(&self, key: &SecretKey) -> Result<SignatureInfo> {
+        self.sign_as(key, 0)
+    }
+
+    /// Signs as [`Pack::sign`] does, naming `release` in the signed statement: a number that
+    /// orders the releases of one product (a build number, a date such as `20250611`), so that
+    /// a reader can refuse older ones ([`PackOptions::min_release`](crate::PackOptions::min_release),
+    /// `wasmpak install`'s downgrade check). It must be at least 1; a signature without one
+    /// ([`Pack::sign`]) counts as older than every release.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use wasmpak::{Key, Pack, PackIdentity, SecretKey};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let pack = Pack::create(dir.path().join("app.wpk"), &PackIdentity::new().with("a", "b"))?;
+    /// pack.insert(&Key::from_bytes([1; 32]), b"module")?;
+    /// let signature = pack.sign_release(&SecretKey::generate()?, 20250611)?;
+    /// assert_eq!(signature.release(), Some(20250611));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn sign_release(&self, key: &SecretKey, release: u64) -> Result<SignatureInfo> {
+        if release == 0 {
+            return Err(Error::invalid_input(
+                self.path(),
+                "release 0 means no release: sign without one, or name a release from 1 up",
+            ));
+        }
+        self.sign_as(key, release)
+    }
+
+    /// Signs every live entry with `key`, naming `release` (0: none).
+    fn sign_as(&self, key: &SecretKey, release: u64) -> Result<SignatureInfo> {
         let mut session = self.begin()?;
         let view = session.base_arc().clone();
         let old = read_chain(&view).map_err(|damage| {
@@ -71,6 +104,7 @@ impl Pack {
             signed_at: SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
+            release,
             previous: 0,
             entry_count: entries.len() as u32,
             labels_len: (manifest.len() - entries.len() * signature::MANIFEST_ENTRY_LEN) as u32,

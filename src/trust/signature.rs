@@ -30,7 +30,10 @@ pub enum SignatureStatus {
 pub struct SignatureInfo {
     pub(super) offset: u64,
     pub(super) header: SignatureHeader,
+    /// The manifest, copied out of the pack when the chain was judged.
     pub(super) manifest: Bytes,
+    /// Whether the manifest's entries are sorted (checked once, when the chain was judged).
+    pub(super) sorted: bool,
     pub(super) status: SignatureStatus,
     /// Whether the signer is one of the keys it was judged against.
     pub(super) by_trusted_key: bool,
@@ -63,6 +66,13 @@ impl SignatureInfo {
         self.header.generation
     }
 
+    /// The release the signer named (`wasmpak sign --release`, [`Pack::sign_release`]), if
+    /// any: it orders releases, and [`PackOptions::min_release`](crate::PackOptions::min_release)
+    /// refuses what older ones vouch for.
+    pub fn release(&self) -> Option<u64> {
+        (self.header.release != 0).then_some(self.header.release)
+    }
+
     /// When it was signed, by the signer's clock.
     pub fn signed_at(&self) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(self.header.signed_at)
@@ -93,11 +103,11 @@ impl SignatureInfo {
         })
     }
 
+    /// The record, to search, if its manifest is sorted (binary search needs it).
     pub(super) fn record(&self) -> Option<SignatureRecord<'_>> {
-        let record = SignatureRecord {
+        self.sorted.then_some(SignatureRecord {
             header: self.header,
             manifest: &self.manifest,
-        };
-        record.check_sorted().ok().map(|()| record)
+        })
     }
 }

@@ -20,14 +20,17 @@ const CACHED_CHAINS: usize = 8;
 /// manifest, and the value's hash once per entry per process.
 pub(super) struct TrustedKeys {
     keys: Vec<PublicKey>,
+    /// The lowest release a signature must name to vouch for anything (0: any).
+    min_release: u64,
     /// The chains judged lately, the newest last.
     chains: Mutex<Vec<Arc<Chain>>>,
 }
 
 impl TrustedKeys {
-    pub(super) fn new(keys: Vec<PublicKey>) -> TrustedKeys {
+    pub(super) fn new(keys: Vec<PublicKey>, min_release: u64) -> TrustedKeys {
         TrustedKeys {
             keys,
+            min_release,
             chains: Mutex::default(),
         }
     }
@@ -35,6 +38,11 @@ impl TrustedKeys {
     /// The keys.
     pub(super) fn keys(&self) -> &[PublicKey] {
         &self.keys
+    }
+
+    /// The lowest release a signature must name to vouch for anything (0: any).
+    pub(super) fn min_release(&self) -> u64 {
+        self.min_release
     }
 
     /// The trusted keys `options` were given (none if none).
@@ -66,6 +74,7 @@ impl fmt::Debug for TrustedKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TrustedKeys")
             .field("keys", &self.keys)
+            .field("min_release", &self.min_release)
             .finish_non_exhaustive()
     }
 }

@@ -321,3 +321,48 @@ fn loads_a_read_only_shipped_pack() {
     let loaded = rt.block_on(fresh.load(pool()[0].key, engine())).unwrap();
     assert_same_module(&loaded, &pool()[0]);
 }
+
+/// Found in review: the recency sidecar was created `0o666` less the umask, so group-writable
+/// under umask 002, unlike every other file the library writes. One mode rule for all of them.
+#[test]
+fn no_file_a_cache_writes_is_group_writable_under_umask_002() {
+    use std::os::unix::fs::PermissionsExt;
+    if played(&[("umask-002", saves_and_flushes_under_umask_002)]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let output = child("umask-002")
+        .env("WASMPAK_TEST_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert_passed(&output, "umask-002");
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let entry = entry.unwrap();
+        let mode = entry.metadata().unwrap().permissions().mode();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        assert_eq!(mode & 0o022, 0, "{name} has mode {mode:o}");
+        names.push(name);
+    }
+    assert!(
+        names.iter().any(|n| n.ends_with(".wpk")) && names.iter().any(|n| n.ends_with(".recency")),
+        "{names:?}"
+    );
+}
+
+fn saves_and_flushes_under_umask_002() {
+    // The umask is per process: this child's alone.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o002));
+    let dir = env_path("WASMPAK_TEST_DIR");
+    let module = &pool()[0];
+    runtime().block_on(async {
+        PackCache::new(&dir)
+            .save(module.key, engine(), &module.module)
+            .await
+            .unwrap();
+        // Another cache (no memo of the module) loads it from the pack and stamps its use.
+        let reader = PackCache::new(&dir);
+        reader.load(module.key, engine()).await.unwrap();
+        reader.flush().unwrap();
+    });
+}

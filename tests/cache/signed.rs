@@ -75,6 +75,38 @@ fn trusted_keys_load_signed_modules_and_miss_the_rest() {
     assert_eq!(stranger.stats().untrusted, 1);
 }
 
+/// Found in review: nothing let a node refuse an older genuine pack (a rollback). With a
+/// minimum release, modules only an older release's signature lists are misses.
+#[test]
+fn a_minimum_release_makes_older_releases_misses() {
+    let dir = tempfile::tempdir().unwrap();
+    let ci = SecretKey::generate().unwrap();
+    let rt = runtime();
+    let module = &pool()[0];
+    let writer = PackCache::new(dir.path());
+    rt.block_on(async {
+        writer
+            .save(module.key, engine(), &module.module)
+            .await
+            .unwrap();
+    });
+    let path = writer.pack_path(engine()).unwrap();
+    Pack::open_any(&path).unwrap().sign_release(&ci, 7).unwrap();
+    let node = |release| {
+        PackCache::builder(dir.path())
+            .min_release(release)
+            .trusted_keys([ci.public_key()])
+            .build()
+    };
+    let (current, newer) = (node(7), node(8));
+    rt.block_on(async {
+        assert_same_module(&current.load(module.key, engine()).await.unwrap(), module);
+        let miss = newer.load(module.key, engine()).await.unwrap_err();
+        assert!(miss.is_not_found(), "{miss}");
+    });
+    assert_eq!((current.stats().hits, newer.stats().untrusted), (1, 1));
+}
+
 fn wasmpak_key(m: &PoolModule) -> wasmpak::Key {
     wasmpak::Key::from_bytes(m.key.as_bytes().try_into().unwrap())
 }

@@ -199,3 +199,32 @@ fn the_portable_io_switch_follows_the_environment() {
     );
     assert!(pack.verify().unwrap().is_ok());
 }
+
+/// A secret key file is durable once `write_new` returns: written whole under a temporary
+/// name, synced, linked into place and the directory synced (issue 18 asked to check the
+/// directory sync; the storage seam records every step).
+#[test]
+fn a_secret_key_file_is_synced_with_its_directory() {
+    use wasmpak::SecretKey;
+    use wasmpak::storage_sim::{Recording, TraceOp};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ci.pem");
+    let recording = Recording::start();
+    SecretKey::generate().unwrap().write_new(&path).unwrap();
+    let trace = recording.finish();
+    let Some(TraceOp::Create { file, .. }) = trace.first() else {
+        panic!("the key file is created first: {trace:?}");
+    };
+    let at = |wanted: &dyn Fn(&TraceOp) -> bool| trace.iter().position(wanted);
+    let synced = at(&|op| matches!(op, TraceOp::SyncAll { file: f } if f == file));
+    let linked = at(&|op| matches!(op, TraceOp::HardLink { to, .. } if *to == path));
+    let dir_synced = at(&|op| matches!(op, TraceOp::SyncDir { dir: d } if d == dir.path()));
+    assert!(
+        matches!((synced, linked, dir_synced), (Some(s), Some(l), Some(d)) if s < l && l < d),
+        "{trace:?}"
+    );
+    assert!(
+        SecretKey::read(&path).is_ok(),
+        "the key reads back from its file"
+    );
+}

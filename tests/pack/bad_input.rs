@@ -327,3 +327,52 @@ fn world_writable_packs_are_refused_unless_allowed() {
         .unwrap();
     assert_eq!(allowed.get(&key(1)).unwrap().as_deref(), Some(&b"v"[..]));
 }
+
+/// Found in review: the recency sidecar's record count was believed before anything else was
+/// read, so a forged count made a reader allocate up to 640 MiB. The file must be that long
+/// first. The child may allocate only 64 MiB more than it holds.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_forged_recency_count_allocates_nothing() {
+    use crate::common::{assert_passed, child, played};
+    if played(&[("forged-count", forged_count)]) {
+        return;
+    }
+    let (_dir, path) = scratch();
+    let output = child("forged-count")
+        .env("WASMPAK_TEST_PACK", &path)
+        .output()
+        .unwrap();
+    assert_passed(&output, "forged-count");
+}
+
+#[cfg(target_os = "linux")]
+fn forged_count() {
+    use wasmpak::format::recency;
+    let path = crate::common::env_path("WASMPAK_TEST_PACK");
+    let mut forged = recency::MAGIC.to_vec();
+    forged.extend_from_slice(&recency::VERSION.to_le_bytes());
+    forged.extend_from_slice(&recency::MAX_RECORDS.to_le_bytes());
+    let sidecar = path.with_file_name("test.wpk.recency");
+    std::fs::write(&sidecar, &forged).unwrap();
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let data_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmData:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmData in /proc/self/status");
+    let limit = (data_kib << 10) + (64 << 20);
+    rustix::process::setrlimit(
+        rustix::process::Resource::Data,
+        rustix::process::Rlimit {
+            current: Some(limit),
+            maximum: Some(limit),
+        },
+    )
+    .unwrap();
+    assert_eq!(wasmpak::Retention::new().touch_from_sidecar(&path), 0);
+    // A sidecar just as long as its count says is read.
+    let stamps = std::collections::HashMap::from([(key(1), 1_700_000_000_000u64)]);
+    std::fs::write(&sidecar, recency::encode(&stamps)).unwrap();
+    assert_eq!(wasmpak::Retention::new().touch_from_sidecar(&path), 1);
+}

@@ -10,4 +10,6 @@ mod media;
 mod model;
 mod multiprocess;
 mod permissions;
+mod seals;
 mod signatures;
+mod writers;

@@ -21,7 +21,7 @@ const ENTRIES: u64 = 5;
 
 /// A pack of `ENTRIES` labelled values (one of them 1.5 MiB, hashed on several threads),
 /// signed by `signer`.
-fn signed_pack(path: &Path, signer: &SecretKey) -> Pack {
+pub(super) fn signed_pack(path: &Path, signer: &SecretKey) -> Pack {
     let pack = Pack::create(path, &identity()).unwrap();
     let mut batch = pack.batch();
     for n in 0..ENTRIES {
@@ -39,7 +39,16 @@ fn signed_pack(path: &Path, signer: &SecretKey) -> Pack {
     pack
 }
 
-fn trusting(path: &Path, keys: &[PublicKey]) -> Pack {
+/// The length of entry `n`'s value in [`signed_pack`].
+pub(super) fn len_of(n: u64) -> usize {
+    if n == 2 {
+        3 << 19
+    } else {
+        1000 + n as usize * 77
+    }
+}
+
+pub(super) fn trusting(path: &Path, keys: &[PublicKey]) -> Pack {
     PackOptions::new()
         .trusted_keys(keys.iter().copied())
         .open(path, &identity())
@@ -47,7 +56,7 @@ fn trusting(path: &Path, keys: &[PublicKey]) -> Pack {
 }
 
 /// The error a trusting reader gets for `n`, which must be `Untrusted` and name the entry.
-fn refused(pack: &Pack, n: u64) -> String {
+pub(super) fn refused(pack: &Pack, n: u64) -> String {
     let err = pack.get(&key(n)).expect_err("the entry is refused");
     assert_eq!(err.kind(), ErrorKind::Untrusted, "{err}");
     let text = err.to_string();
@@ -65,15 +74,21 @@ fn crc_word(bytes: &[u8]) -> [u8; 4] {
 
 /// What a forger does: changes one byte of `n`'s value in place and fixes up every checksum
 /// that covers it (record header, index entry, index block), so that the CRCs all match.
-fn forge(path: &Path, n: u64, at: usize) {
-    let pack = Pack::open(path, &identity()).unwrap();
+pub(super) fn forge(path: &Path, n: u64, at: usize) {
+    let bytes = forged(path, n, at);
+    let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    file.write_all_at(&bytes[DATA_START as usize..], DATA_START)
+        .unwrap();
+}
+
+/// The bytes of the pack at `path` as [`forge`] leaves them, computed without writing.
+pub(super) fn forged(path: &Path, n: u64, at: usize) -> Vec<u8> {
+    let pack = PackOptions::new()
+        .allow_shared_write(true)
+        .open(path, &identity())
+        .unwrap();
     let entry = pack.iter().unwrap().find(|e| *e.key() == key(n)).unwrap();
     drop(pack);
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .unwrap();
     let mut bytes = std::fs::read(path).unwrap();
     let payload_at = entry.offset() as usize;
     bytes[payload_at + at] ^= 0x5a;
@@ -119,8 +134,7 @@ fn forge(path: &Path, n: u64, at: usize) {
         let head = fixed.encode_with_label(b"");
         bytes[block..block + 64].copy_from_slice(&head);
     }
-    file.write_all_at(&bytes[DATA_START as usize..], DATA_START)
-        .unwrap();
+    bytes
 }
 
 #[test]
@@ -491,4 +505,130 @@ fn a_torn_chain_of_an_unsynced_commit_gives_way_to_the_commit_before_it() {
         );
     }
     assert_eq!(pack.get(&key(10)).unwrap(), None);
+}
+
+/// Found in review: signatures carried no release, and the generation §15 advised pinning is
+/// a per-file counter every fresh build starts again; nothing could refuse an older genuine
+/// pack. A signature names a release; a reader can require a minimum.
+#[test]
+fn a_minimum_release_refuses_what_older_signatures_vouch_for() {
+    let (dir, path) = scratch();
+    let ci = SecretKey::generate().unwrap();
+    let writer = signed_pack(&path, &ci);
+    let keys = [ci.public_key()];
+    let at_least = |release: u64| {
+        PackOptions::new()
+            .trusted_keys(keys)
+            .min_release(release)
+            .open(&path, &identity())
+            .unwrap()
+    };
+    // Signed without a release: older than any.
+    assert_eq!(writer.signed_release(&keys).unwrap(), Some(0));
+    assert!(at_least(0).get(&key(1)).unwrap().is_some());
+    let text = refused(&at_least(1), 1);
+    assert!(text.contains("names no release"), "{text}");
+
+    let signature = writer.sign_release(&ci, 7).unwrap();
+    assert_eq!(signature.release(), Some(7));
+    assert_eq!(writer.signed_release(&keys).unwrap(), Some(7));
+    assert!(at_least(7).get(&key(1)).unwrap().is_some());
+    assert!(at_least(7).contains(&key(1)).unwrap());
+    let text = refused(&at_least(8), 1);
+    assert!(
+        text.contains("is for release 7, older than the minimum release 8"),
+        "{text}"
+    );
+    assert!(!at_least(8).contains(&key(1)).unwrap());
+    assert_eq!(at_least(8).signatures().unwrap()[0].release(), Some(7));
+    // The release is signed: changing it in the record breaks the signature.
+    let mut payload = head_signature_payload(&path);
+    payload[FIXED_LEN] = 9;
+    let copy = dir.path().join("copy").join("test.wpk");
+    std::fs::create_dir(copy.parent().unwrap()).unwrap();
+    std::fs::copy(&path, &copy).unwrap();
+    graft_signature(&copy, &payload);
+    let pack = PackOptions::new()
+        .trusted_keys(keys)
+        .open(&copy, &identity())
+        .unwrap();
+    assert!(refused(&pack, 1).contains("does not verify"));
+
+    // Another key signs release 8; an entry added since is vouched for at release 7 only:
+    // the pack as a whole is at the oldest release any entry is vouched for at.
+    let other = SecretKey::generate().unwrap();
+    writer.sign_release(&other, 8).unwrap();
+    writer.insert(&key(20), b"new").unwrap();
+    writer.sign_release(&ci, 7).unwrap();
+    let both = [ci.public_key(), other.public_key()];
+    assert_eq!(writer.signed_release(&both).unwrap(), Some(7));
+    let others = [other.public_key()];
+    assert_eq!(
+        writer.signed_release(&others).unwrap(),
+        None,
+        "key 20 unlisted"
+    );
+
+    // Release 0 is no release; a minimum release needs keys; Verify::Never is refused with
+    // keys, whose check is the hash.
+    let err = writer.sign_release(&ci, 0).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    let err = PackOptions::new()
+        .min_release(1)
+        .open(&path, &identity())
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert!(err.to_string().contains("needs trusted keys"), "{err}");
+}
+
+/// Found in review: `Verify::Never` with trusted keys silently dropped the hash, the one
+/// check that stops a forged value.
+#[test]
+fn verify_never_with_trusted_keys_is_refused() {
+    let (_dir, path) = scratch();
+    let ci = SecretKey::generate().unwrap();
+    signed_pack(&path, &ci);
+    let never = PackOptions::new()
+        .verify(wasmpak::Verify::Never)
+        .trusted_keys([ci.public_key()]);
+    let err = never.open(&path, &identity()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("Verify::Never") && text.contains("test.wpk") && !text.contains('\n'),
+        "{text}"
+    );
+    let bytes = std::fs::read(&path).unwrap();
+    let err = never
+        .open_bytes(wasmpak::aligned_bytes(&bytes), &identity())
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    // Without keys it is the caller's choice, as documented.
+    PackOptions::new()
+        .verify(wasmpak::Verify::Never)
+        .open(&path, &identity())
+        .unwrap();
+}
+
+/// Found in review: `contains` said yes for entries trusted keys refuse on load.
+#[test]
+fn contains_agrees_with_trusted_keys() {
+    let (_dir, path) = scratch();
+    let ci = SecretKey::generate().unwrap();
+    let writer = signed_pack(&path, &ci);
+    writer.insert(&key(100), b"appended").unwrap();
+    let third = writer.get(&key(3)).unwrap().unwrap().to_vec();
+    writer
+        .insert_with_label(&key(3), &third, "relabelled.wasm")
+        .unwrap();
+    let pack = trusting(&path, &[ci.public_key()]);
+    for n in [100, 3] {
+        assert!(!pack.contains(&key(n)).unwrap(), "{n}");
+        refused(&pack, n);
+    }
+    assert!(pack.contains(&key(1)).unwrap());
+    assert!(!pack.contains(&key(999)).unwrap());
+    // Without keys, every entry with a value is there.
+    assert!(writer.contains(&key(100)).unwrap());
+    assert!(writer.contains(&key(3)).unwrap());
 }

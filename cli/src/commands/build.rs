@@ -54,6 +54,9 @@ pub struct Args {
     /// Sign every entry of the pack afterwards with this secret key (PKCS#8 PEM)
     #[arg(long, value_name = "SECRET.pem")]
     pub sign: Option<PathBuf>,
+    /// With --sign: name this release in the signature (see `wasmpak sign --release`)
+    #[arg(long, value_name = "N", requires = "sign", value_parser = clap::value_parser!(u64).range(1..))]
+    pub release: Option<u64>,
     /// Compile every input and replace its entry, even if the pack has an intact one
     #[arg(long)]
     pub force: bool,
@@ -257,7 +260,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
             Some(pack) => pack,
             None => open::or_create(ctx, &pack_path, &identity, open::Purpose::Build)?,
         };
-        let signature = signing::sign_quietly(&target, key)?;
+        let signature = signing::sign_quietly(&target, key, args.release)?;
         if !ctx.json {
             signing::report(&signature)?;
         }

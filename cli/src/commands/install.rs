@@ -1,5 +1,6 @@
 //! `wasmpak install`: copy a pack into place for good: atomically, verified byte for byte
-//! (and against the signer's public key when one is given), sealed and read-only.
+//! (and against the signer's public key when one is given), sealed and read-only; never over
+//! a newer release of itself unless asked.
 //!
 //! The copy is what the library verifies, so a refusal names the copy; but the copy holds the
 //! source's bytes, so when the source has the same problem the source is named, the file at
@@ -32,6 +33,10 @@ pub struct Args {
     /// several trusted keys
     #[arg(long, value_name = "PUBLIC.pem")]
     pub key: Vec<PathBuf>,
+    /// Install even if the pack's signed release is older than the installed one's (with
+    /// --key, a downgrade is refused by default)
+    #[arg(long)]
+    pub allow_downgrade: bool,
 }
 
 /// The JSON document `install --json` prints.
@@ -46,6 +51,8 @@ struct Installed {
     live_bytes: u64,
     /// Key ids the signatures were checked against (none: checksums only).
     keys: Vec<String>,
+    /// The release the keys vouch for (null without keys, or signed without one).
+    release: Option<u64>,
     sealed: bool,
 }
 
@@ -60,10 +67,39 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
             args.dir.display()
         )));
     }
+    let dest = source
+        .file_name()
+        .map(|name| args.dir.join(name))
+        .ok_or_else(|| CliError::usage(format!("{} names no file", source.display())))?;
+    // The release installed now is the floor, unless a downgrade is allowed.
+    let floor = match args.allow_downgrade {
+        true => None,
+        false => installed_release(ctx, &dest, &keys),
+    };
     let pack = ctx
         .pack_options()
         .trusted_keys(keys.iter().copied())
+        .min_release(floor.unwrap_or(0))
         .open_any(&source)?;
+    let release = match keys.is_empty() {
+        true => None,
+        false => pack.signed_release(&keys)?,
+    };
+    if let (Some(floor), Some(release)) = (floor, release)
+        && release < floor
+    {
+        return Err(CliError::new(
+            ErrorKind::VerifyFailed,
+            format!(
+                "not installed: {} is {}, older than {} installed as {} (--allow-downgrade \
+                 installs it anyway)",
+                source.display(),
+                describe(release),
+                describe(floor),
+                dest.display()
+            ),
+        ));
+    }
     interrupt::check()?;
     let dirs = NewDirs::create(&args.dir)?;
     let bar = Progress::new(ctx).spinner(&format!("installing {}", source.display()), None);
@@ -81,16 +117,21 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
             entries: stats.entries,
             live_bytes: stats.live_bytes,
             keys: keys.iter().map(|k| k.id()).collect(),
+            release,
             sealed: installed.is_sealed()?,
         });
     }
-    let signed = if keys.is_empty() {
-        "checksums verified, signatures not checked (no --key)".to_string()
-    } else {
-        format!(
+    let signed = match release {
+        _ if keys.is_empty() => "checksums verified, signatures not checked (no --key)".to_string(),
+        Some(release) => format!(
+            "checksums and signatures verified ({}), {}",
+            signing::key_ids(&keys),
+            describe(release)
+        ),
+        None => format!(
             "checksums and signatures verified ({})",
             signing::key_ids(&keys)
-        )
+        ),
     };
     say!(
         "installed {} ({} entries, {}): {signed}; sealed, read-only",
@@ -142,4 +183,23 @@ fn source_problem(ctx: &Context, source: &Path, keys: &[PublicKey]) -> Option<St
             Some(key) => format!("entry {key} is not trusted: {}", problem.detail()),
             None => format!("its signatures are damaged: {problem}"),
         })
+}
+
+/// The release the trusted `keys` vouch for in the pack installed at `dest`, if one is there
+/// and they vouch for all of it. A file that is not a usable pack has no release to keep: the
+/// install replaces it.
+fn installed_release(ctx: &Context, dest: &Path, keys: &[PublicKey]) -> Option<u64> {
+    if keys.is_empty() || !dest.exists() {
+        return None;
+    }
+    let installed = ctx.pack_options().open_any(dest).ok()?;
+    installed.signed_release(keys).ok().flatten()
+}
+
+/// A release for a message.
+fn describe(release: u64) -> String {
+    match release {
+        0 => "signed without a release".to_string(),
+        release => format!("release {release}"),
+    }
 }

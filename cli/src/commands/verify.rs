@@ -1,6 +1,12 @@
 //! `wasmpak verify`: is every byte of the pack what was written, and (with `--deep`) does
 //! wasmer accept every module?
 //!
+//! `--deep` hands wasmer only entries that passed every check asked for: their checksums,
+//! and with `--key` their signatures (the pack is opened with the keys, so each value is
+//! hashed again as it is read). Deserializing is not safe for bytes that fail a check: a
+//! forged artifact with valid checksums can crash the process or worse. Without `--key`, or
+//! on an unsigned pack, it says that it trusts the bytes as written.
+//!
 //! The report goes to stdout, one line per problem, each naming the entry's key and label;
 //! the verdict is the exit code (0 intact, 3 damaged, 4 cannot deep-check on this host) plus
 //! one `error:` line on stderr. A pack too damaged to open is "damaged" too (3), unless it is
@@ -97,7 +103,11 @@ struct EntryReport {
 pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
     let keys = signing::read_public_keys(&args.key)?;
     let path = open::host_pack_path(&args.pack);
-    let pack = ctx.pack_options().open_any(&path).map_err(damaged)?;
+    let pack = ctx
+        .pack_options()
+        .trusted_keys(keys.iter().copied())
+        .open_any(&path)
+        .map_err(damaged)?;
     let mut json = Report {
         pack: path.display().to_string(),
         identity: output::identity_json(pack.identity()),
@@ -152,6 +162,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
         }
     ))?;
 
+    let mut untrusted: Vec<Key> = Vec::new();
     if !keys.is_empty() {
         let signed = pack.verify_signatures(&keys).map_err(damaged)?;
         let mut unsigned = 0;
@@ -169,6 +180,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
                 unsigned += 1;
                 let detail = format!("not trusted: {}", problem.detail());
                 by_key.entry(*key).or_default().push(detail);
+                untrusted.push(*key);
             }
             checked.problems.push(ProblemJson {
                 key: problem.key().map(Key::to_string),
@@ -197,10 +209,18 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), CliError> {
             .problems()
             .iter()
             .filter_map(|p| p.key().copied())
+            .chain(untrusted)
             .collect();
         let mut report = Deep::default();
         match engine::host_can_load(pack.identity()) {
             Ok(()) => {
+                if keys.is_empty() {
+                    let why = match pack.signatures().map(|s| s.is_empty()) {
+                        Ok(true) => "the pack is not signed",
+                        _ => "signatures not checked (no --key)",
+                    };
+                    say(format!("deep: {why}: trusting its bytes as written"))?;
+                }
                 let (loaded, problems) = deep(&pack, &already_bad, &name, &say)?;
                 report.loaded = loaded as u64;
                 for (key, detail) in &problems {

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use wasmpak::object_store::path::Path as ObjectPath;
 use wasmpak::object_store::{ObjectStoreExt, PutPayload};
@@ -614,4 +615,71 @@ fn file_urls_work_without_any_server() {
         &pack,
         &Pack::open(node.join("app.wpk"), &identity("a")).unwrap(),
     );
+}
+
+/// Found in review: a pull swept the temporary files of dead pulls before creating its own,
+/// which it locked only after creating it, so a pull starting meanwhile could delete a live
+/// pull's download. Downloads are created locked (`wasmpak::fs::TempFile`) and sweeps take
+/// only files whose lock they can take: pulls racing into one directory, beside a sweep that
+/// never rests, all succeed and leave the pack whole, and nothing behind.
+#[test]
+fn pulls_racing_into_one_directory_all_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("app.wpk");
+    let pack = pack_with(&source, "a", 0..64, 64 << 10);
+    let shared = dir.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    let url = format!("file://{}/", shared.display());
+    let mut push = Command::new(BIN);
+    push.args(["push", source.to_str().unwrap(), &url]);
+    run(push).ok();
+    let node = dir.path().join("node");
+    std::fs::create_dir(&node).unwrap();
+    // And a sweeper that never rests, as a pull starting at every instant would be. It stops
+    // when the race ends, failed or not (a failed race must fail the test, not hang it).
+    let done = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !done.load(Ordering::Relaxed) {
+                wasmpak::fs::remove_leftovers(node.join("app.wpk"));
+            }
+        });
+        let _stop = StopOnDrop(&done);
+        race(&url, &node);
+    });
+    same_entries(
+        &pack,
+        &Pack::open(node.join("app.wpk"), &identity("a")).unwrap(),
+    );
+}
+
+/// Sets its flag when dropped, also by a panic.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Rounds of four pulls at once into `node`.
+fn race(url: &str, node: &Path) {
+    for _round in 0..8 {
+        let pulls: Vec<_> = (0..4)
+            .map(|_| {
+                Command::new(BIN)
+                    .args(["pull", "--replace", &format!("{url}app.wpk")])
+                    .arg(node)
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for pull in pulls {
+            let run: Run = pull.wait_with_output().unwrap().into();
+            run.ok();
+        }
+        assert_eq!(files_in(node), ["app.wpk"], "no download is left behind");
+    }
 }

@@ -231,6 +231,31 @@ impl PackCacheBuilder {
         self
     }
 
+    /// Load only what signatures naming release `release` or a later one vouch for (see
+    /// [`PackOptions::min_release`]): a module that only older signatures list is a miss,
+    /// counted in [`CacheStats::untrusted`](super::CacheStats::untrusted), so a node that has
+    /// seen release `release` never rolls back to an older genuine pack. Needs
+    /// [`PackCacheBuilder::trusted_keys`] (in either order); without them every pack is
+    /// refused.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use wasmpak::{PackCache, SecretKey};
+    ///
+    /// let vendor = SecretKey::generate()?.public_key();
+    /// let cache = PackCache::builder("/opt/my-app/modules")
+    ///     .trusted_keys([vendor])
+    ///     .min_release(42)
+    ///     .build();
+    /// # let _ = cache;
+    /// # Ok::<(), wasmpak::KeyError>(())
+    /// ```
+    pub fn min_release(mut self, release: u64) -> Self {
+        self.pack_options = self.pack_options.min_release(release);
+        self
+    }
+
     /// Load from installed packs without hashing each module in every process (see
     /// [`PackOptions::trust_installed`], whose contract this carries): packs that are not
     /// sealed, read-only and private are refused, which for a load is a miss counted in
