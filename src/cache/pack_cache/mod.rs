@@ -20,6 +20,7 @@ use crate::EngineIdentity;
 use crate::cache::blocking::run_blocking;
 use crate::cache::memo::Memo;
 use crate::cache::{CacheError, CacheResult, ModuleCache, ModuleHash};
+use crate::engine::loadable;
 use crate::{Key, PackOptions, Retention};
 
 pub use builder::PackCacheBuilder;
@@ -268,7 +269,8 @@ impl PackCache {
         {
             return set.clone();
         }
-        let identity = EngineIdentity::of(engine);
+        // The identity `CheckedArtifact::from_pack` checks against, computed once per engine.
+        let identity = loadable::known(engine).identity.clone();
         let set = self
             .inner
             .sets
@@ -415,11 +417,7 @@ impl ModuleCache for PackCache {
             return Ok(true);
         }
         let set = self.pack_set(engine);
-        if let Some(found) = self.contains_inline(&set, &key) {
-            return Ok(found);
-        }
-        let cache = self.clone();
-        run_blocking(move || cache.contains_blocking(&set, &key)).await
+        self.contains_in_packs(&set, key).await
     }
 
     /// Saves `module` to the engine's own pack. An entry already there holding exactly these
