@@ -43,7 +43,9 @@ const MAX_REMEMBERED_ENGINES: usize = 256;
 ///   cache; nothing is read into a private buffer, and processes loading the same modules
 ///   share the same physical pages.
 /// - **Verified.** An artifact's CRC-32 is checked the first time this process loads it,
-///   before wasmer sees a byte.
+///   before wasmer sees a byte. Once wasmer has copied what it needs, the process gives back
+///   the page-table entries of the artifact's pages (they stay in the page cache), so its
+///   proportional set size counts only the pages it reads again.
 /// - **Memoized.** A second load of a key in the same process returns the same `Module` (an
 ///   `Arc` clone): wasmer keeps every deserialized artifact alive for the engine's lifetime,
 ///   so deserializing twice would also pin a second copy of the code.
@@ -57,8 +59,11 @@ const MAX_REMEMBERED_ENGINES: usize = 256;
 ///   or one wasmer refuses is a miss, logged and counted in [`CacheStats::stale`]; the next
 ///   `save` replaces it in the cache's own pack. A pack the engine cannot use at all (CPU
 ///   features it lacks, say) is named in one warning per process when it costs a miss.
-/// - **No runtime required.** Works in and out of a tokio runtime; inside one, file opens,
-///   fsyncs and the first load of large artifacts run on the blocking pool.
+/// - **No runtime required.** Works in and out of a tokio runtime. Inside one, loads open
+///   packs where they are awaited (a few system calls, cheaper than a trip to the blocking
+///   pool), the first load of a large artifact runs in place on a multi-thread runtime
+///   (`block_in_place`) and on the blocking pool of a current-thread one, and saves (fsyncs)
+///   and directory listings after a miss run on the blocking pool.
 /// - **Self-maintaining.** Dead bytes and soft size limits trigger a compaction of the cache's
 ///   own packs on a background thread, evicting the least recently used modules (see
 ///   [`PackCacheBuilder`]).
