@@ -7,7 +7,11 @@
 //! ```sh
 //! cargo bench --profile ci --all-features --bench first_load             # 21 rounds
 //! cargo bench --profile ci --all-features --bench first_load -- --rounds 7
+//! cargo bench --profile ci --all-features --bench first_load -- --keep   # caches for other tools
 //! ```
+//!
+//! `FIRST_LOAD_CPU_LEVEL=x86-64-v3` compiles for that level instead of this host's features
+//! (valgrind, for one, offers no AVX-512).
 //!
 //! Each round starts one process per cache and size, alternating the caches, so that drift
 //! in the machine's speed (other builds share it) affects both alike; the table shows medians.
@@ -60,6 +64,22 @@ fn main() {
         .unwrap_or(21);
     let dir = tempfile::tempdir().unwrap();
     let cases = populate(dir.path());
+    if args.iter().any(|a| a == "--keep") {
+        // Leave the caches for outside tools (whole-process timers, callgrind): one worker
+        // spec per line, `FIRST_LOAD_WORKER=SPEC` runs it.
+        for case in &cases {
+            for cache in CACHES {
+                println!(
+                    "{cache};{};{};{}",
+                    dir.path().display(),
+                    case.key,
+                    case.blake3
+                );
+            }
+        }
+        let _ = dir.keep();
+        return;
+    }
     println!(
         "first load in a fresh process: medians of {rounds} interleaved rounds; load: {}",
         loadavg()
@@ -115,7 +135,7 @@ struct Run {
 }
 
 fn spawn(cache: &str, dir: &Path, case: &Case) -> Run {
-    let spec = format!("{cache}\n{}\n{}\n{}", dir.display(), case.key, case.blake3);
+    let spec = format!("{cache};{};{};{}", dir.display(), case.key, case.blake3);
     let output = Command::new(std::env::current_exe().unwrap())
         .env("FIRST_LOAD_WORKER", spec)
         .output()
@@ -139,12 +159,12 @@ fn spawn(cache: &str, dir: &Path, case: &Case) -> Run {
 
 /// The worker: one first load, timed, then checked.
 fn worker(spec: &str) {
-    let mut lines = spec.lines();
+    let mut lines = spec.split(';');
     let (cache, dir) = (lines.next().unwrap(), PathBuf::from(lines.next().unwrap()));
     let key: wasmpak::Key = lines.next().unwrap().parse().unwrap();
     let key = ModuleHash::from_bytes(*key.as_bytes());
     let blake3: wasmer_cache::Hash = lines.next().unwrap().parse().unwrap();
-    let engine = Engine::default();
+    let engine = engine();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -154,20 +174,7 @@ fn worker(spec: &str) {
 
     let (faults, cpu) = (minor_faults(), process_cpu());
     let started = Instant::now();
-    let (module, keep) = match cache {
-        "pack" => {
-            let cache = PackCache::new(dir.join("pack"));
-            let module = runtime.block_on(cache.load(key, &engine)).unwrap();
-            (module, Some(cache))
-        }
-        "wasmer-cache" => {
-            let cache = wasmer_cache::FileSystemCache::new(dir.join("wasmer-cache")).unwrap();
-            // SAFETY: the directory holds only what `populate` stored: `Module::serialize`
-            // output of an engine with this configuration.
-            (unsafe { cache.load(&engine, blake3) }.unwrap(), None)
-        }
-        other => panic!("unknown cache {other}"),
-    };
+    let (module, keep) = timed_load(cache, &dir, key, blake3, &engine, &runtime);
     let wall = started.elapsed();
     let (cpu, faults) = (process_cpu() - cpu, minor_faults() - faults);
     check(&engine, &module);
@@ -177,11 +184,39 @@ fn worker(spec: &str) {
     drop(keep);
 }
 
+/// Creates the cache and makes the first load: the timed part, a function of its own so that
+/// an instruction count can be limited to it
+/// (`valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*timed_load*'`).
+#[inline(never)]
+fn timed_load(
+    cache: &str,
+    dir: &Path,
+    key: ModuleHash,
+    blake3: wasmer_cache::Hash,
+    engine: &Engine,
+    runtime: &tokio::runtime::Runtime,
+) -> (Module, Option<PackCache>) {
+    match cache {
+        "pack" => {
+            let cache = PackCache::new(dir.join("pack"));
+            let module = runtime.block_on(cache.load(key, engine)).unwrap();
+            (module, Some(cache))
+        }
+        "wasmer-cache" => {
+            let cache = wasmer_cache::FileSystemCache::new(dir.join("wasmer-cache")).unwrap();
+            // SAFETY: the directory holds only what `populate` stored: `Module::serialize`
+            // output of an engine with this configuration.
+            (unsafe { cache.load(engine, blake3) }.unwrap(), None)
+        }
+        other => panic!("unknown cache {other}"),
+    }
+}
+
 /// Compiles each shape once (kept under the target directory) and saves it in both caches.
 fn populate(dir: &Path) -> Vec<Case> {
     let compiled = Path::new(env!("CARGO_TARGET_TMPDIR")).join("wasmpak-first-load");
     std::fs::create_dir_all(&compiled).unwrap();
-    let engine = Engine::default();
+    let engine = engine();
     let identity = wasmpak::EngineIdentity::of(&engine).file_stem();
     let pack = PackCache::new(dir.join("pack"));
     let mut files = wasmer_cache::FileSystemCache::new(dir.join("wasmer-cache")).unwrap();
@@ -214,6 +249,19 @@ fn populate(dir: &Path) -> Vec<Case> {
             }
         })
         .collect()
+}
+
+/// What a runtime on this host uses, or an engine for `FIRST_LOAD_CPU_LEVEL`'s features.
+fn engine() -> Engine {
+    use wasmer::sys::{CpuFeature, Cranelift, EngineBuilder, Target, Triple};
+    let Ok(level) = std::env::var("FIRST_LOAD_CPU_LEVEL") else {
+        return Engine::default();
+    };
+    let level = wasmpak::CpuLevel::named(&level).expect("a CPU level such as x86-64-v3");
+    let mut features = CpuFeature::set();
+    features.extend(level.features().iter().copied());
+    let target = Target::new(Triple::host(), features);
+    Engine::from(EngineBuilder::new(Cranelift::default()).set_target(Some(target)))
 }
 
 /// Checks that `module` is the one saved: its `answer` export returns the seed.
