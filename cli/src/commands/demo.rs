@@ -224,8 +224,8 @@ pub fn run(_ctx: &Context) -> Result<(), CliError> {
             .map(|r| format!("{} {:.2}x", r.name, ratio(r.pack_first, r.peers[p])))
             .collect();
         say!(
-            "first loads from the pack, CRC-32 of every artifact byte checked: {verdict}, which \
-             checks nothing before wasmer reads the bytes (pack time / {name} time: {})",
+            "first loads from the pack: {verdict}, the pack checking a CRC-32 of every artifact \
+             byte, {name} nothing (pack time / {name} time: {})",
             by_module.join(", ")
         )?;
     }
