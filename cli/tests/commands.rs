@@ -576,6 +576,35 @@ fn demo_needs_nothing_and_cleans_up() {
             "{verdict}"
         );
     }
+    // Memory and damage, measured in worker processes, for every cache.
+    let memory = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("memory, total PSS of "))
+        .unwrap_or_else(|| panic!("no memory line:\n{}", run.stdout));
+    for peer in peers {
+        assert!(
+            memory.contains(&format!(", {} ", peer.to_lowercase())),
+            "{memory}"
+        );
+    }
+    let damage = lines
+        .iter()
+        .position(|l| l.starts_with("damage: one byte flipped"))
+        .unwrap_or_else(|| panic!("no damage case:\n{}", run.stdout));
+    assert!(
+        lines[damage + 1].starts_with("  pack: refused it, a miss")
+            && lines[damage + 1].ends_with("recompiled, ran correctly"),
+        "the pack must refuse a damaged artifact: {}",
+        lines[damage + 1]
+    );
+    for (i, peer) in peers.iter().enumerate() {
+        let line = lines[damage + 2 + i];
+        assert!(
+            line.starts_with(&format!("  {}: ", peer.to_lowercase())),
+            "{line}"
+        );
+    }
     assert!(
         run.stdout.contains("removed the temporary directory"),
         "{}",

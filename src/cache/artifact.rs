@@ -146,6 +146,15 @@ impl CheckedArtifact {
         }
     }
 
+    /// The artifact's bytes (a cheap clone, sharing them); `None` for a file, which is not
+    /// read here.
+    pub(crate) fn bytes_shared(&self) -> Option<Bytes> {
+        match &self.source {
+            Source::Bytes(bytes) => Some(bytes.clone()),
+            Source::CacheFile(_) => None,
+        }
+    }
+
     /// The module, or wasmer's reason for refusing the artifact.
     #[allow(unsafe_code)] // The crate's one `unsafe` deserialization; its contract is the module's.
     pub(crate) fn deserialize(self) -> Result<Module, DeserializeError> {

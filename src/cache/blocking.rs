@@ -40,6 +40,26 @@ where
     }
 }
 
+/// Runs `f`, CPU work long enough to stall other tasks (a large artifact's checksum and
+/// deserialization), where it stalls none and waits for no other thread where it need not:
+/// in a multi-thread tokio runtime, in place through `block_in_place` (the worker's other
+/// tasks move to another thread; inside `block_on` it simply runs); in a current-thread
+/// runtime, on the blocking pool, as blocking its one thread would stop every task; outside
+/// tokio, inline.
+pub(crate) async fn run_in_place<F, T>(f: F) -> T
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        Ok(_) => run_blocking(f).await,
+        Err(_) => f(),
+    }
+}
+
 fn take<F>(slot: &Mutex<Option<F>>) -> Option<F> {
     lock(slot).take()
 }
@@ -83,6 +103,48 @@ mod tests {
         let error = task.await.expect_err("the panic reaches the caller");
         let payload = error.into_panic();
         assert_eq!(payload.downcast_ref::<&str>(), Some(&"deliberate"));
+    }
+
+    #[test]
+    fn runs_in_place_without_a_runtime_and_inside_block_on() {
+        let caller = current();
+        assert_eq!(poll_ready(run_in_place(current)), caller);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        assert_eq!(runtime.block_on(run_in_place(current)), caller);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn runs_in_place_on_a_worker_while_other_tasks_go_on() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let on_worker = tokio::spawn(async {
+            let caller = current();
+            let handle = tokio::runtime::Handle::current();
+            run_in_place(move || {
+                // The runtime's only worker is busy here: a task spawned now runs only if the
+                // worker's other tasks moved to another thread.
+                let other_ran = Arc::new(AtomicBool::new(false));
+                let flag = other_ran.clone();
+                handle.spawn(async move { flag.store(true, Ordering::SeqCst) });
+                let started = std::time::Instant::now();
+                while !other_ran.load(Ordering::SeqCst) && started.elapsed().as_secs() < 10 {
+                    std::thread::yield_now();
+                }
+                (caller, current(), other_ran.load(Ordering::SeqCst))
+            })
+            .await
+        });
+        let (caller, ran_on, other_ran) = on_worker.await.unwrap();
+        assert_eq!(ran_on, caller, "no hop to another thread");
+        assert!(other_ran, "another task waited for the blocking one");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn runs_on_the_blocking_pool_in_a_current_thread_runtime_in_place_or_not() {
+        let caller = current();
+        assert_ne!(run_in_place(current).await, caller);
     }
 
     #[test]

@@ -33,7 +33,8 @@
 //! wasix glue in `src/wasix`.
 //!
 //! None of them needs a tokio runtime: inside one, blocking file work moves to tokio's
-//! blocking pool; outside, it runs inline. With the `wasix` feature each also implements
+//! blocking pool (or, for `PackCache`'s loads, runs in place: see its documentation);
+//! outside, it runs inline. With the `wasix` feature each also implements
 //! `wasmer_wasix::runtime::module_cache::ModuleCache`.
 //!
 //! # Example

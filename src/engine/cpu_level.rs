@@ -133,23 +133,28 @@ pub(crate) fn tag(triple: &str, features: &[&str]) -> String {
     if features.is_empty() {
         return "none".to_string();
     }
-    let level = CpuLevel::for_triple(triple).rev().find(|level| {
-        level
-            .features
-            .iter()
-            .all(|f| features.contains(&f.to_string().as_str()))
-    });
-    let in_level =
-        |name: &str| level.is_some_and(|l| l.features.iter().any(|f| f.to_string() == name));
+    // Each name spelled once: a process's first load computes its engine's tag.
+    let known: Vec<(CpuFeature, String)> = CpuFeature::all()
+        .iter()
+        .map(|feature| (feature, feature.to_string()))
+        .collect();
+    let mut present = CpuFeature::set();
+    for (feature, name) in &known {
+        if features.contains(&name.as_str()) {
+            present.insert(*feature);
+        }
+    }
+    let level = CpuLevel::for_triple(triple)
+        .rev()
+        .find(|level| level.features.iter().all(|f| present.contains(*f)));
     let mut parts: Vec<String> = level.map(|l| l.name.to_string()).into_iter().collect();
-    let known: Vec<String> = feature_names().collect();
-    for name in &known {
-        if features.contains(&name.as_str()) && !in_level(name) {
+    for (feature, name) in &known {
+        if present.contains(*feature) && !level.is_some_and(|l| l.features.contains(feature)) {
             parts.push(name.clone());
         }
     }
     for name in features {
-        if !known.iter().any(|k| k == name) {
+        if !known.iter().any(|(_, known)| known == name) {
             parts.push((*name).to_string());
         }
     }

@@ -23,6 +23,7 @@ pub(crate) mod problem;
 mod publish;
 mod read;
 pub(crate) mod recency;
+mod release;
 mod retention;
 mod salvage;
 mod seal;

@@ -6,9 +6,13 @@
 //! `demo/caches.rs` (one file per module: `wasmer-cache`, and wasix's cache in builds with the
 //! `wasix` feature) in a temporary directory, then loads each back as a freshly started
 //! process would, and once more from the in-process memo. Every loaded module is run to show
-//! it is the real thing. The directory is removed at the end, also on error.
+//! it is the real thing. Worker processes (`demo/child.rs`) then measure the memory (PSS) of
+//! processes holding their first loads, and what each cache does with a stored artifact that
+//! has one byte flipped. The directory is removed at the end, also on error.
 
 mod caches;
+mod child;
+mod children;
 
 use std::time::{Duration, Instant};
 
@@ -16,7 +20,7 @@ use serde::Serialize;
 use wasmer::sys::NativeEngineExt;
 use wasmer::{Engine, Instance, Module, Store};
 use wasmpak::{ModuleCache, ModuleHash, PackCache};
-use wasmpak_samples::{SAMPLES, module_wat};
+use wasmpak_samples::SAMPLES;
 
 use self::caches::{DemoCache, peers};
 use crate::context::Context;
@@ -54,6 +58,10 @@ struct ModuleJson {
 const REPEATS: u32 = 100;
 /// Fresh-process loads per module and cache; the median is shown.
 const ROUNDS: usize = 5;
+/// Worker processes per cache whose memory is summed.
+const WORKERS: usize = 4;
+/// The sample whose stored artifact is damaged (the medium one).
+const DAMAGED: usize = 2;
 
 /// One generated module and what was measured for it.
 struct Row {
@@ -71,6 +79,10 @@ struct Row {
 
 /// Runs `wasmpak demo`. Interrupted, it stops between steps and removes its directory.
 pub fn run(ctx: &Context, _args: Args) -> Result<(), CliError> {
+    // A worker process the demo started (memory and damage are measured in fresh processes).
+    if let Ok(spec) = std::env::var(child::ROLE) {
+        return child::run(&spec);
+    }
     let _stoppable = interrupt::stoppable();
     // Lines as they are found, unless stdout is for the JSON document.
     let say = output::lines(ctx.json);
@@ -78,15 +90,18 @@ pub fn run(ctx: &Context, _args: Args) -> Result<(), CliError> {
         .prefix("wasmpak-demo-")
         .tempdir()
         .map_err(|e| CliError::failed(format!("cannot create a temporary directory: {e}")))?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    // A server's runtime, as the workers of `demo/child.rs` use.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
         .build()
         .map_err(|e| CliError::failed(format!("cannot start the async runtime: {e}")))?;
     let engine = Engine::default();
     let peers = peers();
     say(format!(
         "wasmpak demo: {} generated modules compiled by cranelift for {}, cached in a temporary \
-         directory; load times are the median of {ROUNDS} fresh loads (a new cache each time, \
-         as in a newly started process)\n",
+         directory; load times are the median of {ROUNDS} first loads (a new cache each time, \
+         in this process; memory and damage are measured in fresh worker processes)\n",
         SAMPLES.len(),
         engine.target().triple()
     ))?;
@@ -96,6 +111,7 @@ pub fn run(ctx: &Context, _args: Args) -> Result<(), CliError> {
 
     let pack_dir = dir.path().join("pack");
     let mut rows = Vec::new();
+    let mut damaged_artifact = Vec::new();
     let open = runtime.block_on(async {
         // Compile and save, as the CI side does once.
         let mut writer = DemoCache::Pack(PackCache::builder(&pack_dir).auto_compact(false).build());
@@ -107,18 +123,17 @@ pub fn run(ctx: &Context, _args: Args) -> Result<(), CliError> {
         for (i, sample) in SAMPLES.iter().enumerate() {
             interrupt::check()?;
             let bar = progress.spinner(&format!("compiling the {} module", sample.name), None);
-            let seed = 1000 + i as u32;
-            let wasm = wasmer::wat2wasm(module_wat(seed, sample.functions, sample.ops).as_bytes())
-                .map_err(|e| failed("generating a module", &e))?
-                .into_owned();
+            let seed = child::seed(i);
+            let wasm = child::wasm(i).map_err(|e| failed("generating a module", &e))?;
             let key = ModuleHash::new(&wasm);
             let started = Instant::now();
             let module = Module::new(&engine, &wasm).map_err(|e| failed("compiling", &e))?;
             let compile = started.elapsed();
-            let artifact_len = module
-                .serialize()
-                .map_err(|e| failed("serializing", &e))?
-                .len();
+            let artifact = module.serialize().map_err(|e| failed("serializing", &e))?;
+            let artifact_len = artifact.len();
+            if i == DAMAGED {
+                damaged_artifact = artifact.to_vec();
+            }
             for cache in std::iter::once(&mut writer).chain(others.iter_mut()) {
                 cache
                     .save(key, &wasm, &engine, &module)
@@ -260,24 +275,67 @@ pub fn run(ctx: &Context, _args: Args) -> Result<(), CliError> {
         "first loads from the pack: {:.0}x faster than compiling",
         ratio(compile, pack)
     )?;
-    for ((title, _), peer) in peers.iter().zip(&peer_totals) {
+    for (p, ((title, _), peer)) in peers.iter().zip(&peer_totals).enumerate() {
         let name = title.to_lowercase();
         let verdict = if pack <= *peer {
             format!("{:.2}x faster than {name}", ratio(*peer, pack))
         } else {
-            format!(
-                "{:.2}x slower than {name}, which checks no checksum before wasmer reads the \
-                 bytes (the pack checks a CRC-32 of every byte the first time)",
-                ratio(pack, *peer)
-            )
+            format!("{:.2}x slower than {name}", ratio(pack, *peer))
         };
-        say!("first loads from the pack: {verdict}")?;
+        let by_module: Vec<String> = rows
+            .iter()
+            .map(|r| format!("{} {:.2}x", r.name, ratio(r.pack_first, r.peers[p])))
+            .collect();
+        say!(
+            "first loads from the pack: {verdict}, the pack checking a CRC-32 of every artifact \
+             byte, {name} nothing (pack time / {name} time: {})",
+            by_module.join(", ")
+        )?;
     }
     say!(
         "opening the pack took {} (once per process); repeated loads come from the in-process \
          memo; every loaded module ran and answered correctly",
         output::duration(open)
     )?;
+
+    // Memory: processes that hold their first loads, all alive at once.
+    let all: Vec<usize> = (0..rows.len()).collect();
+    let pss_pack = children::total_pss("pack", dir.path(), &all, WORKERS)?;
+    let mut memory = format!(
+        "memory, total PSS of {WORKERS} processes holding the first loads of all {} modules \
+         (of it, file-backed): pack {} ({})",
+        rows.len(),
+        output::bytes(pss_pack.total),
+        output::bytes(pss_pack.file)
+    );
+    for (title, name) in &peers {
+        let pss = children::total_pss(name, dir.path(), &all, WORKERS)?;
+        memory += &format!(
+            ", {} {} ({}): pack {:.2}x",
+            title.to_lowercase(),
+            output::bytes(pss.total),
+            output::bytes(pss.file),
+            pss_pack.total as f64 / pss.total.max(1) as f64
+        );
+    }
+    say!("{memory}")?;
+
+    // Damage: one byte flipped in one stored artifact of each cache, loaded by a fresh process.
+    let damaged = &rows[DAMAGED];
+    say!(
+        "damage: one byte flipped in the middle of the {} module's stored artifact, then a \
+         fresh process's first load:",
+        damaged.name
+    )?;
+    for (title, name) in std::iter::once(&("PACK", "pack")).chain(peers.iter()) {
+        children::flip_stored_byte(&dir.path().join(name), &damaged_artifact)?;
+        let outcome = children::first_load_outcome(name, dir.path(), DAMAGED)?;
+        say!(
+            "  {}: {}",
+            title.to_lowercase(),
+            damage_verdict(&outcome, damaged.seed)
+        )?;
+    }
     close(dir)?;
     say!("removed the temporary directory")
 }
@@ -296,19 +354,24 @@ fn median(times: &mut [Duration]) -> Duration {
 }
 
 /// Runs the module's `answer` export, which returns the seed it was generated with.
-fn check_answer(engine: &Engine, module: &Module, row: &Row) -> Result<(), CliError> {
+pub(crate) fn run_answer(engine: &Engine, module: &Module) -> Result<i32, String> {
     let mut store = Store::new(engine.clone());
+    let instance =
+        Instance::new(&mut store, module, &wasmer::imports! {}).map_err(|e| e.to_string())?;
+    instance
+        .exports
+        .get_typed_function::<(), i32>(&store, "answer")
+        .map_err(|e| e.to_string())?
+        .call(&mut store)
+        .map_err(|e| e.to_string())
+}
+
+/// Checks that `module` is `row`'s: it runs and answers its seed.
+fn check_answer(engine: &Engine, module: &Module, row: &Row) -> Result<(), CliError> {
     let wrong = |e: &dyn std::fmt::Display| {
         CliError::failed(format!("demo: the {} module does not run: {e}", row.name))
     };
-    let instance =
-        Instance::new(&mut store, module, &wasmer::imports! {}).map_err(|e| wrong(&e))?;
-    let answer = instance
-        .exports
-        .get_typed_function::<(), i32>(&store, "answer")
-        .map_err(|e| wrong(&e))?
-        .call(&mut store)
-        .map_err(|e| wrong(&e))?;
+    let answer = run_answer(engine, module).map_err(|e| wrong(&e))?;
     if answer != row.seed as i32 {
         return Err(wrong(&format!(
             "answer() returned {answer}, expected {}",
@@ -316,4 +379,24 @@ fn check_answer(engine: &Engine, module: &Module, row: &Row) -> Result<(), CliEr
         )));
     }
     Ok(())
+}
+
+/// What a fresh process's first load did with the damaged artifact, in a few words.
+fn damage_verdict(outcome: &str, seed: u32) -> String {
+    if let Some(rest) = outcome.strip_prefix("refused: ") {
+        let (why, after) = rest.rsplit_once("; recompiled ").unwrap_or((rest, "?"));
+        let ran = if after == seed.to_string() {
+            "ran correctly"
+        } else {
+            "answered wrongly"
+        };
+        return format!("refused it, a miss ({why}); recompiled, {ran}");
+    }
+    match outcome.strip_prefix("loaded ") {
+        Some(answer) if answer == seed.to_string() => {
+            "loaded the damaged bytes unnoticed; this module still answered correctly".into()
+        }
+        Some(answer) => format!("loaded the damaged bytes unnoticed; {answer}"),
+        None => format!("loaded the damaged bytes: the process {outcome}"),
+    }
 }

@@ -13,6 +13,7 @@ use crate::Key;
 use crate::cache::blocking::run_blocking;
 use crate::cache::memo::Memo;
 use crate::cache::{CacheError, CacheResult, ModuleCache, ModuleHash};
+use crate::engine::loadable;
 use crate::sync::{lock, read, write};
 
 use super::builder::PackCacheBuilder;
@@ -36,7 +37,9 @@ const MAX_REMEMBERED_ENGINES: usize = 256;
 ///   cache; nothing is read into a private buffer, and processes loading the same modules
 ///   share the same physical pages.
 /// - **Verified.** An artifact's CRC-32 is checked the first time this process loads it,
-///   before wasmer sees a byte.
+///   before wasmer sees a byte. Once wasmer has copied what it needs, the process gives back
+///   the page-table entries of the artifact's pages (they stay in the page cache), so its
+///   proportional set size counts only the pages it reads again.
 /// - **Memoized.** A second load of a key in the same process returns the same `Module` (an
 ///   `Arc` clone): wasmer keeps every deserialized artifact alive for the engine's lifetime,
 ///   so deserializing twice would also pin a second copy of the code.
@@ -50,8 +53,11 @@ const MAX_REMEMBERED_ENGINES: usize = 256;
 ///   or one wasmer refuses is a miss, logged and counted in [`CacheStats::stale`]; the next
 ///   `save` replaces it in the cache's own pack. A pack the engine cannot use at all (CPU
 ///   features it lacks, say) is named in one warning per process when it costs a miss.
-/// - **No runtime required.** Works in and out of a tokio runtime; inside one, file opens,
-///   fsyncs and the first load of large artifacts run on the blocking pool.
+/// - **No runtime required.** Works in and out of a tokio runtime. Inside one, loads open
+///   packs where they are awaited (a few system calls, cheaper than a trip to the blocking
+///   pool), the first load of a large artifact runs in place on a multi-thread runtime
+///   (`block_in_place`) and on the blocking pool of a current-thread one, and saves (fsyncs)
+///   and directory listings after a miss run on the blocking pool.
 /// - **Self-maintaining.** Dead bytes and soft size limits trigger a compaction of the cache's
 ///   own packs on a background thread, evicting the least recently used modules (see
 ///   [`PackCacheBuilder`]).
@@ -166,7 +172,8 @@ impl PackCache {
         if let Some(set) = read(&self.inner.engines).get(&engine.id()) {
             return set.clone();
         }
-        let identity = EngineIdentity::of(engine);
+        // The identity `CheckedArtifact::from_pack` checks against, computed once per engine.
+        let identity = loadable::known(engine).identity.clone();
         let set = lock(&self.inner.sets)
             .entry(identity.clone())
             .or_insert_with(|| {
@@ -296,11 +303,7 @@ impl ModuleCache for PackCache {
             return Ok(true);
         }
         let set = self.pack_set(engine);
-        if let Some(found) = self.contains_inline(&set, &key) {
-            return Ok(found);
-        }
-        let cache = self.clone();
-        run_blocking(move || cache.contains_blocking(&set, &key)).await
+        self.contains_in_packs(&set, key).await
     }
 
     /// Saves `module` to the engine's own pack. An entry already there holding exactly these

@@ -1,38 +1,86 @@
-//! Loading: the packs already open are looked at inline; anything that needs the file system
-//! (opening a pack, listing a directory) or a large artifact's checksum and deserialization
-//! goes to the blocking pool, so that an async caller's executor stays free.
+//! Loading: packs are opened and looked up where the load is awaited (opening a pack is a few
+//! system calls, about 25 µs, less than a trip to tokio's blocking pool, whose first thread a
+//! fresh process would have to start); a large artifact's checksum and deserialization run
+//! where they stall no other task (see [`run_in_place`]); only listing directories again after
+//! a miss, which is followed by a compile anyway, goes to the blocking pool.
 
-use std::collections::HashSet;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use wasmer::{Engine, Module};
 
 use crate::cache::artifact::CheckedArtifact;
-use crate::cache::blocking::run_blocking;
+use crate::cache::blocking::{run_blocking, run_in_place};
 use crate::cache::{CacheError, CacheErrorKind};
 use crate::{Key, Pack};
 
-use super::cache::PackCache;
+use super::PackCache;
 use super::pack_set::{Layers, PackSet};
 use super::slot::{PackSlot, is_stale};
 
 /// Inside a tokio runtime, the first load of an artifact this large (checksum, page faults,
-/// deserialization) runs on the blocking pool, so that the executor stays free for other
-/// tasks; smaller ones run inline. Measured with `benches/load_async.rs`: the trip to the pool
+/// deserialization) runs through [`run_in_place`], so that the executor stays free for other
+/// tasks; smaller ones run inline. Measured with `benches/load_async.rs`: a trip to the pool
 /// costs about 20 µs, and an inline first load of 107 KB about 40 µs (3.7 MB: 1 ms), so below
 /// this size offloading would slow the load by half while sparing other tasks little.
 pub(super) const INLINE_LOAD_BYTES: u64 = 128 << 10;
 
-/// What a look at the packs already open found, without touching the file system.
-enum Probe {
-    /// A small entry in this open pack: load it here.
-    Small(Arc<PackSlot>, Pack),
-    /// No open pack has the key, and every pack is open.
-    Missing(Arc<Layers>),
-    /// Something needs the file system or is large: load on the blocking pool.
-    Blocking,
+/// The packs a load or lookup offers the key to, in order, opened as needed. After the last,
+/// if the directories are due for another look, it lists them on the blocking pool and goes on
+/// with the packs not offered yet. One unreadable pack does not hide the others: the first
+/// error is kept for the caller in case nothing is found.
+struct Search<'a> {
+    cache: &'a PackCache,
+    set: &'a Arc<PackSet>,
+    layers: Arc<Layers>,
+    offered: Vec<Arc<PackSlot>>,
+    first_error: Option<CacheError>,
+}
+
+impl<'a> Search<'a> {
+    fn new(cache: &'a PackCache, set: &'a Arc<PackSet>) -> Search<'a> {
+        Search {
+            layers: set.layers_or_build(&cache.inner.files),
+            cache,
+            set,
+            offered: Vec::new(),
+            first_error: None,
+        }
+    }
+
+    /// The next pack to look in, or `None` when every pack was offered.
+    async fn next(&mut self) -> Option<(Arc<PackSlot>, Pack)> {
+        let inner = &self.cache.inner;
+        loop {
+            let unoffered = self
+                .layers
+                .readable
+                .iter()
+                .find(|slot| !self.offered.iter().any(|seen| Arc::ptr_eq(seen, slot)))
+                .cloned();
+            if let Some(slot) = unoffered {
+                self.offered.push(slot.clone());
+                let on_stale = |e: &crate::Error| inner.stale("unusable module pack", e);
+                match slot.for_read(&inner.files.options, on_stale) {
+                    Ok(Some(pack)) => return Some((slot, pack)),
+                    Ok(None) => {}
+                    Err(error) => self.failed(error),
+                }
+                continue;
+            }
+            if !self.set.rescan_due() {
+                return None;
+            }
+            let (cache, set) = (self.cache.clone(), self.set.clone());
+            self.layers = run_blocking(move || set.rebuild(&cache.inner.files, true)).await;
+        }
+    }
+
+    /// Notes that a pack could not be read.
+    fn failed(&mut self, error: CacheError) {
+        tracing::warn!(%error, "cannot read a module pack");
+        self.first_error.get_or_insert(error);
+    }
 }
 
 impl PackCache {
@@ -43,90 +91,56 @@ impl PackCache {
         key: Key,
         engine: &Engine,
     ) -> Result<Module, CacheError> {
-        let mut skip = None;
-        match self.probe(set, &key) {
-            Probe::Small(slot, pack) => match self.read_from(&slot, &pack, &key, engine)? {
-                Some(module) => return Ok(module),
-                None => skip = Some(slot.path.clone()),
-            },
-            Probe::Missing(layers) if !set.rescan_due() => {
-                self.report_unusable(set, &layers);
-                return Err(CacheError::NotFound);
-            }
-            Probe::Missing(_) | Probe::Blocking => {}
-        }
-        let (cache, set, engine) = (self.clone(), set.clone(), engine.clone());
-        run_blocking(move || cache.load_blocking(&set, &key, &engine, skip)).await
-    }
-
-    /// Looks for `key` in the packs already open, touching nothing but mapped memory.
-    fn probe(&self, set: &PackSet, key: &Key) -> Probe {
-        let Some(layers) = set.layers() else {
-            return Probe::Blocking;
-        };
-        let mut passed_over_own = false;
-        for slot in &layers.readable {
-            let Some(pack) = slot.open_pack() else {
-                if slot.recently_absent() {
-                    passed_over_own |= slot.may_appear();
-                    continue;
-                }
-                return Probe::Blocking;
-            };
-            match pack.value_len(key) {
-                Ok(Some(len)) if len < INLINE_LOAD_BYTES => {
-                    return Probe::Small(slot.clone(), pack);
-                }
+        let mut search = Search::new(self, set);
+        while let Some((slot, pack)) = search.next().await {
+            match self.load_from(&slot, pack, &key, engine).await {
+                Ok(Some(module)) => return Ok(module),
                 Ok(None) => {}
-                Ok(Some(_)) | Err(_) => return Probe::Blocking,
+                Err(error) => search.failed(error),
             }
         }
-        if passed_over_own {
-            return Probe::Blocking;
-        }
-        Probe::Missing(layers)
+        self.report_unusable(set, &search.layers);
+        Err(search.first_error.unwrap_or(CacheError::NotFound))
     }
 
-    /// The whole load, opening packs and listing directories as needed. Blocks.
-    fn load_blocking(
+    /// Whether a pack of `set` has `key` (no checksum is computed).
+    pub(super) async fn contains_in_packs(
         &self,
-        set: &PackSet,
+        set: &Arc<PackSet>,
+        key: Key,
+    ) -> Result<bool, CacheError> {
+        let mut search = Search::new(self, set);
+        while let Some((_, pack)) = search.next().await {
+            match pack.contains(&key) {
+                Ok(true) => return Ok(true),
+                Ok(false) => {}
+                Err(e) if is_stale(e.kind()) => {}
+                Err(e) => search.failed(CacheError::from_pack_read(e)),
+            }
+        }
+        search.first_error.map_or(Ok(false), Err)
+    }
+
+    /// The module under `key` in `pack`, loaded in place when small, else where it stalls no
+    /// other task; `None` if the pack has no usable entry for it.
+    async fn load_from(
+        &self,
+        slot: &Arc<PackSlot>,
+        pack: Pack,
         key: &Key,
         engine: &Engine,
-        skip: Option<PathBuf>,
-    ) -> Result<Module, CacheError> {
-        let mut layers = set.layers_or_build(&self.inner.files);
-        let mut tried: HashSet<PathBuf> = skip.into_iter().collect();
-        let mut first_error = None;
-        loop {
-            for slot in &layers.readable {
-                if !tried.insert(slot.path.clone()) {
-                    continue;
-                }
-                let on_stale = |e: &crate::Error| self.inner.stale("unusable module pack", e);
-                let found = slot
-                    .for_read(&self.inner.files.options, on_stale)
-                    .and_then(|pack| match pack {
-                        Some(pack) => self.read_from(slot, &pack, key, engine),
-                        None => Ok(None),
-                    });
-                match found {
-                    Ok(Some(module)) => return Ok(module),
-                    Ok(None) => {}
-                    // One unreadable pack must not hide the others.
-                    Err(error) => {
-                        tracing::warn!(%error, "cannot read a module pack");
-                        first_error.get_or_insert(error);
-                    }
-                }
-            }
-            if !set.rescan_due() {
-                break;
-            }
-            layers = set.rebuild(&self.inner.files, true);
+    ) -> Result<Option<Module>, CacheError> {
+        let len = match pack.value_len(key) {
+            Ok(None) => return Ok(None),
+            Ok(Some(len)) => len,
+            // `read_from` meets the same error and says what it means for the cache.
+            Err(_) => 0,
+        };
+        if len < INLINE_LOAD_BYTES {
+            return self.read_from(slot, &pack, key, engine);
         }
-        self.report_unusable(set, &layers);
-        Err(first_error.unwrap_or(CacheError::NotFound))
+        let (cache, slot, key, engine) = (self.clone(), slot.clone(), *key, engine.clone());
+        run_in_place(move || cache.read_from(&slot, &pack, &key, &engine)).await
     }
 
     /// The module under `key` in `pack`, deserialized and memoized; `None` if the pack has no
@@ -161,7 +175,16 @@ impl PackCache {
             Err(e) => return Err(e),
         };
         let len = artifact.len().unwrap_or(0);
-        match artifact.deserialize() {
+        // Held until wasmer is done with the pages it copies from (the module keeps its own
+        // reference to the artifact): then the pages the checksum and wasmer touched are given
+        // back, and reading the artifact again (instantiating reads its data segments) maps
+        // the pages it needs again.
+        let value = artifact.bytes_shared();
+        let deserialized = artifact.deserialize();
+        if let Some(value) = value {
+            pack.release(&value);
+        }
+        match deserialized {
             Ok(module) => {
                 self.inner.counters.hits.fetch_add(1, Ordering::Relaxed);
                 if let Some(recency) = &slot.recency {
@@ -182,53 +205,5 @@ impl PackCache {
             .counters
             .unusable_packs
             .fetch_add(new, Ordering::Relaxed);
-    }
-
-    /// Whether an open pack has `key`, if every pack `set` reads is open and was listed.
-    pub(super) fn contains_inline(&self, set: &PackSet, key: &Key) -> Option<bool> {
-        let layers = set.layers()?;
-        for slot in &layers.readable {
-            let Some(pack) = slot.open_pack() else {
-                if slot.recently_absent() && !slot.may_appear() {
-                    continue;
-                }
-                return None;
-            };
-            match pack.contains(key) {
-                Ok(true) => return Some(true),
-                Ok(false) => {}
-                Err(_) => return None,
-            }
-        }
-        (!set.rescan_due()).then_some(false)
-    }
-
-    pub(super) fn contains_blocking(&self, set: &PackSet, key: &Key) -> Result<bool, CacheError> {
-        let mut layers = set.layers_or_build(&self.inner.files);
-        let mut first_error = None;
-        loop {
-            for slot in &layers.readable {
-                let on_stale = |e: &crate::Error| self.inner.stale("unusable module pack", e);
-                match slot.for_read(&self.inner.files.options, on_stale) {
-                    Ok(Some(pack)) => match pack.contains(key) {
-                        Ok(true) => return Ok(true),
-                        Ok(false) => {}
-                        Err(e) if is_stale(e.kind()) => {}
-                        Err(e) => {
-                            first_error.get_or_insert(CacheError::from_pack_read(e));
-                        }
-                    },
-                    Ok(None) => {}
-                    Err(e) => {
-                        first_error.get_or_insert(e);
-                    }
-                }
-            }
-            if !set.rescan_due() {
-                break;
-            }
-            layers = set.rebuild(&self.inner.files, true);
-        }
-        first_error.map_or(Ok(false), Err)
     }
 }

@@ -8,9 +8,8 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, RwLock};
 
 use crate::EngineIdentity;
 use crate::cache::CacheError;
@@ -22,10 +21,6 @@ use crate::{Error, ErrorKind, Pack, PackIdentity, PackOptions};
 /// How many times creating a pack moves an unusable file aside before giving up.
 const MAX_SET_ASIDE_ATTEMPTS: usize = 4;
 
-/// How long a pack found missing is taken to be still missing by lookups that must not touch
-/// the file system; after that, the next lookup that may looks again.
-const ABSENT_TRUST: Duration = Duration::from_secs(2);
-
 #[derive(Debug)]
 pub(super) struct PackSlot {
     pub(super) path: PathBuf,
@@ -33,9 +28,6 @@ pub(super) struct PackSlot {
     /// whose identity is whatever it says (the cache checks it can load it).
     expected: Option<EngineIdentity>,
     pack: RwLock<Option<Pack>>,
-    /// When an open last found no file at `path` (from [`millis_since_epoch`], plus one; zero
-    /// for never).
-    absent_at: AtomicU64,
     /// Why a shipped pack cannot be used (corrupt, another identity than its name says):
     /// shipped packs are not expected to change, so the verdict stands and it is reported
     /// once, not on every lookup.
@@ -86,7 +78,6 @@ impl PackSlot {
             path,
             expected,
             pack: RwLock::new(None),
-            absent_at: AtomicU64::new(0),
             stale: Mutex::new(None),
             recency,
             compacting: AtomicBool::new(false),
@@ -97,22 +88,6 @@ impl PackSlot {
     /// The pack if it is open already.
     pub(super) fn open_pack(&self) -> Option<Pack> {
         read(&self.pack).clone()
-    }
-
-    /// Whether the last attempt to open the pack, less than [`ABSENT_TRUST`] ago, found no
-    /// file: a lookup that must not touch the file system may then pass over it, to find the
-    /// key in a later pack. (A miss must not trust it when [`PackSlot::may_appear`].)
-    pub(super) fn recently_absent(&self) -> bool {
-        let at = self.absent_at.load(Ordering::Relaxed);
-        at != 0 && millis_since_epoch().saturating_sub(at - 1) < ABSENT_TRUST.as_millis() as u64
-    }
-
-    /// Whether the pack may appear at any moment: one in the cache's own directory, which
-    /// another process's save creates. Shipped packs do not appear while the application
-    /// runs. A miss that passed over such a pack because it was recently absent looks again,
-    /// or it would compile what that process just saved.
-    pub(super) fn may_appear(&self) -> bool {
-        self.recency.is_some()
     }
 
     /// Why this shipped pack was found unusable, if it was.
@@ -148,11 +123,7 @@ impl PackSlot {
         };
         match opened {
             Ok(pack) => Ok(Some(self.install(pack))),
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                self.absent_at
-                    .store(millis_since_epoch() + 1, Ordering::Relaxed);
-                Ok(None)
-            }
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             // A pack refused for the trusted load path is a miss, never set aside.
             Err(e) if is_stale(e.kind()) || e.kind() == ErrorKind::NotSealed => {
                 if self.recency.is_none() {
@@ -253,10 +224,4 @@ impl PackSlot {
             _ => Ok(()),
         }
     }
-}
-
-/// Milliseconds since the first call in this process: a clock that fits an atomic.
-fn millis_since_epoch() -> u64 {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
 }

@@ -584,20 +584,96 @@ fn a_large_first_load_leaves_the_executor_free() {
 }
 
 #[test]
-fn a_small_load_from_an_open_pack_stays_on_the_executor() {
+fn a_small_first_load_stays_on_the_executor_even_when_it_opens_the_pack() {
     let dir = tempfile::tempdir().unwrap();
     let engine = engine();
     poll_ready(PackCache::new(dir.path()).save(key(40), engine, &compiled(40))).unwrap();
     poll_ready(PackCache::new(dir.path()).save(key(41), engine, &compiled(41))).unwrap();
     let cache = PackCache::new(dir.path());
     let runtime = runtime();
-    // The first load opens the pack, on the blocking pool.
-    runtime.block_on(cache.load(key(40), engine)).unwrap();
-    // Inside the runtime, the next first load finishes on its first poll: no trip to the pool.
+    // Inside the runtime, the first load opens the pack and loads on its first poll: a few
+    // system calls, no trip to the blocking pool (whose first thread would take longer).
     let _inside = runtime.enter();
+    let loaded = poll_ready(cache.load(key(40), engine)).unwrap();
+    assert_eq!(answer(&loaded, engine), 40);
     let loaded = poll_ready(cache.load(key(41), engine)).unwrap();
     assert_eq!(answer(&loaded, engine), 41);
-    assert!(poll_ready(cache.contains(key(40), engine)).unwrap());
+    assert!(poll_ready(PackCache::new(dir.path()).contains(key(40), engine)).unwrap());
+}
+
+/// Two bytes of `key`'s entry in the pack in `dir` overwritten, at `at` of its length.
+fn damage(dir: &std::path::Path, key: ModuleHash, at: f64) {
+    let path = PackCache::new(dir).pack_path(engine()).unwrap();
+    let entry = Pack::open_any(&path)
+        .unwrap()
+        .iter()
+        .unwrap()
+        .find(|entry| *entry.key() == key_of(&key))
+        .unwrap();
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    let offset = entry.offset() + (entry.size() as f64 * at) as u64;
+    file.write_all_at(b"\xde\xad", offset).unwrap();
+}
+
+#[test]
+fn a_damaged_large_entry_is_a_miss_wherever_it_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, _) = large_module_in(dir.path());
+    damage(dir.path(), key, 0.9);
+    let engine = engine();
+    let runtime = runtime();
+    // In place, from `block_on` and from a worker, and through the blocking pool.
+    let from_block_on = PackCache::new(dir.path());
+    assert!(
+        runtime
+            .block_on(from_block_on.load(key, engine))
+            .unwrap_err()
+            .is_not_found()
+    );
+    assert_eq!(from_block_on.stats().stale, 1);
+    let from_worker = PackCache::new(dir.path());
+    let cache = from_worker.clone();
+    let engine_copy = engine.clone();
+    let missed = runtime
+        .block_on(runtime.spawn(async move { cache.load(key, &engine_copy).await }))
+        .unwrap();
+    assert!(missed.unwrap_err().is_not_found());
+    assert_eq!(from_worker.stats().stale, 1);
+    let current_thread = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let pooled = PackCache::new(dir.path());
+    assert!(
+        current_thread
+            .block_on(pooled.load(key, engine))
+            .unwrap_err()
+            .is_not_found()
+    );
+    assert_eq!(pooled.stats().stale, 1);
+}
+
+#[test]
+fn loads_after_the_pages_were_given_back_see_the_same_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, module) = large_module_in(dir.path());
+    let engine = engine();
+    let expected = module.serialize().unwrap();
+    // Memo off and every load checked: each load reads the entry again, after the last one
+    // gave its pages back.
+    let cache = PackCache::builder(dir.path())
+        .memo_entries(0)
+        .verify_every_load(true)
+        .build();
+    let runtime = runtime();
+    for _ in 0..3 {
+        let loaded = runtime.block_on(cache.load(key, engine)).unwrap();
+        // wasmer reads the archive again to serialize it: through the released pages.
+        assert_eq!(loaded.serialize().unwrap(), expected);
+        let mut store = wasmer::Store::new(engine.clone());
+        wasmer::Instance::new(&mut store, &loaded, &wasmer::imports! {}).unwrap();
+    }
+    assert_eq!(cache.stats().hits, 3);
+    assert_eq!(cache.stats().stale, 0);
 }
 
 #[test]
