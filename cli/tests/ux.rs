@@ -140,25 +140,36 @@ fn a_signal_during_compact_finishes_it_and_leaves_no_temporary_file() {
 #[test]
 fn a_signal_before_the_commit_stops_a_build_and_writes_nothing() {
     let s = Scratch::new();
-    // A module large enough to take a while to compile.
-    let big = s.write(
-        "big.wat",
-        wasmpak_samples::module_wat(5, 1000, 500).as_bytes(),
-    );
     let pack = s.path("new/app.wpk");
     for (sent, code, name) in [
         (rustix::process::Signal::INT, 130, "SIGINT"),
         (rustix::process::Signal::TERM, 143, "SIGTERM"),
         (rustix::process::Signal::HUP, 129, "SIGHUP"),
     ] {
-        let child = command([OsStr::new("build"), pack.as_os_str(), big.as_os_str()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(500));
-        signal(&child, sent);
-        let run = finish(child);
+        // A module large enough to take a while to compile; a build that finished before the
+        // signal arrived shows nothing, so it is tried again with a module twice the size (a
+        // build that ignores signals still fails: the largest one finishes too).
+        let mut functions = 1000;
+        let run = loop {
+            let big = s.write(
+                "big.wat",
+                wasmpak_samples::module_wat(5, functions, 500).as_bytes(),
+            );
+            let child = command([OsStr::new("build"), pack.as_os_str(), big.as_os_str()])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(500));
+            signal(&child, sent);
+            let run = finish(child);
+            if run.code == Some(0) && functions < 16_000 {
+                std::fs::remove_dir_all(s.path("new")).unwrap();
+                functions *= 2;
+                continue;
+            }
+            break run;
+        };
         let line = run.fails(code);
         assert!(line.contains(name) && line.contains("nothing"), "{line}");
         assert!(!s.path("new").exists(), "no pack, no directory made for it");
