@@ -266,6 +266,7 @@ pub fn write_new_file(dest: impl AsRef<Path>, bytes: &[u8], mode: FileMode) -> i
 
 /// Renames `from` to `to` (in one directory), replacing `to`, and syncs the directory: the
 /// one way the library moves a file it did not write (a pack set aside as unusable).
+#[cfg_attr(not(feature = "wasmer"), allow(dead_code))] // Only the module caches use it.
 pub(crate) fn rename(from: &Path, to: &Path) -> io::Result<()> {
     Io::rename(from, to)?;
     Io::sync_dir(parent_dir(to))

@@ -141,6 +141,7 @@ impl Mapping {
     /// them again. Costs one system call, more for many small page-cache folios (about 150 ns
     /// a 4 KiB page) than for large ones.
     #[allow(unsafe_code)]
+    #[cfg_attr(not(feature = "wasmer"), allow(dead_code))] // Only the module caches use it.
     pub(crate) fn release(&self, bytes: &[u8]) {
         let Mapping::File(raw) = self else {
             return;

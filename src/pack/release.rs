@@ -11,6 +11,7 @@ impl Pack {
     /// only the pages it reads afterwards, not every page the checksum touched. Does nothing
     /// for a pack held in memory, or for bytes outside the pack's current mapping (a value
     /// read before the pack was remapped, or copied).
+    #[cfg_attr(not(feature = "wasmer"), allow(dead_code))] // Only the module caches use it.
     pub(crate) fn release(&self, value: &[u8]) {
         let view = sync::read(&self.inner.view).clone();
         view.map.release(value);
