@@ -10,9 +10,9 @@
 //! sends for every write (`push`, `ObjectStoreCache::save`); the suite asserts that refusal,
 //! and publishes to it through its JSON upload API instead (`gcp-storage-emulator` does not
 //! fill the gap: see `gcs.rs`). Plain HTTP is read-only (no push).
-//! The object replaced during a pull and the killed pull need the tool's pause point
-//! (feature `fault-injection`) and run against moto in `cli.rs`; the code they test is the
-//! same for every store.
+//! The object replaced during a pull runs against every door too: it holds the tool at its
+//! pause point (feature `fault-injection`, on in the README's test command). The killed pull
+//! runs against moto in `cli.rs`; the code it tests is the same for every store.
 
 use std::path::Path;
 use std::process::Command;
@@ -385,6 +385,32 @@ fn gcs_push_is_refused_by_the_emulator_in_one_line() {
         .fails_naming(1, &[&url, "invalid uploadType"]);
 }
 
+/// An object replaced while a pull downloads it (the tool held at its pause point, after its
+/// first MiB) is reported as replaced, and nothing is installed: the pin (ETag, or
+/// Last-Modified and size for a web server without ETags) holds on every door.
+#[cfg(feature = "fault-injection")]
+fn replaced_during_the_pull(door: &Door) {
+    let dir = tempfile::tempdir().unwrap();
+    let into = dir.path().join("into");
+    door.publish("moving.wpk", &pack_bytes(1..4, 2 << 20, None));
+    let url = door.url("moving.wpk");
+    let gate = dir.path().join("gate");
+    std::fs::write(&gate, b"").unwrap();
+    let child = command(["pull", &url, into.to_str().unwrap()])
+        .envs(door.env())
+        .env("WASMPAK_PAUSE_FILE", &gate)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    super::wait_for(&dir.path().join("gate.reached"));
+    door.publish("moving.wpk", &pack_bytes(1..5, 2 << 20, None));
+    std::fs::remove_file(&gate).unwrap();
+    let run: Run = child.wait_with_output().unwrap().into();
+    run.fails_naming(1, &[&url, "replaced during the download"]);
+    assert!(files_in(&into).is_empty(), "{:?}", files_in(&into));
+}
+
 /// One test per door for `case`, on a server every test of the binary shares (or, for
 /// `stall`, one of its own).
 macro_rules! every_door {
@@ -407,6 +433,8 @@ every_door!(missing_object, [s3, azure, gcs, nginx, python]);
 every_door!(damaged_and_truncated, [s3, azure, gcs, nginx, python]);
 every_door!(signed_with_key, [s3, azure, gcs, nginx, python]);
 every_door!(first_write_wins, [s3, azure, gcs]);
+#[cfg(feature = "fault-injection")]
+every_door!(replaced_during_the_pull, [s3, azure, gcs, nginx, python]);
 
 /// `stalled` freezes the server, so each runs against a server of its own.
 mod stalled {
