@@ -460,10 +460,30 @@ pub(crate) fn create(path: &Path, identity: &PackIdentity) -> Result<bool> {
 /// does not report one). `meta` is `file`'s.
 pub(crate) fn file_identity(file: &File, meta: &Metadata) -> io::Result<(u64, u64, u64)> {
     let fsid = rustix::fs::fstatvfs(file)?.f_fsid;
-    let birth = meta
-        .created()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    let birth = birth_nanos(file).unwrap_or_else(|| {
+        meta.created()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+    });
     Ok((meta.ino(), fsid, birth))
+}
+
+/// The file's birth time in nanoseconds, asked of the kernel with `statx` directly: std's
+/// `Metadata::created` asks `statx` only on glibc, so a musl build would see none and could
+/// not tell a file extracted in place (with the inode number just freed) from the one sealed.
+#[cfg(target_os = "linux")]
+fn birth_nanos(file: &File) -> Option<u64> {
+    use rustix::fs::{AtFlags, StatxFlags, statx};
+    let stx = statx(file, "", AtFlags::EMPTY_PATH, StatxFlags::BTIME).ok()?;
+    if stx.stx_mask & StatxFlags::BTIME.bits() == 0 {
+        return None;
+    }
+    let secs = u64::try_from(stx.stx_btime.tv_sec).ok()?;
+    Some(secs.saturating_mul(1_000_000_000) + u64::from(stx.stx_btime.tv_nsec))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn birth_nanos(_file: &File) -> Option<u64> {
+    None
 }
