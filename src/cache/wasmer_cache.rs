@@ -314,6 +314,7 @@ mod tests {
         assert_eq!(cache.cache().stats().stale, 1);
         cache.store(hash, &compiled(22)).unwrap();
         let fresh = WasmerCache::new(PackCache::new(dir.path()), engine);
+        // SAFETY: the pack is private to this test; `store` just wrote the module.
         let loaded = unsafe { fresh.load(engine, hash) }.unwrap();
         assert_eq!(answer(&loaded, engine), 22);
     }
