@@ -20,6 +20,7 @@ use crate::{Error, PackIdentity, PackOptions, Result};
 
 use super::embedded::aligned_buffer;
 use super::permissions::{self, Strictness};
+use super::session::MAX_REOPENS;
 
 /// Why every write to a pack held in memory fails.
 pub(crate) const READ_ONLY_REASON: &str = "it is held in memory (an embedded pack)";
@@ -32,6 +33,9 @@ pub(crate) const EMBEDDED_NAME: &str = "<embedded pack>";
 pub(crate) struct PackFile {
     pub(crate) source: Source,
     pub(crate) path: PathBuf,
+    /// `path` with symlinks resolved, as it led to this file when it was opened (for a pack
+    /// held in memory, its name).
+    canonical: PathBuf,
     /// `None` if the file is open for writing, else why not.
     pub(crate) read_only: Option<String>,
     /// Device and inode, to notice that the path now names another file.
@@ -88,7 +92,7 @@ impl PackFile {
             match &file.source {
                 Source::File(os_file) => {
                     let meta = os_file.metadata().map_err(|e| Error::read(&file.path, e))?;
-                    permissions::check_installed(&file.path, file.sealed, &meta)?;
+                    permissions::check_installed(&file.path, &file.canonical, file.sealed, &meta)?;
                     let verdict =
                         file.seal_binds(os_file, &meta)
                             .and_then(|seal| match &options.check {
@@ -192,8 +196,24 @@ impl PackFile {
         }
     }
 
-    /// Opens `path`, preferring write access, and validates its header.
+    /// Opens `path`, preferring write access, and validates its header. A pack replaced
+    /// while it is being opened (by a compaction or an install: renamed over) is opened again.
     fn open_path(path: &Path, options: &PackOptions) -> Result<PackFile> {
+        for _ in 0..MAX_REOPENS {
+            if let Some(file) = PackFile::open_path_once(path, options)? {
+                return Ok(file);
+            }
+        }
+        Err(Error::from(Repr::Insecure {
+            path: path.to_path_buf(),
+            detail: format!(
+                "its path was replaced while it was being opened, {MAX_REOPENS} times in a row"
+            ),
+        }))
+    }
+
+    /// [`PackFile::open_path`] once: `None` if the path named another file by the end.
+    fn open_path_once(path: &Path, options: &PackOptions) -> Result<Option<PackFile>> {
         let open_err = |source| {
             Error::from(Repr::Open {
                 path: path.to_path_buf(),
@@ -227,20 +247,24 @@ impl PackFile {
         let mut superblock = vec![0u8; DATA_START as usize];
         read_exact_or_zero(&file, &mut superblock, 0).map_err(|e| Error::read(path, e))?;
         let meta = file.metadata().map_err(open_err)?;
+        let Some(canonical) = permissions::resolve(path, &meta)? else {
+            return Ok(None);
+        };
         if !options.allow_shared_write {
             let strictness = match options.check {
                 Some(_) => Strictness::Strict,
                 None => Strictness::Lenient,
             };
-            permissions::check_not_shared(path, &meta, strictness)?;
+            permissions::check_not_shared(path, &canonical, &meta, strictness)?;
         }
         let len = meta.len();
         let (identity, sealed, seal) =
             decode_identity(&superblock[..len.min(DATA_START) as usize], len, path)?;
-        Ok(PackFile {
+        Ok(Some(PackFile {
             opened_with: (slots_of(&superblock), len),
             source: Source::File(file),
             path: path.to_path_buf(),
+            canonical,
             read_only,
             id: (meta.dev(), meta.ino()),
             identity,
@@ -248,7 +272,7 @@ impl PackFile {
             seal,
             skips_hashing: false,
             others_may_write: options.allow_shared_write && !options.trust_installed,
-        })
+        }))
     }
 
     /// A pack held in `bytes`: its header checked, and its alignment (see `embedded.rs`).
@@ -270,6 +294,7 @@ impl PackFile {
             opened_with: (slots_of(&bytes), len),
             source: Source::Memory(bytes),
             path: name.to_path_buf(),
+            canonical: name.to_path_buf(),
             read_only: Some(READ_ONLY_REASON.to_string()),
             id: (0, 0),
             identity,

@@ -15,7 +15,7 @@
 
 use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::Repr;
 use crate::{Error, Result};
@@ -31,8 +31,13 @@ pub(crate) enum Strictness {
 }
 
 /// Refuses a pack that users other than its owner (this user or root) could have written or
-/// could replace. `meta` is the open file's.
-pub(crate) fn check_not_shared(path: &Path, meta: &Metadata, strictness: Strictness) -> Result<()> {
+/// could replace. `meta` is the open file's, `canonical` its path as [`resolve`] gave it.
+pub(crate) fn check_not_shared(
+    path: &Path,
+    canonical: &Path,
+    meta: &Metadata,
+    strictness: Strictness,
+) -> Result<()> {
     let insecure = |detail: String| {
         Error::from(Repr::Insecure {
             path: path.to_path_buf(),
@@ -54,7 +59,7 @@ pub(crate) fn check_not_shared(path: &Path, meta: &Metadata, strictness: Strictn
     if let Some(detail) = foreign_owner("the file", meta) {
         return Err(insecure(detail));
     }
-    check_directories(path, meta, strictness).map_err(|why| match why {
+    check_directories(canonical, strictness).map_err(|why| match why {
         Refusal::Unsafe(detail) => insecure(detail),
         Refusal::Unreadable(e) => e,
     })
@@ -62,9 +67,15 @@ pub(crate) fn check_not_shared(path: &Path, meta: &Metadata, strictness: Strictn
 
 /// Refuses the trusted load path for a pack that is not sealed, has any write permission
 /// bit, is owned by another user than this one or root, or lies on a path that others can
-/// write (and could replace it through). `meta` is the open file's.
-pub(crate) fn check_installed(path: &Path, sealed: bool, meta: &Metadata) -> Result<()> {
-    match not_installed_because(path, sealed, meta)? {
+/// write (and could replace it through). `meta` is the open file's, `canonical` its path as
+/// [`resolve`] gave it.
+pub(crate) fn check_installed(
+    path: &Path,
+    canonical: &Path,
+    sealed: bool,
+    meta: &Metadata,
+) -> Result<()> {
+    match not_installed_because(canonical, sealed, meta)? {
         Some(detail) => Err(Error::from(Repr::NotSealed {
             path: path.to_path_buf(),
             detail,
@@ -73,8 +84,12 @@ pub(crate) fn check_installed(path: &Path, sealed: bool, meta: &Metadata) -> Res
     }
 }
 
-/// Why the pack at `path` is not fit for the trusted load path, if it is not.
-fn not_installed_because(path: &Path, sealed: bool, meta: &Metadata) -> Result<Option<String>> {
+/// Why the pack at `canonical` is not fit for the trusted load path, if it is not.
+fn not_installed_because(
+    canonical: &Path,
+    sealed: bool,
+    meta: &Metadata,
+) -> Result<Option<String>> {
     if !sealed {
         let install = "install it first (wasmpak install, or Pack::install_into)";
         return Ok(Some(format!("it is not sealed; {install}")));
@@ -88,7 +103,7 @@ fn not_installed_because(path: &Path, sealed: bool, meta: &Metadata) -> Result<O
     if let Some(detail) = foreign_owner("the file", meta) {
         return Ok(Some(detail));
     }
-    match check_directories(path, meta, Strictness::Strict) {
+    match check_directories(canonical, Strictness::Strict) {
         Ok(()) => Ok(None),
         Err(Refusal::Unsafe(detail)) => Ok(Some(detail)),
         Err(Refusal::Unreadable(e)) => Err(e),
@@ -103,21 +118,19 @@ enum Refusal {
     Unreadable(Error),
 }
 
-/// Checks every directory of `path`'s canonical form (symlinks resolved), from its parent up
-/// to the root, which must still lead to the open file `meta` describes.
-fn check_directories(
-    path: &Path,
-    meta: &Metadata,
-    strictness: Strictness,
-) -> std::result::Result<(), Refusal> {
-    let unreadable = |e| Refusal::Unreadable(Error::read(path, e));
-    let canonical = std::fs::canonicalize(path).map_err(unreadable)?;
-    let now = std::fs::metadata(&canonical).map_err(unreadable)?;
-    if (now.dev(), now.ino()) != (meta.dev(), meta.ino()) {
-        return Err(Refusal::Unsafe(
-            "its path was replaced while it was being opened".to_string(),
-        ));
-    }
+/// `path` with symlinks resolved, if it still leads to the open file `meta` describes;
+/// `None` if it now names another file (the pack was replaced, by a compaction or an install,
+/// while it was being opened: open it again).
+pub(crate) fn resolve(path: &Path, meta: &Metadata) -> Result<Option<PathBuf>> {
+    let canonical = std::fs::canonicalize(path).map_err(|e| Error::read(path, e))?;
+    let now = std::fs::metadata(&canonical).map_err(|e| Error::read(path, e))?;
+    Ok(((now.dev(), now.ino()) == (meta.dev(), meta.ino())).then_some(canonical))
+}
+
+/// Checks every directory of `canonical` (the pack's path as [`resolve`] gave it), from its
+/// parent up to the root.
+fn check_directories(canonical: &Path, strictness: Strictness) -> std::result::Result<(), Refusal> {
+    let unreadable = |e| Refusal::Unreadable(Error::read(canonical, e));
     for dir in canonical.ancestors().skip(1) {
         let dir_meta = std::fs::metadata(dir).map_err(unreadable)?;
         let mode = dir_meta.mode();

@@ -16,8 +16,8 @@ use crate::{Error, Key, Pack, Result, sync};
 use super::append::Appender;
 use super::view::View;
 
-/// How many times a writer follows the path to a replacement file before giving up.
-const MAX_REOPENS: usize = 64;
+/// How many times an open or a writer follows the path to a replacement file before giving up.
+pub(crate) const MAX_REOPENS: usize = 64;
 
 /// An open write transaction: appended records become visible at [`Session::commit`].
 pub(crate) struct Session<'a> {
