@@ -35,7 +35,8 @@ pub(crate) fn engine_without_cpu_features() -> &'static Engine {
 
 /// An engine compiling for this host's architecture with fewer CPU features than the host
 /// has: the `x86-64` baseline (`sse2`) on an x86_64 host with more. `None` where there is no
-/// lower level to compile for (aarch64, whose only feature wasmer knows is `neon`).
+/// lower level to compile for. (x86_64 alone: on aarch64 wasmer knows one feature, `neon`.)
+#[cfg(target_arch = "x86_64")]
 pub(crate) fn baseline_engine() -> Option<&'static Engine> {
     static ENGINE: OnceLock<Option<Engine>> = OnceLock::new();
     ENGINE
