@@ -20,10 +20,12 @@ use crate::{Error, PackIdentity, PackOptions, Result};
 
 use super::embedded::aligned_buffer;
 use super::permissions::{self, Strictness};
-use super::session::MAX_REOPENS;
 
 /// Why every write to a pack held in memory fails.
 pub(crate) const READ_ONLY_REASON: &str = "it is held in memory (an embedded pack)";
+
+/// How many times an open or a writer follows the path to a replacement file before giving up.
+pub(crate) const MAX_REOPENS: usize = 64;
 
 /// The name errors give a pack held in memory, in place of a path.
 pub(crate) const EMBEDDED_NAME: &str = "<embedded pack>";

@@ -14,10 +14,8 @@ use crate::format::index::{EntryKind, IndexEntry};
 use crate::{Error, Key, Pack, Result, sync};
 
 use super::append::Appender;
+use super::file::MAX_REOPENS;
 use super::view::View;
-
-/// How many times an open or a writer follows the path to a replacement file before giving up.
-pub(crate) const MAX_REOPENS: usize = 64;
 
 /// An open write transaction: appended records become visible at [`Session::commit`].
 pub(crate) struct Session<'a> {

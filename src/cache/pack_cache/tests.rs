@@ -7,6 +7,11 @@ use super::cache::key_of;
 use super::load::INLINE_LOAD_BYTES;
 use super::{PackCache, PackCacheBuilder};
 use crate::cache::conformance::{self, CHECKS, CacheUnderTest};
+// The lower-CPU-level tests are x86_64's alone (see `baseline_engine`).
+#[cfg(target_arch = "x86_64")]
+use crate::cache::test_support::baseline_engine;
+#[cfg(target_arch = "x86_64")]
+use wasmpak_testkit::machine::missing;
 
 use crate::cache::test_support::{
     answer, compiled, compiled_by, engine, engine_without_cpu_features, key, loaded_answer, misses,
@@ -244,11 +249,8 @@ fn an_engine_lacking_a_pack_s_cpu_features_misses_with_one_warning() {
 #[test]
 fn a_pack_of_a_lower_cpu_level_loads_without_compiling() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(baseline) = crate::cache::test_support::baseline_engine() else {
-        return wasmpak_testkit::machine::missing(
-            "cpu",
-            "no CPU level below this host's to compile for",
-        );
+    let Some(baseline) = baseline_engine() else {
+        return missing("cpu", "no CPU level below this host's to compile for");
     };
     let host = engine();
     let built = compiled_by(baseline, 30);
@@ -336,11 +338,8 @@ fn a_cache_of_shipped_packs_only_saves_nothing() {
 fn shipped_directories_serve_the_most_specific_pack_first() {
     let dir = tempfile::tempdir().unwrap();
     let host = engine();
-    let Some(baseline) = crate::cache::test_support::baseline_engine() else {
-        return wasmpak_testkit::machine::missing(
-            "cpu",
-            "no CPU level below this host's to compile for",
-        );
+    let Some(baseline) = baseline_engine() else {
+        return missing("cpu", "no CPU level below this host's to compile for");
     };
     let ships = dir.path().join("ship");
     std::fs::create_dir_all(&ships).unwrap();
@@ -693,11 +692,8 @@ fn loads_after_the_pages_were_given_back_see_the_same_bytes() {
 #[test]
 fn a_missing_own_pack_does_not_send_every_load_to_the_pool() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(baseline) = crate::cache::test_support::baseline_engine() else {
-        return wasmpak_testkit::machine::missing(
-            "cpu",
-            "no CPU level below this host's to compile for",
-        );
+    let Some(baseline) = baseline_engine() else {
+        return missing("cpu", "no CPU level below this host's to compile for");
     };
     let host = engine();
     let writer = PackCache::new(dir.path());
