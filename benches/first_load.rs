@@ -8,7 +8,15 @@
 //! cargo bench --profile ci --all-features --bench first_load             # 21 rounds
 //! cargo bench --profile ci --all-features --bench first_load -- --rounds 7
 //! cargo bench --profile ci --all-features --bench first_load -- --keep   # caches for other tools
+//! cargo bench --profile ci --all-features --bench first_load -- --warm-code
 //! ```
+//!
+//! `--warm-code` is a diagnosis, not the measurement: each worker first makes the same load
+//! once through another cache instance, untimed, and then evicts the CPU caches and times a
+//! new cache's load as usual. The timed load then finds its code's pages mapped and lazy
+//! statics initialized (and, for the pack, its engine's identity remembered, which wasmpak
+//! keeps per process), but fetches its code and data from memory again: what is left of the
+//! gap between the caches is the cost of the code each one runs, not of faulting it in.
 //!
 //! `FIRST_LOAD_CPU_LEVEL=x86-64-v3` compiles for that level instead of this host's features
 //! (valgrind, for one, offers no AVX-512).
@@ -25,6 +33,8 @@
 //! untimed, to check it is the one saved. The modules are compiled once and kept under the
 //! target directory.
 
+mod common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -37,9 +47,6 @@ use wasmpak::{ModuleCache, ModuleHash, PackCache};
 /// (name, functions, ops of the generated module): about 7 KiB, 4 MB and 22 MB of artifact.
 const SHAPES: [(&str, u32, u32); 3] = [("7 KiB", 1, 4), ("4 MB", 550, 500), ("22 MB", 1850, 1000)];
 const CACHES: [&str; 2] = ["pack", "wasmer-cache"];
-/// Bytes overwritten before the timed load, more than any x86 or ARM server's last-level cache
-/// per core complex.
-const EVICT_BYTES: usize = 64 << 20;
 /// What every module's `answer` export returns.
 const SEED: u32 = 7;
 
@@ -56,12 +63,8 @@ fn main() {
         return;
     }
     let args: Vec<String> = std::env::args().collect();
-    let rounds: usize = args
-        .iter()
-        .position(|a| a == "--rounds")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(21);
+    let rounds = common::rounds(21);
+    let warm_code = args.iter().any(|a| a == "--warm-code");
     let dir = tempfile::tempdir().unwrap();
     let cases = populate(dir.path());
     if args.iter().any(|a| a == "--keep") {
@@ -81,7 +84,12 @@ fn main() {
         return;
     }
     println!(
-        "first load in a fresh process: medians of {rounds} interleaved rounds; load: {}",
+        "first load in a fresh process{}: medians of {rounds} interleaved rounds; load: {}",
+        if warm_code {
+            " (--warm-code: the same load made once before, untimed)"
+        } else {
+            ""
+        },
         loadavg()
     );
     println!(
@@ -100,7 +108,7 @@ fn main() {
         for round in 0..rounds {
             for turn in 0..CACHES.len() {
                 let which = (turn + round) % CACHES.len();
-                runs[which].push(spawn(CACHES[which], dir.path(), case));
+                runs[which].push(spawn(CACHES[which], dir.path(), case, warm_code));
             }
         }
         let median = |which: usize, f: fn(&Run) -> f64| {
@@ -134,12 +142,14 @@ struct Run {
     faults: u64,
 }
 
-fn spawn(cache: &str, dir: &Path, case: &Case) -> Run {
+fn spawn(cache: &str, dir: &Path, case: &Case, warm_code: bool) -> Run {
     let spec = format!("{cache};{};{};{}", dir.display(), case.key, case.blake3);
-    let output = Command::new(std::env::current_exe().unwrap())
-        .env("FIRST_LOAD_WORKER", spec)
-        .output()
-        .unwrap();
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command.env("FIRST_LOAD_WORKER", spec);
+    if warm_code {
+        command.env("FIRST_LOAD_WARM_CODE", "1");
+    }
+    let output = command.output().unwrap();
     assert!(
         output.status.success(),
         "{cache} worker failed: {}",
@@ -170,7 +180,10 @@ fn worker(spec: &str) {
         .enable_all()
         .build()
         .unwrap();
-    evict_cpu_caches();
+    if std::env::var_os("FIRST_LOAD_WARM_CODE").is_some() {
+        drop(timed_load(cache, &dir, key, blake3, &engine, &runtime));
+    }
+    common::evict_cpu_caches();
 
     let (faults, cpu) = (minor_faults(), process_cpu());
     let started = Instant::now();
@@ -278,16 +291,6 @@ fn check(engine: &Engine, module: &Module) {
         answer, SEED as i32,
         "the loaded module is not the one saved"
     );
-}
-
-/// Overwrites a buffer larger than the last-level cache, so that nothing the previous worker
-/// read is still cached.
-fn evict_cpu_caches() {
-    let mut buffer = vec![1u8; EVICT_BYTES];
-    for (i, byte) in buffer.iter_mut().enumerate().step_by(64) {
-        *byte = byte.wrapping_add(i as u8);
-    }
-    std::hint::black_box(&buffer);
 }
 
 /// This process's minor page faults so far.
