@@ -8,7 +8,8 @@
 //!   the bytes already in the CPU caches and mapped);
 //! - *prefetch* (x86_64): 4 KiB at a time, each step asking for the lines of the page ahead
 //!   (hardware prefetchers stop at page edges);
-//! - *populate*: `MADV_POPULATE_READ` over the mapping first (one call maps every page);
+//! - *populate* (Linux): `MADV_POPULATE_READ` over the mapping first (one call maps every
+//!   page);
 //! - *split*: the second half offered to a parked tokio worker (no thread started), the first
 //!   half hashed here, then the second half by whoever claims it first; `combine`d.
 //!
@@ -44,6 +45,7 @@ fn main() {
     let modes: Vec<&str> = MODES
         .into_iter()
         .filter(|mode| *mode != "prefetch" || cfg!(target_arch = "x86_64"))
+        .filter(|mode| *mode != "populate" || cfg!(target_os = "linux"))
         .collect();
     println!(
         "CRC-32 of a mapped file in a fresh process, CPU caches evicted: medians of {rounds} \
@@ -153,6 +155,7 @@ fn prefetching(_: &[u8]) -> u32 {
 }
 
 /// Asks the kernel to map every page of `bytes` (a whole mapping) at once.
+#[cfg(target_os = "linux")]
 fn map_advise_populate(bytes: &[u8]) -> std::io::Result<()> {
     // SAFETY: `bytes` is a whole, page-aligned, read-only shared file mapping that stays
     // mapped for the whole process; MADV_POPULATE_READ only faults its pages in, as reading
@@ -169,6 +172,11 @@ fn map_advise_populate(bytes: &[u8]) -> std::io::Result<()> {
     } else {
         Err(std::io::Error::last_os_error())
     }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn map_advise_populate(_: &[u8]) -> std::io::Result<()> {
+    unreachable!("MADV_POPULATE_READ is Linux's")
 }
 
 /// One half of a split checksum: free, claimed, or hashed.
