@@ -572,7 +572,7 @@ fn demo_needs_nothing_and_cleans_up() {
             .find(|l| l.contains(&format!("than {}", peer.to_lowercase())))
             .unwrap_or_else(|| panic!("no verdict on {peer}:\n{}", run.stdout));
         assert!(
-            verdict.starts_with("first loads from the pack: "),
+            verdict.starts_with("first loads of all 4 modules, the pack opened once: "),
             "{verdict}"
         );
     }

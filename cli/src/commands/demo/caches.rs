@@ -17,6 +17,42 @@ pub enum DemoCache {
     Wasix(wasmer_wasix::runtime::module_cache::FileSystemCache),
 }
 
+/// What each cache looks a module up by. A runtime has its keys before it asks a cache, so
+/// they are computed before any load is timed: the pack and wasix's cache take wasmer's
+/// `ModuleHash` (SHA-256 of the WebAssembly), `wasmer-cache` a BLAKE3 hash of it.
+#[derive(Debug, Clone, Copy)]
+pub struct Keys {
+    pub module: ModuleHash,
+    pub blake3: wasmer_cache::Hash,
+}
+
+impl Keys {
+    /// The keys of the module `wasm`.
+    pub fn of(wasm: &[u8]) -> Keys {
+        Keys {
+            module: ModuleHash::new(wasm),
+            blake3: wasmer_cache::Hash::generate(wasm),
+        }
+    }
+
+    /// The keys as a worker's spec spells them: `MODULE:BLAKE3`, both in hex.
+    pub fn to_spec(self) -> String {
+        format!("{}:{}", self.module, self.blake3)
+    }
+
+    /// The keys `spec` spells (see [`to_spec`](Self::to_spec)).
+    pub fn from_spec(spec: &str) -> Result<Keys, String> {
+        let (module, blake3) = spec
+            .split_once(':')
+            .ok_or_else(|| format!("{spec:?} is not MODULE:BLAKE3"))?;
+        let module = module.parse::<wasmpak::Key>().map_err(|e| e.to_string())?;
+        Ok(Keys {
+            module: ModuleHash::from_bytes(*module.as_bytes()),
+            blake3: blake3.parse().map_err(|e| format!("{blake3:?}: {e}"))?,
+        })
+    }
+}
+
 /// The peers this build compares with: their column titles and directories under `root`.
 pub fn peers() -> Vec<(&'static str, &'static str)> {
     let mut peers = vec![("WASMER-CACHE", "wasmer-cache")];
@@ -51,48 +87,44 @@ impl DemoCache {
 
     pub async fn save(
         &mut self,
-        key: ModuleHash,
-        wasm: &[u8],
+        keys: &Keys,
         engine: &Engine,
         module: &Module,
     ) -> Result<(), String> {
         match self {
             DemoCache::Pack(cache) => cache
-                .save(key, engine, module)
+                .save(keys.module, engine, module)
                 .await
                 .map_err(|e| e.to_string()),
             DemoCache::WasmerCache(cache) => {
                 use wasmer_cache::Cache;
-                cache
-                    .store(wasmer_cache::Hash::generate(wasm), module)
-                    .map_err(|e| e.to_string())
+                cache.store(keys.blake3, module).map_err(|e| e.to_string())
             }
             #[cfg(feature = "wasix")]
             DemoCache::Wasix(cache) => {
                 use wasmer_wasix::runtime::module_cache::ModuleCache as _;
                 cache
-                    .save(key, engine, module)
+                    .save(keys.module, engine, module)
                     .await
                     .map_err(|e| e.to_string())
             }
         }
     }
 
-    pub async fn load(
-        &self,
-        key: ModuleHash,
-        wasm: &[u8],
-        engine: &Engine,
-    ) -> Result<Module, String> {
+    pub async fn load(&self, keys: &Keys, engine: &Engine) -> Result<Module, String> {
         match self {
-            DemoCache::Pack(cache) => cache.load(key, engine).await.map_err(|e| e.to_string()),
-            DemoCache::WasmerCache(cache) => {
-                load_from_wasmer_cache(cache, engine, wasmer_cache::Hash::generate(wasm))
-            }
+            DemoCache::Pack(cache) => cache
+                .load(keys.module, engine)
+                .await
+                .map_err(|e| e.to_string()),
+            DemoCache::WasmerCache(cache) => load_from_wasmer_cache(cache, engine, keys.blake3),
             #[cfg(feature = "wasix")]
             DemoCache::Wasix(cache) => {
                 use wasmer_wasix::runtime::module_cache::ModuleCache as _;
-                cache.load(key, engine).await.map_err(|e| e.to_string())
+                cache
+                    .load(keys.module, engine)
+                    .await
+                    .map_err(|e| e.to_string())
             }
         }
     }
@@ -111,4 +143,20 @@ fn load_from_wasmer_cache(
     // this engine: `Module::serialize` output of an engine of this configuration, which is
     // what `Cache::load` requires (it hands the file to `Module::deserialize_from_file`).
     unsafe { cache.load(engine, key) }.map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_travel_to_a_worker_unchanged() {
+        let keys = Keys::of(b"\0asm\x01\0\0\0");
+        let back = Keys::from_spec(&keys.to_spec()).unwrap();
+        assert_eq!(back.module, keys.module);
+        assert_eq!(back.blake3, keys.blake3);
+        for bad in ["", "nocolon", ":", "00:11", &format!("{}:zz", keys.module)] {
+            assert!(Keys::from_spec(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
 }

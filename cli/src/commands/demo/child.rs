@@ -1,23 +1,25 @@
 //! A process `wasmpak demo` starts to measure what a freshly started worker sees: it creates
-//! one cache, makes the first load of some of the demo's modules, runs each, says what
-//! happened, and stays alive (holding its modules) until its standard input closes, so that
-//! the parent can read its memory. The parent reads a crash from the exit status, so a
-//! damaged artifact that takes a process down is reported, not suffered.
+//! one cache, makes the first load of some of the demo's modules by their keys, runs each,
+//! says what happened, and stays alive (holding its modules) until its standard input closes,
+//! so that the parent can read its memory. The parent reads a crash from the exit status, so a
+//! damaged artifact that takes a process down is reported, not suffered. A worker generates a
+//! module's WebAssembly only to recompile one its cache refused: generating it (the text, then
+//! its parse) leaves tens of MiB of freed heap resident, which the memory figure would count.
 
 use std::io::{BufRead, Write};
 use std::path::Path;
 
 use wasmer::{Engine, Module};
-use wasmpak::{ModuleHash, PackCache};
+use wasmpak::PackCache;
 use wasmpak_samples::{SAMPLES, module_wat};
 
-use super::caches::DemoCache;
+use super::caches::{DemoCache, Keys};
 use super::run_answer;
 use crate::error::CliError;
 
-/// The environment variable that makes `wasmpak demo` this child: `CACHE;DIR;I,J,...`, the
-/// cache's directory name (`pack` or a peer's), the demo's root directory and the indices of
-/// the [`SAMPLES`] to load.
+/// The environment variable that makes `wasmpak demo` this child: `CACHE;DIR;I=KEYS,...`, the
+/// cache's directory name (`pack` or a peer's), the demo's root directory and, for each of the
+/// [`SAMPLES`] to load, its index and its keys ([`Keys::to_spec`]).
 pub const ROLE: &str = "WASMPAK_DEMO_CHILD";
 
 /// The seed of the `index`th sample: what its `answer` export returns.
@@ -39,14 +41,21 @@ pub fn wasm(index: usize) -> Result<Vec<u8>, String> {
 pub fn run(spec: &str) -> Result<(), CliError> {
     let failed = |e: &dyn std::fmt::Display| CliError::failed(format!("demo child: {e}"));
     let mut parts = spec.splitn(3, ';');
-    let (Some(cache), Some(root), Some(indices)) = (parts.next(), parts.next(), parts.next())
+    let (Some(cache), Some(root), Some(modules)) = (parts.next(), parts.next(), parts.next())
     else {
         return Err(failed(&format!("malformed {ROLE}")));
     };
-    let indices = indices
+    let modules = modules
         .split(',')
-        .map(|i| i.parse::<usize>().map_err(|e| failed(&e)))
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|module| {
+            let (index, keys) = module
+                .split_once('=')
+                .ok_or_else(|| format!("{module:?} is not INDEX=KEYS"))?;
+            let index = index.parse::<usize>().map_err(|e| e.to_string())?;
+            Ok((index, Keys::from_spec(keys)?))
+        })
+        .collect::<Result<Vec<_>, String>>()
+        .map_err(|e| failed(&e))?;
     let engine = Engine::default();
     // A server's runtime: the pack loads large artifacts in place on its worker.
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -62,9 +71,8 @@ pub fn run(spec: &str) -> Result<(), CliError> {
             "pack" => DemoCache::Pack(PackCache::new(root.join("pack"))),
             peer => DemoCache::peer(root, peer).map_err(|e| failed(&e))?,
         };
-        for index in indices {
-            let wasm = wasm(index).map_err(|e| failed(&e))?;
-            let line = match cache.load(ModuleHash::new(&wasm), &wasm, &engine).await {
+        for (index, keys) in modules {
+            let line = match cache.load(&keys, &engine).await {
                 Ok(module) => {
                     let line = match run_answer(&engine, &module) {
                         Ok(answer) => format!("loaded {answer}"),
@@ -74,6 +82,7 @@ pub fn run(spec: &str) -> Result<(), CliError> {
                     line
                 }
                 Err(refused) => {
+                    let wasm = wasm(index).map_err(|e| failed(&e))?;
                     let module = Module::new(&engine, &wasm).map_err(|e| failed(&e))?;
                     let answer = run_answer(&engine, &module).map_err(|e| failed(&e))?;
                     held.push(module);

@@ -7,6 +7,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+use super::caches::Keys;
 use super::child::ROLE;
 use crate::error::CliError;
 
@@ -21,8 +22,13 @@ struct Worker {
     ready: bool,
 }
 
-fn start(cache: &str, root: &Path, indices: &[usize]) -> Result<Worker, CliError> {
-    let list: Vec<String> = indices.iter().map(usize::to_string).collect();
+/// Starts a worker that loads `modules` (sample indices and their keys) from `cache`, and
+/// reads its lines up to `ready`.
+fn start(cache: &str, root: &Path, modules: &[(usize, Keys)]) -> Result<Worker, CliError> {
+    let list: Vec<String> = modules
+        .iter()
+        .map(|(index, keys)| format!("{index}={}", keys.to_spec()))
+        .collect();
     let exe = std::env::current_exe().map_err(|e| failed("finding this program", &e))?;
     let mut process = Command::new(exe)
         .arg("demo")
@@ -79,16 +85,17 @@ pub struct Pss {
     pub file: u64,
 }
 
-/// Total PSS of `workers` processes that each made the first load of the samples `indices`
-/// from `cache` and hold the modules, read while all of them are alive.
+/// Total PSS of `workers` processes that each made the first load of `modules` (sample
+/// indices and their keys) from `cache` and hold the modules, read while all of them are
+/// alive.
 pub fn total_pss(
     cache: &str,
     root: &Path,
-    indices: &[usize],
+    modules: &[(usize, Keys)],
     workers: usize,
 ) -> Result<Pss, CliError> {
     let started = (0..workers)
-        .map(|_| start(cache, root, indices))
+        .map(|_| start(cache, root, modules))
         .collect::<Result<Vec<_>, _>>()?;
     let mut sum = Pss::default();
     for worker in &started {
@@ -119,10 +126,15 @@ pub fn total_pss(
     }
 }
 
-/// What a fresh process did with the sample `index` from `cache`: its one line, or how it
-/// crashed.
-pub fn first_load_outcome(cache: &str, root: &Path, index: usize) -> Result<String, CliError> {
-    let worker = start(cache, root, &[index])?;
+/// What a fresh process did with the sample `index` (whose keys are `keys`) from `cache`: its
+/// one line, or how it crashed.
+pub fn first_load_outcome(
+    cache: &str,
+    root: &Path,
+    index: usize,
+    keys: Keys,
+) -> Result<String, CliError> {
+    let worker = start(cache, root, &[(index, keys)])?;
     let line = worker.lines.first().cloned();
     Ok(match (finish(worker)?, line) {
         (Some(ended), _) => ended,
