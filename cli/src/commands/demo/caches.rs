@@ -22,7 +22,9 @@ pub enum DemoCache {
 /// `ModuleHash` (SHA-256 of the WebAssembly), `wasmer-cache` a BLAKE3 hash of it.
 #[derive(Debug, Clone, Copy)]
 pub struct Keys {
+    /// The pack's and wasix's key.
     pub module: ModuleHash,
+    /// `wasmer-cache`'s key.
     pub blake3: wasmer_cache::Hash,
 }
 
