@@ -24,7 +24,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -79,16 +78,8 @@ fn main() {
 
 /// Runs one worker and returns the time it measured, after checking its CRC.
 fn spawn(mode: &str, path: &Path, expected: u32) -> Duration {
-    let output = Command::new(std::env::current_exe().unwrap())
-        .env("CHECKSUM_WORKER", format!("{mode};{}", path.display()))
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{mode} worker failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let text = String::from_utf8(output.stdout).unwrap();
+    let spec = format!("{mode};{}", path.display());
+    let text = common::run_worker(&[("CHECKSUM_WORKER", &spec)], mode);
     let (nanos, crc) = text.trim().split_once(' ').unwrap();
     assert_eq!(
         crc.parse::<u32>().unwrap(),

@@ -37,7 +37,6 @@ mod common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use wasmer::{Engine, Module};
@@ -144,18 +143,11 @@ struct Run {
 
 fn spawn(cache: &str, dir: &Path, case: &Case, warm_code: bool) -> Run {
     let spec = format!("{cache};{};{};{}", dir.display(), case.key, case.blake3);
-    let mut command = Command::new(std::env::current_exe().unwrap());
-    command.env("FIRST_LOAD_WORKER", spec);
+    let mut env = vec![("FIRST_LOAD_WORKER", spec.as_str())];
     if warm_code {
-        command.env("FIRST_LOAD_WARM_CODE", "1");
+        env.push(("FIRST_LOAD_WARM_CODE", "1"));
     }
-    let output = command.output().unwrap();
-    assert!(
-        output.status.success(),
-        "{cache} worker failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let text = String::from_utf8(output.stdout).unwrap();
+    let text = common::run_worker(&env, cache);
     let numbers: Vec<u64> = text
         .split_whitespace()
         .map(|n| n.parse().unwrap())

@@ -1,5 +1,7 @@
-//! What the benches that time fresh processes share: their `--rounds` argument and emptying
-//! the CPU caches before the timed part.
+//! What the benches that time fresh processes share: their `--rounds` argument, running this
+//! bench again as a worker process, and emptying the CPU caches before the timed part.
+
+use std::process::Command;
 
 /// Bytes overwritten before a timed part, more than any x86 or ARM server's last-level cache
 /// per core complex.
@@ -13,6 +15,21 @@ pub fn rounds(default: usize) -> usize {
         .and_then(|i| args.get(i + 1))
         .and_then(|r| r.parse().ok())
         .unwrap_or(default)
+}
+
+/// Runs this bench's own executable as a worker, with `env` set, and returns what it printed;
+/// a worker that fails fails the bench, with its standard error.
+pub fn run_worker(env: &[(&str, &str)], what: &str) -> String {
+    let output = Command::new(std::env::current_exe().unwrap())
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{what} worker failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
 }
 
 /// Overwrites a buffer larger than the last-level cache, so that nothing read before (by this

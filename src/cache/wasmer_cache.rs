@@ -84,6 +84,7 @@ use crate::engine::EngineIdentity;
 ///
 /// // A new process: the module comes from the pack.
 /// let cache = WasmerCache::new(PackCache::new(dir.path()), &engine);
+/// // SAFETY (wasmer-cache's contract): only this program writes the directory.
 /// let module = unsafe { cache.load(&engine, key) }?;
 /// assert!(module.exports().any(|export| export.name() == "one"));
 /// assert_eq!(cache.cache().stats().hits, 1);
@@ -359,6 +360,7 @@ mod tests {
         assert!(refused.to_string().contains("one WasmerCache per engine"));
         // Another engine of the same identity is this cache's engine.
         let twin = Engine::default();
+        // SAFETY: the cache is empty; nothing can come out of it.
         let miss = unsafe { cache.load(&twin, Hash::generate(b"x")) }.unwrap_err();
         assert_eq!(io_kind(&miss), Some(io::ErrorKind::NotFound));
     }
