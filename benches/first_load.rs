@@ -18,6 +18,14 @@
 //! keeps per process), but fetches its code and data from memory again: what is left of the
 //! gap between the caches is the cost of the code each one runs, not of faulting it in.
 //!
+//! Two floors run beside the caches, on `wasmer-cache`'s own file, with no cache code at
+//! all: `mapped` opens and maps the file and hands its bytes to
+//! `Module::deserialize_unchecked` (what the pack does after its checks), and `mapped+crc`
+//! does the same after a CRC-32 of every byte, compared with the one computed when the file
+//! was saved. `mapped+crc` is the least any cache can take whose first load checks every byte
+//! of the artifact as the pack does; its ratio to `wasmer-cache` bounds what a leaner pack
+//! could reach.
+//!
 //! `FIRST_LOAD_CPU_LEVEL=x86-64-v3` compiles for that level instead of this host's features
 //! (valgrind, for one, offers no AVX-512).
 //!
@@ -45,7 +53,8 @@ use wasmpak::{ModuleCache, ModuleHash, PackCache};
 
 /// (name, functions, ops of the generated module): about 7 KiB, 4 MB and 22 MB of artifact.
 const SHAPES: [(&str, u32, u32); 3] = [("7 KiB", 1, 4), ("4 MB", 550, 500), ("22 MB", 1850, 1000)];
-const CACHES: [&str; 2] = ["pack", "wasmer-cache"];
+/// The caches and the two floors (see above), in the table's order.
+const CACHES: [&str; 4] = ["pack", "wasmer-cache", "mapped", "mapped+crc"];
 /// What every module's `answer` export returns.
 const SEED: u32 = 7;
 
@@ -53,6 +62,8 @@ const SEED: u32 = 7;
 struct Case {
     key: ModuleHash,
     blake3: wasmer_cache::Hash,
+    /// CRC-32 of `wasmer-cache`'s file for this module, for the `mapped+crc` floor.
+    crc: u32,
     artifact_len: usize,
 }
 
@@ -71,12 +82,7 @@ fn main() {
         // spec per line, `FIRST_LOAD_WORKER=SPEC` runs it.
         for case in &cases {
             for cache in CACHES {
-                println!(
-                    "{cache};{};{};{}",
-                    dir.path().display(),
-                    case.key,
-                    case.blake3
-                );
+                println!("{}", spec(cache, dir.path(), case));
             }
         }
         let _ = dir.keep();
@@ -92,7 +98,7 @@ fn main() {
         loadavg()
     );
     println!(
-        "{:>9} | {:>9} {:>13} {:>6} | {:>9} {:>9} {:>6} | {:>13}",
+        "{:>9} | {:>9} {:>13} {:>6} | {:>9} {:>9} {:>6} | {:>13} | {:>9} {:>10} {:>6}",
         "artifact",
         "pack",
         "wasmer-cache",
@@ -100,7 +106,10 @@ fn main() {
         "pack CPU",
         "w-c CPU",
         "ratio",
-        "faults (p/w-c)"
+        "faults (p/w-c)",
+        "mapped",
+        "mapped+crc",
+        "ratio"
     );
     for case in &cases {
         let mut runs: Vec<Vec<Run>> = vec![Vec::new(); CACHES.len()];
@@ -119,7 +128,7 @@ fn main() {
         let cpu = |r: &Run| r.cpu.as_secs_f64();
         let faults = |r: &Run| r.faults as f64;
         println!(
-            "{:>9} | {:>9} {:>13} {:>6.2} | {:>9} {:>9} {:>6.2} | {:>13}",
+            "{:>9} | {:>9} {:>13} {:>6.2} | {:>9} {:>9} {:>6.2} | {:>13} | {:>9} {:>10} {:>6.2}",
             size(case.artifact_len),
             show(median(0, wall)),
             show(median(1, wall)),
@@ -128,6 +137,9 @@ fn main() {
             show(median(1, cpu)),
             median(0, cpu) / median(1, cpu),
             format!("{:.0} / {:.0}", median(0, faults), median(1, faults)),
+            show(median(2, wall)),
+            show(median(3, wall)),
+            median(3, wall) / median(1, wall),
         );
     }
     println!("load at the end: {}", loadavg());
@@ -141,8 +153,14 @@ struct Run {
     faults: u64,
 }
 
+/// What a worker is told: which cache, where, and the module's keys and CRC.
+fn spec(cache: &str, dir: &Path, case: &Case) -> String {
+    let (key, blake3, crc) = (case.key, case.blake3, case.crc);
+    format!("{cache};{};{key};{blake3};{crc}", dir.display())
+}
+
 fn spawn(cache: &str, dir: &Path, case: &Case, warm_code: bool) -> Run {
-    let spec = format!("{cache};{};{};{}", dir.display(), case.key, case.blake3);
+    let spec = spec(cache, dir, case);
     let mut env = vec![("FIRST_LOAD_WORKER", spec.as_str())];
     if warm_code {
         env.push(("FIRST_LOAD_WARM_CODE", "1"));
@@ -166,6 +184,7 @@ fn worker(spec: &str) {
     let key: wasmpak::Key = lines.next().unwrap().parse().unwrap();
     let key = ModuleHash::from_bytes(*key.as_bytes());
     let blake3: wasmer_cache::Hash = lines.next().unwrap().parse().unwrap();
+    let crc: u32 = lines.next().unwrap().parse().unwrap();
     let engine = engine();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -173,13 +192,13 @@ fn worker(spec: &str) {
         .build()
         .unwrap();
     if std::env::var_os("FIRST_LOAD_WARM_CODE").is_some() {
-        drop(timed_load(cache, &dir, key, blake3, &engine, &runtime));
+        drop(timed_load(cache, &dir, key, blake3, crc, &engine, &runtime));
     }
     common::evict_cpu_caches();
 
     let (faults, cpu) = (minor_faults(), process_cpu());
     let started = Instant::now();
-    let (module, keep) = timed_load(cache, &dir, key, blake3, &engine, &runtime);
+    let (module, keep) = timed_load(cache, &dir, key, blake3, crc, &engine, &runtime);
     let wall = started.elapsed();
     let (cpu, faults) = (process_cpu() - cpu, minor_faults() - faults);
     check(&engine, &module);
@@ -198,6 +217,7 @@ fn timed_load(
     dir: &Path,
     key: ModuleHash,
     blake3: wasmer_cache::Hash,
+    crc: u32,
     engine: &Engine,
     runtime: &tokio::runtime::Runtime,
 ) -> (Module, Option<PackCache>) {
@@ -212,6 +232,27 @@ fn timed_load(
             // SAFETY: the directory holds only what `populate` stored: `Module::serialize`
             // output of an engine with this configuration.
             (unsafe { cache.load(engine, blake3) }.unwrap(), None)
+        }
+        floor @ ("mapped" | "mapped+crc") => {
+            // wasmer-cache's file name: the key's hex (`FileSystemCache` adds no extension).
+            let path = dir.join("wasmer-cache").join(blake3.to_string());
+            let file = std::fs::File::open(path).unwrap();
+            // SAFETY: the benchmark's own file, which nothing writes while a worker runs.
+            let map = unsafe { memmap2::Mmap::map(&file) }.unwrap();
+            if floor == "mapped+crc" {
+                assert_eq!(
+                    crc32fast::hash(&map),
+                    crc,
+                    "the file changed since it was saved"
+                );
+            }
+            let bytes = bytes::Bytes::from_owner(map);
+            // SAFETY: the file holds `Module::serialize` output of an engine with this
+            // configuration, stored by `populate` (and, for `mapped+crc`, checked just now).
+            (
+                unsafe { Module::deserialize_unchecked(engine, bytes) }.unwrap(),
+                None,
+            )
         }
         other => panic!("unknown cache {other}"),
     }
@@ -247,9 +288,11 @@ fn populate(dir: &Path) -> Vec<Case> {
             runtime.block_on(pack.save(key, &engine, &module)).unwrap();
             let blake3 = wasmer_cache::Hash::generate(&wasm);
             files.store(blake3, &module).unwrap();
+            let stored = std::fs::read(dir.join("wasmer-cache").join(blake3.to_string())).unwrap();
             Case {
                 key,
                 blake3,
+                crc: crc32fast::hash(&stored),
                 artifact_len: std::fs::metadata(&artifact).unwrap().len() as usize,
             }
         })
