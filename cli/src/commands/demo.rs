@@ -68,7 +68,7 @@ struct Row {
     name: &'static str,
     seed: u32,
     keys: Keys,
-    wasm: Vec<u8>,
+    wasm_len: usize,
     artifact_len: usize,
     compile: Duration,
     pack_first: Duration,
@@ -144,7 +144,7 @@ pub fn run(ctx: &Context, _args: Args) -> Result<(), CliError> {
                 name: sample.name,
                 seed,
                 keys,
-                wasm,
+                wasm_len: wasm.len(),
                 artifact_len,
                 compile,
                 pack_first: Duration::ZERO,
@@ -218,7 +218,7 @@ pub fn run(ctx: &Context, _args: Args) -> Result<(), CliError> {
                 .iter()
                 .map(|row| ModuleJson {
                     name: row.name,
-                    wasm_bytes: row.wasm.len() as u64,
+                    wasm_bytes: row.wasm_len as u64,
                     artifact_bytes: row.artifact_len as u64,
                     compile_nanos: nanos(row.compile),
                     pack_first_load_nanos: nanos(row.pack_first),
@@ -248,7 +248,7 @@ pub fn run(ctx: &Context, _args: Args) -> Result<(), CliError> {
     for row in &rows {
         let mut cells = vec![
             row.name.to_string(),
-            output::bytes(row.wasm.len() as u64),
+            output::bytes(row.wasm_len as u64),
             output::bytes(row.artifact_len as u64),
             output::duration(row.compile),
             output::duration(row.pack_first),
@@ -262,7 +262,7 @@ pub fn run(ctx: &Context, _args: Args) -> Result<(), CliError> {
     let peer_totals: Vec<Duration> = (0..peers.len()).map(|p| total(&|r| r.peers[p])).collect();
     let mut cells = vec![
         "total".to_string(),
-        output::bytes(rows.iter().map(|r| r.wasm.len() as u64).sum()),
+        output::bytes(rows.iter().map(|r| r.wasm_len as u64).sum()),
         output::bytes(rows.iter().map(|r| r.artifact_len as u64).sum()),
         output::duration(compile),
         output::duration(pack),
